@@ -1,0 +1,3 @@
+module github.com/duplexws/duplex
+
+go 1.26

@@ -1,0 +1,233 @@
+package websocket
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+	"time"
+)
+
+// AcceptOptions configures Accept. A nil *AcceptOptions means the zero
+// value, whose every field's default is stated on it.
+type AcceptOptions struct {
+	// Subprotocols lists the subprotocols the server speaks, most preferred
+	// first; the first of them the client offers is chosen. Default: none,
+	// so the client's offers are declined.
+	Subprotocols []string
+
+	// OriginPatterns lists the hosts, besides the request's own, whose
+	// pages may connect. Each is a path.Match pattern for the host (and
+	// port, when it has one) of the Origin header, such as "example.com"
+	// or "*.example.com:8443". Default: only pages of the request's own
+	// host. A request without an Origin header does not come from a
+	// browser and is always accepted.
+	OriginPatterns []string
+
+	// InsecureSkipVerifyOrigin accepts every Origin. It is dangerous: any
+	// web page a user visits could then connect with the user's cookies
+	// and credentials (cross-site WebSocket hijacking). Prefer
+	// OriginPatterns. Default: false.
+	InsecureSkipVerifyOrigin bool
+
+	// ReadBufferSize is the size of the connection's read buffer.
+	// Default: 4096 bytes; at least 256.
+	ReadBufferSize int
+
+	// WriteBufferSize is the size of the buffer a frame is written
+	// through, taken from a pool for each write so that idle connections
+	// hold none; a Writer sends frames of up to this size. Default: 4096
+	// bytes; at least 256.
+	WriteBufferSize int
+
+	// PingInterval, when positive, makes the connection ping the peer at
+	// this interval and fail with StatusPolicyViolation when a pong does
+	// not come within PongTimeout. Pongs are read by whoever reads the
+	// connection. Default: 0, no keepalive.
+	PingInterval time.Duration
+
+	// PongTimeout is how long keepalive waits for a pong. Default:
+	// PingInterval.
+	PongTimeout time.Duration
+
+	// CloseTimeout bounds the closing handshake: waiting for the peer's
+	// close frame and for the peer to close TCP. Default: 5 seconds.
+	CloseTimeout time.Duration
+}
+
+// Accept completes the WebSocket handshake (RFC 6455 section 4.2) of a
+// request to a net/http handler and takes over the connection. Headers the
+// handler set on w, such as cookies, go out with the response.
+//
+// A request that is not a valid WebSocket handshake, or whose origin is not
+// allowed, is answered with 400, 403 or 426 and a short plain-text reason,
+// and Accept returns an error saying why. The Conn does not outlive the
+// server's Shutdown by itself: net/http does not track hijacked
+// connections, so the application closes them.
+func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn, error) {
+	if opts == nil {
+		opts = &AcceptOptions{}
+	}
+	if status, reason := checkClientHandshake(r); status != 0 {
+		if status == http.StatusUpgradeRequired {
+			w.Header().Set("Upgrade", "websocket")
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		http.Error(w, reason, status)
+		return nil, errors.New("websocket: " + reason)
+	}
+	if err := checkOrigin(r, opts); err != nil {
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return nil, err
+	}
+	subprotocol := selectSubprotocol(r.Header, opts.Subprotocols)
+
+	netConn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "websocket: the server cannot take over this connection", http.StatusInternalServerError)
+		return nil, errors.New("websocket: hijacking the connection: " + err.Error())
+	}
+	cfg := newConnConfig(opts.ReadBufferSize, opts.WriteBufferSize, opts.PingInterval, opts.PongTimeout, opts.CloseTimeout)
+
+	resp := appendResponse(nil, r.Header.Get("Sec-WebSocket-Key"), subprotocol, w.Header())
+	netConn.SetWriteDeadline(time.Now().Add(cfg.closeTimeout))
+	if _, err := netConn.Write(resp); err != nil {
+		netConn.Close()
+		return nil, errors.New("websocket: writing the handshake response: " + err.Error())
+	}
+	netConn.SetWriteDeadline(time.Time{})
+	return newConn(netConn, readerAfterHijack(netConn, brw.Reader, cfg.readBufferSize), false, subprotocol, cfg), nil
+}
+
+// checkClientHandshake checks a request against section 4.2.1. It returns
+// 0 when the request is a valid opening handshake, or the status to answer
+// with and why.
+func checkClientHandshake(r *http.Request) (status int, reason string) {
+	switch {
+	case r.Method != http.MethodGet:
+		return http.StatusBadRequest, "handshake must use GET, not " + r.Method
+	case !r.ProtoAtLeast(1, 1):
+		return http.StatusBadRequest, "handshake needs HTTP/1.1 or later"
+	case r.ProtoMajor != 1:
+		return http.StatusBadRequest, "WebSocket over HTTP/2 (RFC 8441) is not supported"
+	case !headerHasToken(r.Header, "Connection", "upgrade"):
+		return http.StatusUpgradeRequired, `missing "Connection: Upgrade"`
+	case !headerHasToken(r.Header, "Upgrade", "websocket"):
+		return http.StatusUpgradeRequired, `missing "Upgrade: websocket"`
+	}
+	if v := r.Header.Values("Sec-WebSocket-Version"); len(v) != 1 || v[0] != "13" {
+		return http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version: only 13 is supported"
+	}
+	if k := r.Header.Values("Sec-WebSocket-Key"); len(k) != 1 || !validKey(k[0]) {
+		return http.StatusBadRequest, "Sec-WebSocket-Key must be one base64-encoded 16-byte value"
+	}
+	return 0, ""
+}
+
+// checkOrigin enforces the origin policy against cross-site WebSocket
+// hijacking (section 10.2).
+func checkOrigin(r *http.Request, opts *AcceptOptions) error {
+	origin := r.Header.Get("Origin")
+	if origin == "" || opts.InsecureSkipVerifyOrigin {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return errors.New("websocket: malformed Origin header " + quote(origin))
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return nil
+	}
+	host := strings.ToLower(u.Host)
+	for _, pattern := range opts.OriginPatterns {
+		ok, err := path.Match(strings.ToLower(pattern), host)
+		if err != nil {
+			return errors.New("websocket: malformed origin pattern " + quote(pattern))
+		}
+		if ok {
+			return nil
+		}
+	}
+	return errors.New("websocket: origin " + quote(origin) + " is not allowed")
+}
+
+func quote(s string) string {
+	if len(s) > 100 {
+		s = s[:100] + "…"
+	}
+	return `"` + s + `"`
+}
+
+// selectSubprotocol returns the first of the server's subprotocols that the
+// client offered, or "".
+func selectSubprotocol(h http.Header, supported []string) string {
+	offered := headerTokens(h, "Sec-WebSocket-Protocol")
+	for _, p := range supported {
+		if slices.Contains(offered, p) {
+			return p
+		}
+	}
+	return ""
+}
+
+// appendResponse appends the 101 response (section 4.2.2) with the
+// handler's own headers.
+func appendResponse(b []byte, key, subprotocol string, extra http.Header) []byte {
+	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	b = append(b, acceptKey(key)...)
+	b = append(b, "\r\n"...)
+	if subprotocol != "" {
+		b = append(b, "Sec-WebSocket-Protocol: "...)
+		b = append(b, subprotocol...)
+		b = append(b, "\r\n"...)
+	}
+	for name, values := range extra {
+		switch http.CanonicalHeaderKey(name) {
+		case "Upgrade", "Connection", "Sec-Websocket-Accept", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions", "Content-Length", "Transfer-Encoding":
+			continue
+		}
+		for _, v := range values {
+			b = append(b, name...)
+			b = append(b, ": "...)
+			b = append(b, strings.NewReplacer("\r", " ", "\n", " ").Replace(v)...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return append(b, "\r\n"...)
+}
+
+// readerAfterHijack returns the connection's read buffer, keeping any bytes
+// the HTTP server read past the request: a client may send its first frames
+// right behind the handshake.
+func readerAfterHijack(netConn net.Conn, hijacked *bufio.Reader, size int) *bufio.Reader {
+	n := hijacked.Buffered()
+	if n == 0 {
+		if hijacked.Size() == size {
+			hijacked.Reset(netConn)
+			return hijacked
+		}
+		return bufio.NewReaderSize(netConn, size)
+	}
+	early, _ := hijacked.Peek(n)
+	return bufio.NewReaderSize(&prefixReader{prefix: append([]byte(nil), early...), r: netConn}, size)
+}
+
+// prefixReader reads prefix, then r.
+type prefixReader struct {
+	prefix []byte
+	r      io.Reader
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.r.Read(b)
+}

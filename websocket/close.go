@@ -1,0 +1,213 @@
+package websocket
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/duplexws/duplex/internal/frame"
+)
+
+// Close performs the closing handshake (RFC 6455 section 7): it sends a
+// close frame with code and reason, waits for the peer's close frame, and
+// closes the network connection, on a server at once and on a client once
+// the server has closed its side. The handshake is bounded by the close
+// timeout of the options (5 s by default); when it runs out the connection
+// is closed anyway. Close waits for the goroutines of the Conn to end.
+//
+// code must be one that may be sent (1000–1003, 1007–1011 or 3000–4999) and
+// reason valid UTF-8 of at most 123 bytes; otherwise Close returns an error
+// and does nothing. Close returns nil when the peer answered.
+func (c *Conn) Close(code StatusCode, reason string) error {
+	if err := checkClose(code, reason); err != nil {
+		return err
+	}
+	err := c.closeHandshake(code, reason)
+	c.wg.Wait()
+	return err
+}
+
+// CloseNow closes the network connection without a closing handshake and
+// waits for the goroutines of the Conn to end. Calls blocked on the Conn
+// return. CloseNow on a closed Conn returns an error wrapping net.ErrClosed.
+func (c *Conn) CloseNow() error {
+	c.closeMu.Lock()
+	already := c.isClosed()
+	c.closeMu.Unlock()
+	c.closeNetConn(errConnClosed)
+	c.wg.Wait()
+	if already {
+		return errConnClosed
+	}
+	return nil
+}
+
+// CloseRead starts reading in the background for a Conn the application
+// only writes to, so that pings are answered and the peer's close is seen.
+// A data message from the peer closes the connection with
+// StatusPolicyViolation. The returned context is done once reading ends,
+// which is when the connection ends (or ctx does). After CloseRead, Read and
+// Reader return an error.
+func (c *Conn) CloseRead(ctx context.Context) context.Context {
+	ctx, cancel := context.WithCancel(ctx)
+	started := false
+	c.closeReadCtl.Do(func() {
+		c.readClosed.Store(true)
+		started = c.goBackground(func() {
+			defer cancel()
+			c.closeReadLoop(ctx)
+		})
+	})
+	if !started {
+		cancel()
+	}
+	return ctx
+}
+
+func (c *Conn) closeReadLoop(ctx context.Context) {
+	if c.readMu.lock(ctx) != nil {
+		return
+	}
+	defer c.readMu.unlock()
+	if c.readErr != nil {
+		return
+	}
+	if _, err := c.startReader(ctx); err != nil {
+		return
+	}
+	if c.writeClose(StatusPolicyViolation, "unexpected data message") == nil {
+		c.readUntilClosed()
+	}
+	c.closeNetConn(errConnClosed)
+}
+
+var errCloseReason = errors.New("websocket: close reason must be valid UTF-8 of at most 123 bytes")
+
+func checkClose(code StatusCode, reason string) error {
+	if code < 0 || code > 0xffff || !frame.ValidCloseCode(uint16(code)) {
+		return errors.New("websocket: close code " + strconv.Itoa(int(code)) + " may not be sent")
+	}
+	if len(reason) > frame.MaxCloseReason || !utf8.ValidString(reason) {
+		return errCloseReason
+	}
+	return nil
+}
+
+// closeHandshake sends the close frame and waits for the end of the
+// connection, reading for the peer's close frame itself when no one else is
+// reading.
+func (c *Conn) closeHandshake(code StatusCode, reason string) error {
+	if err := c.writeClose(code, reason); err != nil {
+		if err == errCloseSent {
+			// Someone else is closing: wait for them.
+			c.waitClosed()
+		}
+		c.closeNetConn(errConnClosed)
+		return c.endErr(err)
+	}
+	if c.readMu.tryLock() {
+		c.readUntilClosed()
+		c.readMu.unlock()
+	} else {
+		c.waitClosed()
+	}
+	c.closeNetConn(errConnClosed)
+	select {
+	case <-c.peerClosed:
+		return nil
+	default:
+		return errors.New("websocket: peer did not answer the close frame within " + c.cfg.closeTimeout.String())
+	}
+}
+
+func (c *Conn) waitClosed() {
+	t := time.NewTimer(c.cfg.closeTimeout)
+	defer t.Stop()
+	select {
+	case <-c.closed:
+	case <-t.C:
+	}
+}
+
+// readUntilClosed reads and drops data until the peer's close frame or the
+// close timeout. The caller holds readMu.
+func (c *Conn) readUntilClosed() {
+	if c.readErr != nil {
+		return
+	}
+	c.netConn.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
+	ctx := context.Background()
+	for {
+		var err error
+		if c.msgActive {
+			err = c.discardMessage()
+		} else {
+			err = c.nextFrame()
+		}
+		if err != nil {
+			c.readError(ctx, err)
+			return
+		}
+	}
+}
+
+// handleClose answers the peer's close frame with the same code, unless this
+// side closed first, and ends the connection: the server closes TCP at once,
+// the client waits, bounded, for the server to do so (section 7.1.1).
+func (c *Conn) handleClose(payload []byte) error {
+	code, reason, ferr := frame.ParseClosePayload(payload)
+	if ferr != nil {
+		return c.failFrame(ferr)
+	}
+	ce := &CloseError{Code: StatusCode(code), Reason: string(reason)}
+	c.peerClose = ce
+	close(c.peerClosed)
+	c.recordEnd(ce)
+	if !c.closeSent.Load() {
+		var p [2]byte
+		c.writeControlFromReader(frame.OpClose, frame.AppendClosePayload(p[:0], code, ""))
+	}
+	if c.client {
+		c.netConn.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
+		c.br.Discard(c.br.Buffered())
+		io.Copy(io.Discard, c.netConn)
+	}
+	c.closeNetConn(ce)
+	return ce
+}
+
+// fail fails the connection (section 7.1.7): it sends a close frame with the
+// code of pe and closes, after letting the peer read the frame.
+func (c *Conn) fail(pe *ProtocolError) error {
+	c.recordEnd(pe)
+	if c.writeClose(pe.Code, pe.Reason) == nil {
+		c.linger()
+	}
+	c.closeNetConn(pe)
+	return pe
+}
+
+// linger lets the peer read the close frame just sent before the connection
+// goes: closing a TCP connection with unread data in it makes the kernel
+// send a reset, which can destroy the close frame on its way. The server
+// half-closes first, as it is the side that closes TCP; both then drop what
+// arrives until the peer closes or the close timeout passes.
+func (c *Conn) linger() {
+	if cw, ok := c.netConn.(interface{ CloseWrite() error }); ok && !c.client {
+		cw.CloseWrite()
+	}
+	c.netConn.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
+	io.Copy(io.Discard, c.netConn)
+}
+
+// recordEnd records why the connection is ending, unless a reason is known.
+func (c *Conn) recordEnd(why error) {
+	c.closeMu.Lock()
+	if c.closeErr == nil {
+		c.closeErr = why
+	}
+	c.closeMu.Unlock()
+}

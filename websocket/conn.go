@@ -1,0 +1,350 @@
+package websocket
+
+import (
+	"bufio"
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/duplexws/duplex/internal/frame"
+)
+
+// DefaultReadLimit is the largest message a Conn accepts until SetReadLimit
+// says otherwise.
+const DefaultReadLimit = 32 << 10
+
+// Defaults of the options shared by Accept and Dial.
+const (
+	defaultBufferSize   = 4096
+	minBufferSize       = 256 // a control frame and its header always fit
+	defaultCloseTimeout = 5 * time.Second
+)
+
+// connConfig is what AcceptOptions and DialOptions have in common, with the
+// defaults filled in.
+type connConfig struct {
+	readBufferSize  int
+	writeBufferSize int
+	pingInterval    time.Duration
+	pongTimeout     time.Duration
+	closeTimeout    time.Duration
+}
+
+func newConnConfig(readSize, writeSize int, pingInterval, pongTimeout, closeTimeout time.Duration) connConfig {
+	cfg := connConfig{
+		readBufferSize:  max(readSize, minBufferSize),
+		writeBufferSize: max(writeSize, minBufferSize),
+		pingInterval:    pingInterval,
+		pongTimeout:     pongTimeout,
+		closeTimeout:    closeTimeout,
+	}
+	if readSize <= 0 {
+		cfg.readBufferSize = defaultBufferSize
+	}
+	if writeSize <= 0 {
+		cfg.writeBufferSize = defaultBufferSize
+	}
+	if cfg.pongTimeout <= 0 {
+		cfg.pongTimeout = cfg.pingInterval
+	}
+	if cfg.closeTimeout <= 0 {
+		cfg.closeTimeout = defaultCloseTimeout
+	}
+	return cfg
+}
+
+// Conn is a WebSocket connection, made by Accept on the server or Dial on
+// the client.
+//
+// Every method is safe for concurrent use. One goroutine at a time reads:
+// Read, Reader and the reader Reader returns take turns. Each message is
+// written whole with respect to other writes, whether by Write or by a
+// Writer held until its Close; control frames (pings, pongs, the close
+// frame) may go out between the frames of a message being written. Misuse,
+// such as writing after Close, returns an error; no method panics.
+//
+// Control frames are read by whoever reads: pongs answer Ping, and the
+// peer's close frame ends the connection, only while some goroutine is in
+// Read or Reader, or after CloseRead. Always end a Conn with Close or
+// CloseNow: they release its resources and wait for its goroutines.
+type Conn struct {
+	netConn     net.Conn
+	client      bool
+	subprotocol string
+	cfg         connConfig
+	writePool   *bufferPool
+
+	// Reading. The fields below readMu belong to whoever holds it.
+	readMu      ctxMutex
+	readLimit   atomic.Int64
+	readClosed  atomic.Bool // CloseRead has taken over reading
+	br          *bufio.Reader
+	stream      frame.Stream
+	frameLeft   int64 // payload bytes of the current data frame still unread
+	frameFin    bool  // the current data frame ends its message
+	frameMasked bool
+	frameKey    [4]byte
+	framePos    int   // masking offset within the current frame
+	skipLeft    int64 // payload bytes of a data frame being discarded
+	msgActive   bool  // a data message has begun and not been read to its end
+	msgByRead   bool  // Read began it: partial holds what arrived so far
+	msgType     MessageType
+	msgSize     int64 // payload bytes the current message's frames announced so far
+	utf8        frame.UTF8
+	partial     []byte
+	reader      messageReader
+	ctrl        [frame.MaxControlPayload]byte
+	readErr     error // set once reading has ended for good
+
+	// Writing.
+	msgMu     ctxMutex // held for the whole of a data message
+	frameMu   ctxMutex // held while one frame is written
+	writer    messageWriter
+	closeSent atomic.Bool   // set under frameMu
+	maskRand  *rand.ChaCha8 // client only; under frameMu
+	iov       [2][]byte     // header and payload for writev; under frameMu
+	bufs      net.Buffers   // iov as net.Buffers; under frameMu
+
+	// Ending.
+	closeMu      sync.Mutex
+	closed       chan struct{} // closed once the network connection is closed
+	closeErr     error         // why the connection ended; under closeMu
+	peerClosed   chan struct{} // closed when the peer's close frame arrives
+	peerClose    *CloseError   // set before peerClosed is closed
+	closeReadCtl sync.Once
+	wg           sync.WaitGroup // the goroutines this Conn started
+
+	// Pings waiting for their pong.
+	pingMu  sync.Mutex
+	pings   map[uint64]chan struct{}
+	pingSeq uint64
+
+	// The goroutine that turns ended contexts into deadlines.
+	watchOnce  sync.Once
+	watchRead  chan context.Context
+	watchWrite chan context.Context
+}
+
+// newConn wraps an established connection whose handshake is done. br holds
+// whatever the handshake read past its end.
+func newConn(netConn net.Conn, br *bufio.Reader, client bool, subprotocol string, cfg connConfig) *Conn {
+	c := &Conn{
+		netConn:     netConn,
+		client:      client,
+		subprotocol: subprotocol,
+		cfg:         cfg,
+		writePool:   poolFor(cfg.writeBufferSize + frame.MaxHeaderSize),
+		br:          br,
+		readMu:      newCtxMutex(),
+		msgMu:       newCtxMutex(),
+		frameMu:     newCtxMutex(),
+		closed:      make(chan struct{}),
+		peerClosed:  make(chan struct{}),
+	}
+	c.readLimit.Store(DefaultReadLimit)
+	c.reader.c = c
+	c.writer.c = c
+	if client {
+		var seed [32]byte
+		crand.Read(seed[:]) // never fails (crypto/rand, Go 1.24+)
+		c.maskRand = rand.NewChaCha8(seed)
+	}
+	if cfg.pingInterval > 0 {
+		c.goBackground(c.keepAlive)
+	}
+	return c
+}
+
+// Subprotocol returns the subprotocol the handshake agreed on, or "".
+func (c *Conn) Subprotocol() string { return c.subprotocol }
+
+// SetReadLimit sets the largest message, in bytes, that Read and Reader
+// accept; DefaultReadLimit (32 KiB) applies until it is called. A message
+// whose frames announce more fails the connection with StatusMessageTooBig
+// as soon as the header of the frame that crosses the limit arrives, before
+// its payload is read. A negative limit removes it.
+func (c *Conn) SetReadLimit(n int64) { c.readLimit.Store(n) }
+
+// goBackground starts f as a goroutine owned by c, unless c is closed.
+// CloseNow and Close wait for it.
+func (c *Conn) goBackground(f func()) bool {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.isClosed() {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+	return true
+}
+
+func (c *Conn) isClosed() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// closeNetConn closes the network connection once, recording why the
+// connection ended; the first reason recorded wins.
+func (c *Conn) closeNetConn(why error) {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closeErr == nil {
+		c.closeErr = why
+	}
+	if c.isClosed() {
+		return
+	}
+	close(c.closed)
+	c.netConn.Close()
+}
+
+// endErr returns why the connection ended, or fallback when nothing was
+// recorded.
+func (c *Conn) endErr(fallback error) error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closeErr != nil {
+		return c.closeErr
+	}
+	return fallback
+}
+
+// errConnClosed is what calls on a Conn closed by this side return.
+var errConnClosed = fmt.Errorf("websocket: connection closed: %w", net.ErrClosed)
+
+// aLongTimeAgo is a deadline in the past, to interrupt blocked I/O.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// ioDirection names one side of the network connection.
+type ioDirection bool
+
+const (
+	reading ioDirection = false
+	writing ioDirection = true
+)
+
+// watch arranges for ctx's end to interrupt I/O in direction dir by setting a
+// deadline in the past. It reports whether it is watching; a watch must be
+// ended by unwatch. Contexts that cannot end cost nothing, and those that can
+// cost no allocation: one goroutine per Conn, started on first need, watches.
+func (c *Conn) watch(ctx context.Context, dir ioDirection) bool {
+	if ctx.Done() == nil {
+		return false
+	}
+	c.watchOnce.Do(func() {
+		read, write := make(chan context.Context), make(chan context.Context)
+		c.watchRead, c.watchWrite = read, write
+		if !c.goBackground(func() { c.watchLoop(read, write) }) {
+			c.watchRead, c.watchWrite = nil, nil
+		}
+	})
+	ch := c.watchRead
+	if dir == writing {
+		ch = c.watchWrite
+	}
+	if ch == nil {
+		return false
+	}
+	select {
+	case ch <- ctx:
+		return true
+	case <-c.closed:
+		return false
+	}
+}
+
+// unwatch ends a watch. If ctx has ended, the deadline it may have set is
+// cleared so that later I/O is not cut short.
+func (c *Conn) unwatch(ctx context.Context, dir ioDirection) {
+	ch := c.watchRead
+	if dir == writing {
+		ch = c.watchWrite
+	}
+	select {
+	case ch <- nil:
+	case <-c.closed:
+		return
+	}
+	if ctx.Err() != nil {
+		if dir == writing {
+			c.netConn.SetWriteDeadline(time.Time{})
+		} else {
+			c.netConn.SetReadDeadline(time.Time{})
+		}
+	}
+}
+
+func (c *Conn) watchLoop(read, write chan context.Context) {
+	var readDone, writeDone <-chan struct{}
+	for {
+		select {
+		case <-c.closed:
+			return
+		case ctx := <-read:
+			readDone = nil
+			if ctx != nil {
+				readDone = ctx.Done()
+			}
+		case ctx := <-write:
+			writeDone = nil
+			if ctx != nil {
+				writeDone = ctx.Done()
+			}
+		case <-readDone:
+			c.netConn.SetReadDeadline(aLongTimeAgo)
+			readDone = nil
+		case <-writeDone:
+			c.netConn.SetWriteDeadline(aLongTimeAgo)
+			writeDone = nil
+		}
+	}
+}
+
+// isTimeout reports whether err is a deadline expiring.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// bufferPool keeps write buffers of one size between writes, so that an
+// idle connection holds none.
+type bufferPool struct {
+	size int
+	pool sync.Pool
+}
+
+var bufferPools sync.Map // size -> *bufferPool
+
+func poolFor(size int) *bufferPool {
+	if p, ok := bufferPools.Load(size); ok {
+		return p.(*bufferPool)
+	}
+	p, _ := bufferPools.LoadOrStore(size, &bufferPool{size: size})
+	return p.(*bufferPool)
+}
+
+func (p *bufferPool) get() *[]byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, p.size)
+	return &b
+}
+
+func (p *bufferPool) put(b *[]byte) {
+	*b = (*b)[:0]
+	p.pool.Put(b)
+}

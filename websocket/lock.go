@@ -1,0 +1,38 @@
+package websocket
+
+import "context"
+
+// ctxMutex is a mutex whose Lock gives up when a context ends. It is a
+// channel of one slot, so waiting on it costs no allocation.
+type ctxMutex struct {
+	ch chan struct{}
+}
+
+func newCtxMutex() ctxMutex { return ctxMutex{ch: make(chan struct{}, 1)} }
+
+// lock takes the mutex, or returns ctx's error if ctx ends first.
+func (m *ctxMutex) lock(ctx context.Context) error {
+	select {
+	case m.ch <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case m.ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// tryLock takes the mutex if it is free.
+func (m *ctxMutex) tryLock() bool {
+	select {
+	case m.ch <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (m *ctxMutex) unlock() { <-m.ch }

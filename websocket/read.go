@@ -1,0 +1,372 @@
+package websocket
+
+import (
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"strconv"
+
+	"github.com/duplexws/duplex/internal/frame"
+)
+
+// Read reads the next data message whole and returns its type and payload,
+// which belongs to the caller. It allocates the payload; to read without
+// allocating, or to read a message larger than is wise to hold, use Reader.
+//
+// When ctx ends, Read returns ctx's error and the connection stays usable:
+// the next Read resumes the message where this one stopped. Read returns a
+// *CloseError once the peer has closed the connection and a *ProtocolError
+// when this side failed it because of what the peer sent.
+func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
+	if err := c.readMu.lock(ctx); err != nil {
+		return 0, nil, err
+	}
+	defer c.readMu.unlock()
+	if err := c.readAllowed(); err != nil {
+		return 0, nil, err
+	}
+	if c.watch(ctx, reading) {
+		defer c.unwatch(ctx, reading)
+	}
+	msg, err := c.readMessage()
+	if err != nil {
+		return 0, nil, c.readError(ctx, err)
+	}
+	return c.msgType, msg, nil
+}
+
+// Reader waits for the next data message and returns its type and a reader
+// of its payload, which streams the message without holding it whole. The
+// reader returns io.EOF at the end of the message. It is valid until the
+// next call to Reader or Read, which discard what is left of the message,
+// and it is reused for the next message, so reading costs no allocation.
+// ctx governs this call and every call to the reader's Read; its end is
+// handled as in Read.
+func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
+	if err := c.readMu.lock(ctx); err != nil {
+		return 0, nil, err
+	}
+	defer c.readMu.unlock()
+	if err := c.readAllowed(); err != nil {
+		return 0, nil, err
+	}
+	typ, err := c.startReader(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	return typ, &c.reader, nil
+}
+
+// startReader begins a message for the reader. The caller holds readMu.
+func (c *Conn) startReader(ctx context.Context) (MessageType, error) {
+	if c.watch(ctx, reading) {
+		defer c.unwatch(ctx, reading)
+	}
+	if c.msgActive {
+		if err := c.discardMessage(); err != nil {
+			return 0, c.readError(ctx, err)
+		}
+	}
+	if err := c.nextFrame(); err != nil {
+		return 0, c.readError(ctx, err)
+	}
+	c.reader.ctx = ctx
+	return c.msgType, nil
+}
+
+var errReadClosed = errors.New("websocket: read after CloseRead")
+
+func (c *Conn) readAllowed() error {
+	if c.readErr != nil {
+		return c.readErr
+	}
+	if c.readClosed.Load() {
+		return errReadClosed
+	}
+	return nil
+}
+
+// messageReader is the reader Reader returns; there is one per Conn.
+type messageReader struct {
+	c   *Conn
+	ctx context.Context
+}
+
+// Read reads payload bytes of the current message.
+func (r *messageReader) Read(p []byte) (int, error) {
+	c := r.c
+	if err := c.readMu.lock(r.ctx); err != nil {
+		return 0, err
+	}
+	defer c.readMu.unlock()
+	if c.readErr != nil {
+		return 0, c.readErr
+	}
+	if !c.msgActive || c.msgByRead {
+		return 0, io.EOF
+	}
+	if c.watch(r.ctx, reading) {
+		defer c.unwatch(r.ctx, reading)
+	}
+	n, err := c.readPayload(p)
+	if err != nil && err != io.EOF {
+		err = c.readError(r.ctx, err)
+	}
+	return n, err
+}
+
+// readMessage reads the rest of the message Read began, or a new one. What
+// has arrived stays in c.partial, so an interrupted Read can resume.
+func (c *Conn) readMessage() ([]byte, error) {
+	if !c.msgActive || !c.msgByRead {
+		if c.msgActive {
+			if err := c.discardMessage(); err != nil {
+				return nil, err
+			}
+		}
+		if err := c.nextFrame(); err != nil {
+			return nil, err
+		}
+		c.msgByRead = true
+		c.partial = nil
+	}
+	for {
+		if free := int64(cap(c.partial) - len(c.partial)); free < c.frameLeft {
+			// The exact size for the common single-frame message; a frame
+			// announcing more than 1 MiB (possible only without a read limit)
+			// grows as it arrives.
+			c.partial = slices.Grow(c.partial, int(min(c.frameLeft, 1<<20)))
+		}
+		n, err := c.readPayload(c.partial[len(c.partial):cap(c.partial)])
+		c.partial = c.partial[:len(c.partial)+n]
+		if err == io.EOF {
+			msg := c.partial
+			c.partial, c.msgByRead = nil, false
+			if msg == nil {
+				msg = []byte{}
+			}
+			return msg, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// readPayload reads payload of the current message into p, moving on to its
+// next frame as needed. It returns io.EOF, and no data, at the end of the
+// message.
+func (c *Conn) readPayload(p []byte) (int, error) {
+	for c.frameLeft == 0 {
+		if c.frameFin {
+			return 0, c.endMessage()
+		}
+		if err := c.nextFrame(); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if int64(len(p)) > c.frameLeft {
+		p = p[:c.frameLeft]
+	}
+	n, err := c.br.Read(p)
+	if n > 0 {
+		return n, c.consumed(p[:n])
+	}
+	return 0, err
+}
+
+// consumed accounts for payload bytes of the current frame that were just
+// read into b: it unmasks them and checks text as it arrives, so that
+// invalid UTF-8 fails the connection at once (RFC 6455 section 8.1).
+func (c *Conn) consumed(b []byte) error {
+	if c.frameMasked {
+		c.framePos = frame.Mask(c.frameKey, c.framePos, b)
+	}
+	c.frameLeft -= int64(len(b))
+	if c.msgType == MessageText && !c.utf8.Write(b) {
+		return c.fail(errFromFrame(frame.ErrInvalidUTF8))
+	}
+	return nil
+}
+
+func (c *Conn) endMessage() error {
+	if c.msgType == MessageText && !c.utf8.Complete() {
+		return c.fail(errFromFrame(frame.ErrInvalidUTF8))
+	}
+	c.msgActive = false
+	return io.EOF
+}
+
+// discardMessage reads what is left of the current message and drops it,
+// still checking it.
+func (c *Conn) discardMessage() error {
+	for {
+		for c.frameLeft > 0 {
+			b, err := c.br.Peek(int(min(c.frameLeft, int64(c.br.Size()))))
+			if len(b) > 0 {
+				if cerr := c.consumed(b); cerr != nil {
+					return cerr
+				}
+				c.br.Discard(len(b))
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if c.frameFin {
+			c.partial, c.msgByRead = nil, false
+			if err := c.endMessage(); err != io.EOF {
+				return err
+			}
+			return nil
+		}
+		if err := c.nextFrame(); err != nil {
+			return err
+		}
+	}
+}
+
+// nextFrame reads frames until the header of a data frame, answering the
+// control frames before it, and makes it the current frame. A data frame
+// that starts a message begins the message.
+func (c *Conn) nextFrame() error {
+	for {
+		for c.skipLeft > 0 {
+			n, err := c.br.Discard(int(min(c.skipLeft, 1<<30)))
+			c.skipLeft -= int64(n)
+			if err != nil {
+				return err
+			}
+		}
+		h, op, err := c.readFrameHeader()
+		if err != nil {
+			return err
+		}
+		if op.IsControl() {
+			if err := c.handleControl(op, c.ctrl[:h.Length]); err != nil {
+				return err
+			}
+			continue
+		}
+		if c.closeSent.Load() {
+			// After sending a close frame an endpoint discards data while
+			// it waits for the peer's close (section 1.4).
+			c.skipLeft = h.Length
+			continue
+		}
+		if h.Opcode != frame.OpContinuation {
+			c.msgActive = true
+			c.msgType = MessageType(h.Opcode)
+			c.msgSize = 0
+			c.utf8.Reset()
+		}
+		if limit := c.readLimit.Load(); limit >= 0 && c.msgSize+h.Length > limit {
+			return c.fail(&ProtocolError{
+				Code:   StatusMessageTooBig,
+				Reason: "read limit of " + strconv.FormatInt(limit, 10) + " bytes exceeded",
+			})
+		}
+		c.msgSize += h.Length
+		c.frameLeft = h.Length
+		c.frameFin = h.Fin
+		c.frameMasked = h.Masked
+		c.frameKey = h.MaskKey
+		c.framePos = 0
+		return nil
+	}
+}
+
+// readFrameHeader reads the next frame header and checks it against the
+// stream; for a control frame it also reads the payload, unmasked, into
+// c.ctrl. Nothing leaves the buffer until all of it has arrived, so a call
+// interrupted by a deadline can be made again.
+func (c *Conn) readFrameHeader() (frame.Header, frame.Opcode, error) {
+	b, err := c.br.Peek(2)
+	if err != nil {
+		return frame.Header{}, 0, err
+	}
+	if b, err = c.br.Peek(frame.HeaderLen(b[1])); err != nil {
+		return frame.Header{}, 0, err
+	}
+	h, n, ferr := frame.ParseHeader(b)
+	if ferr != nil {
+		return h, 0, c.failFrame(ferr)
+	}
+	op, ferr := c.stream.Check(&h, !c.client, 0)
+	if ferr != nil {
+		return h, 0, c.failFrame(ferr)
+	}
+	if op.IsControl() {
+		total := n + int(h.Length)
+		if b, err = c.br.Peek(total); err != nil {
+			return h, 0, err
+		}
+		copy(c.ctrl[:], b[n:total])
+		if h.Masked {
+			frame.Mask(h.MaskKey, 0, c.ctrl[:h.Length])
+		}
+		n = total
+	}
+	c.br.Discard(n)
+	return h, op, nil
+}
+
+func (c *Conn) failFrame(err error) error {
+	var fe *frame.Error
+	if errors.As(err, &fe) {
+		return c.fail(errFromFrame(fe))
+	}
+	return c.fail(&ProtocolError{Code: StatusProtocolError, Reason: err.Error()})
+}
+
+func (c *Conn) handleControl(op frame.Opcode, payload []byte) error {
+	switch op {
+	case frame.OpPing:
+		if c.closeSent.Load() {
+			return nil
+		}
+		return c.writeControlFromReader(frame.OpPong, payload)
+	case frame.OpPong:
+		c.gotPong(payload)
+		return nil
+	}
+	return c.handleClose(payload)
+}
+
+// readError turns an error met while reading into what the caller sees. A
+// deadline set because ctx ended becomes ctx's error and leaves the
+// connection usable. Anything else ends reading for good: the peer's close,
+// a failure of this side, or the network's error, reported once as the
+// reason the connection ended.
+func (c *Conn) readError(ctx context.Context, err error) error {
+	if c.readErr != nil {
+		return c.readErr
+	}
+	if ctx.Err() != nil && isTimeout(err) {
+		return ctx.Err()
+	}
+	var pe *ProtocolError
+	var ce *CloseError
+	if !errors.As(err, &pe) && !errors.As(err, &ce) {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		c.closeNetConn(&netError{err})
+		err = c.endErr(err)
+	}
+	c.readErr = err
+	return err
+}
+
+// netError reports that the network connection failed or ended without a
+// close frame.
+type netError struct{ err error }
+
+func (e *netError) Error() string {
+	return "websocket: connection lost without a close frame: " + e.err.Error()
+}
+func (e *netError) Unwrap() error { return e.err }
