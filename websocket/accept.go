@@ -86,6 +86,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		return nil, err
 	}
 	subprotocol := selectSubprotocol(r.Header, opts.Subprotocols)
+	ext, extHeader := negotiateServer(r.Header)
 
 	netConn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -94,14 +95,16 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	}
 	cfg := newConnConfig(opts.ReadBufferSize, opts.WriteBufferSize, opts.PingInterval, opts.PongTimeout, opts.CloseTimeout)
 
-	resp := appendResponse(nil, r.Header.Get("Sec-WebSocket-Key"), subprotocol, w.Header())
+	resp := appendResponse(nil, r.Header.Get("Sec-WebSocket-Key"), subprotocol, extHeader, w.Header())
 	netConn.SetWriteDeadline(time.Now().Add(cfg.closeTimeout))
 	if _, err := netConn.Write(resp); err != nil {
 		netConn.Close()
 		return nil, errors.New("websocket: writing the handshake response: " + err.Error())
 	}
 	netConn.SetWriteDeadline(time.Time{})
-	return newConn(netConn, readerAfterHijack(netConn, brw.Reader, cfg.readBufferSize), false, subprotocol, cfg), nil
+	c := newConn(netConn, readerAfterHijack(netConn, brw.Reader, cfg.readBufferSize), false, subprotocol, cfg)
+	c.ext = ext
+	return c, nil
 }
 
 // checkClientHandshake checks a request against section 4.2.1. It returns
@@ -158,7 +161,7 @@ func checkOrigin(r *http.Request, opts *AcceptOptions) error {
 
 func quote(s string) string {
 	if len(s) > 100 {
-		s = s[:100] + "…"
+		s = strings.ToValidUTF8(s[:100], "") + "…" // the cut may split a character
 	}
 	return `"` + s + `"`
 }
@@ -177,7 +180,7 @@ func selectSubprotocol(h http.Header, supported []string) string {
 
 // appendResponse appends the 101 response (section 4.2.2) with the
 // handler's own headers.
-func appendResponse(b []byte, key, subprotocol string, extra http.Header) []byte {
+func appendResponse(b []byte, key, subprotocol, extensions string, extra http.Header) []byte {
 	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	b = append(b, acceptKey(key)...)
 	b = append(b, "\r\n"...)
@@ -186,10 +189,18 @@ func appendResponse(b []byte, key, subprotocol string, extra http.Header) []byte
 		b = append(b, subprotocol...)
 		b = append(b, "\r\n"...)
 	}
+	if extensions != "" {
+		b = append(b, "Sec-WebSocket-Extensions: "...)
+		b = append(b, extensions...)
+		b = append(b, "\r\n"...)
+	}
 	for name, values := range extra {
 		switch http.CanonicalHeaderKey(name) {
 		case "Upgrade", "Connection", "Sec-Websocket-Accept", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions", "Content-Length", "Transfer-Encoding":
 			continue
+		}
+		if !isToken(name) {
+			continue // as net/http drops it: such a name could inject header lines
 		}
 		for _, v := range values {
 			b = append(b, name...)

@@ -68,7 +68,7 @@ func (c *Conn) CloseRead(ctx context.Context) context.Context {
 }
 
 func (c *Conn) closeReadLoop(ctx context.Context) {
-	if c.readMu.lock(ctx) != nil {
+	if c.lock(ctx, &c.readMu) != nil {
 		return
 	}
 	defer c.readMu.unlock()
@@ -97,8 +97,9 @@ func checkClose(code StatusCode, reason string) error {
 }
 
 // closeHandshake sends the close frame and waits for the end of the
-// connection, reading for the peer's close frame itself when no one else is
-// reading.
+// connection. Whoever is reading sees the peer's answer; when no one is, or
+// the reader stops before the answer comes, closeHandshake reads for it
+// itself.
 func (c *Conn) closeHandshake(code StatusCode, reason string) error {
 	if err := c.writeClose(code, reason); err != nil {
 		if err == errCloseSent {
@@ -108,19 +109,25 @@ func (c *Conn) closeHandshake(code StatusCode, reason string) error {
 		c.closeNetConn(errConnClosed)
 		return c.endErr(err)
 	}
-	if c.readMu.tryLock() {
+	t := time.NewTimer(c.cfg.closeTimeout)
+	defer t.Stop()
+	select {
+	case c.readMu.ch <- struct{}{}:
 		c.readUntilClosed()
 		c.readMu.unlock()
-	} else {
-		c.waitClosed()
+	case <-c.closed:
+	case <-t.C:
 	}
 	c.closeNetConn(errConnClosed)
 	select {
 	case <-c.peerClosed:
 		return nil
 	default:
-		return errors.New("websocket: peer did not answer the close frame within " + c.cfg.closeTimeout.String())
 	}
+	if err := c.endErr(nil); err != nil && err != errConnClosed {
+		return err
+	}
+	return errors.New("websocket: peer did not answer the close frame within " + c.cfg.closeTimeout.String())
 }
 
 func (c *Conn) waitClosed() {
@@ -138,6 +145,7 @@ func (c *Conn) readUntilClosed() {
 	if c.readErr != nil {
 		return
 	}
+	c.unwatch(reading)
 	c.netConn.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
 	ctx := context.Background()
 	for {
@@ -155,7 +163,7 @@ func (c *Conn) readUntilClosed() {
 }
 
 // handleClose answers the peer's close frame with the same code, unless this
-// side closed first, and ends the connection: the server closes TCP at once,
+// side closed first, and ends the connection: the server closes TCP first,
 // the client waits, bounded, for the server to do so (section 7.1.1).
 func (c *Conn) handleClose(payload []byte) error {
 	code, reason, ferr := frame.ParseClosePayload(payload)
@@ -171,9 +179,15 @@ func (c *Conn) handleClose(payload []byte) error {
 		c.writeControlFromReader(frame.OpClose, frame.AppendClosePayload(p[:0], code, ""))
 	}
 	if c.client {
+		c.unwatch(reading)
 		c.netConn.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
 		c.br.Discard(c.br.Buffered())
 		io.Copy(io.Discard, c.netConn)
+	} else {
+		// Closing with bytes of the client unread (a ping after its close
+		// frame, say) would reset the connection and could destroy the
+		// close frame and the messages before it: half-close, then drain.
+		c.linger()
 	}
 	c.closeNetConn(ce)
 	return ce
@@ -199,6 +213,7 @@ func (c *Conn) linger() {
 	if cw, ok := c.netConn.(interface{ CloseWrite() error }); ok && !c.client {
 		cw.CloseWrite()
 	}
+	c.unwatch(reading)
 	c.netConn.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
 	io.Copy(io.Discard, c.netConn)
 }

@@ -77,6 +77,7 @@ type Conn struct {
 	netConn     net.Conn
 	client      bool
 	subprotocol string
+	ext         extensions
 	cfg         connConfig
 	writePool   *bufferPool
 
@@ -125,10 +126,13 @@ type Conn struct {
 	pings   map[uint64]chan struct{}
 	pingSeq uint64
 
-	// The goroutine that turns ended contexts into deadlines.
+	// The goroutine that turns ended contexts into deadlines, and the
+	// contexts it watches: readWatch under readMu, writeWatch under frameMu.
 	watchOnce  sync.Once
 	watchRead  chan context.Context
 	watchWrite chan context.Context
+	readWatch  ctxWatch
+	writeWatch ctxWatch
 }
 
 // newConn wraps an established connection whose handshake is done. br holds
@@ -222,6 +226,15 @@ func (c *Conn) endErr(fallback error) error {
 	return fallback
 }
 
+// lock takes m for a call on c, giving up when ctx ends or c closes.
+func (c *Conn) lock(ctx context.Context, m *ctxMutex) error {
+	err := m.lock(ctx, c.closed)
+	if err == errLockClosed {
+		return c.endErr(errConnClosed)
+	}
+	return err
+}
+
 // errConnClosed is what calls on a Conn closed by this side return.
 var errConnClosed = fmt.Errorf("websocket: connection closed: %w", net.ErrClosed)
 
@@ -236,55 +249,75 @@ const (
 	writing ioDirection = true
 )
 
-// watch arranges for ctx's end to interrupt I/O in direction dir by setting a
-// deadline in the past. It reports whether it is watching; a watch must be
-// ended by unwatch. Contexts that cannot end cost nothing, and those that can
-// cost no allocation: one goroutine per Conn, started on first need, watches.
-func (c *Conn) watch(ctx context.Context, dir ioDirection) bool {
-	if ctx.Done() == nil {
-		return false
+// watch makes ctx the context whose end interrupts I/O in direction dir,
+// by a deadline in the past, and returns ctx's error if it has ended
+// already. The caller holds readMu for reading and frameMu for writing.
+//
+// A context stays watched after the call, so a loop that passes the same
+// context, or one sharing its Done channel, pays nothing after its first
+// call: only a change of context is handed to the watching goroutine (one
+// per Conn, started on first need), and no call allocates. A context that
+// cannot end, such as context.Background, is never handed over; passing
+// one stops the watch of the previous context.
+func (c *Conn) watch(ctx context.Context, dir ioDirection) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	c.watchOnce.Do(func() {
-		read, write := make(chan context.Context), make(chan context.Context)
-		c.watchRead, c.watchWrite = read, write
-		if !c.goBackground(func() { c.watchLoop(read, write) }) {
-			c.watchRead, c.watchWrite = nil, nil
+	w := &c.readWatch
+	if dir == writing {
+		w = &c.writeWatch
+	}
+	done := ctx.Done()
+	if done == w.done {
+		return nil
+	}
+	if done != nil {
+		c.watchOnce.Do(c.startWatcher)
+	} else {
+		ctx = nil // the watcher's signal to stop watching
+	}
+	ch := c.watchRead
+	if dir == writing {
+		ch = c.watchWrite
+	}
+	if ch != nil {
+		select {
+		case ch <- ctx:
+		case <-c.closed:
+			return nil
 		}
-	})
-	ch := c.watchRead
-	if dir == writing {
-		ch = c.watchWrite
 	}
-	if ch == nil {
-		return false
-	}
-	select {
-	case ch <- ctx:
-		return true
-	case <-c.closed:
-		return false
-	}
-}
-
-// unwatch ends a watch. If ctx has ended, the deadline it may have set is
-// cleared so that later I/O is not cut short.
-func (c *Conn) unwatch(ctx context.Context, dir ioDirection) {
-	ch := c.watchRead
-	if dir == writing {
-		ch = c.watchWrite
-	}
-	select {
-	case ch <- nil:
-	case <-c.closed:
-		return
-	}
-	if ctx.Err() != nil {
+	old := w.ctx
+	w.ctx, w.done = ctx, done
+	if old != nil && old.Err() != nil {
+		// The old context ended, so the watcher may have set a deadline
+		// that would cut short I/O under the new one.
 		if dir == writing {
 			c.netConn.SetWriteDeadline(time.Time{})
 		} else {
 			c.netConn.SetReadDeadline(time.Time{})
 		}
 	}
+	return nil
+}
+
+// unwatch stops watching any context in direction dir, before code that
+// sets deadlines of its own.
+func (c *Conn) unwatch(dir ioDirection) {
+	c.watch(context.Background(), dir)
+}
+
+func (c *Conn) startWatcher() {
+	read, write := make(chan context.Context), make(chan context.Context)
+	if c.goBackground(func() { c.watchLoop(read, write) }) {
+		c.watchRead, c.watchWrite = read, write
+	}
+}
+
+// ctxWatch is the context watched for one direction of I/O.
+type ctxWatch struct {
+	ctx  context.Context // nil when none
+	done <-chan struct{}
 }
 
 func (c *Conn) watchLoop(read, write chan context.Context) {

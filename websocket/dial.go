@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -94,6 +95,9 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 
 	netConn, err := dialNet(ctx, u, transport, opts)
 	if err != nil {
+		if ctx.Err() != nil {
+			err = ctxDialError(ctx) // the dial or TLS error says less
+		}
 		return nil, nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { netConn.SetDeadline(aLongTimeAgo) })
@@ -111,8 +115,10 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	return newConn(netConn, br, true, resp.Header.Get("Sec-WebSocket-Protocol"), cfg), resp, nil
 }
 
+// ctxDialError wraps ctx's cause, so that errors.Is(err,
+// context.DeadlineExceeded) tells a timeout from a refusal.
 func ctxDialError(ctx context.Context) error {
-	return errors.New("websocket: dial: " + context.Cause(ctx).Error())
+	return fmt.Errorf("websocket: dial: %w", context.Cause(ctx))
 }
 
 func parseWebSocketURL(rawURL string) (*url.URL, error) {
@@ -212,6 +218,7 @@ func checkServerResponse(resp *http.Response, key string, offered []string) erro
 			return errors.New("websocket: server chose subprotocol " + quote(strings.Join(v, ", ")) + ", which was not offered")
 		}
 	}
+	// No extension is offered yet, so any in the answer was not offered.
 	if v := resp.Header.Values("Sec-WebSocket-Extensions"); len(v) > 0 {
 		return errors.New("websocket: server chose extension " + quote(strings.Join(v, ", ")) + ", which was not offered")
 	}

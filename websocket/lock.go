@@ -1,6 +1,11 @@
 package websocket
 
-import "context"
+import (
+	"context"
+	"errors"
+)
+
+var errLockClosed = errors.New("websocket: connection closed while waiting")
 
 // ctxMutex is a mutex whose Lock gives up when a context ends. It is a
 // channel of one slot, so waiting on it costs no allocation.
@@ -10,8 +15,9 @@ type ctxMutex struct {
 
 func newCtxMutex() ctxMutex { return ctxMutex{ch: make(chan struct{}, 1)} }
 
-// lock takes the mutex, or returns ctx's error if ctx ends first.
-func (m *ctxMutex) lock(ctx context.Context) error {
+// lock takes the mutex, or gives up with ctx's error when ctx ends, or
+// with errLockClosed when closed is closed first.
+func (m *ctxMutex) lock(ctx context.Context, closed <-chan struct{}) error {
 	select {
 	case m.ch <- struct{}{}:
 		return nil
@@ -22,6 +28,8 @@ func (m *ctxMutex) lock(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-closed:
+		return errLockClosed
 	}
 }
 

@@ -61,6 +61,9 @@ func (nc *netConn) Read(p []byte) (int, error) {
 			}
 			nc.r = r
 		}
+		// The message may have begun under a context that a deadline has
+		// since ended: read on under the current one.
+		nc.c.reader.ctx = ctx
 		n, err := nc.r.Read(p)
 		if err == io.EOF {
 			nc.r = nil
@@ -84,8 +87,13 @@ func (nc *netConn) mapErr(ctx context.Context, err error) error {
 		nc.eof = true
 		return io.EOF
 	}
-	if errors.Is(err, context.Canceled) && context.Cause(ctx) == os.ErrDeadlineExceeded {
-		return os.ErrDeadlineExceeded
+	if errors.Is(err, context.Canceled) {
+		switch context.Cause(ctx) {
+		case os.ErrDeadlineExceeded:
+			return os.ErrDeadlineExceeded
+		case net.ErrClosed:
+			return errConnClosed // Close was called during the call
+		}
 	}
 	return err
 }

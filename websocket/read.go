@@ -19,15 +19,18 @@ import (
 // *CloseError once the peer has closed the connection and a *ProtocolError
 // when this side failed it because of what the peer sent.
 func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
-	if err := c.readMu.lock(ctx); err != nil {
+	if c.readClosed.Load() {
+		return 0, nil, errReadClosed // without waiting: CloseRead's reader keeps readMu
+	}
+	if err := c.lock(ctx, &c.readMu); err != nil {
 		return 0, nil, err
 	}
 	defer c.readMu.unlock()
 	if err := c.readAllowed(); err != nil {
 		return 0, nil, err
 	}
-	if c.watch(ctx, reading) {
-		defer c.unwatch(ctx, reading)
+	if err := c.watch(ctx, reading); err != nil {
+		return 0, nil, err
 	}
 	msg, err := c.readMessage()
 	if err != nil {
@@ -44,7 +47,10 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 // ctx governs this call and every call to the reader's Read; its end is
 // handled as in Read.
 func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
-	if err := c.readMu.lock(ctx); err != nil {
+	if c.readClosed.Load() {
+		return 0, nil, errReadClosed // without waiting: CloseRead's reader keeps readMu
+	}
+	if err := c.lock(ctx, &c.readMu); err != nil {
 		return 0, nil, err
 	}
 	defer c.readMu.unlock()
@@ -60,8 +66,8 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 
 // startReader begins a message for the reader. The caller holds readMu.
 func (c *Conn) startReader(ctx context.Context) (MessageType, error) {
-	if c.watch(ctx, reading) {
-		defer c.unwatch(ctx, reading)
+	if err := c.watch(ctx, reading); err != nil {
+		return 0, err
 	}
 	if c.msgActive {
 		if err := c.discardMessage(); err != nil {
@@ -96,7 +102,7 @@ type messageReader struct {
 // Read reads payload bytes of the current message.
 func (r *messageReader) Read(p []byte) (int, error) {
 	c := r.c
-	if err := c.readMu.lock(r.ctx); err != nil {
+	if err := c.lock(r.ctx, &c.readMu); err != nil {
 		return 0, err
 	}
 	defer c.readMu.unlock()
@@ -106,8 +112,8 @@ func (r *messageReader) Read(p []byte) (int, error) {
 	if !c.msgActive || c.msgByRead {
 		return 0, io.EOF
 	}
-	if c.watch(r.ctx, reading) {
-		defer c.unwatch(r.ctx, reading)
+	if err := c.watch(r.ctx, reading); err != nil {
+		return 0, err
 	}
 	n, err := c.readPayload(p)
 	if err != nil && err != io.EOF {
@@ -163,6 +169,9 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 			return 0, c.endMessage()
 		}
 		if err := c.nextFrame(); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF // not the message's end: the stream's
+			}
 			return 0, err
 		}
 	}
@@ -175,6 +184,9 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 	n, err := c.br.Read(p)
 	if n > 0 {
 		return n, c.consumed(p[:n])
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
 	}
 	return 0, err
 }
@@ -264,7 +276,8 @@ func (c *Conn) nextFrame() error {
 			c.msgSize = 0
 			c.utf8.Reset()
 		}
-		if limit := c.readLimit.Load(); limit >= 0 && c.msgSize+h.Length > limit {
+		// Compared as a subtraction: a hostile 63-bit length must not wrap.
+		if limit := c.readLimit.Load(); limit >= 0 && h.Length > limit-c.msgSize {
 			return c.fail(&ProtocolError{
 				Code:   StatusMessageTooBig,
 				Reason: "read limit of " + strconv.FormatInt(limit, 10) + " bytes exceeded",
@@ -296,7 +309,7 @@ func (c *Conn) readFrameHeader() (frame.Header, frame.Opcode, error) {
 	if ferr != nil {
 		return h, 0, c.failFrame(ferr)
 	}
-	op, ferr := c.stream.Check(&h, !c.client, 0)
+	op, ferr := c.stream.Check(&h, !c.client, c.ext.rsv)
 	if ferr != nil {
 		return h, 0, c.failFrame(ferr)
 	}

@@ -24,7 +24,7 @@ func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
 	if typ != MessageText && typ != MessageBinary {
 		return errBadMessageType
 	}
-	if err := c.msgMu.lock(ctx); err != nil {
+	if err := c.lock(ctx, &c.msgMu); err != nil {
 		return err
 	}
 	defer c.msgMu.unlock()
@@ -41,7 +41,7 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 	if typ != MessageText && typ != MessageBinary {
 		return nil, errBadMessageType
 	}
-	if err := c.msgMu.lock(ctx); err != nil {
+	if err := c.lock(ctx, &c.msgMu); err != nil {
 		return nil, err
 	}
 	if c.closeSent.Load() {
@@ -90,7 +90,9 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 
 func (w *messageWriter) flush(fin bool) error {
 	err := w.c.writeFrame(w.ctx, w.op, fin, *w.buf)
-	w.op = frame.OpContinuation
+	if err == nil {
+		w.op = frame.OpContinuation // the message has begun
+	}
 	*w.buf = (*w.buf)[:0]
 	return err
 }
@@ -112,15 +114,21 @@ func (w *messageWriter) Close() error {
 // A frame that fails part way leaves the stream unusable, so the connection
 // is closed.
 func (c *Conn) writeFrame(ctx context.Context, op frame.Opcode, fin bool, p []byte) error {
-	if err := c.frameMu.lock(ctx); err != nil {
+	if err := c.lock(ctx, &c.frameMu); err != nil {
 		return err
 	}
 	defer c.frameMu.unlock()
 	if c.closeSent.Load() {
 		return c.endErr(errCloseSent)
 	}
-	if c.watch(ctx, writing) {
-		defer c.unwatch(ctx, writing)
+	if err := c.watch(ctx, writing); err != nil {
+		if op == frame.OpContinuation {
+			// The message has begun and cannot be finished: the stream
+			// is unusable.
+			c.closeNetConn(&netError{err})
+			return c.endErr(err)
+		}
+		return err // nothing of the message has gone out
 	}
 	if err := c.writeFrameLocked(op, fin, p); err != nil {
 		if ctx.Err() != nil && isTimeout(err) {
@@ -183,8 +191,16 @@ func (c *Conn) writeControl(ctx context.Context, op frame.Opcode, payload []byte
 // reader, bounded by the close timeout so that a peer that does not read
 // cannot hold the reader forever.
 func (c *Conn) writeControlFromReader(op frame.Opcode, payload []byte) error {
-	if err := c.frameMu.lock(context.Background()); err != nil {
-		return err
+	if !c.frameMu.tryLock() {
+		// A frame is being written: wait for it, but not forever. The
+		// timer is only paid for under contention.
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.closeTimeout)
+		err := c.lock(ctx, &c.frameMu)
+		cancel()
+		if err != nil {
+			c.closeNetConn(&netError{err})
+			return c.endErr(err)
+		}
 	}
 	defer c.frameMu.unlock()
 	if c.closeSent.Load() {
@@ -193,6 +209,7 @@ func (c *Conn) writeControlFromReader(op frame.Opcode, payload []byte) error {
 	if op == frame.OpClose {
 		c.closeSent.Store(true)
 	}
+	c.unwatch(writing)
 	c.netConn.SetWriteDeadline(time.Now().Add(c.cfg.closeTimeout))
 	defer c.netConn.SetWriteDeadline(time.Time{})
 	if err := c.writeFrameLocked(op, true, payload); err != nil {
@@ -209,7 +226,7 @@ func (c *Conn) writeClose(code StatusCode, reason string) error {
 	payload := frame.AppendClosePayload(p[:0], uint16(code), reason)
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.closeTimeout)
 	defer cancel()
-	if err := c.frameMu.lock(ctx); err != nil {
+	if err := c.lock(ctx, &c.frameMu); err != nil {
 		return err
 	}
 	defer c.frameMu.unlock()
@@ -217,6 +234,7 @@ func (c *Conn) writeClose(code StatusCode, reason string) error {
 		return errCloseSent
 	}
 	c.closeSent.Store(true)
+	c.unwatch(writing)
 	c.netConn.SetWriteDeadline(time.Now().Add(c.cfg.closeTimeout))
 	defer c.netConn.SetWriteDeadline(time.Time{})
 	if err := c.writeFrameLocked(frame.OpClose, true, payload); err != nil {

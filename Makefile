@@ -1,0 +1,59 @@
+# Duplex build and test entry points. `make test` is what CI runs.
+
+GO          ?= go
+TOOLS_BIN   := $(CURDIR)/.tools/bin
+STATICCHECK := $(TOOLS_BIN)/staticcheck
+# staticcheck 2026.2.2
+STATICCHECK_VERSION := v0.8.2
+# Seconds of fuzzing per target: a short run inside `make test`, a long one in `make fuzz`.
+FUZZTIME_SHORT ?= 3s
+FUZZTIME       ?= 60s
+
+.PHONY: all test fmt-check vet staticcheck unit fuzz-short fuzz conformance bench run tools clean
+
+all: test
+
+## test: everything CI checks — formatting, vet, staticcheck, race tests
+## (conformance included) and a short run of every fuzz target.
+test: fmt-check vet staticcheck unit fuzz-short
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+$(STATICCHECK):
+	GOBIN=$(TOOLS_BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+tools: $(STATICCHECK)
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+## fuzz-short: every fuzz target for FUZZTIME_SHORT (seed corpora always run in `unit`).
+fuzz-short:
+	FUZZTIME=$(FUZZTIME_SHORT) ./scripts/fuzz.sh
+
+## fuzz: every fuzz target for FUZZTIME (default 60s each).
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+## conformance: the raw-wire RFC 6455 suite, verbosely.
+conformance:
+	$(GO) test -race -count=1 -v ./conformance/
+
+## bench: library benchmarks with allocation counts.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./internal/frame/ ./websocket/
+
+## run: the main job (the echo server until the gateway lands).
+run:
+	$(GO) run ./cmd/duplex echo --listen 127.0.0.1:9001
+
+clean:
+	rm -rf .tools

@@ -1,0 +1,327 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/duplexws/duplex/websocket"
+)
+
+// DefaultEchoReadLimit is the largest message EchoServer echoes unless told
+// otherwise: 64 MiB. Messages are streamed, so a large limit costs no memory.
+const DefaultEchoReadLimit = 64 << 20
+
+// EchoServer is a WebSocket server that sends every data message back to
+// its sender with the same type, on every path. It streams each message
+// from the connection's Reader to its Writer through a pooled buffer, so a
+// message is never held whole and its size does not matter to memory.
+//
+// The zero value is a valid configuration. An EchoServer holds no state of
+// its own: Serve may be called on several listeners at once.
+type EchoServer struct {
+	// Accept configures each handshake and connection: subprotocols,
+	// allowed origins, buffer sizes, keepalive, close timeout. Its defaults
+	// are stated on websocket.AcceptOptions.
+	Accept websocket.AcceptOptions
+
+	// ReadLimit is the largest message, in bytes, that is echoed; a bigger
+	// one fails the connection with StatusMessageTooBig (1009). Zero means
+	// DefaultEchoReadLimit (64 MiB); a negative value removes the limit.
+	ReadLimit int64
+
+	// Logger receives one line when a connection opens and one when it
+	// ends, a warning for each refused handshake, and a line when Serve
+	// begins to stop. Default: slog.Default().
+	Logger *slog.Logger
+
+	// ShutdownTimeout bounds how long Serve waits, once its context ends,
+	// for requests that have not become WebSocket connections (handshakes
+	// in progress, plain HTTP requests) before it cuts them off. Open
+	// WebSocket connections get the close timeout of Accept instead.
+	// Default: 5 seconds.
+	ShutdownTimeout time.Duration
+}
+
+// Serve accepts connections on ln and echoes on them until ctx ends or ln
+// fails; it closes ln. When ctx ends, it stops accepting and closes every
+// open connection with StatusGoingAway (1001), then returns nil once every
+// connection has ended; each closing handshake is bounded by the close
+// timeout of Accept. When ln fails, Serve closes the connections the same
+// way and returns the listener's error.
+func (s *EchoServer) Serve(ctx context.Context, ln net.Listener) error {
+	logger := s.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	h := &echoHandler{
+		accept:    s.Accept,
+		readLimit: s.ReadLimit,
+		logger:    logger,
+		conns:     make(map[*websocket.Conn]*serverClose),
+	}
+	if h.readLimit == 0 {
+		h.readLimit = DefaultEchoReadLimit
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second, // bounds slow handshakes (slowloris)
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(ln) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveDone:
+	}
+
+	// Refuse new handshakes, then close what is open while the HTTP server
+	// stops: Shutdown does not know about hijacked connections.
+	closing, open := h.startClosing()
+	logger.Info("stopping", "connections", open)
+	shutdownTimeout := s.ShutdownTimeout
+	if shutdownTimeout <= 0 {
+		shutdownTimeout = 5 * time.Second
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	if srv.Shutdown(shutdownCtx) != nil {
+		srv.Close()
+	}
+	cancel()
+	if err == nil {
+		<-serveDone // http.ErrServerClosed, now that Shutdown has run
+	}
+	closing.Wait()
+	h.handlers.Wait()
+	return err
+}
+
+// echoHandler is the state of one call to Serve: its options and the
+// connections it has open.
+type echoHandler struct {
+	accept    websocket.AcceptOptions
+	readLimit int64
+	logger    *slog.Logger
+
+	// mu guards closing and conns. handlers counts the ServeHTTP calls
+	// that began before closing was set; Serve waits for them.
+	mu       sync.Mutex
+	closing  bool
+	conns    map[*websocket.Conn]*serverClose
+	handlers sync.WaitGroup
+}
+
+// serverClose is the closing of a connection by Serve as it stops.
+type serverClose struct {
+	done chan struct{} // closed when Close has returned
+	err  error         // what Close returned; read once done is closed
+}
+
+// goingAway is the reason sent with StatusGoingAway when the server stops.
+const goingAway = "server shutting down"
+
+// startClosing makes the handler refuse new requests and closes every open
+// connection with StatusGoingAway, each in a goroutine of its own because
+// a closing handshake may take the whole close timeout. Connections
+// accepted from now on are closed by their handler. It returns a wait for
+// the closes to end, and how many there are.
+func (h *echoHandler) startClosing() (*sync.WaitGroup, int) {
+	var wg sync.WaitGroup
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closing = true
+	for c, sc := range h.conns {
+		wg.Go(func() {
+			sc.err = c.Close(websocket.StatusGoingAway, goingAway)
+			close(sc.done)
+		})
+	}
+	return &wg, len(h.conns)
+}
+
+// enter registers a ServeHTTP call, unless the server is closing.
+func (h *echoHandler) enter() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.handlers.Add(1)
+	return true
+}
+
+// track records an open connection, unless the server is closing.
+func (h *echoHandler) track(c *websocket.Conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.conns[c] = &serverClose{done: make(chan struct{})}
+	return true
+}
+
+// untrack forgets a connection. If Serve has begun to close it, untrack
+// waits for that and returns the close, or else nil.
+func (h *echoHandler) untrack(c *websocket.Conn) *serverClose {
+	h.mu.Lock()
+	sc, closing := h.conns[c], h.closing
+	delete(h.conns, c)
+	h.mu.Unlock()
+	if !closing {
+		return nil
+	}
+	// Every connection tracked when closing began is being closed.
+	<-sc.done
+	return sc
+}
+
+func (h *echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.enter() {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer h.handlers.Done()
+
+	c, err := websocket.Accept(w, r, &h.accept)
+	if err != nil {
+		h.logger.Warn("handshake refused", "remote", r.RemoteAddr, "path", r.URL.Path, "error", err)
+		return
+	}
+	start := time.Now()
+	h.logger.Info("connection open", "remote", r.RemoteAddr, "path", r.URL.Path, "subprotocol", c.Subprotocol())
+
+	var st echoStats
+	var sc *serverClose
+	if h.track(c) {
+		c.SetReadLimit(h.readLimit)
+		err = echo(c, &st)
+		sc = h.untrack(c)
+	} else {
+		// Accepted just as Serve began to stop, too late for startClosing.
+		sc = &serverClose{err: c.Close(websocket.StatusGoingAway, goingAway)}
+	}
+	c.CloseNow()
+
+	attrs := []any{
+		"remote", r.RemoteAddr,
+		"path", r.URL.Path,
+		"duration", time.Since(start).Round(time.Millisecond),
+		"messages", st.messages,
+		"bytes", st.bytes,
+	}
+	h.logger.Info("connection closed", append(attrs, endAttrs(err, sc)...)...)
+}
+
+// echoStats counts what one connection echoed.
+type echoStats struct {
+	messages int64 // messages echoed whole
+	bytes    int64 // payload bytes echoed, of whole and partial messages
+}
+
+// copyBuffers holds the buffers messages are copied through, so that an idle
+// connection holds none.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// echo echoes messages until the connection ends and returns why it ended:
+// a *websocket.CloseError when the peer closed (or answered this side's
+// close), a *websocket.ProtocolError when this side failed the connection,
+// or the network's error.
+//
+// It reads and writes with a context that never ends: the connection ends
+// through Close, by the peer or by Serve, and Close bounds its handshake.
+func echo(c *websocket.Conn, st *echoStats) error {
+	ctx := context.Background()
+	for {
+		typ, r, err := c.Reader(ctx)
+		if err != nil {
+			return err
+		}
+		w, err := c.Writer(ctx, typ)
+		if err != nil {
+			return drain(ctx, c)
+		}
+		buf := copyBuffers.Get().(*[]byte)
+		n, readErr, writeErr := copyMessage(w, r, *buf)
+		copyBuffers.Put(buf)
+		st.bytes += n
+		// Close releases the writer even when the copy failed; the message
+		// is then cut short, but the connection is ending anyway.
+		if err := w.Close(); writeErr == nil {
+			writeErr = err
+		}
+		if readErr != nil {
+			return readErr
+		}
+		if writeErr != nil {
+			return drain(ctx, c)
+		}
+		st.messages++
+	}
+}
+
+// copyMessage copies a message from r to w through buf, like io.CopyBuffer,
+// but tells a failure to read from a failure to write.
+func copyMessage(w io.Writer, r io.Reader, buf []byte) (written int64, readErr, writeErr error) {
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			if werr != nil {
+				return written, nil, werr
+			}
+		}
+		if err == io.EOF {
+			return written, nil, nil
+		}
+		if err != nil {
+			return written, err, nil
+		}
+	}
+}
+
+// drain reads, discarding, until the connection ends, and returns why it
+// ended. Writing fails once a close frame has been sent, as when Serve
+// closes the connection; the peer's answer then arrives only to a reader,
+// and a Close in another goroutine waits for one while this handler reads.
+// When writing failed because the connection broke, reading fails at once.
+func drain(ctx context.Context, c *websocket.Conn) error {
+	for {
+		if _, _, err := c.Reader(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// endAttrs describes how a connection ended, for the log: err is what
+// ended echo, and sc the closing by Serve, if it began one.
+func endAttrs(err error, sc *serverClose) []any {
+	var ce *websocket.CloseError
+	var pe *websocket.ProtocolError
+	switch {
+	case errors.As(err, &pe):
+		return []any{"code", int(pe.Code), "reason", pe.Reason, "error", err}
+	case errors.As(err, &ce) && (sc == nil || ce.Code != websocket.StatusGoingAway):
+		// The peer closed, before Serve's close if there was one.
+		return []any{"code", int(ce.Code), "reason", ce.Reason}
+	case sc != nil:
+		// The peer's answer to Serve's close, or the end Serve forced
+		// when none came.
+		attrs := []any{"code", int(websocket.StatusGoingAway), "reason", goingAway}
+		if sc.err != nil {
+			attrs = append(attrs, "error", sc.err)
+		}
+		return attrs
+	default:
+		return []any{"error", err}
+	}
+}

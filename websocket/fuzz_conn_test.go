@@ -1,0 +1,212 @@
+package websocket
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/duplexws/duplex/internal/frame"
+)
+
+// fuzzConn is a net.Conn whose peer is a fuzz input: Read serves the input
+// in chunks whose sizes come from the input too, so that frames arrive cut
+// at every place, then io.EOF; Write keeps what the Conn sends.
+type fuzzConn struct {
+	mu     sync.Mutex
+	in     []byte
+	sizes  []byte // chunk sizes, cycled; empty: everything at once
+	next   int
+	maxLen int
+	out    bytes.Buffer
+	closed bool
+}
+
+func (c *fuzzConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, net.ErrClosed
+	}
+	if len(c.in) == 0 {
+		return 0, io.EOF
+	}
+	n := len(p)
+	if len(c.sizes) > 0 {
+		n = min(n, 1+int(c.sizes[c.next%len(c.sizes)])%c.maxLen)
+		c.next++
+	}
+	n = copy(p, c.in[:min(n, len(c.in))])
+	c.in = c.in[n:]
+	return n, nil
+}
+
+func (c *fuzzConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, net.ErrClosed
+	}
+	return c.out.Write(p)
+}
+
+func (c *fuzzConn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return nil
+}
+
+func (c *fuzzConn) written() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return bytes.Clone(c.out.Bytes())
+}
+
+type fuzzAddr struct{}
+
+func (fuzzAddr) Network() string { return "fuzz" }
+func (fuzzAddr) String() string  { return "fuzz" }
+
+func (c *fuzzConn) LocalAddr() net.Addr                { return fuzzAddr{} }
+func (c *fuzzConn) RemoteAddr() net.Addr               { return fuzzAddr{} }
+func (c *fuzzConn) SetDeadline(t time.Time) error      { return nil }
+func (c *fuzzConn) SetReadDeadline(t time.Time) error  { return nil }
+func (c *fuzzConn) SetWriteDeadline(t time.Time) error { return nil }
+
+// The first two bytes of a FuzzConnRead input choose how it is read.
+const (
+	fuzzClient     = 1 << 0 // the Conn is the client: the input is server frames
+	fuzzChunkMask  = 3 << 1 // how the input is cut: whole, single bytes, sizes from the input (large, small)
+	fuzzUseReader  = 1 << 3 // read with Reader and a small buffer instead of Read
+	fuzzSmallBufio = 1 << 4 // the smallest read buffer, so that frames cross its end
+	// The second byte times 8 is the read limit.
+)
+
+// FuzzConnRead feeds arbitrary bytes to a Conn as the frames of its peer,
+// in either role, and checks what it makes of them: no panic, no message
+// over the read limit, only valid UTF-8 as text, and when it fails the
+// connection, a close frame with the code it reports as the last thing it
+// sent.
+func FuzzConnRead(f *testing.F) {
+	f.Fuzz(func(t *testing.T, input []byte) {
+		if len(input) < 2 {
+			return
+		}
+		flags, limit, data := input[0], int64(input[1])*8, input[2:]
+		client := flags&fuzzClient != 0
+		fc := &fuzzConn{in: data}
+		switch flags & fuzzChunkMask >> 1 {
+		case 1:
+			fc.sizes, fc.maxLen = []byte{0}, 1
+		case 2:
+			fc.sizes, fc.maxLen = data, 256
+		case 3:
+			fc.sizes, fc.maxLen = data, 7
+		}
+		readSize := 0
+		if flags&fuzzSmallBufio != 0 {
+			readSize = minBufferSize
+		}
+		cfg := newConnConfig(readSize, 0, 0, 0, 50*time.Millisecond)
+		c := newConn(fc, bufio.NewReaderSize(fc, cfg.readBufferSize), client, "", cfg)
+		defer c.CloseNow()
+		c.SetReadLimit(limit)
+
+		ctx := context.Background()
+		buf := make([]byte, 100)
+		var err error
+		messages := 0
+		for ; ; messages++ {
+			var typ MessageType
+			var msg []byte
+			if flags&fuzzUseReader != 0 {
+				var r io.Reader
+				typ, r, err = c.Reader(ctx)
+				if err == nil {
+					msg, err = readAllSmall(r, buf, limit)
+				}
+			} else {
+				typ, msg, err = c.Read(ctx)
+			}
+			if err != nil {
+				break
+			}
+			if int64(len(msg)) > limit {
+				t.Fatalf("a message of %d bytes passed the read limit of %d", len(msg), limit)
+			}
+			if typ == MessageText && !utf8.Valid(msg) {
+				t.Fatalf("a text message of invalid UTF-8 passed: %q", msg)
+			}
+			if typ != MessageText && typ != MessageBinary {
+				t.Fatalf("a message of type %v", typ)
+			}
+		}
+
+		t.Logf("%s: %d messages, then %v", roleName(client), messages, err)
+
+		// What the Conn sent must be frames of its role; after a failure or
+		// the peer's close, the last is a close frame with the code.
+		sent := bufio.NewReader(bytes.NewReader(fc.written()))
+		var last frame.Header
+		var lastPayload []byte
+		for !atEOF(sent) {
+			h, p, ferr := readTestFrame(sent)
+			if ferr != nil {
+				t.Fatalf("the Conn sent a malformed frame: %v", ferr)
+			}
+			if h.Masked != client {
+				t.Fatalf("the Conn sent a frame with masked = %v as %s", h.Masked, roleName(client))
+			}
+			last, lastPayload = h, p
+		}
+		var pe *ProtocolError
+		var ce *CloseError
+		switch {
+		case errors.As(err, &pe):
+			if last.Opcode != frame.OpClose {
+				t.Fatalf("failed with %v, but the last frame sent is %v", err, last.Opcode)
+			}
+			if code, _, _ := frame.ParseClosePayload(lastPayload); StatusCode(code) != pe.Code {
+				t.Fatalf("failed with code %d, but sent a close frame with %d", pe.Code, code)
+			}
+		case errors.As(err, &ce):
+			if last.Opcode != frame.OpClose {
+				t.Fatalf("the peer closed (%v), but the last frame sent is %v", err, last.Opcode)
+			}
+			want := uint16(ce.Code)
+			if code, _, _ := frame.ParseClosePayload(lastPayload); code != want {
+				t.Fatalf("the peer closed with %d, answered with %d", want, code)
+			}
+		}
+	})
+}
+
+// readAllSmall reads r to its end in small pieces, failing beyond limit.
+func readAllSmall(r io.Reader, buf []byte, limit int64) ([]byte, error) {
+	var msg []byte
+	for {
+		n, err := r.Read(buf[:1+len(msg)%len(buf)])
+		msg = append(msg, buf[:n]...)
+		if int64(len(msg)) > limit {
+			return msg, nil // reported by the caller
+		}
+		if err == io.EOF {
+			return msg, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+func atEOF(br *bufio.Reader) bool {
+	_, err := br.Peek(1)
+	return err != nil
+}
