@@ -171,7 +171,6 @@ func (c *Conn) handleClose(payload []byte) error {
 		return c.failFrame(ferr)
 	}
 	ce := &CloseError{Code: StatusCode(code), Reason: string(reason)}
-	c.peerClose = ce
 	close(c.peerClosed)
 	c.recordEnd(ce)
 	if !c.closeSent.Load() {

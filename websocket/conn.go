@@ -117,7 +117,6 @@ type Conn struct {
 	closed       chan struct{} // closed once the network connection is closed
 	closeErr     error         // why the connection ended; under closeMu
 	peerClosed   chan struct{} // closed when the peer's close frame arrives
-	peerClose    *CloseError   // set before peerClosed is closed
 	closeReadCtl sync.Once
 	wg           sync.WaitGroup // the goroutines this Conn started
 

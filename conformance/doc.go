@@ -1,0 +1,67 @@
+// Package conformance is the RFC 6455 conformance suite of Duplex. It holds
+// no code of its own: everything is in its tests, which speak raw bytes over
+// TCP loopback to the websocket package, in both roles.
+//
+// Run it with
+//
+//	go test ./conformance/
+//	make conformance            # the same, with -race and -v
+//	go test ./conformance/ -run 'TestUTF8/6.4'   # one family
+//
+// # Layout
+//
+//   - wire_test.go: the raw peer's frame codec, written from RFC 6455 alone
+//     (it shares no code with internal/frame) and able to write illegal
+//     frames: reserved bits and opcodes, non-minimal lengths, a 64-bit
+//     length with its top bit set, wrong masking, long or fragmented control
+//     frames, headers announcing more than is sent; and the delivery modes.
+//   - harness_test.go: the table runner and the endpoints under test.
+//     Against our server, the raw peer is a client that does its own
+//     handshake (httptest server, handler Accept + echo). Against our
+//     client, it is a server that answers Dial's handshake itself. The
+//     library's end echoes every message (Read, then Write of the same type)
+//     until an error, which the cases check: a *websocket.ProtocolError with
+//     the close code the library sent, or a *websocket.CloseError with the
+//     peer's.
+//   - peer_test.go: the raw peer, which sends in the run's delivery mode and
+//     checks what comes back: exact frames, close codes, who closes TCP.
+//   - rawhttp_test.go: the raw side of the opening handshake.
+//   - one file per section below, each a table of cases.
+//
+// Every case runs in each role it applies to (the raw peer masks when it
+// plays the client and not when it plays the server; masking cases are
+// role-specific) and in three delivery modes: the raw peer's bytes go out
+// whole, one byte per write, or in random-sized writes from an RNG seeded
+// with the test's name, over sockets with TCP_NODELAY. Subtests are named
+// case/role/mode, such as "TestFraming/1.1.3_text_126_bytes/client/one-byte".
+// Cases assert the exact bytes of frames (echoes, pongs, close frames) and
+// the close code; every socket operation has a deadline, so no case hangs.
+// One-byte delivery of a send over 128 KiB (the 1 MiB and 256 KiB cases)
+// writes its first and last 32 KiB a byte at a time and the middle in 1 KiB
+// writes, which keeps the run short and every frame boundary byte by byte.
+// The random chunks are the same on every run; CONFORMANCE_SEED=<anything>
+// in the environment draws others.
+//
+// # Sections covered
+//
+// Numbered after the Autobahn Testsuite where it has a family:
+//
+//	1   framing: text and binary of 0 to 1 MiB echoed in minimal single
+//	    frames; non-minimal length encodings and the 64-bit top bit (RFC 5.2)
+//	2   pings and pongs: payloads echoed, 126-byte and fragmented pings,
+//	    unsolicited pongs, pings in a burst (RFC 5.5.2, 5.5.3)
+//	3   reserved bits on every kind of frame, with no extension (RFC 5.2)
+//	4   reserved opcodes, data and control (RFC 5.2)
+//	5   fragmentation: messages in many and empty fragments, control frames
+//	    between fragments answered at once, broken sequences (RFC 5.4)
+//	6   UTF-8: valid texts split at every byte, invalid sequences, failing
+//	    fast inside an unfinished message and an unfinished frame (RFC 8.1)
+//	7   closing: codes valid and invalid, payload lengths, reasons, data
+//	    after the close frame, who closes TCP first (RFC 5.5.1, 7)
+//	8   limits: the default read limit enforced from the header (RFC 10.4)
+//	9   masking: the rules of each role and the client's fresh keys (RFC 5.3)
+//	10  the opening handshake of both roles (RFC 4)
+//
+// The cases of RFC 7692 (permessage-deflate) belong here too, as a section
+// of their own, once the library negotiates it.
+package conformance
