@@ -35,9 +35,9 @@ type EchoServer struct {
 	// DefaultEchoReadLimit (64 MiB); a negative value removes the limit.
 	ReadLimit int64
 
-	// Logger receives one line when a connection opens and one when it
-	// ends, a warning for each refused handshake, and a line when Serve
-	// begins to stop. Default: slog.Default().
+	// Logger receives one line per connection, when it ends, a warning
+	// for each refused handshake, and a line when Serve begins to stop.
+	// Default: slog.Default().
 	Logger *slog.Logger
 
 	// ShutdownTimeout bounds how long Serve waits, once its context ends,
@@ -197,7 +197,6 @@ func (h *echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	h.logger.Info("connection open", "remote", r.RemoteAddr, "path", r.URL.Path, "subprotocol", c.Subprotocol())
 
 	var st echoStats
 	var sc *serverClose
@@ -214,6 +213,7 @@ func (h *echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	attrs := []any{
 		"remote", r.RemoteAddr,
 		"path", r.URL.Path,
+		"subprotocol", c.Subprotocol(),
 		"duration", time.Since(start).Round(time.Millisecond),
 		"messages", st.messages,
 		"bytes", st.bytes,
