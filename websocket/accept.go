@@ -58,6 +58,10 @@ type AcceptOptions struct {
 	// CloseTimeout bounds the closing handshake: waiting for the peer's
 	// close frame and for the peer to close TCP. Default: 5 seconds.
 	CloseTimeout time.Duration
+
+	// Compression configures permessage-deflate (RFC 7692), used with
+	// clients that offer it. Default: disabled.
+	Compression CompressionOptions
 }
 
 // Accept completes the WebSocket handshake (RFC 6455 section 4.2) of a
@@ -86,7 +90,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		return nil, err
 	}
 	subprotocol := selectSubprotocol(r.Header, opts.Subprotocols)
-	ext, extHeader := negotiateServer(r.Header)
+	comp, extHeader := negotiateServer(r.Header, &opts.Compression)
 
 	netConn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -103,7 +107,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	}
 	netConn.SetWriteDeadline(time.Time{})
 	c := newConn(netConn, readerAfterHijack(netConn, brw.Reader, cfg.readBufferSize), false, subprotocol, cfg)
-	c.ext = ext
+	c.comp = comp
 	return c, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/duplexws/duplex/internal/deflate"
 	"github.com/duplexws/duplex/internal/frame"
 )
 
@@ -77,7 +78,7 @@ type Conn struct {
 	netConn     net.Conn
 	client      bool
 	subprotocol string
-	ext         extensions
+	comp        *compression // nil unless permessage-deflate was agreed
 	cfg         connConfig
 	writePool   *bufferPool
 
@@ -98,6 +99,8 @@ type Conn struct {
 	msgType     MessageType
 	msgSize     int64 // payload bytes the current message's frames announced so far
 	utf8        frame.UTF8
+	inflate     *deflate.MessageReader // the compressed message being read, or nil
+	msgInflated int64                  // bytes the current compressed message inflated to so far
 	partial     []byte
 	reader      messageReader
 	ctrl        [frame.MaxControlPayload]byte

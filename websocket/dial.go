@@ -53,6 +53,10 @@ type DialOptions struct {
 	PingInterval    time.Duration
 	PongTimeout     time.Duration
 	CloseTimeout    time.Duration
+
+	// Compression configures permessage-deflate (RFC 7692): what to offer.
+	// The server may decline it. Default: disabled, nothing offered.
+	Compression CompressionOptions
 }
 
 // Dial opens a WebSocket connection to a ws:// or wss:// URL (http:// and
@@ -102,7 +106,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	}
 	stop := context.AfterFunc(ctx, func() { netConn.SetDeadline(aLongTimeAgo) })
 	cfg := newConnConfig(opts.ReadBufferSize, opts.WriteBufferSize, opts.PingInterval, opts.PongTimeout, opts.CloseTimeout)
-	br, resp, err := handshake(netConn, u, client.Jar, opts, cfg.readBufferSize)
+	br, resp, comp, err := handshake(netConn, u, client.Jar, opts, cfg.readBufferSize)
 	if !stop() || ctx.Err() != nil {
 		netConn.Close()
 		return nil, resp, ctxDialError(ctx)
@@ -112,7 +116,9 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 		return nil, resp, err
 	}
 	netConn.SetDeadline(time.Time{})
-	return newConn(netConn, br, true, resp.Header.Get("Sec-WebSocket-Protocol"), cfg), resp, nil
+	c := newConn(netConn, br, true, resp.Header.Get("Sec-WebSocket-Protocol"), cfg)
+	c.comp = comp
+	return c, resp, nil
 }
 
 // ctxDialError wraps ctx's cause, so that errors.Is(err,
@@ -143,7 +149,7 @@ func parseWebSocketURL(rawURL string) (*url.URL, error) {
 
 // handshake sends the opening handshake over netConn and checks the answer
 // (section 4.1).
-func handshake(netConn net.Conn, u *url.URL, jar http.CookieJar, opts *DialOptions, readSize int) (*bufio.Reader, *http.Response, error) {
+func handshake(netConn net.Conn, u *url.URL, jar http.CookieJar, opts *DialOptions, readSize int) (*bufio.Reader, *http.Response, *compression, error) {
 	var keyBytes [16]byte
 	crand.Read(keyBytes[:])
 	key := base64.StdEncoding.EncodeToString(keyBytes[:])
@@ -171,31 +177,39 @@ func handshake(netConn net.Conn, u *url.URL, jar http.CookieJar, opts *DialOptio
 	if len(opts.Subprotocols) > 0 {
 		req.Header.Set("Sec-WebSocket-Protocol", strings.Join(opts.Subprotocols, ", "))
 	}
+	if offer := clientOffer(&opts.Compression); offer != "" {
+		req.Header.Set("Sec-WebSocket-Extensions", offer)
+	}
 	if jar != nil {
 		for _, c := range jar.Cookies(u) {
 			req.AddCookie(c)
 		}
 	}
 	if err := req.Write(netConn); err != nil {
-		return nil, nil, errors.New("websocket: writing the handshake request: " + err.Error())
+		return nil, nil, nil, errors.New("websocket: writing the handshake request: " + err.Error())
 	}
 	br := bufio.NewReaderSize(netConn, readSize)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
-		return nil, nil, errors.New("websocket: reading the handshake response: " + err.Error())
+		return nil, nil, nil, errors.New("websocket: reading the handshake response: " + err.Error())
 	}
 	if jar != nil {
 		if rc := resp.Cookies(); len(rc) > 0 {
 			jar.SetCookies(u, rc)
 		}
 	}
-	if err := checkServerResponse(resp, key, opts.Subprotocols); err != nil {
+	err = checkServerResponse(resp, key, opts.Subprotocols)
+	var comp *compression
+	if err == nil {
+		comp, err = acceptExtensions(resp.Header, &opts.Compression)
+	}
+	if err != nil {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		resp.Body.Close()
 		resp.Body = io.NopCloser(bytes.NewReader(body))
-		return nil, resp, err
+		return nil, resp, nil, err
 	}
-	return br, resp, nil
+	return br, resp, comp, nil
 }
 
 // checkServerResponse checks the server's answer to the opening handshake
@@ -218,11 +232,7 @@ func checkServerResponse(resp *http.Response, key string, offered []string) erro
 			return errors.New("websocket: server chose subprotocol " + quote(strings.Join(v, ", ")) + ", which was not offered")
 		}
 	}
-	// No extension is offered yet, so any in the answer was not offered.
-	if v := resp.Header.Values("Sec-WebSocket-Extensions"); len(v) > 0 {
-		return errors.New("websocket: server chose extension " + quote(strings.Join(v, ", ")) + ", which was not offered")
-	}
-	return nil
+	return nil // the extensions are checked against the offer by acceptExtensions
 }
 
 // dialNet opens the connection the handshake runs over: TCP, through a

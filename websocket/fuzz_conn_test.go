@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/duplexws/duplex/internal/deflate"
 	"github.com/duplexws/duplex/internal/frame"
 )
 
@@ -86,6 +87,8 @@ const (
 	fuzzChunkMask  = 3 << 1 // how the input is cut: whole, single bytes, sizes from the input (large, small)
 	fuzzUseReader  = 1 << 3 // read with Reader and a small buffer instead of Read
 	fuzzSmallBufio = 1 << 4 // the smallest read buffer, so that frames cross its end
+	fuzzCompress   = 1 << 5 // permessage-deflate agreed: RSV1 messages are inflated
+	fuzzTakeover   = 1 << 6 // with context takeover, and 9-bit windows
 	// The second byte times 8 is the read limit.
 )
 
@@ -118,6 +121,15 @@ func FuzzConnRead(f *testing.F) {
 		c := newConn(fc, bufio.NewReaderSize(fc, cfg.readBufferSize), client, "", cfg)
 		defer c.CloseNow()
 		c.SetReadLimit(limit)
+		if flags&fuzzCompress != 0 {
+			p := deflate.Params{ServerNoContextTakeover: true, ClientNoContextTakeover: true, ServerMaxWindowBits: 15, ClientMaxWindowBits: 15}
+			mode := CompressionNoContextTakeover
+			if flags&fuzzTakeover != 0 {
+				p = deflate.Params{ServerMaxWindowBits: 9, ClientMaxWindowBits: 9}
+				mode = CompressionContextTakeover
+			}
+			c.comp = newCompression(p, !client, &CompressionOptions{Mode: mode})
+		}
 
 		ctx := context.Background()
 		buf := make([]byte, 100)

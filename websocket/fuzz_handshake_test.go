@@ -115,7 +115,17 @@ func FuzzClientHandshake(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if err := checkServerResponse(resp, key, offered); err != nil {
+		// Half the inputs are checked as if compression had been offered.
+		var opts CompressionOptions
+		if len(data)%2 == 1 {
+			opts.Mode = CompressionContextTakeover
+		}
+		err = checkServerResponse(resp, key, offered)
+		var comp *compression
+		if err == nil {
+			comp, err = acceptExtensions(resp.Header, &opts)
+		}
+		if err != nil {
 			if !strings.HasPrefix(err.Error(), "websocket: ") {
 				t.Fatalf("error %q", err)
 			}
@@ -133,8 +143,11 @@ func FuzzClientHandshake(f *testing.F) {
 		if v := resp.Header.Values("Sec-WebSocket-Protocol"); len(v) > 1 || len(v) == 1 && !slices.Contains(offered, v[0]) {
 			t.Fatalf("accepted the subprotocol %q", v)
 		}
-		if v := resp.Header.Values("Sec-WebSocket-Extensions"); len(v) > 0 {
+		if v := resp.Header.Values("Sec-WebSocket-Extensions"); len(v) > 0 && opts.Mode == CompressionDisabled {
 			t.Fatalf("accepted extensions %q, none offered", v)
+		}
+		if comp != nil && opts.Mode == CompressionDisabled {
+			t.Fatal("compression agreed without an offer")
 		}
 	})
 }

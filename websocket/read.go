@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/duplexws/duplex/internal/deflate"
 	"github.com/duplexws/duplex/internal/frame"
 )
 
@@ -138,7 +139,15 @@ func (c *Conn) readMessage() ([]byte, error) {
 		c.partial = nil
 	}
 	for {
-		if free := int64(cap(c.partial) - len(c.partial)); free < c.frameLeft {
+		free := int64(cap(c.partial) - len(c.partial))
+		switch {
+		case c.inflate != nil:
+			// The inflated size is unknown: grow by doubling, which the
+			// read limit bounds (the inflater stops just past it).
+			if free == 0 {
+				c.partial = slices.Grow(c.partial, max(cap(c.partial), 512))
+			}
+		case free < c.frameLeft:
 			// The exact size for the common single-frame message; a frame
 			// announcing more than 1 MiB (possible only without a read limit)
 			// grows as it arrives.
@@ -161,12 +170,89 @@ func (c *Conn) readMessage() ([]byte, error) {
 }
 
 // readPayload reads payload of the current message into p, moving on to its
-// next frame as needed. It returns io.EOF, and no data, at the end of the
-// message.
+// next frame as needed and inflating a compressed message. It returns
+// io.EOF, and no data, at the end of the message.
 func (c *Conn) readPayload(p []byte) (int, error) {
+	if c.inflate == nil {
+		n, err := c.readRaw(p)
+		if err == io.EOF {
+			return 0, c.endMessage()
+		}
+		return n, err
+	}
+	n, err := c.inflate.Read(p)
+	if n > 0 {
+		if err := c.inflated(p[:n]); err != nil {
+			return 0, err
+		}
+	}
+	switch {
+	case err == nil:
+		return n, nil
+	case err == io.EOF:
+		if n > 0 {
+			return n, nil // the end again on the next call
+		}
+		return 0, c.endCompressed()
+	case err == deflate.ErrTooBig:
+		return 0, c.fail(c.tooBig())
+	case err == deflate.ErrCorrupt:
+		return 0, c.fail(&ProtocolError{Code: StatusInvalidFramePayloadData, Reason: "corrupt compressed message"})
+	case isTimeout(err):
+		// The inflater cannot resume after its source failed: the
+		// message, and with context takeover every later one, is lost.
+		c.closeNetConn(errCompressedInterrupted)
+	}
+	return 0, err
+}
+
+var errCompressedInterrupted = errors.New("websocket: read interrupted in the middle of a compressed message, which cannot resume")
+
+// inflated checks inflated bytes of the current message against the read
+// limit (which counts inflated bytes: decompression bombs stop there) and,
+// for text, UTF-8.
+func (c *Conn) inflated(b []byte) error {
+	c.msgInflated += int64(len(b))
+	if limit := c.readLimit.Load(); limit >= 0 && c.msgInflated > limit {
+		return c.fail(c.tooBig())
+	}
+	if c.msgType == MessageText && !c.utf8.Write(b) {
+		return c.fail(errFromFrame(frame.ErrInvalidUTF8))
+	}
+	return nil
+}
+
+// endCompressed ends a compressed message once the inflater is done. A
+// final DEFLATE block may end the data before its last frame (RFC 7692
+// section 7.2.3.3): the rest of the message is read and ignored.
+func (c *Conn) endCompressed() error {
+	for {
+		_, err := c.readRaw(c.ctrl[:])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	c.inflate = nil
+	return c.endMessage()
+}
+
+func (c *Conn) tooBig() *ProtocolError {
+	return &ProtocolError{
+		Code:   StatusMessageTooBig,
+		Reason: "read limit of " + strconv.FormatInt(c.readLimit.Load(), 10) + " bytes exceeded",
+	}
+}
+
+// readRaw reads payload bytes of the current message as they are on the
+// wire, unmasked, moving on to its next frame as needed. It returns io.EOF
+// after the last byte of the message's last frame.
+func (c *Conn) readRaw(p []byte) (int, error) {
 	for c.frameLeft == 0 {
 		if c.frameFin {
-			return 0, c.endMessage()
+			return 0, io.EOF
 		}
 		if err := c.nextFrame(); err != nil {
 			if err == io.EOF {
@@ -191,6 +277,11 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 	return 0, err
 }
 
+// rawReader is the source the inflater reads a compressed message from.
+type rawReader struct{ c *Conn }
+
+func (r rawReader) Read(p []byte) (int, error) { return r.c.readRaw(p) }
+
 // consumed accounts for payload bytes of the current frame that were just
 // read into b: it unmasks them and checks text as it arrives, so that
 // invalid UTF-8 fails the connection at once (RFC 6455 section 8.1).
@@ -199,7 +290,7 @@ func (c *Conn) consumed(b []byte) error {
 		c.framePos = frame.Mask(c.frameKey, c.framePos, b)
 	}
 	c.frameLeft -= int64(len(b))
-	if c.msgType == MessageText && !c.utf8.Write(b) {
+	if c.inflate == nil && c.msgType == MessageText && !c.utf8.Write(b) {
 		return c.fail(errFromFrame(frame.ErrInvalidUTF8))
 	}
 	return nil
@@ -216,6 +307,21 @@ func (c *Conn) endMessage() error {
 // discardMessage reads what is left of the current message and drops it,
 // still checking it.
 func (c *Conn) discardMessage() error {
+	if c.inflate != nil {
+		bp := compressBuffers.Get().(*[]byte)
+		defer compressBuffers.Put(bp)
+		scratch := (*bp)[:cap(*bp)]
+		for {
+			_, err := c.readPayload(scratch)
+			if err == io.EOF {
+				c.partial, c.msgByRead = nil, false
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
 	for {
 		for c.frameLeft > 0 {
 			b, err := c.br.Peek(int(min(c.frameLeft, int64(c.br.Size()))))
@@ -275,13 +381,15 @@ func (c *Conn) nextFrame() error {
 			c.msgType = MessageType(h.Opcode)
 			c.msgSize = 0
 			c.utf8.Reset()
+			c.inflate = nil
+			if h.RSV&frame.RSV1 != 0 {
+				c.msgInflated = 0
+				c.inflate = c.comp.in.BeginMessage(rawReader{c}, inflateLimit(c.readLimit.Load()))
+			}
 		}
 		// Compared as a subtraction: a hostile 63-bit length must not wrap.
-		if limit := c.readLimit.Load(); limit >= 0 && h.Length > limit-c.msgSize {
-			return c.fail(&ProtocolError{
-				Code:   StatusMessageTooBig,
-				Reason: "read limit of " + strconv.FormatInt(limit, 10) + " bytes exceeded",
-			})
+		if limit := rawLimit(c.readLimit.Load(), c.inflate != nil); limit >= 0 && h.Length > limit-c.msgSize {
+			return c.fail(c.tooBig())
 		}
 		c.msgSize += h.Length
 		c.frameLeft = h.Length
@@ -291,6 +399,25 @@ func (c *Conn) nextFrame() error {
 		c.framePos = 0
 		return nil
 	}
+}
+
+// inflateLimit is the inflater's limit for a read limit: the inflater stops
+// right after it, and counts 0 as none.
+func inflateLimit(readLimit int64) int64 {
+	if readLimit < 0 {
+		return 0
+	}
+	return readLimit + 1
+}
+
+// rawLimit bounds the bytes on the wire of a message. A compressed message
+// is held to its inflated size, with slack for data that compression made
+// larger (fixed Huffman codes spend up to 9 bits on a byte).
+func rawLimit(readLimit int64, compressed bool) int64 {
+	if readLimit < 0 || !compressed {
+		return readLimit
+	}
+	return readLimit + readLimit/4 + 1024
 }
 
 // readFrameHeader reads the next frame header and checks it against the
@@ -309,7 +436,7 @@ func (c *Conn) readFrameHeader() (frame.Header, frame.Opcode, error) {
 	if ferr != nil {
 		return h, 0, c.failFrame(ferr)
 	}
-	op, ferr := c.stream.Check(&h, !c.client, c.ext.rsv)
+	op, ferr := c.stream.Check(&h, !c.client, c.comp.allowedRSV())
 	if ferr != nil {
 		return h, 0, c.failFrame(ferr)
 	}

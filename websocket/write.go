@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/duplexws/duplex/internal/deflate"
 	"github.com/duplexws/duplex/internal/frame"
 )
 
@@ -16,11 +17,14 @@ var (
 	errWriterClosed   = errors.New("websocket: write to a closed Writer")
 )
 
-// Write writes p as one message of type typ, in a single frame. When ctx
-// ends before the frame has started, Write returns ctx's error and the
-// connection is unharmed; when it ends in the middle of the frame, the
-// stream cannot be resumed and the connection is closed.
+// Write writes p as one message of type typ, in a single frame, compressed
+// when permessage-deflate was agreed, p is at least the compression
+// threshold and typ is not marked Uncompressed. When ctx ends before the
+// frame has started, Write returns ctx's error and the connection is
+// unharmed; when it ends in the middle of the frame, the stream cannot be
+// resumed and the connection is closed.
 func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
+	typ, plain := splitType(typ)
 	if typ != MessageText && typ != MessageBinary {
 		return errBadMessageType
 	}
@@ -28,16 +32,37 @@ func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
 		return err
 	}
 	defer c.msgMu.unlock()
-	return c.writeFrame(ctx, frame.Opcode(typ), true, p)
+	if c.comp == nil || plain || len(p) < c.comp.threshold {
+		return c.writeFrame(ctx, frame.Opcode(typ), true, 0, p)
+	}
+	return c.writeCompressed(ctx, frame.Opcode(typ), p)
+}
+
+// writeCompressed compresses p and writes it as one frame. It compresses
+// once the frame is sure to start, so that a context that ends first leaves
+// the compressor's history as the peer knows it.
+func (c *Conn) writeCompressed(ctx context.Context, op frame.Opcode, p []byte) error {
+	if err := c.beginFrame(ctx, op); err != nil {
+		return err
+	}
+	bp := compressBuffers.Get().(*[]byte)
+	out := c.comp.out.Compress((*bp)[:0], p)
+	err := c.writeFrameLocked(op, true, frame.RSV1, out)
+	*bp = out[:0]
+	compressBuffers.Put(bp)
+	return c.endFrame(ctx, err)
 }
 
 // Writer returns a writer for one message of type typ, held until its Close,
 // which sends the final frame. Data is sent in frames of up to the write
-// buffer size as it is written, so a message of any size can be streamed.
-// Other writes wait until Close; control frames do not. The writer is for
-// one goroutine and is reused for the next message, so it must not be used
-// after Close. ctx governs every write through it, as in Write.
+// buffer size as it is written, so a message of any size can be streamed;
+// when permessage-deflate was agreed and typ is not marked Uncompressed, it
+// is compressed as it streams. Other writes wait until Close; control frames
+// do not. The writer is for one goroutine and is reused for the next
+// message, so it must not be used after Close. ctx governs every write
+// through it, as in Write.
 func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, error) {
+	typ, plain := splitType(typ)
 	if typ != MessageText && typ != MessageBinary {
 		return nil, errBadMessageType
 	}
@@ -51,8 +76,15 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 	w := &c.writer
 	w.ctx = ctx
 	w.op = frame.Opcode(typ)
-	w.buf = c.writePool.get()
+	w.rsv = 0
 	w.open = true
+	if c.comp != nil && !plain {
+		w.mc = c.comp.out.BeginMessage()
+		w.rsv = frame.RSV1
+		w.buf = compressBuffers.Get().(*[]byte)
+	} else {
+		w.buf = c.writePool.get()
+	}
 	return w, nil
 }
 
@@ -61,8 +93,10 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 type messageWriter struct {
 	c    *Conn
 	ctx  context.Context
-	op   frame.Opcode // the opcode of the next frame: the type, then continuation
-	buf  *[]byte      // payload waiting for the next frame
+	op   frame.Opcode               // the opcode of the next frame: the type, then continuation
+	rsv  byte                       // the reserved bits of the next frame: RSV1 on a compressed message's first
+	buf  *[]byte                    // payload waiting for the next frame
+	mc   *deflate.MessageCompressor // nil unless the message is compressed
 	open bool
 }
 
@@ -71,14 +105,22 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 	if !w.open {
 		return 0, errWriterClosed
 	}
+	if w.mc != nil {
+		*w.buf = w.mc.Write(*w.buf, p)
+		if err := w.sendCompressed(false); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	written := 0
 	for len(p) > 0 {
 		b := *w.buf
 		if len(b) == cap(b)-frame.MaxHeaderSize {
-			if err := w.flush(false); err != nil {
+			if err := w.send(false, b); err != nil {
 				return written, err
 			}
-			b = *w.buf
+			*w.buf = b[:0]
+			b = b[:0]
 		}
 		n := copy(b[len(b):cap(b)-frame.MaxHeaderSize], p)
 		*w.buf = b[:len(b)+n]
@@ -88,12 +130,40 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-func (w *messageWriter) flush(fin bool) error {
-	err := w.c.writeFrame(w.ctx, w.op, fin, *w.buf)
+// sendCompressed sends the compressed output in frames of the write buffer
+// size, keeping back the last, partial, frame unless final.
+func (w *messageWriter) sendCompressed(final bool) error {
+	size := w.c.cfg.writeBufferSize
+	out := *w.buf
+	sent := 0
+	for len(out)-sent > size {
+		if err := w.send(false, out[sent:sent+size]); err != nil {
+			return err
+		}
+		sent += size
+	}
+	if final {
+		if err := w.send(true, out[sent:]); err != nil {
+			return err
+		}
+		sent = len(out)
+	}
+	*w.buf = append(out[:0], out[sent:]...)
+	return nil
+}
+
+// send writes one frame of the message.
+func (w *messageWriter) send(fin bool, p []byte) error {
+	c := w.c
+	err := c.writeFrame(w.ctx, w.op, fin, w.rsv, p)
 	if err == nil {
 		w.op = frame.OpContinuation // the message has begun
+		w.rsv = 0
+	} else if w.mc != nil && !c.comp.shared {
+		// The compressor's history may now hold what the peer never got:
+		// every later message would inflate wrong.
+		c.closeNetConn(&netError{err})
 	}
-	*w.buf = (*w.buf)[:0]
 	return err
 }
 
@@ -102,9 +172,18 @@ func (w *messageWriter) Close() error {
 	if !w.open {
 		return errWriterClosed
 	}
-	err := w.flush(true)
+	var err error
+	if w.mc != nil {
+		*w.buf = w.mc.Finish(*w.buf)
+		err = w.sendCompressed(true)
+		*w.buf = (*w.buf)[:0]
+		compressBuffers.Put(w.buf)
+		w.mc = nil
+	} else {
+		err = w.send(true, *w.buf)
+		w.c.writePool.put(w.buf)
+	}
 	w.open = false
-	w.c.writePool.put(w.buf)
 	w.buf, w.ctx = nil, nil
 	w.c.msgMu.unlock()
 	return err
@@ -113,15 +192,25 @@ func (w *messageWriter) Close() error {
 // writeFrame writes one frame carrying p, taking frameMu for its duration.
 // A frame that fails part way leaves the stream unusable, so the connection
 // is closed.
-func (c *Conn) writeFrame(ctx context.Context, op frame.Opcode, fin bool, p []byte) error {
+func (c *Conn) writeFrame(ctx context.Context, op frame.Opcode, fin bool, rsv byte, p []byte) error {
+	if err := c.beginFrame(ctx, op); err != nil {
+		return err
+	}
+	return c.endFrame(ctx, c.writeFrameLocked(op, fin, rsv, p))
+}
+
+// beginFrame takes frameMu for a frame of opcode op and arms ctx; when it
+// succeeds the caller writes the frame and passes the result to endFrame.
+func (c *Conn) beginFrame(ctx context.Context, op frame.Opcode) error {
 	if err := c.lock(ctx, &c.frameMu); err != nil {
 		return err
 	}
-	defer c.frameMu.unlock()
 	if c.closeSent.Load() {
+		c.frameMu.unlock()
 		return c.endErr(errCloseSent)
 	}
 	if err := c.watch(ctx, writing); err != nil {
+		c.frameMu.unlock()
 		if op == frame.OpContinuation {
 			// The message has begun and cannot be finished: the stream
 			// is unusable.
@@ -130,22 +219,28 @@ func (c *Conn) writeFrame(ctx context.Context, op frame.Opcode, fin bool, p []by
 		}
 		return err // nothing of the message has gone out
 	}
-	if err := c.writeFrameLocked(op, fin, p); err != nil {
-		if ctx.Err() != nil && isTimeout(err) {
-			err = ctx.Err()
-		}
-		c.closeNetConn(&netError{err})
-		return c.endErr(err)
-	}
 	return nil
+}
+
+// endFrame releases frameMu after a frame was written with result err.
+func (c *Conn) endFrame(ctx context.Context, err error) error {
+	c.frameMu.unlock()
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil && isTimeout(err) {
+		err = ctx.Err()
+	}
+	c.closeNetConn(&netError{err})
+	return c.endErr(err)
 }
 
 // writeFrameLocked encodes and sends one frame. The caller holds frameMu.
 // A server frame that fits the buffer goes out in one write, a larger one
 // in one writev; a client frame is masked as it is copied into the buffer,
 // never in the caller's slice.
-func (c *Conn) writeFrameLocked(op frame.Opcode, fin bool, p []byte) error {
-	h := frame.Header{Fin: fin, Opcode: op, Length: int64(len(p))}
+func (c *Conn) writeFrameLocked(op frame.Opcode, fin bool, rsv byte, p []byte) error {
+	h := frame.Header{Fin: fin, RSV: rsv, Opcode: op, Length: int64(len(p))}
 	if c.client {
 		h.Masked = true
 		binary.LittleEndian.PutUint32(h.MaskKey[:], uint32(c.maskRand.Uint64()))
@@ -184,7 +279,7 @@ func (c *Conn) writeFrameLocked(op frame.Opcode, fin bool, p []byte) error {
 // writeControl sends a control frame, waiting for frameMu as long as ctx
 // allows.
 func (c *Conn) writeControl(ctx context.Context, op frame.Opcode, payload []byte) error {
-	return c.writeFrame(ctx, op, true, payload)
+	return c.writeFrame(ctx, op, true, 0, payload)
 }
 
 // writeControlFromReader sends a pong or a close answer on behalf of the
@@ -212,7 +307,7 @@ func (c *Conn) writeControlFromReader(op frame.Opcode, payload []byte) error {
 	c.unwatch(writing)
 	c.netConn.SetWriteDeadline(time.Now().Add(c.cfg.closeTimeout))
 	defer c.netConn.SetWriteDeadline(time.Time{})
-	if err := c.writeFrameLocked(op, true, payload); err != nil {
+	if err := c.writeFrameLocked(op, true, 0, payload); err != nil {
 		c.closeNetConn(&netError{err})
 		return c.endErr(err)
 	}
@@ -237,7 +332,7 @@ func (c *Conn) writeClose(code StatusCode, reason string) error {
 	c.unwatch(writing)
 	c.netConn.SetWriteDeadline(time.Now().Add(c.cfg.closeTimeout))
 	defer c.netConn.SetWriteDeadline(time.Time{})
-	if err := c.writeFrameLocked(frame.OpClose, true, payload); err != nil {
+	if err := c.writeFrameLocked(frame.OpClose, true, 0, payload); err != nil {
 		c.closeNetConn(&netError{err})
 		return err
 	}

@@ -20,14 +20,16 @@ const DefaultEchoReadLimit = 64 << 20
 // EchoServer is a WebSocket server that sends every data message back to
 // its sender with the same type, on every path. It streams each message
 // from the connection's Reader to its Writer through a pooled buffer, so a
-// message is never held whole and its size does not matter to memory.
+// message is never held whole and its size does not matter to memory; a
+// message that fits the buffer is sent back whole with Write instead, to
+// which the compression threshold applies.
 //
 // The zero value is a valid configuration. An EchoServer holds no state of
 // its own: Serve may be called on several listeners at once.
 type EchoServer struct {
 	// Accept configures each handshake and connection: subprotocols,
-	// allowed origins, buffer sizes, keepalive, close timeout. Its defaults
-	// are stated on websocket.AcceptOptions.
+	// allowed origins, buffer sizes, keepalive, close timeout, compression.
+	// Its defaults are stated on websocket.AcceptOptions.
 	Accept websocket.AcceptOptions
 
 	// ReadLimit is the largest message, in bytes, that is echoed; a bigger
@@ -245,19 +247,10 @@ func echo(c *websocket.Conn, st *echoStats) error {
 		if err != nil {
 			return err
 		}
-		w, err := c.Writer(ctx, typ)
-		if err != nil {
-			return drain(ctx, c)
-		}
 		buf := copyBuffers.Get().(*[]byte)
-		n, readErr, writeErr := copyMessage(w, r, *buf)
+		n, readErr, writeErr := echoMessage(ctx, c, typ, r, *buf)
 		copyBuffers.Put(buf)
 		st.bytes += n
-		// Close releases the writer even when the copy failed; the message
-		// is then cut short, but the connection is ending anyway.
-		if err := w.Close(); writeErr == nil {
-			writeErr = err
-		}
 		if readErr != nil {
 			return readErr
 		}
@@ -266,6 +259,45 @@ func echo(c *websocket.Conn, st *echoStats) error {
 		}
 		st.messages++
 	}
+}
+
+// echoMessage sends the message r reads back as a message of type typ. A
+// message that fits buf goes back whole with Write, which leaves it
+// uncompressed under the compression threshold; a longer one is streamed
+// through a Writer, which compresses whatever it is given.
+func echoMessage(ctx context.Context, c *websocket.Conn, typ websocket.MessageType, r io.Reader, buf []byte) (written int64, readErr, writeErr error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err == io.EOF { // the whole message fits buf
+			if err := c.Write(ctx, typ, buf[:n]); err != nil {
+				return 0, nil, err
+			}
+			return int64(n), nil, nil
+		}
+		if err != nil {
+			return 0, err, nil
+		}
+	}
+	// buf is full: the message may go on.
+	w, err := c.Writer(ctx, typ)
+	if err != nil {
+		return 0, nil, err
+	}
+	m, writeErr := w.Write(buf[:n])
+	written = int64(m)
+	if writeErr == nil {
+		var copied int64
+		copied, readErr, writeErr = copyMessage(w, r, buf)
+		written += copied
+	}
+	// Close releases the writer even when the copy failed; the message is
+	// then cut short, but the connection is ending anyway.
+	if err := w.Close(); writeErr == nil {
+		writeErr = err
+	}
+	return written, readErr, writeErr
 }
 
 // copyMessage copies a message from r to w through buf, like io.CopyBuffer,

@@ -20,7 +20,16 @@ type echoFlags struct {
 	origins        []string
 	insecureOrigin bool
 	closeTimeout   time.Duration
+
+	compress          string
+	serverWindowBits  int
+	clientWindowBits  int
+	compressLevel     int
+	compressThreshold int
 }
+
+// compressTuning are the flags that tune --compress, meaningless without it.
+var compressTuning = []string{"server-window-bits", "client-window-bits", "compress-level", "compress-threshold"}
 
 func newEchoCommand() *cobra.Command {
 	var f echoFlags
@@ -39,9 +48,19 @@ once.
 Browsers may connect only from pages of the server's own host unless
 --origin allows more. --insecure-origin lets every web page a user visits
 connect with the user's cookies (cross-site WebSocket hijacking): use it
-only where nothing is worth protecting.`,
+only where nothing is worth protecting.
+
+--compress agrees on permessage-deflate (RFC 7692) with clients that offer
+it. "no-context" compresses each message on its own and keeps nothing
+between messages: about 256 bytes per connection. "context" lets each
+message refer back to the ones before it, which compresses streams of
+similar messages far better, but keeps windows between messages: 4 KiB
+of history to compress (2^--server-window-bits at most) and
+2^--client-window-bits bytes to inflate, about 36 KiB per connection with
+the defaults.`,
 		Example: `  duplex echo --listen 127.0.0.1:9001
-  duplex echo --listen 127.0.0.1:0 --subprotocol chat.v2 --subprotocol chat.v1`,
+  duplex echo --listen 127.0.0.1:0 --subprotocol chat.v2 --subprotocol chat.v1
+  duplex echo --compress context --client-window-bits 10`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runEcho(cmd, &f)
@@ -57,11 +76,20 @@ only where nothing is worth protecting.`,
 		"also accept browsers from this origin, repeatable: a path.Match `pattern`\nof host[:port], such as \"*.example.com\"")
 	fl.BoolVar(&f.insecureOrigin, "insecure-origin", false, "accept browsers from every origin (dangerous: see above)")
 	fl.DurationVar(&f.closeTimeout, "close-timeout", 5*time.Second, "how long a closing handshake may take before the connection is dropped")
+	fl.StringVar(&f.compress, "compress", "off", "permessage-deflate `mode`: off, no-context or context (see above)")
+	fl.IntVar(&f.serverWindowBits, "server-window-bits", 15,
+		"largest window the server compresses with, 8 to 15 `bits`; a client may ask for less")
+	fl.IntVar(&f.clientWindowBits, "client-window-bits", 15,
+		"largest window clients may compress with, 8 to 15 `bits`: what the server\nkeeps per connection with --compress context (clients that do not offer\nclient_max_window_bits use 15)")
+	fl.IntVar(&f.compressLevel, "compress-level", 1, "compression `level`, 1 (fastest) to 9 (smallest)")
+	fl.IntVar(&f.compressThreshold, "compress-threshold", websocket.DefaultCompressionThreshold,
+		"messages under this many `bytes` are echoed uncompressed; 0 compresses all\n(a message over 32 KiB is streamed back, always compressed)")
 	return cmd
 }
 
-// server checks the flags and builds the server they describe.
-func (f *echoFlags) server(logger *slog.Logger) (*EchoServer, error) {
+// server checks the flags and builds the server they describe. changed
+// reports whether a flag was given on the command line.
+func (f *echoFlags) server(logger *slog.Logger, changed func(name string) bool) (*EchoServer, error) {
 	if f.readLimit == 0 || f.readLimit < -1 {
 		return nil, usageError{fmt.Errorf("--read-limit must be a positive number of bytes or -1, not %d", f.readLimit)}
 	}
@@ -71,21 +99,68 @@ func (f *echoFlags) server(logger *slog.Logger) (*EchoServer, error) {
 	if f.insecureOrigin && len(f.origins) > 0 {
 		return nil, usageError{errors.New("--origin and --insecure-origin exclude each other")}
 	}
+	compression, err := f.compression(changed)
+	if err != nil {
+		return nil, err
+	}
 	return &EchoServer{
 		Accept: websocket.AcceptOptions{
 			Subprotocols:             f.subprotocols,
 			OriginPatterns:           f.origins,
 			InsecureSkipVerifyOrigin: f.insecureOrigin,
 			CloseTimeout:             f.closeTimeout,
+			Compression:              compression,
 		},
 		ReadLimit: f.readLimit,
 		Logger:    logger,
 	}, nil
 }
 
+// compression checks the compression flags and returns the options they
+// describe.
+func (f *echoFlags) compression(changed func(name string) bool) (opts websocket.CompressionOptions, err error) {
+	switch f.compress {
+	case "off":
+		for _, name := range compressTuning {
+			if changed(name) {
+				return opts, usageError{fmt.Errorf("--%s needs --compress no-context or context", name)}
+			}
+		}
+		return opts, nil
+	case "no-context":
+		opts.Mode = websocket.CompressionNoContextTakeover
+	case "context":
+		opts.Mode = websocket.CompressionContextTakeover
+	default:
+		return opts, usageError{fmt.Errorf("--compress must be off, no-context or context, not %q", f.compress)}
+	}
+	for _, bits := range []struct {
+		flag  string
+		value int
+	}{{"--server-window-bits", f.serverWindowBits}, {"--client-window-bits", f.clientWindowBits}} {
+		if bits.value < 8 || bits.value > 15 {
+			return opts, usageError{fmt.Errorf("%s must be from 8 to 15, not %d", bits.flag, bits.value)}
+		}
+	}
+	if f.compressLevel < 1 || f.compressLevel > 9 {
+		return opts, usageError{fmt.Errorf("--compress-level must be from 1 to 9, not %d", f.compressLevel)}
+	}
+	if f.compressThreshold < 0 {
+		return opts, usageError{fmt.Errorf("--compress-threshold must be 0 or more bytes, not %d", f.compressThreshold)}
+	}
+	opts.Level = f.compressLevel
+	opts.ServerMaxWindowBits = f.serverWindowBits
+	opts.ClientMaxWindowBits = f.clientWindowBits
+	opts.Threshold = f.compressThreshold
+	if opts.Threshold == 0 {
+		opts.Threshold = -1 // to the library, 0 means its default and a negative value none
+	}
+	return opts, nil
+}
+
 func runEcho(cmd *cobra.Command, f *echoFlags) error {
 	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-	srv, err := f.server(logger)
+	srv, err := f.server(logger, cmd.Flags().Changed)
 	if err != nil {
 		return err
 	}
