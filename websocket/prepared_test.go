@@ -59,3 +59,53 @@ func TestPreparedMessageZeroAllocs(t *testing.T) {
 	server.CloseNow()
 	<-drain
 }
+
+// With compression and no context takeover, a prepared message is
+// compressed once for every connection of the same window and level; with
+// context takeover each connection compresses it with its own history.
+func TestPreparedMessageCompressedOnce(t *testing.T) {
+	ctx := context.Background()
+	payload := compressible(4<<10, 3)
+	pm, _ := NewPreparedMessage(MessageText, payload)
+	opts := CompressionOptions{Mode: CompressionNoContextTakeover}
+	var first []byte
+	for i := range 3 {
+		client, server := newPair(t, &AcceptOptions{Compression: opts}, &DialOptions{Compression: opts})
+		if err := server.WritePrepared(ctx, pm); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := client.Read(ctx); err != nil || !bytes.Equal(got, payload) {
+			t.Fatalf("conn %d: Read %d bytes, %v", i, len(got), err)
+		}
+		if client.msgSize >= int64(len(payload))/2 {
+			t.Fatalf("conn %d: %d bytes on the wire: not compressed", i, client.msgSize)
+		}
+		f := pm.compressedServerFrame(server.comp)
+		if first == nil {
+			first = f
+		} else if &f[0] != &first[0] {
+			t.Fatal("the prepared message was compressed again for another connection")
+		}
+	}
+	if len(pm.compressed) != 1 {
+		t.Fatalf("%d compressed forms cached, want 1", len(pm.compressed))
+	}
+
+	takeover := CompressionOptions{Mode: CompressionContextTakeover}
+	client, server := newPair(t, &AcceptOptions{Compression: takeover}, &DialOptions{Compression: takeover})
+	for range 2 {
+		if err := server.WritePrepared(ctx, pm); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := client.Read(ctx); err != nil || !bytes.Equal(got, payload) {
+			t.Fatalf("context takeover: Read %d bytes, %v", len(got), err)
+		}
+	}
+	// The second copy refers back to the first: far smaller than alone.
+	if client.msgSize > int64(len(first))/4 {
+		t.Fatalf("context takeover: second message took %d bytes, no better than %d alone", client.msgSize, len(first))
+	}
+	if len(pm.compressed) != 1 {
+		t.Fatal("a context-takeover connection used the shared compressed form")
+	}
+}
