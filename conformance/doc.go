@@ -1,6 +1,6 @@
-// Package conformance is the RFC 6455 conformance suite of Duplex. It holds
-// no code of its own: everything is in its tests, which speak raw bytes over
-// TCP loopback to the websocket package, in both roles.
+// Package conformance is the RFC 6455 and RFC 7692 conformance suite of
+// Duplex. It holds no code of its own: everything is in its tests, which
+// speak raw bytes over TCP loopback to the websocket package, in both roles.
 //
 // Run it with
 //
@@ -26,7 +26,17 @@
 //   - peer_test.go: the raw peer, which sends in the run's delivery mode and
 //     checks what comes back: exact frames, close codes, who closes TCP.
 //   - rawhttp_test.go: the raw side of the opening handshake.
-//   - one file per section below, each a table of cases.
+//   - deflate_wire_test.go: the raw peer's permessage-deflate, which shares
+//     no code with internal/deflate: compress/flate compresses and inflates
+//     with 32 KiB windows; a small LZ77 encoder of its own compresses within
+//     smaller windows, and an inflater of its own checks that no
+//     back-reference of the library reaches beyond the agreed window or,
+//     without context takeover, into an earlier message.
+//   - one file per section below, each a table of cases; compression_test.go
+//     holds sections 12 and 13, whose runs negotiate permessage-deflate
+//     first: the library's endpoint is configured with
+//     websocket.CompressionOptions, and some cases have it echo through a
+//     Writer or with WritePrepared.
 //
 // Every case runs in each role it applies to (the raw peer masks when it
 // plays the client and not when it plays the server; masking cases are
@@ -61,7 +71,18 @@
 //	8   limits: the default read limit enforced from the header (RFC 10.4)
 //	9   masking: the rules of each role and the client's fresh keys (RFC 5.3)
 //	10  the opening handshake of both roles (RFC 4)
-//
-// The cases of RFC 7692 (permessage-deflate) belong here too, as a section
-// of their own, once the library negotiates it.
+//	12  permessage-deflate messages: text and binary of 16 bytes to
+//	    128 KiB, compressible and not, several in a row with context
+//	    takeover, in one frame or with the compressed payload fragmented,
+//	    echoed in one frame, through a Writer or with WritePrepared; RSV1
+//	    on first frames only; uncompressed messages between compressed
+//	    ones; reserved bits where RFC 7692 gives them no meaning (1002),
+//	    corrupt data and invalid UTF-8 (1007), decompression bombs against
+//	    the read limit (1009), a final DEFLATE block ending a message early
+//	    (RFC 7692 6, 7.2)
+//	13  permessage-deflate parameters: the exact response of our server and
+//	    offer of our client for context takeover and windows of 8 to 15 bits
+//	    in every combination, several offers, invalid offers declined,
+//	    responses our client must refuse; then messages both ways with
+//	    back-references at exactly the agreed windows (RFC 7692 5, 7.1)
 package conformance

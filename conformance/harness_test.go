@@ -80,20 +80,32 @@ func runWireCases(t *testing.T, cases []wireCase) {
 	}
 }
 
+// endpointConfig sets up the library's end of a run. The zero value is what
+// every section but the compression cases uses.
+type endpointConfig struct {
+	defaultLimit bool                         // keep websocket.DefaultReadLimit
+	compression  websocket.CompressionOptions // permessage-deflate; the zero value disables it
+	writeBuffer  int                          // the Conn's WriteBufferSize; 0: the default
+	writerChunk  int                          // > 0: echo through a Writer, in writes of this many bytes
+	prepared     bool                         // echo with NewPreparedMessage and WritePrepared
+}
+
 // endpoint is the library's end of a connection: a Conn that echoes every
 // message (Read, then Write of the same type) until an error.
 type endpoint struct {
-	conn *websocket.Conn
-	done chan struct{}
-	err  error // why the echo loop ended; set before done is closed
+	conn        *websocket.Conn
+	writerChunk int
+	prepared    bool
+	done        chan struct{}
+	err         error // why the echo loop ended; set before done is closed
 }
 
 // newEndpoint wraps a Conn fresh from the handshake; echo runs it.
-func newEndpoint(c *websocket.Conn, defaultLimit bool) *endpoint {
-	if !defaultLimit {
+func newEndpoint(c *websocket.Conn, cfg endpointConfig) *endpoint {
+	if !cfg.defaultLimit {
 		c.SetReadLimit(generalReadLimit)
 	}
-	return &endpoint{conn: c, done: make(chan struct{})}
+	return &endpoint{conn: c, writerChunk: cfg.writerChunk, prepared: cfg.prepared, done: make(chan struct{})}
 }
 
 // echo runs the echo loop and ends the Conn.
@@ -103,7 +115,7 @@ func (e *endpoint) echo() {
 	for {
 		typ, msg, err := e.conn.Read(ctx)
 		if err == nil {
-			err = e.conn.Write(ctx, typ, msg)
+			err = e.write(ctx, typ, msg)
 		}
 		if err != nil {
 			e.err = err
@@ -111,6 +123,35 @@ func (e *endpoint) echo() {
 			return
 		}
 	}
+}
+
+// write sends an echo: with Write, as a prepared message, or through a
+// Writer in writes of writerChunk bytes, which sends the message in frames
+// of the write buffer.
+func (e *endpoint) write(ctx context.Context, typ websocket.MessageType, msg []byte) error {
+	switch {
+	case e.prepared:
+		pm, err := websocket.NewPreparedMessage(typ, msg)
+		if err != nil {
+			return err
+		}
+		return e.conn.WritePrepared(ctx, pm)
+	case e.writerChunk <= 0:
+		return e.conn.Write(ctx, typ, msg)
+	}
+	w, err := e.conn.Writer(ctx, typ)
+	if err != nil {
+		return err
+	}
+	for len(msg) > 0 {
+		n := min(len(msg), e.writerChunk)
+		if _, err := w.Write(msg[:n]); err != nil {
+			w.Close()
+			return err
+		}
+		msg = msg[n:]
+	}
+	return w.Close()
 }
 
 // wait returns the echo loop's error once it has ended.
@@ -157,9 +198,19 @@ type server struct {
 
 func startServer(t *testing.T, defaultLimit bool) *server {
 	t.Helper()
+	return startServerConfig(t, endpointConfig{defaultLimit: defaultLimit})
+}
+
+func startServerConfig(t *testing.T, cfg endpointConfig) *server {
+	t.Helper()
 	s := &server{endpoints: make(chan *endpoint, 1), acceptErrs: make(chan error, 1)}
+	opts := &websocket.AcceptOptions{
+		Subprotocols:    serverSubprotocols,
+		Compression:     cfg.compression,
+		WriteBufferSize: cfg.writeBuffer,
+	}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: serverSubprotocols})
+		c, err := websocket.Accept(w, r, opts)
 		if err != nil {
 			select {
 			case s.acceptErrs <- err:
@@ -167,7 +218,7 @@ func startServer(t *testing.T, defaultLimit bool) *server {
 			}
 			return
 		}
-		ep := newEndpoint(c, defaultLimit)
+		ep := newEndpoint(c, cfg)
 		s.endpoints <- ep
 		ep.echo()
 	}))
@@ -225,6 +276,18 @@ type dialResult struct {
 // defaults), echoing on the Conn it gets.
 func startClient(t *testing.T, path string, defaultLimit bool, opts *websocket.DialOptions) *client {
 	t.Helper()
+	return startClientConfig(t, path, endpointConfig{defaultLimit: defaultLimit}, opts)
+}
+
+// startClientConfig is startClient with cfg, whose compression and write
+// buffer replace those of opts.
+func startClientConfig(t *testing.T, path string, cfg endpointConfig, opts *websocket.DialOptions) *client {
+	t.Helper()
+	var o websocket.DialOptions
+	if opts != nil {
+		o = *opts
+	}
+	o.Compression, o.WriteBufferSize = cfg.compression, cfg.writeBuffer
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -234,12 +297,12 @@ func startClient(t *testing.T, path string, defaultLimit bool, opts *websocket.D
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		c, resp, err := websocket.Dial(ctx, "ws://"+ln.Addr().String()+path, opts)
+		c, resp, err := websocket.Dial(ctx, "ws://"+ln.Addr().String()+path, &o)
 		if err != nil {
 			cl.results <- dialResult{resp: resp, err: err}
 			return
 		}
-		ep := newEndpoint(c, defaultLimit)
+		ep := newEndpoint(c, cfg)
 		cl.results <- dialResult{resp: resp, ep: ep}
 		ep.echo()
 	}()

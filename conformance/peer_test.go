@@ -31,6 +31,9 @@ type rawPeer struct {
 	rng  *rand.Rand
 	ep   *endpoint
 	hs   *http.Request // the client handshake, in client role runs
+
+	deflate  *rawDeflate // the agreed permessage-deflate, or nil
+	byteEdge int         // one-byte delivery's edge for large sends; 0: byteByByteEdge
 }
 
 // masks reports whether the raw peer masks its frames: it does when it
@@ -100,15 +103,16 @@ func (p *rawPeer) send(frames ...rawFrame) {
 func (p *rawPeer) sendBytes(b []byte) {
 	p.t.Helper()
 	p.conn.SetWriteDeadline(time.Now().Add(ioTimeout))
-	if err := writeDelivered(p.conn, p.mode, p.rng, b); err != nil {
+	if err := writeDelivered(p.conn, p.mode, p.rng, p.byteEdge, b); err != nil {
 		p.t.Fatalf("sending %d bytes: %v", len(b), err)
 	}
 }
 
 // read reads the next frame from the library, within timeout, and checks the
 // rules that hold for every frame it sends: the masking its role demands
-// (section 5.1), no reserved bits (section 5.2, no extension negotiated), a
-// known opcode, and control frames whole and short (section 5.5).
+// (section 5.1), no reserved bits (section 5.2) but RSV1 on the first frame
+// of a data message once permessage-deflate is agreed (RFC 7692 section 6),
+// a known opcode, and control frames whole and short (section 5.5).
 func (p *rawPeer) read(timeout time.Duration) *wireFrame {
 	p.t.Helper()
 	p.conn.SetReadDeadline(time.Now().Add(timeout))
@@ -119,7 +123,7 @@ func (p *rawPeer) read(timeout time.Duration) *wireFrame {
 	switch {
 	case f.masked != (p.role == roleClient):
 		p.t.Fatalf("our %s sent a frame with mask bit %v: %v", p.role, f.masked, f)
-	case f.rsv != 0:
+	case f.rsv != 0 && (p.deflate == nil || f.rsv != rsv1 || f.op == opContinuation || f.op >= opClose):
 		p.t.Fatalf("our %s sent reserved bits: %v", p.role, f)
 	case f.op >= 3 && f.op <= 7 || f.op > opPong:
 		p.t.Fatalf("our %s sent a reserved opcode: %v", p.role, f)

@@ -96,8 +96,16 @@ func (p *rawPeer) handshake() {
 	checkSwitching(p.t, resp, rfcAccept)
 }
 
-// checkSwitching checks the parts of a 101 response every handshake needs.
+// checkSwitching checks the parts of a 101 response every handshake needs,
+// and that it agrees to no extension.
 func checkSwitching(t *testing.T, resp *http.Response, accept string) {
+	t.Helper()
+	checkSwitchingExtensions(t, resp, accept, "")
+}
+
+// checkSwitchingExtensions is checkSwitching for a response whose
+// Sec-WebSocket-Extensions must be extensions exactly, on one line ("": none).
+func checkSwitchingExtensions(t *testing.T, resp *http.Response, accept, extensions string) {
 	t.Helper()
 	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Proto != "HTTP/1.1" {
 		t.Fatalf("handshake: got %s %s, want HTTP/1.1 101", resp.Proto, resp.Status)
@@ -111,8 +119,9 @@ func checkSwitching(t *testing.T, resp *http.Response, accept string) {
 			t.Errorf("handshake: %s: %q, want %q", name, got, want)
 		}
 	}
-	if got := resp.Header.Values("Sec-WebSocket-Extensions"); len(got) != 0 {
-		t.Errorf("handshake: extensions %q, none offered", got)
+	got := resp.Header.Values("Sec-WebSocket-Extensions")
+	if extensions == "" && len(got) != 0 || extensions != "" && (len(got) != 1 || got[0] != extensions) {
+		t.Errorf("handshake: Sec-WebSocket-Extensions %q, want %q", got, extensions)
 	}
 }
 

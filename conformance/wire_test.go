@@ -249,22 +249,24 @@ func (d delivery) String() string {
 }
 
 // One-byte delivery of a 1 MiB message would take a million writes (seconds
-// under -race), so a send larger than byteByByteMax goes one byte at a time
-// for its first and last byteByByteEdge bytes, which hold every frame
-// boundary of the cases that send that much, and in 1 KiB writes between.
-const (
-	byteByByteMax  = 128 << 10
-	byteByByteEdge = 32 << 10
-)
+// under -race), so a send larger than 4 edges goes one byte at a time for its
+// first and last edge bytes, byteByByteEdge unless the run sets another
+// (those bytes hold every frame boundary of the cases that send that much),
+// and in 1 KiB writes between.
+const byteByByteEdge = 32 << 10
 
-// writeDelivered writes b to conn as d says, drawing chunk sizes from rng.
-func writeDelivered(conn net.Conn, d delivery, rng *rand.Rand, b []byte) error {
+// writeDelivered writes b to conn as d says, drawing chunk sizes from rng;
+// edge bounds one-byte delivery (0: byteByByteEdge).
+func writeDelivered(conn net.Conn, d delivery, rng *rand.Rand, edge int, b []byte) error {
 	next := func(pos int) int { return len(b) - pos }
 	switch d {
 	case deliverByByte:
+		if edge <= 0 {
+			edge = byteByByteEdge
+		}
 		next = func(pos int) int {
-			if len(b) > byteByByteMax && pos >= byteByByteEdge && pos < len(b)-byteByByteEdge {
-				return min(1<<10, len(b)-byteByByteEdge-pos)
+			if len(b) > 4*edge && pos >= edge && pos < len(b)-edge {
+				return min(1<<10, len(b)-edge-pos)
 			}
 			return 1
 		}
