@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -579,26 +578,8 @@ func rawDial(t *testing.T, ctx context.Context, url string) (net.Conn, *bufio.Re
 func readRawClose(t *testing.T, br *bufio.Reader) (websocket.StatusCode, string) {
 	t.Helper()
 	for {
-		var hdr [2]byte
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			t.Fatalf("reading for a close frame: %v", err)
-		}
-		n := int64(hdr[1] & 0x7f)
-		switch n {
-		case 126:
-			var b [2]byte
-			io.ReadFull(br, b[:])
-			n = int64(binary.BigEndian.Uint16(b[:]))
-		case 127:
-			var b [8]byte
-			io.ReadFull(br, b[:])
-			n = int64(binary.BigEndian.Uint64(b[:]))
-		}
-		p := make([]byte, n)
-		if _, err := io.ReadFull(br, p); err != nil {
-			t.Fatalf("reading a frame of %d bytes: %v", n, err)
-		}
-		if hdr[0]&0x0f == 0x8 {
+		_, op, p := readRawFrame(t, br)
+		if op == 0x8 {
 			if len(p) < 2 {
 				return websocket.StatusNoStatusRcvd, ""
 			}
