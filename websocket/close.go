@@ -2,8 +2,10 @@ package websocket
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -207,14 +209,35 @@ func (c *Conn) fail(pe *ProtocolError) error {
 // goes: closing a TCP connection with unread data in it makes the kernel
 // send a reset, which can destroy the close frame on its way. The server
 // half-closes first, as it is the side that closes TCP; both then drop what
-// arrives until the peer closes or the close timeout passes.
+// arrives until the peer closes or the close timeout passes. A server whose
+// connection cannot half-close (a listener's wrapper that hides CloseWrite)
+// closes at once instead: its client waits for the server to close TCP
+// (section 7.1.1), so draining would only stall both for the timeout.
 func (c *Conn) linger() {
-	if cw, ok := c.netConn.(interface{ CloseWrite() error }); ok && !c.client {
-		cw.CloseWrite()
+	if !c.client && !halfClose(c.netConn) {
+		return
 	}
 	c.unwatch(reading)
 	c.netConn.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
 	io.Copy(io.Discard, c.netConn)
+}
+
+// halfClose shuts the writing side of conn: for TLS, close_notify and then
+// the TCP connection beneath, so that the peer sees the end of the stream
+// at both levels. It reports whether the peer was told.
+func halfClose(conn net.Conn) bool {
+	if tc, ok := conn.(*tls.Conn); ok {
+		if tc.CloseWrite() != nil {
+			return false
+		}
+		conn = tc.NetConn()
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		return true // close_notify is TLS's own end of stream
+	}
+	cw, ok := conn.(interface{ CloseWrite() error })
+	return ok && cw.CloseWrite() == nil
 }
 
 // recordEnd records why the connection is ending, unless a reason is known.
