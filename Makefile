@@ -9,13 +9,13 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME_SHORT ?= 3s
 FUZZTIME       ?= 60s
 
-.PHONY: all test fmt-check vet staticcheck unit fuzz-short fuzz conformance bench run tools clean
+.PHONY: all test fmt-check vet staticcheck unit interop fuzz-short fuzz conformance bench bench-peers bench-peers-smoke run tools clean
 
 all: test
 
 ## test: everything CI checks — formatting, vet, staticcheck, race tests
 ## (conformance included) and a short run of every fuzz target.
-test: fmt-check vet staticcheck unit fuzz-short
+test: fmt-check vet staticcheck unit interop fuzz-short
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -35,6 +35,12 @@ staticcheck: $(STATICCHECK)
 unit:
 	$(GO) test -race -count=1 -timeout 15m ./...
 
+## interop: the peers of peers/ (Chromium, Node ws, Python websockets, gorilla,
+## coder) against our server and client; peers/setup.sh installs what is missing.
+interop:
+	./peers/setup.sh
+	cd peers && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+
 ## fuzz-short: every fuzz target for FUZZTIME_SHORT (seed corpora always run in `unit`).
 fuzz-short:
 	FUZZTIME=$(FUZZTIME_SHORT) ./scripts/fuzz.sh
@@ -50,6 +56,19 @@ conformance:
 ## bench: library benchmarks with allocation counts.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./internal/frame/ ./websocket/
+
+## bench-peers: the side-by-side benchmarks against gorilla, coder, gws and
+## gobwas (peers/bench, its own module): echo, idle memory, broadcast and
+## compression memory, 3 repetitions each, about 30 minutes. Writes
+## docs/benchmarks/results.md, results.json and SVG charts. Not part of `test`.
+## bench-peers-smoke: every server and case with tiny numbers, in under a
+## minute, to prove the harness works; writes to BENCH_SMOKE_OUT.
+BENCH_SMOKE_OUT ?= $(or $(TMPDIR),/tmp)/duplex-bench-smoke
+bench-peers:
+	cd peers && $(GO) run ./bench/cmd/loadgen -out ../docs/benchmarks
+
+bench-peers-smoke:
+	cd peers && $(GO) run ./bench/cmd/loadgen -smoke -out $(BENCH_SMOKE_OUT)
 
 ## run: the main job (the echo server until the gateway lands).
 run:
