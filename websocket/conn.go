@@ -128,11 +128,8 @@ type Conn struct {
 	pings   map[uint64]chan struct{}
 	pingSeq uint64
 
-	// The goroutine that turns ended contexts into deadlines, and the
-	// contexts it watches: readWatch under readMu, writeWatch under frameMu.
-	watchOnce  sync.Once
-	watchRead  chan context.Context
-	watchWrite chan context.Context
+	// The contexts whose end interrupts I/O: readWatch under readMu,
+	// writeWatch under frameMu.
 	readWatch  ctxWatch
 	writeWatch ctxWatch
 }
@@ -156,6 +153,7 @@ func newConn(netConn net.Conn, br *bufio.Reader, client bool, subprotocol string
 	c.readLimit.Store(DefaultReadLimit)
 	c.reader.c = c
 	c.writer.c = c
+	c.writeWatch.dir = writing
 	if client {
 		var seed [32]byte
 		crand.Read(seed[:]) // never fails (crypto/rand, Go 1.24+)
@@ -215,6 +213,9 @@ func (c *Conn) closeNetConn(why error) {
 	}
 	close(c.closed)
 	c.netConn.Close()
+	// A long-lived context must not keep registrations of closed Conns.
+	c.readWatch.retire()
+	c.writeWatch.retire()
 }
 
 // endErr returns why the connection ended, or fallback when nothing was
@@ -257,10 +258,10 @@ const (
 //
 // A context stays watched after the call, so a loop that passes the same
 // context, or one sharing its Done channel, pays nothing after its first
-// call: only a change of context is handed to the watching goroutine (one
-// per Conn, started on first need), and no call allocates. A context that
-// cannot end, such as context.Background, is never handed over; passing
-// one stops the watch of the previous context.
+// call: only a change of context registers a context.AfterFunc (which
+// allocates), and no goroutine waits meanwhile. A context that cannot end,
+// such as context.Background, is never registered; passing one stops the
+// watch of the previous context.
 func (c *Conn) watch(ctx context.Context, dir ioDirection) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -273,33 +274,32 @@ func (c *Conn) watch(ctx context.Context, dir ioDirection) error {
 	if done == w.done {
 		return nil
 	}
-	if done != nil {
-		c.watchOnce.Do(c.startWatcher)
-	} else {
-		ctx = nil // the watcher's signal to stop watching
-	}
-	ch := c.watchRead
-	if dir == writing {
-		ch = c.watchWrite
-	}
-	if ch != nil {
-		select {
-		case ch <- ctx:
-		case <-c.closed:
-			return nil
-		}
-	}
 	old := w.ctx
-	w.ctx, w.done = ctx, done
+	gen := w.retire()
+	w.ctx, w.done = nil, nil
 	if old != nil && old.Err() != nil {
-		// The old context ended, so the watcher may have set a deadline
+		// The old context ended, so its AfterFunc may have set a deadline
 		// that would cut short I/O under the new one.
-		if dir == writing {
-			c.netConn.SetWriteDeadline(time.Time{})
-		} else {
-			c.netConn.SetReadDeadline(time.Time{})
-		}
+		w.setDeadline(c.netConn, time.Time{})
 	}
+	if done == nil {
+		return nil
+	}
+	w.ctx, w.done = ctx, done
+	stop := context.AfterFunc(ctx, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.gen == gen {
+			w.setDeadline(c.netConn, aLongTimeAgo)
+		}
+	})
+	w.mu.Lock()
+	if w.gen == gen {
+		w.stop = stop
+	} else {
+		stop() // the Conn closed meanwhile and retired this watch
+	}
+	w.mu.Unlock()
 	return nil
 }
 
@@ -309,42 +309,37 @@ func (c *Conn) unwatch(dir ioDirection) {
 	c.watch(context.Background(), dir)
 }
 
-func (c *Conn) startWatcher() {
-	read, write := make(chan context.Context), make(chan context.Context)
-	if c.goBackground(func() { c.watchLoop(read, write) }) {
-		c.watchRead, c.watchWrite = read, write
-	}
-}
-
 // ctxWatch is the context watched for one direction of I/O.
 type ctxWatch struct {
-	ctx  context.Context // nil when none
-	done <-chan struct{}
+	dir  ioDirection
+	ctx  context.Context // nil when none; under the direction's lock
+	done <-chan struct{} // ctx.Done(); under the direction's lock
+
+	// mu orders a context's AfterFunc against the end of its watch: once
+	// gen has moved on, an AfterFunc of an older watch sets nothing.
+	mu   sync.Mutex
+	gen  uint64
+	stop func() bool // stops the AfterFunc of the current watch
 }
 
-func (c *Conn) watchLoop(read, write chan context.Context) {
-	var readDone, writeDone <-chan struct{}
-	for {
-		select {
-		case <-c.closed:
-			return
-		case ctx := <-read:
-			readDone = nil
-			if ctx != nil {
-				readDone = ctx.Done()
-			}
-		case ctx := <-write:
-			writeDone = nil
-			if ctx != nil {
-				writeDone = ctx.Done()
-			}
-		case <-readDone:
-			c.netConn.SetReadDeadline(aLongTimeAgo)
-			readDone = nil
-		case <-writeDone:
-			c.netConn.SetWriteDeadline(aLongTimeAgo)
-			writeDone = nil
-		}
+// retire ends the current watch, if any, and returns the generation of the
+// next. Its AfterFunc no longer runs, or runs to no effect.
+func (w *ctxWatch) retire() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.gen++
+	if w.stop != nil {
+		w.stop()
+		w.stop = nil
+	}
+	return w.gen
+}
+
+func (w *ctxWatch) setDeadline(conn net.Conn, t time.Time) {
+	if w.dir == writing {
+		conn.SetWriteDeadline(t)
+	} else {
+		conn.SetReadDeadline(t)
 	}
 }
 

@@ -3,6 +3,7 @@ package websocket
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -75,5 +76,41 @@ func TestWatchEndedContextDoesNotLeak(t *testing.T) {
 				t.Fatalf("client Read = %q, %v", msg, err)
 			}
 		})
+	}
+}
+
+// Watching a cancelable context costs no goroutine: a server of many
+// idle connections, each read under its request's context, runs one
+// goroutine per connection, not two.
+func TestWatchStartsNoGoroutine(t *testing.T) {
+	client, server := newPair(t, nil, nil)
+	ctx := context.Background()
+	if err := client.Write(ctx, MessageText, []byte("warm up")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := server.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	cancelable, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 5 {
+		other, cancelOther := context.WithCancel(context.Background())
+		if err := client.Write(other, MessageText, []byte("m")); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := server.Read(cancelable); err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		cancelOther()
+	}
+	// A context's end runs its AfterFunc in a goroutine of a moment; only
+	// one that stays is a cost.
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		t.Fatalf("%d goroutines after reads and writes under cancelable contexts, %d before", after, before)
 	}
 }
