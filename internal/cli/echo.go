@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/duplexws/duplex/websocket"
@@ -24,8 +25,10 @@ const DefaultEchoReadLimit = 64 << 20
 // message that fits the buffer is sent back whole with Write instead, to
 // which the compression threshold applies.
 //
-// The zero value is a valid configuration. An EchoServer holds no state of
-// its own: Serve may be called on several listeners at once.
+// The zero value is a valid configuration. Its only state is the counters
+// Stats reports, which every call to Serve adds to: Serve may be called on
+// several listeners at once. An EchoServer must not be copied after first
+// use.
 type EchoServer struct {
 	// Accept configures each handshake and connection: subprotocols,
 	// allowed origins, buffer sizes, keepalive, close timeout, compression.
@@ -48,6 +51,31 @@ type EchoServer struct {
 	// WebSocket connections get the close timeout of Accept instead.
 	// Default: 5 seconds.
 	ShutdownTimeout time.Duration
+
+	stats echoCounters
+}
+
+// EchoStats counts what an EchoServer has done, over every call to Serve.
+type EchoStats struct {
+	Connections int64 // WebSocket connections served
+	Messages    int64 // data messages echoed whole
+	Bytes       int64 // payload bytes echoed, of whole and partial messages
+}
+
+// Stats returns what the server has done since it was made. It may be
+// called at any time, also while Serve runs: a message counts once its
+// echo has been written whole.
+func (s *EchoServer) Stats() EchoStats {
+	return EchoStats{
+		Connections: s.stats.connections.Load(),
+		Messages:    s.stats.messages.Load(),
+		Bytes:       s.stats.bytes.Load(),
+	}
+}
+
+// echoCounters are the counters behind EchoStats.
+type echoCounters struct {
+	connections, messages, bytes atomic.Int64
 }
 
 // Serve accepts connections on ln and echoes on them until ctx ends or ln
@@ -62,6 +90,7 @@ func (s *EchoServer) Serve(ctx context.Context, ln net.Listener) error {
 		logger = slog.Default()
 	}
 	h := &echoHandler{
+		stats:     &s.stats,
 		accept:    s.Accept,
 		readLimit: s.ReadLimit,
 		logger:    logger,
@@ -108,6 +137,7 @@ func (s *EchoServer) Serve(ctx context.Context, ln net.Listener) error {
 // echoHandler is the state of one call to Serve: its options and the
 // connections it has open.
 type echoHandler struct {
+	stats     *echoCounters
 	accept    websocket.AcceptOptions
 	readLimit int64
 	logger    *slog.Logger
@@ -200,9 +230,10 @@ func (h *echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 
-	var st echoStats
+	st := echoStats{total: h.stats}
 	var sc *serverClose
 	if h.track(c) {
+		h.stats.connections.Add(1)
 		c.SetReadLimit(h.readLimit)
 		err = echo(c, &st)
 		sc = h.untrack(c)
@@ -223,10 +254,11 @@ func (h *echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.logger.Info("connection closed", append(attrs, endAttrs(err, sc)...)...)
 }
 
-// echoStats counts what one connection echoed.
+// echoStats counts what one connection echoed, and adds it to total.
 type echoStats struct {
 	messages int64 // messages echoed whole
 	bytes    int64 // payload bytes echoed, of whole and partial messages
+	total    *echoCounters
 }
 
 // copyBuffers holds the buffers messages are copied through, so that an idle
@@ -251,6 +283,7 @@ func echo(c *websocket.Conn, st *echoStats) error {
 		n, readErr, writeErr := echoMessage(ctx, c, typ, r, *buf)
 		copyBuffers.Put(buf)
 		st.bytes += n
+		st.total.bytes.Add(n)
 		if readErr != nil {
 			return readErr
 		}
@@ -258,6 +291,7 @@ func echo(c *websocket.Conn, st *echoStats) error {
 			return drain(ctx, c)
 		}
 		st.messages++
+		st.total.messages.Add(1)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime/debug"
 	"strings"
 
@@ -26,13 +27,20 @@ const (
 )
 
 // Execute runs the duplex command line args (without the program name),
-// writing output to stdout and errors and logs to stderr, and returns the
-// process's exit code: 0 on success, 1 when the command fails, 2 when the
-// command line is wrong. Long-running commands stop gracefully when ctx
-// ends and then succeed.
+// reading input from os.Stdin, writing output to stdout and errors and logs
+// to stderr, and returns the process's exit code: 0 on success, 1 when the
+// command fails, 2 when the command line is wrong, or a code of the
+// command's own that its help documents. Long-running commands stop
+// gracefully when ctx ends and then succeed.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return executeWithInput(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// executeWithInput is Execute reading input from stdin.
+func executeWithInput(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRootCommand()
 	root.SetArgs(args)
+	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteContextC(ctx)
@@ -41,9 +49,13 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "duplex: %v\n", err)
 	var ue usageError
-	if errors.As(err, &ue) {
+	var se *exitStatusError
+	switch {
+	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		return exitUsage
+	case errors.As(err, &se):
+		return se.code
 	}
 	return exitError
 }
@@ -52,7 +64,7 @@ func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:     "duplex",
 		Short:   "Duplex: WebSocket toolkit — gateway, echo, connect and bench tools",
-		Example: "  duplex echo --listen 127.0.0.1:9001",
+		Example: "  duplex echo --listen 127.0.0.1:9001\n  duplex connect ws://127.0.0.1:9001\n  duplex bench --connections 100 --duration 10s ws://127.0.0.1:9001",
 		Version: version(),
 		Args:    noCommandArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -68,7 +80,7 @@ func newRootCommand() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return usageError{err}
 	})
-	root.AddCommand(newEchoCommand())
+	root.AddCommand(newEchoCommand(), newConnectCommand(), newBenchCommand())
 	return root
 }
 
@@ -90,6 +102,16 @@ type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
+
+// exitStatusError is a failure for which a command documents an exit
+// status of its own; Execute prints err and exits with code.
+type exitStatusError struct {
+	code int
+	err  error
+}
+
+func (e *exitStatusError) Error() string { return e.err.Error() }
+func (e *exitStatusError) Unwrap() error { return e.err }
 
 // noCommandArgs rejects arguments to the root command: any argument there
 // is an unknown subcommand.
