@@ -16,7 +16,10 @@ import (
 // allocating, or to read a message larger than is wise to hold, use Reader.
 //
 // When ctx ends, Read returns ctx's error and the connection stays usable:
-// the next Read resumes the message where this one stopped. Read returns a
+// the next Read resumes the message where this one stopped. The exception
+// is a compressed message (permessage-deflate), whose inflater cannot
+// resume: ending ctx in the middle of one closes the connection. Read
+// returns a
 // *CloseError once the peer has closed the connection and a *ProtocolError
 // when this side failed it because of what the peer sent.
 func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
