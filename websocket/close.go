@@ -195,14 +195,18 @@ func (c *Conn) handleClose(payload []byte) error {
 }
 
 // fail fails the connection (section 7.1.7): it sends a close frame with the
-// code of pe and closes, after letting the peer read the frame.
+// code of pe and closes, after letting the peer read the frame. It returns
+// the reason the connection ended, which is pe unless the connection had
+// already failed or closed: a fault found while reporting another (bytes an
+// inflater decoded before its source failed, say) must not be reported in
+// place of the close frame that was sent.
 func (c *Conn) fail(pe *ProtocolError) error {
 	c.recordEnd(pe)
 	if c.writeClose(pe.Code, pe.Reason) == nil {
 		c.linger()
 	}
 	c.closeNetConn(pe)
-	return pe
+	return c.endErr(pe)
 }
 
 // linger lets the peer read the close frame just sent before the connection
