@@ -315,8 +315,9 @@ type ctxWatch struct {
 	ctx  context.Context // nil when none; under the direction's lock
 	done <-chan struct{} // ctx.Done(); under the direction's lock
 
-	// mu orders a context's AfterFunc against the end of its watch: once
-	// gen has moved on, an AfterFunc of an older watch sets nothing.
+	// mu orders a context's AfterFunc against the end of its watch (once
+	// gen has moved on, an AfterFunc of an older watch sets nothing), and
+	// against control frames the reader writes under deadlines of its own.
 	mu   sync.Mutex
 	gen  uint64
 	stop func() bool // stops the AfterFunc of the current watch

@@ -29,7 +29,7 @@ func (c *Conn) Ping(ctx context.Context) error {
 
 	var p [8]byte
 	binary.BigEndian.PutUint64(p[:], id)
-	if err := c.writeControl(ctx, frame.OpPing, p[:]); err != nil {
+	if err := c.writeFrame(ctx, frame.OpPing, true, 0, p[:]); err != nil {
 		return err
 	}
 	select {

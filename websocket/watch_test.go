@@ -114,3 +114,39 @@ func TestWatchStartsNoGoroutine(t *testing.T) {
 		t.Fatalf("%d goroutines after reads and writes under cancelable contexts, %d before", after, before)
 	}
 }
+
+// Answering the peer's pings keeps the application's write context
+// watched: its next Write under that context registers nothing anew.
+func TestPongKeepsWriteWatch(t *testing.T) {
+	client, server := newPair(t, nil, nil)
+	drain := drainUntilError(client) // reads the server's messages and pongs
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := server.Write(ctx, MessageText, []byte("watched")); err != nil {
+		t.Fatal(err)
+	}
+	server.frameMu.lock(context.Background(), nil)
+	gen := server.writeWatch.gen // moves only when a watch is retired
+	server.frameMu.unlock()
+
+	pinged := make(chan error, 1)
+	go func() { pinged <- client.Ping(context.Background()) }()
+	read := readAsync(context.Background(), server) // answers the ping
+	if err := waitResult(t, pinged, 2*time.Second, "Ping"); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Write(ctx, MessageText, []byte("again")); err != nil {
+		t.Fatal(err)
+	}
+	server.frameMu.lock(context.Background(), nil)
+	server.writeWatch.mu.Lock()
+	kept := server.writeWatch.gen == gen && server.writeWatch.done == ctx.Done()
+	server.writeWatch.mu.Unlock()
+	server.frameMu.unlock()
+	if !kept {
+		t.Fatal("answering a ping retired the watch of the write context")
+	}
+	server.CloseNow()
+	<-drain
+	<-read
+}

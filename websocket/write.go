@@ -276,12 +276,6 @@ func (c *Conn) writeFrameLocked(op frame.Opcode, fin bool, rsv byte, p []byte) e
 	}
 }
 
-// writeControl sends a control frame, waiting for frameMu as long as ctx
-// allows.
-func (c *Conn) writeControl(ctx context.Context, op frame.Opcode, payload []byte) error {
-	return c.writeFrame(ctx, op, true, 0, payload)
-}
-
 // writeControlFromReader sends a pong or a close answer on behalf of the
 // reader, bounded by the close timeout so that a peer that does not read
 // cannot hold the reader forever.
@@ -304,10 +298,16 @@ func (c *Conn) writeControlFromReader(op frame.Opcode, payload []byte) error {
 	if op == frame.OpClose {
 		c.closeSent.Store(true)
 	}
-	c.unwatch(writing)
+	// Hold off the AfterFunc of the watched write context, which would cut
+	// this frame short, without retiring the watch: the application's next
+	// Write under the same context then costs nothing again. The watch's
+	// lock is released before closeNetConn, which takes it.
+	c.writeWatch.mu.Lock()
 	c.netConn.SetWriteDeadline(time.Now().Add(c.cfg.closeTimeout))
-	defer c.netConn.SetWriteDeadline(time.Time{})
-	if err := c.writeFrameLocked(op, true, 0, payload); err != nil {
+	err := c.writeFrameLocked(op, true, 0, payload)
+	c.netConn.SetWriteDeadline(time.Time{})
+	c.writeWatch.mu.Unlock()
+	if err != nil {
 		c.closeNetConn(&netError{err})
 		return c.endErr(err)
 	}
