@@ -128,6 +128,8 @@ type Conn struct {
 	pings   map[uint64]chan struct{}
 	pingSeq uint64
 
+	keepalive keepalive // used when the ping interval is positive
+
 	// The contexts whose end interrupts I/O: readWatch under readMu,
 	// writeWatch under frameMu.
 	readWatch  ctxWatch
@@ -160,7 +162,7 @@ func newConn(netConn net.Conn, br *bufio.Reader, client bool, subprotocol string
 		c.maskRand = rand.NewChaCha8(seed)
 	}
 	if cfg.pingInterval > 0 {
-		c.goBackground(c.keepAlive)
+		c.startKeepalive()
 	}
 	return c
 }
@@ -213,6 +215,7 @@ func (c *Conn) closeNetConn(why error) {
 	}
 	close(c.closed)
 	c.netConn.Close()
+	c.stopKeepalive()
 	// A long-lived context must not keep registrations of closed Conns.
 	c.readWatch.retire()
 	c.writeWatch.retire()

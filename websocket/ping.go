@@ -3,6 +3,7 @@ package websocket
 import (
 	"context"
 	"encoding/binary"
+	"sync"
 	"time"
 
 	"github.com/duplexws/duplex/internal/frame"
@@ -49,6 +50,10 @@ func (c *Conn) gotPong(p []byte) {
 		return
 	}
 	id := binary.BigEndian.Uint64(p)
+	if id == keepaliveID {
+		c.keepalivePong()
+		return
+	}
 	c.pingMu.Lock()
 	if done, ok := c.pings[id]; ok {
 		close(done)
@@ -57,30 +62,83 @@ func (c *Conn) gotPong(p []byte) {
 	c.pingMu.Unlock()
 }
 
-// keepAlive pings every ping interval and fails the connection when a pong
-// does not come within the pong timeout.
-func (c *Conn) keepAlive() {
-	t := time.NewTicker(c.cfg.pingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.closed:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.pongTimeout)
-		err := c.Ping(ctx)
-		cancel()
-		if err == nil {
-			continue
-		}
-		if c.isClosed() {
-			return
-		}
+// keepaliveID marks the pings keepalive sends, which no Ping call waits for.
+// Ping's ids count up from 1 and never reach it.
+const keepaliveID = 1 << 63
+
+// keepalive pings the peer every ping interval and fails the connection
+// when a pong does not come within the pong timeout. It runs on a timer, so
+// an idle connection holds no goroutine for it: the timer's function runs
+// briefly, in a goroutine of c, once per interval.
+type keepalive struct {
+	mu       sync.Mutex
+	timer    *time.Timer // nil without keepalive
+	awaiting bool        // a ping is out and its pong has not come
+}
+
+func (c *Conn) startKeepalive() {
+	k := &c.keepalive
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.timer = time.AfterFunc(c.cfg.pingInterval, c.keepaliveTick)
+}
+
+// stopKeepalive stops the timer for good, when the connection closes.
+func (c *Conn) stopKeepalive() {
+	k := &c.keepalive
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.timer != nil {
+		k.timer.Stop()
+	}
+}
+
+// keepaliveTick runs when the timer fires: after an interval it sends a ping
+// and waits a pong timeout; after a pong timeout without the pong, it fails
+// the connection.
+func (c *Conn) keepaliveTick() {
+	c.closeMu.Lock()
+	if c.isClosed() {
+		c.closeMu.Unlock()
+		return
+	}
+	c.wg.Add(1) // so that Close waits for the ping being written
+	c.closeMu.Unlock()
+	defer c.wg.Done()
+
+	k := &c.keepalive
+	k.mu.Lock()
+	timedOut := k.awaiting
+	k.awaiting = true
+	if !timedOut {
+		k.timer.Reset(c.cfg.pongTimeout)
+	}
+	k.mu.Unlock()
+	if timedOut {
 		pe := &ProtocolError{Code: StatusPolicyViolation, Reason: "no pong within " + c.cfg.pongTimeout.String()}
 		c.recordEnd(pe)
 		c.writeClose(pe.Code, pe.Reason)
 		c.closeNetConn(pe)
 		return
 	}
+	var p [8]byte
+	binary.BigEndian.PutUint64(p[:], keepaliveID)
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.pongTimeout)
+	defer cancel()
+	// A ping that cannot be written within the pong timeout gets no pong
+	// either, and the timer fails the connection.
+	c.writeFrame(ctx, frame.OpPing, true, 0, p[:])
+}
+
+// keepalivePong records the pong to keepalive's ping and schedules the
+// next ping an interval later.
+func (c *Conn) keepalivePong() {
+	k := &c.keepalive
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.timer == nil || !k.awaiting {
+		return
+	}
+	k.awaiting = false
+	k.timer.Reset(c.cfg.pingInterval)
 }
