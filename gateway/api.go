@@ -1,0 +1,174 @@
+package gateway
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/duplexws/duplex/gateway/broker"
+	"github.com/duplexws/duplex/websocket"
+)
+
+// maxAPIBody caps the body of a backend API request.
+const maxAPIBody = 1 << 20
+
+// apiRequest is every backend API request; fields not used by the method
+// are ignored.
+type apiRequest struct {
+	Channel  string           `json:"channel"`
+	Channels []string         `json:"channels"`
+	Data     json.RawMessage  `json:"data"`
+	User     string           `json:"user"`
+	Code     int              `json:"code"`
+	Reason   string           `json:"reason"`
+	Limit    *int             `json:"limit"`
+	Since    *broker.Position `json:"since"`
+	Reverse  bool             `json:"reverse"`
+	Prefix   string           `json:"prefix"`
+}
+
+type apiBroadcastItem struct {
+	Offset uint64 `json:"offset,omitempty"`
+	Epoch  string `json:"epoch,omitempty"`
+	Error  *Error `json:"error,omitempty"`
+}
+
+type apiChannel struct {
+	Subscribers int `json:"subscribers"`
+}
+
+// serveAPI serves POST /api/<method> for backends.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	method := strings.TrimPrefix(r.URL.Path, "/api/")
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		apiError(w, http.StatusMethodNotAllowed, &Error{ErrBadRequest.Code, "use POST"})
+		return
+	}
+	if !s.apiAuthorized(r) {
+		apiError(w, http.StatusUnauthorized, &Error{ErrPermissionDenied.Code, "invalid or missing API key"})
+		return
+	}
+	var req apiRequest
+	body := http.MaxBytesReader(w, r.Body, maxAPIBody)
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(&req); err != nil {
+		apiError(w, http.StatusBadRequest, badRequest("body is not a JSON object"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	result, err := s.apiCall(ctx, method, &req)
+	if err != nil {
+		e := asError(err)
+		status := http.StatusBadRequest
+		switch e.Code {
+		case ErrInternal.Code:
+			status = http.StatusInternalServerError
+		case ErrMethodNotFound.Code:
+			status = http.StatusNotFound
+		case ErrPermissionDenied.Code:
+			status = http.StatusForbidden
+		}
+		apiError(w, status, e)
+		return
+	}
+	s.metrics.apiRequests.With(method).Inc()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(result)
+}
+
+func (s *Server) apiCall(ctx context.Context, method string, req *apiRequest) (any, error) {
+	switch method {
+	case "publish":
+		pos, err := s.Publish(ctx, req.Channel, req.Data)
+		if err != nil {
+			return nil, err
+		}
+		return publishResult{Offset: pos.Offset, Epoch: pos.Epoch}, nil
+	case "broadcast":
+		if len(req.Channels) == 0 {
+			return nil, badRequest("channels is required")
+		}
+		data, err := compactJSON(req.Data)
+		if err != nil {
+			return nil, err
+		}
+		results := make([]apiBroadcastItem, len(req.Channels))
+		for i, ch := range req.Channels {
+			ns, err := s.namespace(ch)
+			if err == nil {
+				var pos broker.Position
+				pos, err = s.publish(ctx, ns, ch, data, nil)
+				results[i] = apiBroadcastItem{Offset: pos.Offset, Epoch: pos.Epoch}
+			}
+			if err != nil {
+				results[i].Error = asError(err)
+			}
+		}
+		return struct {
+			Results []apiBroadcastItem `json:"results"`
+		}{results}, nil
+	case "presence", "presence_stats":
+		ns, err := s.namespace(req.Channel)
+		if err != nil {
+			return nil, err
+		}
+		if !ns.Presence {
+			return nil, ErrNotAvailable
+		}
+		return s.presenceOf(ctx, req.Channel, method == "presence_stats")
+	case "history":
+		ns, err := s.namespace(req.Channel)
+		if err != nil {
+			return nil, err
+		}
+		return s.historyOf(ctx, ns, req.Channel, req.Limit, req.Since, req.Reverse)
+	case "disconnect":
+		if req.User == "" {
+			return nil, badRequest("user is required")
+		}
+		n, err := s.Disconnect(ctx, req.User, websocket.StatusCode(req.Code), req.Reason)
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			Disconnected int `json:"disconnected"`
+		}{n}, nil
+	case "channels":
+		out := make(map[string]apiChannel)
+		s.hub.channels(func(name string, n int) {
+			if strings.HasPrefix(name, req.Prefix) {
+				out[name] = apiChannel{Subscribers: n}
+			}
+		})
+		return struct {
+			Channels map[string]apiChannel `json:"channels"`
+		}{out}, nil
+	}
+	return nil, ErrMethodNotFound
+}
+
+// apiAuthorized checks the API key, or, with none configured, that the
+// request comes from this machine.
+func (s *Server) apiAuthorized(r *http.Request) bool {
+	if s.cfg.APIKey == "" {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		ip := net.ParseIP(host)
+		return err == nil && ip != nil && ip.IsLoopback()
+	}
+	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "apikey ")
+	return ok && subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.APIKey)) == 1
+}
+
+func apiError(w http.ResponseWriter, status int, e *Error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(struct {
+		Error *Error `json:"error"`
+	}{e})
+}

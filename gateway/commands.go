@@ -1,0 +1,438 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/duplexws/duplex/gateway/broker"
+	"github.com/duplexws/duplex/websocket"
+)
+
+// handle runs one command and queues its reply.
+func (sess *session) handle(ctx context.Context, cmd *command) {
+	if cmd.Method == "connect" {
+		sess.connect(ctx, cmd)
+		return
+	}
+	if !sess.connected {
+		sess.reply(cmd.ID, nil, ErrNotConnected)
+		return
+	}
+	var result any
+	var err error
+	switch cmd.Method {
+	case "refresh":
+		result, err = sess.refresh(ctx, cmd)
+	case "subscribe":
+		// subscribe queues its own reply, to order it before live
+		// publications.
+		if e := sess.subscribe(ctx, cmd); e != nil {
+			sess.reply(cmd.ID, nil, e)
+		}
+		return
+	case "unsubscribe":
+		result, err = sess.unsubscribe(cmd)
+	case "publish":
+		result, err = sess.publish(ctx, cmd)
+	case "presence", "presence_stats":
+		result, err = sess.presence(ctx, cmd)
+	case "history":
+		result, err = sess.history(ctx, cmd)
+	case "ping":
+		result = emptyResult{}
+	default:
+		err = ErrMethodNotFound
+	}
+	if err != nil {
+		sess.reply(cmd.ID, nil, asError(err))
+		return
+	}
+	sess.reply(cmd.ID, result, nil)
+}
+
+// asError turns err into a protocol error reply.
+func asError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return ErrInternal
+}
+
+func (sess *session) connect(ctx context.Context, cmd *command) {
+	srv := sess.srv
+	if sess.connected {
+		sess.reply(cmd.ID, nil, ErrAlreadyConnected)
+		return
+	}
+	creds, err := srv.authenticate(ctx, cmd.Token, sess.header)
+	if err != nil {
+		if isExpired(err) {
+			sess.close(CloseTokenExpired, "token expired", reasonTokenExpired)
+			return
+		}
+		sess.close(CloseUnauthorized, truncateReason("unauthorized: "+err.Error()), reasonUnauthorized)
+		return
+	}
+	sess.user = creds.User
+	if !srv.addUser(sess) {
+		srv.metrics.limitHits.With(limitConnectionsPerUser).Inc()
+		sess.user = "" // not counted, so not released
+		sess.close(CloseConnectionLimit, "connection limit: "+limitConnectionsPerUser, reasonConnLimit)
+		return
+	}
+	sess.header = nil
+	sess.connected = true
+	sess.info = &broker.ClientInfo{Client: sess.id, User: creds.User, Info: creds.Info}
+	if len(creds.Channels) > 0 {
+		sess.channels = make(map[string]bool, len(creds.Channels))
+		for _, c := range creds.Channels {
+			sess.channels[c] = true
+		}
+	}
+	res := connectResult{
+		Client:  sess.id,
+		User:    creds.User,
+		Ping:    int(max(srv.cfg.PingInterval, 0) / time.Second),
+		Version: srv.cfg.Version,
+	}
+	if !creds.ExpiresAt.IsZero() {
+		sess.expires.Store(creds.ExpiresAt.UnixNano())
+		res.Expires = creds.ExpiresAt.Unix()
+	}
+	sess.connectedFlag.Store(true)
+	sess.reply(cmd.ID, res, nil)
+}
+
+// truncateReason keeps a close reason within the 123 bytes a close frame
+// allows (RFC 6455 section 5.5), at a character boundary.
+func truncateReason(s string) string {
+	if len(s) <= 123 {
+		return s
+	}
+	s = s[:123]
+	for len(s) > 0 && s[len(s)-1]&0xc0 == 0x80 {
+		s = s[:len(s)-1]
+	}
+	if len(s) > 0 && s[len(s)-1] >= 0xc0 {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func (sess *session) refresh(ctx context.Context, cmd *command) (any, error) {
+	if cmd.Token == "" {
+		return nil, badRequest("token is required")
+	}
+	creds, err := sess.srv.authenticate(ctx, cmd.Token, nil)
+	if err != nil {
+		return nil, &Error{ErrInvalidToken.Code, truncateReason("invalid token: " + err.Error())}
+	}
+	if creds.User != sess.user {
+		return nil, &Error{ErrInvalidToken.Code, "invalid token: another user"}
+	}
+	var res refreshResult
+	if creds.ExpiresAt.IsZero() {
+		sess.expires.Store(0)
+	} else {
+		sess.expires.Store(creds.ExpiresAt.UnixNano())
+		res.Expires = creds.ExpiresAt.Unix()
+	}
+	return res, nil
+}
+
+// mayUse checks that sess may subscribe to channel of ns, or read its
+// presence and history; token is a channel token, possibly empty. It
+// reports whether the grant came from a token.
+func (sess *session) mayUse(ns *Namespace, channel, token string) (viaToken bool, err *Error) {
+	if sess.user == "" && !ns.Anonymous {
+		return false, ErrPermissionDenied
+	}
+	switch ns.Subscribe {
+	case PermissionAuthenticated:
+		return false, nil
+	case PermissionToken:
+		if sess.channels[channel] {
+			return true, nil
+		}
+		if token == "" {
+			return false, ErrPermissionDenied
+		}
+		if verr := sess.srv.verifyChannelToken(token, channel, sess.user); verr != nil {
+			return false, &Error{ErrPermissionDenied.Code, truncateReason("permission denied: " + verr.Error())}
+		}
+		return true, nil
+	}
+	return false, ErrPermissionDenied
+}
+
+func (sess *session) subscribe(ctx context.Context, cmd *command) *Error {
+	srv := sess.srv
+	ns, err := srv.namespace(cmd.Channel)
+	if err != nil {
+		return asError(err)
+	}
+	viaToken, perr := sess.mayUse(ns, cmd.Channel, cmd.Token)
+	if perr != nil {
+		return perr
+	}
+	sub := &subscription{ns: ns, viaToken: viaToken, buffering: true}
+	sess.mu.Lock()
+	if sess.subs[cmd.Channel] != nil {
+		sess.mu.Unlock()
+		return ErrAlreadySubscribed
+	}
+	if len(sess.subs) >= srv.cfg.Limits.MaxChannels {
+		sess.mu.Unlock()
+		srv.metrics.limitHits.With(limitChannels).Inc()
+		return ErrLimitExceeded
+	}
+	if sess.subs == nil {
+		sess.subs = make(map[string]*subscription)
+	}
+	sess.subs[cmd.Channel] = sub
+	sess.mu.Unlock()
+
+	// From here on live publications are buffered in sub, so reading the
+	// stream's position next cannot miss one.
+	fail := func(e *Error) *Error {
+		sess.mu.Lock()
+		delete(sess.subs, cmd.Channel)
+		sess.mu.Unlock()
+		return e
+	}
+	if err := srv.subscribe(ctx, cmd.Channel, sess); err != nil {
+		srv.log.Warn("broker subscribe failed", "channel", cmd.Channel, "err", err)
+		return fail(ErrInternal)
+	}
+	res := subscribeResult{Latest: ns.SlowConsumer == SlowLatest}
+	var delivered broker.Position // the last position the reply delivers
+	if ns.HistorySize > 0 {
+		res.Recoverable = true
+		opts := broker.HistoryOptions{}
+		if cmd.Since != nil {
+			opts = broker.HistoryOptions{Since: cmd.Since, Limit: -1}
+		}
+		h, err := srv.broker.History(ctx, cmd.Channel, opts)
+		if err != nil {
+			srv.log.Warn("history failed", "channel", cmd.Channel, "err", err)
+			srv.unsubscribe(cmd.Channel, sess)
+			return fail(ErrInternal)
+		}
+		res.Epoch, res.Offset = h.Position.Epoch, h.Position.Offset
+		delivered = h.Position
+		if cmd.Since != nil {
+			recovered := recoveredAll(*cmd.Since, h)
+			res.Recovered = &recovered
+			res.Publications = encodePublications(h.Publications)
+		}
+	} else if cmd.Since != nil {
+		recovered := false
+		res.Recovered = &recovered
+	}
+	if ns.Presence {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := srv.broker.AddPresence(pctx, cmd.Channel, sess.info, 0)
+		if err == nil && ns.JoinLeave {
+			err = srv.broker.PublishJoin(pctx, cmd.Channel, sess.info)
+		}
+		cancel()
+		if err != nil {
+			srv.log.Warn("presence failed", "channel", cmd.Channel, "err", err)
+		}
+	}
+
+	// The reply, then what arrived meanwhile and the reply does not hold,
+	// then live publications.
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sess.enqueueLocked(encodeReply(cmd.ID, res, nil), nil)
+	sub.buffering = false
+	for _, p := range sub.buffered {
+		if p.pos.Epoch != "" && p.pos.Epoch == delivered.Epoch && p.pos.Offset <= delivered.Offset {
+			continue
+		}
+		sess.enqueueLocked(p.line, p)
+	}
+	sub.buffered = nil
+	return nil
+}
+
+// recoveredAll reports whether h holds every publication after since,
+// with nothing lost in between.
+func recoveredAll(since broker.Position, h broker.HistoryResult) bool {
+	top := h.Position
+	if since.Epoch != top.Epoch || since.Offset > top.Offset {
+		return false
+	}
+	if since.Offset == top.Offset {
+		return true
+	}
+	pubs := h.Publications
+	return len(pubs) > 0 &&
+		pubs[0].Position.Offset == since.Offset+1 &&
+		pubs[len(pubs)-1].Position.Offset == top.Offset
+}
+
+func encodePublications(pubs []*broker.Publication) []*json.RawMessage {
+	out := make([]*json.RawMessage, len(pubs))
+	for i, p := range pubs {
+		line := json.RawMessage(appendPublication(nil, p))
+		out[i] = &line
+	}
+	return out
+}
+
+func (sess *session) unsubscribe(cmd *command) (any, error) {
+	sess.mu.Lock()
+	sub := sess.subs[cmd.Channel]
+	delete(sess.subs, cmd.Channel)
+	sess.mu.Unlock()
+	if sub == nil {
+		return nil, ErrNotSubscribed
+	}
+	sess.leave(cmd.Channel, sub)
+	return emptyResult{}, nil
+}
+
+func (sess *session) publish(ctx context.Context, cmd *command) (any, error) {
+	srv := sess.srv
+	ns, err := srv.namespace(cmd.Channel)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case ns.Publish == PermissionServer:
+		return nil, ErrPermissionDenied
+	case sess.user == "" && !ns.Anonymous:
+		return nil, ErrPermissionDenied
+	case ns.Publish == PermissionToken:
+		sess.mu.Lock()
+		sub := sess.subs[cmd.Channel]
+		sess.mu.Unlock()
+		if sub == nil || !sub.viaToken {
+			return nil, ErrPermissionDenied
+		}
+	}
+	data, err := compactJSON(cmd.Data)
+	if err != nil {
+		return nil, err
+	}
+	if h := srv.cfg.Hooks.ValidatePublish; h != nil {
+		err := h(ctx, PublishRequest{Channel: cmd.Channel, Data: data, Client: sess.id, User: sess.user})
+		if err != nil {
+			var e *Error
+			if errors.As(err, &e) {
+				return nil, e
+			}
+			return nil, &Error{ErrPermissionDenied.Code, truncateReason("permission denied: " + err.Error())}
+		}
+	}
+	pos, err := srv.publish(ctx, ns, cmd.Channel, data, sess.info)
+	if err != nil {
+		return nil, err
+	}
+	return publishResult{Offset: pos.Offset, Epoch: pos.Epoch}, nil
+}
+
+// readable checks that sess may read channel's presence or history: it is
+// subscribed, or could subscribe without a channel token.
+func (sess *session) readable(cmd *command) (*Namespace, error) {
+	ns, err := sess.srv.namespace(cmd.Channel)
+	if err != nil {
+		return nil, err
+	}
+	sess.mu.Lock()
+	subscribed := sess.subs[cmd.Channel] != nil
+	sess.mu.Unlock()
+	if subscribed {
+		return ns, nil
+	}
+	if _, perr := sess.mayUse(ns, cmd.Channel, ""); perr != nil {
+		return nil, perr
+	}
+	return ns, nil
+}
+
+func (sess *session) presence(ctx context.Context, cmd *command) (any, error) {
+	ns, err := sess.readable(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if !ns.Presence {
+		return nil, ErrNotAvailable
+	}
+	return sess.srv.presenceOf(ctx, cmd.Channel, cmd.Method == "presence_stats")
+}
+
+func (s *Server) presenceOf(ctx context.Context, channel string, stats bool) (any, error) {
+	if stats {
+		st, err := s.broker.PresenceStats(ctx, channel)
+		if err != nil {
+			return nil, ErrInternal
+		}
+		return st, nil
+	}
+	members, err := s.broker.Presence(ctx, channel)
+	if err != nil {
+		return nil, ErrInternal
+	}
+	return presenceResult{Clients: members}, nil
+}
+
+func (sess *session) history(ctx context.Context, cmd *command) (any, error) {
+	ns, err := sess.readable(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return sess.srv.historyOf(ctx, ns, cmd.Channel, cmd.Limit, cmd.Since, cmd.Reverse)
+}
+
+func (s *Server) historyOf(ctx context.Context, ns *Namespace, channel string, limit *int, since *broker.Position, reverse bool) (any, error) {
+	if ns.HistorySize == 0 {
+		return nil, ErrNotAvailable
+	}
+	opts := broker.HistoryOptions{Since: since, Reverse: reverse, Limit: -1}
+	if limit != nil {
+		if *limit < 0 {
+			return nil, badRequest("negative limit")
+		}
+		opts.Limit = *limit
+	}
+	h, err := s.broker.History(ctx, channel, opts)
+	if err != nil {
+		return nil, ErrInternal
+	}
+	if since != nil && since.Epoch != h.Position.Epoch {
+		return nil, ErrUnrecoverable
+	}
+	return historyResult{
+		Publications: encodePublications(h.Publications),
+		Offset:       h.Position.Offset,
+		Epoch:        h.Position.Epoch,
+	}, nil
+}
+
+// Disconnect closes every connection of user, on every node, with code
+// (4000–4999; default CloseDisconnected) and reason. It reports how many
+// connections this node closed.
+func (s *Server) Disconnect(ctx context.Context, user string, code websocket.StatusCode, reason string) (int, error) {
+	if code == 0 {
+		code = CloseDisconnected
+	}
+	if code < 4000 || code > 4999 {
+		return 0, badRequest("code must be 4000–4999")
+	}
+	if reason == "" {
+		reason = "disconnected"
+	}
+	reason = truncateReason(reason)
+	n := s.disconnectUser(user, code, reason)
+	msg, _ := json.Marshal(controlMessage{Op: "disconnect", Node: s.node, User: user, Code: int(code), Reason: reason})
+	if err := s.broker.Control(ctx, msg); err != nil {
+		return n, ErrInternal
+	}
+	return n, nil
+}

@@ -1,0 +1,341 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/duplexws/duplex/gateway/broker"
+	"github.com/duplexws/duplex/websocket"
+)
+
+// Config configures a Server. The zero value is valid: an in-memory broker,
+// anonymous connections refused, no namespaces (so no channel exists), and
+// the limits' defaults stated on each field.
+type Config struct {
+	// Namespaces holds the channel policies. A channel "ns:name" belongs to
+	// namespace "ns"; a channel without a colon to the namespace named "".
+	// A channel whose namespace is not listed does not exist (error 102).
+	Namespaces []Namespace
+
+	// Auth says how connection and channel tokens are verified.
+	Auth Auth
+
+	// Limits protect the server from clients.
+	Limits Limits
+
+	// OriginPatterns lists the hosts, besides the request's own, whose web
+	// pages may connect (path.Match patterns such as "*.example.com").
+	// Default: only pages served from the gateway's own host.
+	OriginPatterns []string
+
+	// PingInterval is how often the server pings each connection; one that
+	// does not answer within PongTimeout is closed with 1008. Default: 25
+	// seconds; negative disables.
+	PingInterval time.Duration
+	// PongTimeout default: 10 seconds.
+	PongTimeout time.Duration
+
+	// Compression configures permessage-deflate for clients that offer it.
+	// Default: disabled.
+	Compression websocket.CompressionOptions
+
+	// DrainWindow is the time over which Shutdown spreads the closing of
+	// connections (1001), so that clients do not all reconnect at the same
+	// moment. Default: 5 seconds.
+	DrainWindow time.Duration
+
+	// APIKey guards the backend HTTP API (header "Authorization: apikey
+	// <key>"). Default: empty, and then only loopback clients may use the
+	// API.
+	APIKey string
+
+	// Broker carries publications, history and presence. Default: an
+	// in-memory broker, for a single node. The Server starts it and closes
+	// it in Shutdown.
+	Broker broker.Broker
+
+	// Logger receives the server's logs. Default: slog.Default().
+	Logger *slog.Logger
+
+	// Version is reported to clients in the connect result.
+	Version string
+
+	// Fallback serves the requests that are not for the gateway's own
+	// endpoints (the demo pages and the client script, in `duplex serve`).
+	// Default: 404.
+	Fallback http.Handler
+
+	// Hooks let the embedding program decide what configuration cannot.
+	Hooks Hooks
+}
+
+// Namespace is the policy of the channels "Name:…".
+type Namespace struct {
+	// Name of the namespace, without the colon; "" is the namespace of
+	// channels without a colon.
+	Name string
+
+	// Anonymous lets connections without a token (user "") subscribe and,
+	// when Publish is PermissionAuthenticated, publish. Default: false.
+	Anonymous bool
+
+	// Subscribe says who may subscribe. Default: PermissionAuthenticated.
+	Subscribe Permission
+	// Publish says who may publish from a client connection; the backend
+	// API may always publish. Default: PermissionServer, only the backend.
+	Publish Permission
+
+	// HistorySize is how many publications a channel keeps for recovery
+	// and the history command. Default: 0, no history (and no recovery).
+	HistorySize int
+	// HistoryTTL is how long a publication stays in history. Default: 0,
+	// only HistorySize bounds it.
+	HistoryTTL time.Duration
+
+	// Presence keeps the member list of each channel. Default: false.
+	Presence bool
+	// JoinLeave sends join and leave events to subscribers. Default: false.
+	JoinLeave bool
+
+	// SlowConsumer is what happens when a subscriber's outbound queue is
+	// full. Default: SlowDisconnect.
+	SlowConsumer SlowConsumerPolicy
+}
+
+// Permission says who may subscribe to or publish in a namespace.
+type Permission string
+
+const (
+	// PermissionAuthenticated: any connection with a valid token (and
+	// anonymous ones when the namespace allows them).
+	PermissionAuthenticated Permission = "authenticated"
+	// PermissionToken: only with a channel token for the channel, or a
+	// connection token whose "channels" claim lists it. For publishing: only
+	// a subscriber whose subscription was granted that way.
+	PermissionToken Permission = "token"
+	// PermissionServer: nobody from a client connection; only the backend.
+	PermissionServer Permission = "server"
+)
+
+// SlowConsumerPolicy is what the server does when a connection's outbound
+// queue (Limits.MaxQueueBytes) is full.
+type SlowConsumerPolicy string
+
+const (
+	// SlowDisconnect closes the connection with 4002; the client reconnects
+	// and recovers from history.
+	SlowDisconnect SlowConsumerPolicy = "disconnect"
+	// SlowDropOldest drops the oldest queued publications of such channels
+	// and tells the client with a gap push.
+	SlowDropOldest SlowConsumerPolicy = "drop_oldest"
+	// SlowLatest keeps only the latest queued publication of each channel:
+	// for values where only the current one matters (prices, positions).
+	SlowLatest SlowConsumerPolicy = "latest"
+)
+
+// Auth configures token verification. Tokens are JWTs whose algorithm is
+// fixed here and never taken from the token.
+type Auth struct {
+	// Algorithm is "HS256", "RS256", "ES256" or "EdDSA". Default: empty,
+	// no token verifies (only anonymous connections, when allowed).
+	Algorithm string
+	// Secret is the HMAC key, for HS256.
+	Secret []byte
+	// PublicKeyPEM is the public key (or certificate) for RS256, ES256 and
+	// EdDSA.
+	PublicKeyPEM []byte
+	// JWKS is a JSON Web Key Set, an alternative to PublicKeyPEM; the
+	// token's "kid" header picks the key.
+	JWKS []byte
+	// Issuer and Audience, when set, must match the token's "iss" and be
+	// in its "aud".
+	Issuer, Audience string
+	// Leeway tolerates clock skew on "exp" and "nbf". Default: 0.
+	Leeway time.Duration
+
+	// AllowAnonymous accepts connect without a token, as user "".
+	// Default: false.
+	AllowAnonymous bool
+}
+
+// Limits protect the server. Zero fields take the defaults stated on them; a
+// negative value removes a limit that has a default.
+type Limits struct {
+	// MaxConnections caps the server's connections. Default: 0, no cap
+	// other than the process's file descriptors.
+	MaxConnections int
+	// MaxConnectionsPerIP caps the connections from one client address.
+	// Default: 0, no cap.
+	MaxConnectionsPerIP int
+	// MaxConnectionsPerUser caps one user's connections (anonymous ones
+	// are not counted). Default: 0, no cap.
+	MaxConnectionsPerUser int
+
+	// HandshakeRate is how many WebSocket handshakes per second one
+	// client address may make, with bursts of HandshakeBurst; over it the
+	// server answers HTTP 429. Default: 0, no limit. HandshakeBurst
+	// default: HandshakeRate, at least 1.
+	HandshakeRate  float64
+	HandshakeBurst int
+
+	// ClientIPHeader, when set, names a header holding the client address
+	// (such as "X-Real-IP") set by a trusted proxy in front. Default: the
+	// TCP peer's address.
+	ClientIPHeader string
+
+	// MaxMessageSize caps a message from a client; a larger one closes the
+	// connection with 1009. Default: 64 KiB.
+	MaxMessageSize int64
+
+	// MessageRate is how many commands per second a connection may send,
+	// with bursts of MessageBurst; over it the connection is closed with
+	// 4005. Default: 100 per second, burst 200.
+	MessageRate  float64
+	MessageBurst int
+
+	// MaxChannels caps the subscriptions of one connection (error 106).
+	// Default: 128.
+	MaxChannels int
+
+	// MaxQueueBytes caps the bytes queued for one connection before the
+	// slow-consumer policy applies. Default: 1 MiB.
+	MaxQueueBytes int
+
+	// ConnectTimeout is how long a connection may go without a successful
+	// connect command (4001). Default: 10 seconds.
+	ConnectTimeout time.Duration
+	// WriteTimeout is how long one write to a connection may take before
+	// the connection is closed as a slow consumer. Default: 10 seconds.
+	WriteTimeout time.Duration
+}
+
+// Hooks are functions the embedding program supplies. Each is optional.
+type Hooks struct {
+	// Authenticate, when set, verifies connection tokens in place of the
+	// JWT verification configured in Auth. It gets the token (possibly
+	// empty) and the upgrade request's header (cookies included).
+	Authenticate func(ctx context.Context, token string, header http.Header) (*Credentials, error)
+
+	// ValidatePublish, when set, is called before a client's publication
+	// (not the backend's) is accepted. Returning an *Error refuses it with
+	// that error; another error refuses it with 103.
+	ValidatePublish func(ctx context.Context, p PublishRequest) error
+}
+
+// Credentials are what a verified connection token grants.
+type Credentials struct {
+	// User is the user id; empty means anonymous.
+	User string
+	// ExpiresAt, when not zero, is when the connection must have
+	// refreshed its token.
+	ExpiresAt time.Time
+	// Info is shown to others in presence and publications.
+	Info json.RawMessage
+	// Channels may be subscribed to without a channel token.
+	Channels []string
+}
+
+// PublishRequest is a client's publication, for Hooks.ValidatePublish.
+type PublishRequest struct {
+	Channel string
+	Data    json.RawMessage
+	Client  string
+	User    string
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	cfg := *c
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&cfg.PingInterval, 25*time.Second)
+	def(&cfg.PongTimeout, 10*time.Second)
+	def(&cfg.DrainWindow, 5*time.Second)
+	l := &cfg.Limits
+	def(&l.ConnectTimeout, 10*time.Second)
+	def(&l.WriteTimeout, 10*time.Second)
+	if l.MaxMessageSize == 0 {
+		l.MaxMessageSize = 64 << 10
+	}
+	if l.MessageRate == 0 {
+		l.MessageRate = 100
+	}
+	if l.MessageBurst == 0 {
+		l.MessageBurst = 2 * int(l.MessageRate)
+	}
+	if l.MaxChannels == 0 {
+		l.MaxChannels = 128
+	}
+	if l.MaxQueueBytes == 0 {
+		l.MaxQueueBytes = 1 << 20
+	}
+	if l.HandshakeRate > 0 && l.HandshakeBurst <= 0 {
+		l.HandshakeBurst = max(1, int(l.HandshakeRate))
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	seen := make(map[string]bool)
+	cfg.Namespaces = append([]Namespace(nil), cfg.Namespaces...)
+	for i := range cfg.Namespaces {
+		ns := &cfg.Namespaces[i]
+		if seen[ns.Name] {
+			return cfg, fmt.Errorf("gateway: namespace %q configured twice", ns.Name)
+		}
+		seen[ns.Name] = true
+		if strings.ContainsRune(ns.Name, ':') || !validChannel(ns.Name+":x") {
+			return cfg, fmt.Errorf("gateway: invalid namespace name %q", ns.Name)
+		}
+		if ns.Subscribe == "" {
+			ns.Subscribe = PermissionAuthenticated
+		}
+		if ns.Publish == "" {
+			ns.Publish = PermissionServer
+		}
+		for _, p := range []Permission{ns.Subscribe, ns.Publish} {
+			switch p {
+			case PermissionAuthenticated, PermissionToken, PermissionServer:
+			default:
+				return cfg, fmt.Errorf("gateway: namespace %q: unknown permission %q (authenticated, token or server)", ns.Name, p)
+			}
+		}
+		if ns.SlowConsumer == "" {
+			ns.SlowConsumer = SlowDisconnect
+		}
+		switch ns.SlowConsumer {
+		case SlowDisconnect, SlowDropOldest, SlowLatest:
+		default:
+			return cfg, fmt.Errorf("gateway: namespace %q: unknown slow-consumer policy %q (disconnect, drop_oldest or latest)", ns.Name, ns.SlowConsumer)
+		}
+		if ns.HistorySize < 0 || ns.HistoryTTL < 0 {
+			return cfg, fmt.Errorf("gateway: namespace %q: negative history size or TTL", ns.Name)
+		}
+		if ns.JoinLeave && !ns.Presence {
+			return cfg, fmt.Errorf("gateway: namespace %q: join/leave events need presence on", ns.Name)
+		}
+	}
+	return cfg, nil
+}
+
+// validChannel reports whether name may name a channel: 1 to 255 bytes of
+// printable ASCII other than space, quote and backslash, so that it needs
+// no escaping in JSON, logs or broker keys.
+func validChannel(name string) bool {
+	if len(name) == 0 || len(name) > 255 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		if b <= ' ' || b >= 0x7f || b == '"' || b == '\\' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,72 @@
+package gateway
+
+import "github.com/duplexws/duplex/internal/metrics"
+
+// serverMetrics are the gateway's Prometheus metrics, served at /metrics.
+type serverMetrics struct {
+	registry *metrics.Registry
+
+	connections   *metrics.Gauge
+	subscriptions *metrics.Gauge
+	queued        *metrics.Gauge
+	messagesIn    *metrics.Counter
+	messagesOut   *metrics.Counter
+	bytesIn       *metrics.Counter
+	bytesOut      *metrics.Counter
+	publications  *metrics.Counter
+	handshake     *metrics.Histogram
+	drops         *metrics.CounterVec
+	disconnects   *metrics.CounterVec
+	limitHits     *metrics.CounterVec
+	apiRequests   *metrics.CounterVec
+}
+
+// Reasons a connection ended, the label of duplex_disconnects_total.
+const (
+	reasonClient        = "client"         // the client closed
+	reasonNetwork       = "network"        // the connection broke
+	reasonNoPong        = "no_pong"        // keepalive failed
+	reasonProtocol      = "protocol_error" // a WebSocket protocol violation
+	reasonMessageSize   = "message_size"   // a message over the limit
+	reasonBadRequest    = "bad_request"
+	reasonUnauthorized  = "unauthorized"
+	reasonTokenExpired  = "token_expired"
+	reasonConnectTime   = "connect_timeout"
+	reasonSlowConsumer  = "slow_consumer"
+	reasonMessageRate   = "message_rate"
+	reasonConnLimit     = "connection_limit"
+	reasonServer        = "server_disconnect" // the backend API
+	reasonShutdown      = "shutdown"
+	reasonNoSubprotocol = "subprotocol"
+)
+
+// Limits hit, the label of duplex_limit_hits_total.
+const (
+	limitConnections        = "connections"
+	limitConnectionsPerIP   = "connections_per_ip"
+	limitConnectionsPerUser = "connections_per_user"
+	limitHandshakeRate      = "handshake_rate"
+	limitMessageRate        = "message_rate"
+	limitMessageSize        = "message_size"
+	limitChannels           = "channels"
+)
+
+func newServerMetrics() *serverMetrics {
+	r := metrics.NewRegistry()
+	return &serverMetrics{
+		registry:      r,
+		connections:   r.Gauge("duplex_connections", "Open client connections."),
+		subscriptions: r.Gauge("duplex_subscriptions", "Channel subscriptions of the open connections."),
+		queued:        r.Gauge("duplex_outbound_queue_messages", "Messages queued for connections and not yet written."),
+		messagesIn:    r.Counter("duplex_messages_in_total", "Commands received from clients."),
+		messagesOut:   r.Counter("duplex_messages_out_total", "Replies and pushes written to clients."),
+		bytesIn:       r.Counter("duplex_bytes_in_total", "Bytes of WebSocket messages received from clients."),
+		bytesOut:      r.Counter("duplex_bytes_out_total", "Bytes of WebSocket messages written to clients."),
+		publications:  r.Counter("duplex_publications_total", "Publications accepted, from clients and the backend API."),
+		handshake:     r.Histogram("duplex_handshake_seconds", "Time to complete a WebSocket handshake.", metrics.LatencyBuckets),
+		drops:         r.CounterVec("duplex_drops_total", "Publications not delivered to a slow client, by slow-consumer policy.", "policy"),
+		disconnects:   r.CounterVec("duplex_disconnects_total", "Connections ended, by reason.", "reason"),
+		limitHits:     r.CounterVec("duplex_limit_hits_total", "Requests refused by a limit, by limit.", "limit"),
+		apiRequests:   r.CounterVec("duplex_api_requests_total", "Backend API requests, by method.", "method"),
+	}
+}

@@ -1,0 +1,557 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/duplexws/duplex/gateway/broker"
+	"github.com/duplexws/duplex/internal/jwt"
+	"github.com/duplexws/duplex/internal/ratelimit"
+	"github.com/duplexws/duplex/websocket"
+)
+
+// Server is a gateway node: it accepts client connections at /ws, serves
+// the backend API at /api/, and fans publications out to subscribers.
+// Create it with New, serve Handler with an http.Server, and stop it with
+// Shutdown, which closes the WebSocket connections the http.Server's own
+// Shutdown does not (they are hijacked).
+type Server struct {
+	cfg        Config
+	node       string // this node's id, random
+	log        *slog.Logger
+	broker     broker.Broker
+	namespaces map[string]*Namespace
+	verifier   *jwt.Verifier // nil when no algorithm is configured
+	metrics    *serverMetrics
+	hub        *hub
+	accept     websocket.AcceptOptions
+
+	handshakes *ratelimit.Keyed // nil without a handshake rate
+	perIP      *ratelimit.PerKey
+	perUser    *ratelimit.PerKey
+	conns      atomic.Int64
+
+	sessions sessionSet
+	usersMu  sync.Mutex
+	users    map[string]map[*session]struct{}
+
+	draining atomic.Bool
+	stop     chan struct{} // closed by Shutdown: stops the janitor
+	stopOnce sync.Once
+	wg       sync.WaitGroup // every goroutine the server starts
+	connWG   sync.WaitGroup // the sessions' own handler goroutines
+}
+
+// New returns a Server for cfg and starts its broker.
+func New(cfg Config) (*Server, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:        c,
+		node:       newID(),
+		log:        c.Logger,
+		broker:     c.Broker,
+		namespaces: make(map[string]*Namespace, len(c.Namespaces)),
+		metrics:    newServerMetrics(),
+		hub:        newHub(),
+		perIP:      ratelimit.NewPerKey(c.Limits.MaxConnectionsPerIP),
+		perUser:    ratelimit.NewPerKey(c.Limits.MaxConnectionsPerUser),
+		users:      make(map[string]map[*session]struct{}),
+		stop:       make(chan struct{}),
+	}
+	s.sessions.init()
+	for i := range c.Namespaces {
+		s.namespaces[c.Namespaces[i].Name] = &c.Namespaces[i]
+	}
+	if c.Auth.Algorithm != "" {
+		s.verifier, err = jwt.NewVerifier(jwt.VerifierConfig{
+			Algorithm:    jwt.Algorithm(c.Auth.Algorithm),
+			Secret:       c.Auth.Secret,
+			PublicKeyPEM: c.Auth.PublicKeyPEM,
+			JWKS:         c.Auth.JWKS,
+			Issuer:       c.Auth.Issuer,
+			Audience:     c.Auth.Audience,
+			Leeway:       c.Auth.Leeway,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("gateway: auth: %w", err)
+		}
+	}
+	if c.Limits.HandshakeRate > 0 {
+		s.handshakes = ratelimit.NewKeyed(c.Limits.HandshakeRate, c.Limits.HandshakeBurst, 1<<20)
+	}
+	pingInterval := c.PingInterval
+	if pingInterval < 0 {
+		pingInterval = 0
+	}
+	s.accept = websocket.AcceptOptions{
+		Subprotocols:   []string{Subprotocol},
+		OriginPatterns: c.OriginPatterns,
+		PingInterval:   pingInterval,
+		PongTimeout:    c.PongTimeout,
+		Compression:    c.Compression,
+	}
+	if s.broker == nil {
+		s.broker = broker.NewMemory(nil)
+	}
+	if err := s.broker.Start(context.Background(), brokerHandler{s}); err != nil {
+		return nil, fmt.Errorf("gateway: starting the broker: %w", err)
+	}
+	s.metrics.registry.GaugeFunc("duplex_draining", "1 while the server drains.", func() float64 {
+		if s.draining.Load() {
+			return 1
+		}
+		return 0
+	})
+	s.wg.Add(1)
+	go s.janitor()
+	return s, nil
+}
+
+// Handler returns the gateway's HTTP handler: the WebSocket endpoint /ws,
+// the backend API under /api/, /metrics, /healthz and /readyz; everything
+// else goes to Config.Fallback.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.serveWebSocket)
+	mux.HandleFunc("/api/", s.serveAPI)
+	mux.Handle("GET /metrics", s.metrics.registry.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if s.draining.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("draining\n"))
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	if s.cfg.Fallback != nil {
+		mux.Handle("/", s.cfg.Fallback)
+	}
+	return mux
+}
+
+// Publish publishes data (JSON) to a channel as the backend API does, from
+// the program embedding the gateway.
+func (s *Server) Publish(ctx context.Context, channel string, data json.RawMessage) (broker.Position, error) {
+	ns, err := s.namespace(channel)
+	if err != nil {
+		return broker.Position{}, err
+	}
+	compact, err := compactJSON(data)
+	if err != nil {
+		return broker.Position{}, err
+	}
+	return s.publish(ctx, ns, channel, compact, nil)
+}
+
+func (s *Server) publish(ctx context.Context, ns *Namespace, channel string, data json.RawMessage, info *broker.ClientInfo) (broker.Position, error) {
+	pos, err := s.broker.Publish(ctx, channel, data, info, broker.PublishOptions{
+		HistorySize: ns.HistorySize,
+		HistoryTTL:  ns.HistoryTTL,
+	})
+	if err != nil {
+		s.log.Warn("publish failed", "channel", channel, "err", err)
+		return pos, ErrInternal
+	}
+	s.metrics.publications.Inc()
+	return pos, nil
+}
+
+// namespace returns the policy of channel, or ErrUnknownChannel.
+func (s *Server) namespace(channel string) (*Namespace, error) {
+	if !validChannel(channel) {
+		return nil, ErrUnknownChannel
+	}
+	name, _, found := strings.Cut(channel, ":")
+	if !found {
+		name = ""
+	}
+	ns := s.namespaces[name]
+	if ns == nil {
+		return nil, ErrUnknownChannel
+	}
+	return ns, nil
+}
+
+// compactJSON validates data as JSON and removes its insignificant
+// whitespace, so that it fits on one line of the protocol.
+func compactJSON(data []byte) (json.RawMessage, error) {
+	if len(data) == 0 {
+		return nil, badRequest("data is required")
+	}
+	var b bytes.Buffer
+	b.Grow(len(data))
+	if err := json.Compact(&b, data); err != nil {
+		return nil, badRequest("data is not valid JSON")
+	}
+	return json.RawMessage(b.Bytes()), nil
+}
+
+// serveWebSocket accepts a client connection and serves it until it ends.
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if s.draining.Load() {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	ip := s.clientIP(r)
+	if s.handshakes != nil && !s.handshakes.Allow(ip, start) {
+		s.metrics.limitHits.With(limitHandshakeRate).Inc()
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many handshakes", http.StatusTooManyRequests)
+		return
+	}
+	// Registered before Accept so that Shutdown waits for a handshake in
+	// progress; released when the session ends.
+	s.connWG.Add(1)
+	defer s.connWG.Done()
+	conn, err := websocket.Accept(w, r, &s.accept)
+	if err != nil {
+		return // Accept answered with the HTTP error.
+	}
+	s.metrics.handshake.Observe(time.Since(start).Seconds())
+	conn.SetReadLimit(s.cfg.Limits.MaxMessageSize)
+	sess := newSession(s, conn, ip, r.Header)
+	sess.run()
+}
+
+func (s *Server) clientIP(r *http.Request) string {
+	if h := s.cfg.Limits.ClientIPHeader; h != "" {
+		if v := r.Header.Get(h); v != "" {
+			v, _, _ = strings.Cut(v, ",")
+			return strings.TrimSpace(v)
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// admit applies the connection limits to a new session.
+func (s *Server) admit(sess *session) (ok bool, limit string) {
+	if max := s.cfg.Limits.MaxConnections; max > 0 && s.conns.Add(1) > int64(max) {
+		s.conns.Add(-1)
+		return false, limitConnections
+	} else if max <= 0 {
+		s.conns.Add(1)
+	}
+	if !s.perIP.Acquire(sess.ip) {
+		s.conns.Add(-1)
+		return false, limitConnectionsPerIP
+	}
+	return true, ""
+}
+
+func (s *Server) release(sess *session) {
+	s.conns.Add(-1)
+	s.perIP.Release(sess.ip)
+}
+
+// addUser records a connected session of a user, within the per-user
+// limit. Anonymous sessions are not counted.
+func (s *Server) addUser(sess *session) bool {
+	if sess.user == "" {
+		return true
+	}
+	if !s.perUser.Acquire(sess.user) {
+		return false
+	}
+	s.usersMu.Lock()
+	defer s.usersMu.Unlock()
+	set := s.users[sess.user]
+	if set == nil {
+		set = make(map[*session]struct{})
+		s.users[sess.user] = set
+	}
+	set[sess] = struct{}{}
+	return true
+}
+
+func (s *Server) removeUser(sess *session) {
+	if sess.user == "" {
+		return
+	}
+	s.usersMu.Lock()
+	set := s.users[sess.user]
+	_, had := set[sess]
+	delete(set, sess)
+	if len(set) == 0 {
+		delete(s.users, sess.user)
+	}
+	s.usersMu.Unlock()
+	if had {
+		s.perUser.Release(sess.user)
+	}
+}
+
+// disconnectUser closes every session of user on this node.
+func (s *Server) disconnectUser(user string, code websocket.StatusCode, reason string) int {
+	s.usersMu.Lock()
+	sessions := make([]*session, 0, len(s.users[user]))
+	for sess := range s.users[user] {
+		sessions = append(sessions, sess)
+	}
+	s.usersMu.Unlock()
+	for _, sess := range sessions {
+		sess.close(code, reason, reasonServer)
+	}
+	return len(sessions)
+}
+
+// subscribe adds sess to channel's subscribers, subscribing this node at
+// the broker for the first one.
+func (s *Server) subscribe(ctx context.Context, channel string, sess *session) error {
+	mu := &s.hub.subscribing[s.hub.index(channel)]
+	mu.Lock()
+	defer mu.Unlock()
+	if s.hub.add(channel, sess) {
+		if err := s.broker.Subscribe(ctx, channel); err != nil {
+			s.hub.remove(channel, sess)
+			return err
+		}
+	}
+	s.metrics.subscriptions.Inc()
+	return nil
+}
+
+func (s *Server) unsubscribe(channel string, sess *session) {
+	mu := &s.hub.subscribing[s.hub.index(channel)]
+	mu.Lock()
+	defer mu.Unlock()
+	if s.hub.remove(channel, sess) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.broker.Unsubscribe(ctx, channel); err != nil {
+			s.log.Warn("broker unsubscribe failed", "channel", channel, "err", err)
+		}
+	}
+	s.metrics.subscriptions.Dec()
+}
+
+// janitor does the time-based work of all sessions in one goroutine, so
+// that an idle session needs no timer: connect timeouts, token expiry and
+// writes stuck longer than the write timeout.
+func (s *Server) janitor() {
+	defer s.wg.Done()
+	l := &s.cfg.Limits
+	interval := min(l.ConnectTimeout, l.WriteTimeout) / 4
+	interval = max(min(interval, time.Second), 10*time.Millisecond)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			s.sessions.each(func(sess *session) { sess.checkTimes(now) })
+		}
+	}
+}
+
+// Shutdown drains the server: /readyz turns unready, new connections are
+// refused, and the open ones are closed with 1001 spread over
+// Config.DrainWindow so that their clients do not reconnect all at once
+// elsewhere. It returns when every connection has ended and the broker is
+// closed, or when ctx ends, after closing what is left at once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	all := s.sessions.list()
+	// Close in a stable but arbitrary order, one step of the window apart.
+	sort.Slice(all, func(i, j int) bool { return all[i].id < all[j].id })
+	var step time.Duration
+	if len(all) > 0 {
+		step = s.cfg.DrainWindow / time.Duration(len(all))
+	}
+	start := time.Now()
+	var err error
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for i, sess := range all {
+		if wait := time.Until(start.Add(time.Duration(i) * step)); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		sess.close(websocket.StatusGoingAway, "server shutting down", reasonShutdown)
+	}
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.sessions.each(func(sess *session) { sess.closeNow(reasonShutdown) })
+		<-done
+	}
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.wg.Wait()
+	closeCtx := ctx
+	if closeCtx.Err() != nil {
+		var cancel context.CancelFunc
+		closeCtx, cancel = context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+	}
+	if berr := s.broker.Close(closeCtx); berr != nil && err == nil {
+		err = berr
+	}
+	return err
+}
+
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// sessionSet holds the open sessions, sharded to keep the lock short.
+type sessionSet struct {
+	seed   maphash.Seed
+	shards [16]struct {
+		mu  sync.Mutex
+		set map[*session]struct{}
+	}
+}
+
+func (ss *sessionSet) init() {
+	ss.seed = maphash.MakeSeed()
+	for i := range ss.shards {
+		ss.shards[i].set = make(map[*session]struct{})
+	}
+}
+
+func (ss *sessionSet) shard(sess *session) int {
+	return int(maphash.String(ss.seed, sess.id) % uint64(len(ss.shards)))
+}
+
+func (ss *sessionSet) add(sess *session) {
+	sh := &ss.shards[ss.shard(sess)]
+	sh.mu.Lock()
+	sh.set[sess] = struct{}{}
+	sh.mu.Unlock()
+}
+
+func (ss *sessionSet) remove(sess *session) {
+	sh := &ss.shards[ss.shard(sess)]
+	sh.mu.Lock()
+	delete(sh.set, sess)
+	sh.mu.Unlock()
+}
+
+// each calls f for every session; f must not block.
+func (ss *sessionSet) each(f func(*session)) {
+	for _, sess := range ss.list() {
+		f(sess)
+	}
+}
+
+func (ss *sessionSet) list() []*session {
+	var all []*session
+	for i := range ss.shards {
+		sh := &ss.shards[i]
+		sh.mu.Lock()
+		for sess := range sh.set {
+			all = append(all, sess)
+		}
+		sh.mu.Unlock()
+	}
+	return all
+}
+
+// brokerHandler receives the broker's deliveries for this node.
+type brokerHandler struct{ s *Server }
+
+func (h brokerHandler) HandlePublication(pub *broker.Publication) {
+	ns, err := h.s.namespace(pub.Channel)
+	if err != nil {
+		return
+	}
+	out := &outPub{
+		line:    appendPublication(nil, pub),
+		channel: pub.Channel,
+		pos:     pub.Position,
+		policy:  ns.SlowConsumer,
+	}
+	h.s.hub.each(pub.Channel, func(sess *session) { sess.deliverPub(out) })
+}
+
+func (h brokerHandler) HandleJoin(channel string, info *broker.ClientInfo) {
+	h.presenceEvent("join", channel, info)
+}
+
+func (h brokerHandler) HandleLeave(channel string, info *broker.ClientInfo) {
+	h.presenceEvent("leave", channel, info)
+}
+
+func (h brokerHandler) presenceEvent(kind, channel string, info *broker.ClientInfo) {
+	line := encodePresenceEvent(kind, channel, info)
+	h.s.hub.each(channel, func(sess *session) {
+		if sess.id != info.Client {
+			sess.deliverLine(channel, line)
+		}
+	})
+}
+
+// controlMessage is what nodes send each other through Broker.Control.
+type controlMessage struct {
+	Op     string `json:"op"`   // "disconnect"
+	Node   string `json:"node"` // the sender, which acted already
+	User   string `json:"user"`
+	Code   int    `json:"code"`
+	Reason string `json:"reason"`
+}
+
+func (h brokerHandler) HandleControl(data []byte) {
+	var m controlMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		h.s.log.Warn("bad control message", "err", err)
+		return
+	}
+	if m.Op == "disconnect" && m.Node != h.s.node {
+		h.s.disconnectUser(m.User, websocket.StatusCode(m.Code), m.Reason)
+	}
+}
+
+// Stats are a node's running figures, as its metrics report them.
+type Stats struct {
+	Connections   int    // open connections
+	Subscriptions int    // their subscriptions
+	MessagesIn    uint64 // commands received
+	MessagesOut   uint64 // replies and pushes written
+}
+
+// Stats returns the node's figures now.
+func (s *Server) Stats() Stats {
+	m := s.metrics
+	return Stats{
+		Connections:   int(m.connections.Value()),
+		Subscriptions: int(m.subscriptions.Value()),
+		MessagesIn:    m.messagesIn.Value(),
+		MessagesOut:   m.messagesOut.Value(),
+	}
+}

@@ -1,0 +1,301 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/duplexws/duplex/gateway/broker"
+	"github.com/duplexws/duplex/internal/ratelimit"
+	"github.com/duplexws/duplex/websocket"
+)
+
+// session is one client connection. The goroutine of run reads and handles
+// commands in order; a writer goroutine exists only while there is
+// something to write (outbound.go); the server's janitor checks its times.
+// Everything else an idle session holds is this struct and its maps.
+type session struct {
+	srv  *Server
+	conn *websocket.Conn
+	id   string
+	ip   string
+
+	// Owned by the reading goroutine.
+	header    http.Header // of the upgrade request, until connect
+	connected bool
+	info      *broker.ClientInfo
+	channels  map[string]bool // granted by the connection token
+	rate      ratelimit.Bucket
+
+	// Read by the janitor; written by the reading goroutine.
+	user            string       // set once, before connectedAt
+	connectDeadline time.Time    // set before the session is registered
+	connectedFlag   atomic.Bool  // connect succeeded
+	expires         atomic.Int64 // Unix nanoseconds of token expiry; 0: none
+	writeStarted    atomic.Int64 // Unix nanoseconds; 0 when not writing
+
+	writer sync.WaitGroup // the writer goroutine, while it runs
+
+	mu      sync.Mutex // guards what follows, and the outbound queue
+	subs    map[string]*subscription
+	closing bool
+	out     outbound
+}
+
+// subscription is a session's subscription to one channel.
+type subscription struct {
+	ns       *Namespace
+	viaToken bool // granted by a channel token or the "channels" claim
+	// While the subscribe command reads history, live publications wait in
+	// buffered so that recovered ones go first.
+	buffering bool
+	buffered  []*outPub
+}
+
+// newID returns a random id of 16 URL-safe characters.
+func newID() string {
+	var id [12]byte
+	rand.Read(id[:]) // never fails (crypto/rand, Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(id[:])
+}
+
+func newSession(s *Server, conn *websocket.Conn, ip string, header http.Header) *session {
+	return &session{
+		srv:             s,
+		conn:            conn,
+		id:              newID(),
+		ip:              ip,
+		header:          header,
+		connectDeadline: time.Now().Add(s.cfg.Limits.ConnectTimeout),
+		rate:            ratelimit.NewBucket(s.cfg.Limits.MessageRate, s.cfg.Limits.MessageBurst, time.Now()),
+	}
+}
+
+// run serves the session until its connection ends, then releases
+// everything it held.
+func (sess *session) run() {
+	srv := sess.srv
+	if sess.conn.Subprotocol() != Subprotocol {
+		srv.metrics.disconnects.With(reasonNoSubprotocol).Inc()
+		sess.conn.Close(CloseSubprotocolRequired, "subprotocol "+Subprotocol+" required")
+		return
+	}
+	if ok, limit := srv.admit(sess); !ok {
+		srv.metrics.limitHits.With(limit).Inc()
+		srv.metrics.disconnects.With(reasonConnLimit).Inc()
+		sess.conn.Close(CloseConnectionLimit, "connection limit: "+limit)
+		return
+	}
+	srv.metrics.connections.Inc()
+	srv.sessions.add(sess)
+	if srv.draining.Load() {
+		// Shutdown may have listed the sessions before this one joined.
+		sess.close(websocket.StatusGoingAway, "server shutting down", reasonShutdown)
+	}
+
+	err := sess.readLoop()
+
+	sess.mu.Lock()
+	first := !sess.closing
+	sess.closing = true
+	subs := sess.subs
+	sess.subs = nil
+	sess.mu.Unlock()
+	if first {
+		srv.metrics.disconnects.With(endReason(err)).Inc()
+	}
+	sess.conn.CloseNow()
+	for channel, sub := range subs {
+		sess.leave(channel, sub)
+	}
+	sess.writer.Wait()
+	srv.sessions.remove(sess)
+	srv.removeUser(sess)
+	srv.release(sess)
+	srv.metrics.connections.Dec()
+}
+
+// endReason names why a connection ended that this side did not close.
+func endReason(err error) string {
+	var pe *websocket.ProtocolError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case websocket.StatusMessageTooBig:
+			return reasonMessageSize
+		case websocket.StatusPolicyViolation:
+			return reasonNoPong
+		}
+		return reasonProtocol
+	}
+	if websocket.CloseStatus(err) != -1 {
+		return reasonClient
+	}
+	return reasonNetwork
+}
+
+func (sess *session) readLoop() error {
+	srv := sess.srv
+	ctx := context.Background()
+	for {
+		typ, msg, err := sess.conn.Read(ctx)
+		if err != nil {
+			var pe *websocket.ProtocolError
+			if errors.As(err, &pe) && pe.Code == websocket.StatusMessageTooBig {
+				srv.metrics.limitHits.With(limitMessageSize).Inc()
+			}
+			return err
+		}
+		srv.metrics.bytesIn.Add(uint64(len(msg)))
+		if sess.isClosing() {
+			continue // the close handshake is under way; read until it ends
+		}
+		if typ != websocket.MessageText {
+			sess.close(CloseBadRequest, "binary messages are not part of the protocol", reasonBadRequest)
+			continue
+		}
+		for len(msg) > 0 {
+			var line []byte
+			line, msg, _ = bytes.Cut(msg, []byte{'\n'})
+			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			srv.metrics.messagesIn.Inc()
+			if !sess.rate.Allow(time.Now()) {
+				srv.metrics.limitHits.With(limitMessageRate).Inc()
+				sess.close(CloseTooManyRequests, "too many requests", reasonMessageRate)
+				break
+			}
+			var cmd command
+			if err := json.Unmarshal(line, &cmd); err != nil {
+				sess.close(CloseBadRequest, "bad request: invalid JSON", reasonBadRequest)
+				break
+			}
+			if cmd.ID == 0 {
+				sess.close(CloseBadRequest, "bad request: command without id", reasonBadRequest)
+				break
+			}
+			sess.handle(ctx, &cmd)
+			if sess.isClosing() {
+				break
+			}
+		}
+	}
+}
+
+func (sess *session) isClosing() bool {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	return sess.closing
+}
+
+// close starts the closing handshake with code and reason, once; reason
+// labels the disconnect metric. It does not block.
+func (sess *session) close(code websocket.StatusCode, reason, metricReason string) {
+	sess.mu.Lock()
+	if sess.closing {
+		sess.mu.Unlock()
+		return
+	}
+	sess.closing = true
+	sess.mu.Unlock()
+	srv := sess.srv
+	srv.metrics.disconnects.With(metricReason).Inc()
+	srv.wg.Add(1)
+	go func() {
+		defer srv.wg.Done()
+		sess.conn.Close(code, reason)
+	}()
+}
+
+// closeNow closes the connection without a handshake, for a connection
+// that cannot take one (its writes are stuck).
+func (sess *session) closeNow(metricReason string) {
+	sess.mu.Lock()
+	first := !sess.closing
+	sess.closing = true
+	sess.mu.Unlock()
+	if first {
+		sess.srv.metrics.disconnects.With(metricReason).Inc()
+	}
+	sess.srv.wg.Add(1)
+	go func() {
+		defer sess.srv.wg.Done()
+		sess.conn.CloseNow()
+	}()
+}
+
+// checkTimes is the janitor's visit.
+func (sess *session) checkTimes(now time.Time) {
+	if !sess.connectedFlag.Load() {
+		if now.After(sess.connectDeadline) {
+			sess.close(CloseConnectTimeout, "connect timeout", reasonConnectTime)
+		}
+		return
+	}
+	if exp := sess.expires.Load(); exp != 0 && now.UnixNano() > exp {
+		sess.close(CloseTokenExpired, "token expired", reasonTokenExpired)
+		return
+	}
+	if started := sess.writeStarted.Load(); started != 0 && now.UnixNano()-started > int64(sess.srv.cfg.Limits.WriteTimeout) {
+		sess.closeNow(reasonSlowConsumer)
+	}
+}
+
+// reply queues the reply to a command.
+func (sess *session) reply(id uint64, result any, e *Error) {
+	line := encodeReply(id, result, e)
+	sess.mu.Lock()
+	sess.enqueueLocked(line, nil)
+	sess.mu.Unlock()
+}
+
+// leave ends a subscription: the hub, presence and the leave event.
+func (sess *session) leave(channel string, sub *subscription) {
+	srv := sess.srv
+	srv.unsubscribe(channel, sess)
+	if !sub.ns.Presence || sess.info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.broker.RemovePresence(ctx, channel, sess.id); err != nil {
+		srv.log.Warn("presence remove failed", "channel", channel, "err", err)
+	}
+	if sub.ns.JoinLeave {
+		if err := srv.broker.PublishLeave(ctx, channel, sess.info); err != nil {
+			srv.log.Warn("leave event failed", "channel", channel, "err", err)
+		}
+	}
+}
+
+// deliverPub queues a publication of a channel sess is subscribed to.
+func (sess *session) deliverPub(p *outPub) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sub := sess.subs[p.channel]
+	if sub == nil {
+		return
+	}
+	if sub.buffering {
+		sub.buffered = append(sub.buffered, p)
+		return
+	}
+	sess.enqueueLocked(p.line, p)
+}
+
+// deliverLine queues a push about a channel sess is subscribed to.
+func (sess *session) deliverLine(channel string, line []byte) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if sub := sess.subs[channel]; sub == nil || sub.buffering {
+		return
+	}
+	sess.enqueueLocked(line, nil)
+}
