@@ -1,24 +1,28 @@
 package gateway
 
-import "github.com/duplexws/duplex/internal/metrics"
+import (
+	"runtime/metrics"
+
+	dmetrics "github.com/duplexws/duplex/internal/metrics"
+)
 
 // serverMetrics are the gateway's Prometheus metrics, served at /metrics.
 type serverMetrics struct {
-	registry *metrics.Registry
+	registry *dmetrics.Registry
 
-	connections   *metrics.Gauge
-	subscriptions *metrics.Gauge
-	queued        *metrics.Gauge
-	messagesIn    *metrics.Counter
-	messagesOut   *metrics.Counter
-	bytesIn       *metrics.Counter
-	bytesOut      *metrics.Counter
-	publications  *metrics.Counter
-	handshake     *metrics.Histogram
-	drops         *metrics.CounterVec
-	disconnects   *metrics.CounterVec
-	limitHits     *metrics.CounterVec
-	apiRequests   *metrics.CounterVec
+	connections   *dmetrics.Gauge
+	subscriptions *dmetrics.Gauge
+	queued        *dmetrics.Gauge
+	messagesIn    *dmetrics.Counter
+	messagesOut   *dmetrics.Counter
+	bytesIn       *dmetrics.Counter
+	bytesOut      *dmetrics.Counter
+	publications  *dmetrics.Counter
+	handshake     *dmetrics.Histogram
+	drops         *dmetrics.CounterVec
+	disconnects   *dmetrics.CounterVec
+	limitHits     *dmetrics.CounterVec
+	apiRequests   *dmetrics.CounterVec
 }
 
 // Reasons a connection ended, the label of duplex_disconnects_total.
@@ -52,7 +56,11 @@ const (
 )
 
 func newServerMetrics() *serverMetrics {
-	r := metrics.NewRegistry()
+	r := dmetrics.NewRegistry()
+	runtimeGauge(r, "go_goroutines", "Goroutines of the process.", "/sched/goroutines:goroutines")
+	runtimeGauge(r, "go_heap_objects_bytes", "Bytes of live and not yet swept heap objects.", "/memory/classes/heap/objects:bytes")
+	runtimeGauge(r, "go_stack_bytes", "Bytes of goroutine stacks.", "/memory/classes/heap/stacks:bytes")
+	runtimeGauge(r, "go_memory_total_bytes", "Bytes of memory the Go runtime has mapped.", "/memory/classes/total:bytes")
 	return &serverMetrics{
 		registry:      r,
 		connections:   r.Gauge("duplex_connections", "Open client connections."),
@@ -63,10 +71,22 @@ func newServerMetrics() *serverMetrics {
 		bytesIn:       r.Counter("duplex_bytes_in_total", "Bytes of WebSocket messages received from clients."),
 		bytesOut:      r.Counter("duplex_bytes_out_total", "Bytes of WebSocket messages written to clients."),
 		publications:  r.Counter("duplex_publications_total", "Publications accepted, from clients and the backend API."),
-		handshake:     r.Histogram("duplex_handshake_seconds", "Time to complete a WebSocket handshake.", metrics.LatencyBuckets),
+		handshake:     r.Histogram("duplex_handshake_seconds", "Time to complete a WebSocket handshake.", dmetrics.LatencyBuckets),
 		drops:         r.CounterVec("duplex_drops_total", "Publications not delivered to a slow client, by slow-consumer policy.", "policy"),
 		disconnects:   r.CounterVec("duplex_disconnects_total", "Connections ended, by reason.", "reason"),
 		limitHits:     r.CounterVec("duplex_limit_hits_total", "Requests refused by a limit, by limit.", "limit"),
 		apiRequests:   r.CounterVec("duplex_api_requests_total", "Backend API requests, by method.", "method"),
 	}
+}
+
+// runtimeGauge exports one runtime/metrics sample, read at scrape time.
+func runtimeGauge(r *dmetrics.Registry, name, help, sample string) {
+	r.GaugeFunc(name, help, func() float64 {
+		s := []metrics.Sample{{Name: sample}}
+		metrics.Read(s)
+		if s[0].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return float64(s[0].Value.Uint64())
+	})
 }

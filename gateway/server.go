@@ -222,15 +222,22 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// Registered before Accept so that Shutdown waits for a handshake in
 	// progress; released when the session ends.
 	s.connWG.Add(1)
-	defer s.connWG.Done()
 	conn, err := websocket.Accept(w, r, &s.accept)
 	if err != nil {
+		s.connWG.Done()
 		return // Accept answered with the HTTP error.
 	}
 	s.metrics.handshake.Observe(time.Since(start).Seconds())
 	conn.SetReadLimit(s.cfg.Limits.MaxMessageSize)
-	sess := newSession(s, conn, ip, r.Header)
-	sess.run()
+	sess := newSession(s, conn, ip, r.Header.Clone())
+	// The session runs in a goroutine of its own, and this handler returns:
+	// net/http keeps its per-connection state (buffers, request, response,
+	// a stack grown by the handshake) until the handler returns, which
+	// would more than double what an idle connection costs.
+	go func() {
+		defer s.connWG.Done()
+		sess.run()
+	}()
 }
 
 func (s *Server) clientIP(r *http.Request) string {
