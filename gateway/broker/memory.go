@@ -45,11 +45,16 @@ type Memory struct {
 
 const memoryShards = 64
 
+// memoryShard holds a share of the channels. Lock order: mu, then a
+// stream's mu; subMu is taken alone, since Publish reads it while holding a
+// stream's mu.
 type memoryShard struct {
-	mu         sync.Mutex
-	streams    map[string]*stream
+	mu       sync.Mutex
+	streams  map[string]*stream
+	presence map[string]map[string]presenceEntry
+
+	subMu      sync.Mutex
 	subscribed map[string]struct{}
-	presence   map[string]map[string]presenceEntry
 }
 
 type presenceEntry struct {
@@ -169,9 +174,9 @@ func (m *Memory) Publish(ctx context.Context, channel string, data json.RawMessa
 }
 
 func (sh *memoryShard) isSubscribed(channel string) bool {
-	sh.mu.Lock()
+	sh.subMu.Lock()
 	_, ok := sh.subscribed[channel]
-	sh.mu.Unlock()
+	sh.subMu.Unlock()
 	return ok
 }
 
@@ -250,18 +255,21 @@ func (m *Memory) Subscribe(ctx context.Context, channel string) error {
 		return ErrClosed
 	}
 	sh := m.shard(channel)
-	sh.mu.Lock()
+	sh.subMu.Lock()
 	sh.subscribed[channel] = struct{}{}
-	sh.mu.Unlock()
+	sh.subMu.Unlock()
 	return nil
 }
 
 // Unsubscribe implements Broker.
 func (m *Memory) Unsubscribe(ctx context.Context, channel string) error {
+	if m.isClosed() {
+		return ErrClosed
+	}
 	sh := m.shard(channel)
-	sh.mu.Lock()
+	sh.subMu.Lock()
 	delete(sh.subscribed, channel)
-	sh.mu.Unlock()
+	sh.subMu.Unlock()
 	return nil
 }
 
@@ -344,6 +352,9 @@ func (m *Memory) AddPresence(ctx context.Context, channel string, info *ClientIn
 
 // RemovePresence implements Broker.
 func (m *Memory) RemovePresence(ctx context.Context, channel, client string) error {
+	if m.isClosed() {
+		return ErrClosed
+	}
 	sh := m.shard(channel)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
