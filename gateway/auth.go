@@ -34,6 +34,11 @@ func (s *Server) authenticate(ctx context.Context, token string, header http.Hea
 	if claims.Subject == "" {
 		return nil, errors.New("token has no sub claim")
 	}
+	if claims.Channel != "" {
+		// Both kinds of token share the key; a subscribe token must not
+		// open a connection.
+		return nil, errors.New("a channel token is not a connection token")
+	}
 	creds := &Credentials{User: claims.Subject, Info: claims.Info, Channels: claims.Channels}
 	if claims.ExpiresAt != 0 {
 		creds.ExpiresAt = time.Unix(claims.ExpiresAt, 0)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
+	"unicode/utf8"
 
 	"github.com/duplexws/duplex/gateway/broker"
 	"github.com/duplexws/duplex/websocket"
@@ -68,6 +69,9 @@ func (sess *session) connect(ctx context.Context, cmd *command) {
 		return
 	}
 	creds, err := srv.authenticate(ctx, cmd.Token, sess.header)
+	if err == nil && creds == nil {
+		err = errors.New("no credentials")
+	}
 	if err != nil {
 		if isExpired(err) {
 			sess.close(CloseTokenExpired, "token expired", reasonTokenExpired)
@@ -113,10 +117,7 @@ func truncateReason(s string) string {
 		return s
 	}
 	s = s[:123]
-	for len(s) > 0 && s[len(s)-1]&0xc0 == 0x80 {
-		s = s[:len(s)-1]
-	}
-	if len(s) > 0 && s[len(s)-1] >= 0xc0 {
+	for len(s) > 0 && !utf8.ValidString(s) {
 		s = s[:len(s)-1]
 	}
 	return s
@@ -127,6 +128,9 @@ func (sess *session) refresh(ctx context.Context, cmd *command) (any, error) {
 		return nil, badRequest("token is required")
 	}
 	creds, err := sess.srv.authenticate(ctx, cmd.Token, nil)
+	if err == nil && creds == nil {
+		err = errors.New("no credentials")
+	}
 	if err != nil {
 		return nil, &Error{ErrInvalidToken.Code, truncateReason("invalid token: " + err.Error())}
 	}
@@ -147,25 +151,24 @@ func (sess *session) refresh(ctx context.Context, cmd *command) (any, error) {
 // presence and history; token is a channel token, possibly empty. It
 // reports whether the grant came from a token.
 func (sess *session) mayUse(ns *Namespace, channel, token string) (viaToken bool, err *Error) {
-	if sess.user == "" && !ns.Anonymous {
+	if ns.Subscribe == PermissionServer || (sess.user == "" && !ns.Anonymous) {
 		return false, ErrPermissionDenied
 	}
-	switch ns.Subscribe {
-	case PermissionAuthenticated:
-		return false, nil
-	case PermissionToken:
-		if sess.channels[channel] {
-			return true, nil
-		}
-		if token == "" {
-			return false, ErrPermissionDenied
-		}
+	// A grant by token counts even where the namespace does not require
+	// one, since its publish permission may.
+	if sess.channels[channel] {
+		return true, nil
+	}
+	if token != "" {
 		if verr := sess.srv.verifyChannelToken(token, channel, sess.user); verr != nil {
 			return false, &Error{ErrPermissionDenied.Code, truncateReason("permission denied: " + verr.Error())}
 		}
 		return true, nil
 	}
-	return false, ErrPermissionDenied
+	if ns.Subscribe == PermissionToken {
+		return false, ErrPermissionDenied
+	}
+	return false, nil
 }
 
 func (sess *session) subscribe(ctx context.Context, cmd *command) *Error {
@@ -184,7 +187,7 @@ func (sess *session) subscribe(ctx context.Context, cmd *command) *Error {
 		sess.mu.Unlock()
 		return ErrAlreadySubscribed
 	}
-	if len(sess.subs) >= srv.cfg.Limits.MaxChannels {
+	if max := srv.cfg.Limits.MaxChannels; max > 0 && len(sess.subs) >= max {
 		sess.mu.Unlock()
 		srv.metrics.limitHits.With(limitChannels).Inc()
 		return ErrLimitExceeded

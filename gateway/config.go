@@ -268,7 +268,7 @@ func (c *Config) withDefaults() (Config, error) {
 		l.MessageRate = 100
 	}
 	if l.MessageBurst == 0 {
-		l.MessageBurst = 2 * int(l.MessageRate)
+		l.MessageBurst = max(1, 2*int(l.MessageRate))
 	}
 	if l.MaxChannels == 0 {
 		l.MaxChannels = 128

@@ -72,7 +72,7 @@ func (sess *session) enqueueLocked(line []byte, pub *outPub) {
 			return
 		}
 	}
-	if q.bytes+len(line) > srv.cfg.Limits.MaxQueueBytes && !sess.makeRoomLocked(len(line)) {
+	if max := srv.cfg.Limits.MaxQueueBytes; max > 0 && q.bytes+len(line) > max && !sess.makeRoomLocked(len(line)) {
 		sess.mu.Unlock()
 		sess.close(CloseSlowConsumer, "slow consumer", reasonSlowConsumer)
 		sess.mu.Lock()
@@ -148,7 +148,7 @@ func (sess *session) writeLoop() {
 		batch, gaps := q.items, q.gaps
 		if (len(batch) == 0 && len(gaps) == 0) || sess.closing {
 			q.writing = false
-			srv.metrics.queued.Add(-float64(len(batch)))
+			srv.metrics.queued.Add(-float64(queuedLines(batch)))
 			q.items, q.gaps, q.bytes = nil, nil, 0
 			clear(q.latest)
 			sess.mu.Unlock()
@@ -157,7 +157,7 @@ func (sess *session) writeLoop() {
 		q.items, q.gaps, q.bytes = spare[:0], nil, 0
 		clear(q.latest)
 		sess.mu.Unlock()
-		srv.metrics.queued.Add(-float64(len(batch)))
+		srv.metrics.queued.Add(-float64(queuedLines(batch)))
 
 		var err error
 		if len(batch) == 1 && batch[0].pub != nil && len(gaps) == 0 {
@@ -174,12 +174,23 @@ func (sess *session) writeLoop() {
 			sess.mu.Lock()
 			sess.closing = true
 			q.writing = false
-			srv.metrics.queued.Add(-float64(len(q.items)))
+			srv.metrics.queued.Add(-float64(queuedLines(q.items)))
 			q.items, q.gaps, q.bytes = nil, nil, 0
 			sess.mu.Unlock()
 			return
 		}
 	}
+}
+
+// queuedLines counts the items not dropped, which the queue gauge counts.
+func queuedLines(items []outItem) int {
+	n := 0
+	for i := range items {
+		if items[i].line != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // writeBatch joins the batch's lines with newlines into messages of up to

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,7 +217,8 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ip := s.clientIP(r)
 	if s.handshakes != nil && !s.handshakes.Allow(ip, start) {
 		s.metrics.limitHits.With(limitHandshakeRate).Inc()
-		w.Header().Set("Retry-After", "1")
+		// The time one handshake's token takes to come back.
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(1/s.cfg.Limits.HandshakeRate))))
 		http.Error(w, "too many handshakes", http.StatusTooManyRequests)
 		return
 	}
@@ -361,8 +364,13 @@ func (s *Server) unsubscribe(channel string, sess *session) {
 func (s *Server) janitor() {
 	defer s.wg.Done()
 	l := &s.cfg.Limits
-	interval := min(l.ConnectTimeout, l.WriteTimeout) / 4
-	interval = max(min(interval, time.Second), 10*time.Millisecond)
+	interval := time.Second
+	for _, d := range []time.Duration{l.ConnectTimeout, l.WriteTimeout} {
+		if d > 0 {
+			interval = min(interval, d/4)
+		}
+	}
+	interval = max(interval, 10*time.Millisecond)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

@@ -167,7 +167,7 @@ func (sess *session) readLoop() error {
 				continue
 			}
 			srv.metrics.messagesIn.Inc()
-			if !sess.rate.Allow(time.Now()) {
+			if srv.cfg.Limits.MessageRate > 0 && !sess.rate.Allow(time.Now()) {
 				srv.metrics.limitHits.With(limitMessageRate).Inc()
 				sess.close(CloseTooManyRequests, "too many requests", reasonMessageRate)
 				break
@@ -233,8 +233,9 @@ func (sess *session) closeNow(metricReason string) {
 
 // checkTimes is the janitor's visit.
 func (sess *session) checkTimes(now time.Time) {
+	l := &sess.srv.cfg.Limits
 	if !sess.connectedFlag.Load() {
-		if now.After(sess.connectDeadline) {
+		if l.ConnectTimeout > 0 && now.After(sess.connectDeadline) {
 			sess.close(CloseConnectTimeout, "connect timeout", reasonConnectTime)
 		}
 		return
@@ -243,7 +244,7 @@ func (sess *session) checkTimes(now time.Time) {
 		sess.close(CloseTokenExpired, "token expired", reasonTokenExpired)
 		return
 	}
-	if started := sess.writeStarted.Load(); started != 0 && now.UnixNano()-started > int64(sess.srv.cfg.Limits.WriteTimeout) {
+	if started := sess.writeStarted.Load(); l.WriteTimeout > 0 && started != 0 && now.UnixNano()-started > int64(l.WriteTimeout) {
 		sess.closeNow(reasonSlowConsumer)
 	}
 }
