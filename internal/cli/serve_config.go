@@ -1,0 +1,305 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/duplexws/duplex/gateway"
+	"github.com/duplexws/duplex/websocket"
+)
+
+// serveConfig is the configuration file of duplex serve (YAML). Every
+// scalar field can also be set from the environment: DUPLEX_ followed by
+// its YAML path in upper case joined by "_", such as DUPLEX_LISTEN or
+// DUPLEX_LIMITS_MAX_CONNECTIONS; lists take comma-separated values. Flags
+// win over the environment, which wins over the file.
+type serveConfig struct {
+	// Listen is the TCP address. Default: 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// DebugListen, when set, serves Go's profiler (net/http/pprof) on this
+	// address, which must be kept private. Default: off.
+	DebugListen string `yaml:"debug_listen"`
+	TLS         struct {
+		Cert string `yaml:"cert"` // certificate chain file (PEM)
+		Key  string `yaml:"key"`  // private key file (PEM)
+	} `yaml:"tls"`
+	Log struct {
+		Level  string `yaml:"level"`  // debug, info (default), warn, error
+		Format string `yaml:"format"` // text (default) or json
+	} `yaml:"log"`
+	// Demo serves the demo pages at / and runs the demo feeds, and adds
+	// the namespace "demo" when none is configured. Default: true without
+	// a configuration file, false with one.
+	Demo *bool `yaml:"demo"`
+	// APIKey guards the backend API; empty serves only loopback clients.
+	APIKey string `yaml:"api_key"`
+	// Origins are the hosts whose pages may connect, besides the
+	// gateway's own (path.Match patterns).
+	Origins      []string      `yaml:"origins"`
+	PingInterval time.Duration `yaml:"ping_interval"`
+	PongTimeout  time.Duration `yaml:"pong_timeout"`
+	// DrainWindow spreads the closing of connections on shutdown.
+	DrainWindow time.Duration `yaml:"drain_window"`
+	// Compression: off (default), no_context or context.
+	Compression string `yaml:"compression"`
+
+	Auth struct {
+		Algorithm     string        `yaml:"algorithm"` // HS256, RS256, ES256, EdDSA
+		Secret        string        `yaml:"secret"`    // HS256 key
+		SecretFile    string        `yaml:"secret_file"`
+		PublicKeyFile string        `yaml:"public_key_file"` // PEM, for RS256/ES256/EdDSA
+		JWKSFile      string        `yaml:"jwks_file"`
+		Issuer        string        `yaml:"issuer"`
+		Audience      string        `yaml:"audience"`
+		Leeway        time.Duration `yaml:"leeway"`
+		Anonymous     bool          `yaml:"anonymous"` // allow connections without a token
+	} `yaml:"auth"`
+
+	Limits struct {
+		MaxConnections        int           `yaml:"max_connections"`
+		MaxConnectionsPerIP   int           `yaml:"max_connections_per_ip"`
+		MaxConnectionsPerUser int           `yaml:"max_connections_per_user"`
+		HandshakeRate         float64       `yaml:"handshake_rate"`
+		HandshakeBurst        int           `yaml:"handshake_burst"`
+		ClientIPHeader        string        `yaml:"client_ip_header"`
+		MaxMessageSize        int64         `yaml:"max_message_size"`
+		MessageRate           float64       `yaml:"message_rate"`
+		MessageBurst          int           `yaml:"message_burst"`
+		MaxChannels           int           `yaml:"max_channels"`
+		MaxQueueBytes         int           `yaml:"max_queue_bytes"`
+		ConnectTimeout        time.Duration `yaml:"connect_timeout"`
+		WriteTimeout          time.Duration `yaml:"write_timeout"`
+	} `yaml:"limits"`
+
+	Namespaces []namespaceConfig `yaml:"namespaces"`
+}
+
+type namespaceConfig struct {
+	Name         string        `yaml:"name"`
+	Anonymous    bool          `yaml:"anonymous"`
+	Subscribe    string        `yaml:"subscribe"` // authenticated, token, server
+	Publish      string        `yaml:"publish"`
+	HistorySize  int           `yaml:"history_size"`
+	HistoryTTL   time.Duration `yaml:"history_ttl"`
+	Presence     bool          `yaml:"presence"`
+	JoinLeave    bool          `yaml:"join_leave"`
+	SlowConsumer string        `yaml:"slow_consumer"` // disconnect, drop_oldest, latest
+}
+
+// demoNamespace is the namespace of the demo pages: anyone on the machine
+// may subscribe and publish, with history, presence and join/leave.
+var demoNamespace = namespaceConfig{
+	Name: "demo", Anonymous: true, Subscribe: "authenticated", Publish: "authenticated",
+	HistorySize: 100, HistoryTTL: 10 * time.Minute, Presence: true, JoinLeave: true,
+	SlowConsumer: "drop_oldest",
+}
+
+// loadServeConfig reads the file at path ("" for none) and then the
+// environment.
+func loadServeConfig(path string, environ []string) (*serveConfig, error) {
+	cfg := &serveConfig{Listen: "127.0.0.1:8080"}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true) // a misspelt key is an error, not a silent default
+		// An empty file decodes to io.EOF and leaves the defaults.
+		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	} else {
+		demo := true
+		cfg.Demo = &demo
+	}
+	if err := applyEnv(reflect.ValueOf(cfg).Elem(), "DUPLEX", envMap(environ)); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func envMap(environ []string) map[string]string {
+	m := make(map[string]string)
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "DUPLEX_") {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// applyEnv sets the scalar fields of v from env, named by prefix and the
+// fields' YAML paths.
+func applyEnv(v reflect.Value, prefix string, env map[string]string) error {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		name := prefix + "_" + strings.ToUpper(tag)
+		fv := v.Field(i)
+		if f.Type.Kind() == reflect.Struct {
+			if err := applyEnv(fv, name, env); err != nil {
+				return err
+			}
+			continue
+		}
+		s, ok := env[name]
+		if !ok {
+			continue
+		}
+		if err := setScalar(fv, s); err != nil {
+			return fmt.Errorf("environment %s=%q: %w", name, s, err)
+		}
+	}
+	return nil
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+func setScalar(v reflect.Value, s string) error {
+	switch {
+	case v.Type() == durationType:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+		return nil
+	case v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		v.Set(reflect.ValueOf(&b))
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return err
+		}
+		v.SetFloat(f)
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.String {
+			return errors.New("not settable from the environment")
+		}
+		var items []string
+		for _, it := range strings.Split(s, ",") {
+			if it = strings.TrimSpace(it); it != "" {
+				items = append(items, it)
+			}
+		}
+		v.Set(reflect.ValueOf(items))
+	default:
+		return errors.New("not settable from the environment")
+	}
+	return nil
+}
+
+func (c *serveConfig) demo() bool { return c.Demo != nil && *c.Demo }
+
+// gatewayConfig turns the file's configuration into the gateway's.
+func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
+	g := gateway.Config{
+		OriginPatterns: c.Origins,
+		PingInterval:   c.PingInterval,
+		PongTimeout:    c.PongTimeout,
+		DrainWindow:    c.DrainWindow,
+		APIKey:         c.APIKey,
+		Version:        version(),
+	}
+	switch c.Compression {
+	case "", "off":
+	case "no_context":
+		g.Compression.Mode = websocket.CompressionNoContextTakeover
+	case "context":
+		g.Compression.Mode = websocket.CompressionContextTakeover
+	default:
+		return g, fmt.Errorf("compression must be off, no_context or context, not %q", c.Compression)
+	}
+	a := &c.Auth
+	g.Auth = gateway.Auth{
+		Algorithm: a.Algorithm, Issuer: a.Issuer, Audience: a.Audience,
+		Leeway: a.Leeway, AllowAnonymous: a.Anonymous,
+	}
+	if a.Secret != "" {
+		g.Auth.Secret = []byte(a.Secret)
+	}
+	for _, file := range []struct {
+		path string
+		dst  *[]byte
+	}{{a.SecretFile, &g.Auth.Secret}, {a.PublicKeyFile, &g.Auth.PublicKeyPEM}, {a.JWKSFile, &g.Auth.JWKS}} {
+		if file.path == "" {
+			continue
+		}
+		data, err := os.ReadFile(file.path)
+		if err != nil {
+			return g, fmt.Errorf("auth: %w", err)
+		}
+		if file.dst == &g.Auth.Secret {
+			data = bytes.TrimRight(data, "\r\n")
+		}
+		*file.dst = data
+	}
+	l := &c.Limits
+	g.Limits = gateway.Limits{
+		MaxConnections: l.MaxConnections, MaxConnectionsPerIP: l.MaxConnectionsPerIP,
+		MaxConnectionsPerUser: l.MaxConnectionsPerUser, HandshakeRate: l.HandshakeRate,
+		HandshakeBurst: l.HandshakeBurst, ClientIPHeader: l.ClientIPHeader,
+		MaxMessageSize: l.MaxMessageSize, MessageRate: l.MessageRate, MessageBurst: l.MessageBurst,
+		MaxChannels: l.MaxChannels, MaxQueueBytes: l.MaxQueueBytes,
+		ConnectTimeout: l.ConnectTimeout, WriteTimeout: l.WriteTimeout,
+	}
+	namespaces := c.Namespaces
+	if c.demo() && !hasNamespace(namespaces, demoNamespace.Name) {
+		namespaces = append(namespaces, demoNamespace)
+		g.Auth.AllowAnonymous = true
+	}
+	for _, n := range namespaces {
+		g.Namespaces = append(g.Namespaces, gateway.Namespace{
+			Name: n.Name, Anonymous: n.Anonymous,
+			Subscribe: gateway.Permission(n.Subscribe), Publish: gateway.Permission(n.Publish),
+			HistorySize: n.HistorySize, HistoryTTL: n.HistoryTTL,
+			Presence: n.Presence, JoinLeave: n.JoinLeave,
+			SlowConsumer: gateway.SlowConsumerPolicy(n.SlowConsumer),
+		})
+	}
+	return g, nil
+}
+
+func hasNamespace(list []namespaceConfig, name string) bool {
+	for _, n := range list {
+		if n.Name == name {
+			return true
+		}
+	}
+	return false
+}
