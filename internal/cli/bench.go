@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,8 @@ type benchConfig struct {
 	messages    int     // per connection; 0 for no limit
 	duration    time.Duration
 	localAddrs  int // source addresses 127.0.0.1 to 127.0.0.localAddrs; 0 lets the system choose
+
+	sub *subscribeConfig // --mode subscribe; nil in echo mode
 }
 
 // bench is one run of duplex bench. Its counters are updated by the
@@ -55,6 +58,8 @@ type bench struct {
 
 	errMu  sync.Mutex
 	errors map[string]*benchErrorCount
+
+	sub *subscribeRun // --mode subscribe; nil in echo mode
 }
 
 type benchErrorCount struct {
@@ -64,6 +69,10 @@ type benchErrorCount struct {
 
 func newBench(cfg *benchConfig) *bench {
 	b := &bench{cfg: cfg, start: time.Now(), errors: make(map[string]*benchErrorCount)}
+	if cfg.sub != nil {
+		b.sub = newSubscribeRun(cfg.sub, cfg.sub.channelCount(cfg.connections), cfg.size)
+		return b
+	}
 	b.payload = make([]byte, cfg.size)
 	if cfg.text {
 		const letters = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -312,7 +321,9 @@ func (b *bench) netDial(i int) func(ctx context.Context, network, addr string) (
 }
 
 // phaseError is a failure of a connection and what it was doing: "dial",
-// "write", "read", "echo" (a wrong echo) or "close".
+// "write", "read", "echo" (a wrong echo) or "close"; in --mode subscribe
+// also "connect", "subscribe" and "publish" (an error reply or a failed
+// API request), "gap" and "unsubscribe" (the gateway's pushes).
 type phaseError struct {
 	phase string
 	err   error
@@ -326,7 +337,12 @@ func (e *phaseError) Unwrap() error { return e.err }
 // failures.
 func (b *bench) countError(err *phaseError) {
 	kind := err.phase
-	if err.phase != "echo" {
+	var ge *gwError
+	switch {
+	case err.phase == "echo", err.phase == "gap", err.phase == "unsubscribe":
+	case errors.As(err.err, &ge):
+		kind += ": " + ge.Error()
+	default:
 		kind += ": " + errorKind(err.err)
 	}
 	b.errMu.Lock()
@@ -354,7 +370,12 @@ func (b *bench) errorCount() int64 {
 func errorKind(err error) string {
 	var ce *websocket.CloseError
 	var pe *websocket.ProtocolError
+	var ae *apiCallError
 	switch {
+	case errors.As(err, &ae):
+		return fmt.Sprintf("HTTP %d %s", ae.status, http.StatusText(ae.status))
+	case errors.Is(err, errNotGateway):
+		return "not a Duplex gateway"
 	case errors.As(err, &ce):
 		return "closed by the server with " + describeCode(ce.Code)
 	case errors.As(err, &pe):

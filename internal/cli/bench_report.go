@@ -12,8 +12,9 @@ import (
 
 // benchReport is the outcome of duplex bench, as --json writes it.
 type benchReport struct {
+	Mode    string  `json:"mode"` // echo or subscribe
 	URL     string  `json:"url"`
-	Seconds float64 `json:"seconds"` // how long the measurement lasted, connecting included
+	Seconds float64 `json:"seconds"` // how long the measurement lasted: connecting included (echo), publishing (subscribe)
 
 	Connections struct {
 		Requested  int   `json:"requested"`
@@ -23,15 +24,13 @@ type benchReport struct {
 		PeakOpen   int64 `json:"peak_open"`
 	} `json:"connections"`
 
-	Messages struct {
-		Sent       int64   `json:"sent"`
-		Received   int64   `json:"received"`   // echoes, checked
-		Unanswered int64   `json:"unanswered"` // sent, but no echo came
-		PerSecond  float64 `json:"per_second"` // echoes
-	} `json:"messages"`
+	Subscribe    *benchSubscribeReport `json:"subscribe,omitempty"`    // subscribe mode
+	Publications *benchPublications    `json:"publications,omitempty"` // subscribe mode
+	Deliveries   *benchDeliveries      `json:"deliveries,omitempty"`   // subscribe mode
+	Messages     *benchMessages        `json:"messages,omitempty"`     // echo mode
 
 	Bytes struct {
-		Sent              int64   `json:"sent"` // payload bytes
+		Sent              int64   `json:"sent"` // payload bytes (subscribe: data published, once per channel)
 		Received          int64   `json:"received"`
 		ReceivedPerSecond float64 `json:"received_per_second"`
 	} `json:"bytes"`
@@ -50,6 +49,40 @@ type benchReport struct {
 
 	histogram []histogramBar
 	config    *benchConfig
+	dataSize  int64 // of a publication, in subscribe mode
+}
+
+// benchMessages are the messages of echo mode.
+type benchMessages struct {
+	Sent       int64   `json:"sent"`
+	Received   int64   `json:"received"`   // echoes, checked
+	Unanswered int64   `json:"unanswered"` // sent, but no echo came
+	PerSecond  float64 `json:"per_second"` // echoes
+}
+
+// benchSubscribeReport describes the subscriptions of subscribe mode.
+type benchSubscribeReport struct {
+	Channels       int     `json:"channels"`
+	Subscribed     int64   `json:"subscribed"`      // connections subscribed to all their channels
+	ConnectSeconds float64 `json:"connect_seconds"` // from the start until every connection had subscribed (or failed)
+	APIURL         string  `json:"api_url"`
+}
+
+// benchPublications are the publications of subscribe mode, one per
+// channel published to.
+type benchPublications struct {
+	Sent      int64   `json:"sent"`     // accepted by the API
+	Failed    int64   `json:"failed"`   // refused, or their request failed
+	Requests  int64   `json:"requests"` // API requests
+	PerSecond float64 `json:"per_second"`
+}
+
+// benchDeliveries are the publications that reached subscribers.
+type benchDeliveries struct {
+	Expected  int64   `json:"expected"` // every publication to every subscriber of its channel
+	Received  int64   `json:"received"`
+	Lost      int64   `json:"lost"`
+	PerSecond float64 `json:"per_second"`
 }
 
 // benchErrorKind counts the failures of one kind.
@@ -61,20 +94,45 @@ type benchErrorKind struct {
 
 // report sums up the bench, once run has returned.
 func (b *bench) report(elapsed time.Duration) *benchReport {
-	r := &benchReport{URL: b.cfg.dialer.url.String(), Seconds: elapsed.Seconds(), config: b.cfg}
+	r := &benchReport{Mode: "echo", URL: b.cfg.dialer.url.String(), Seconds: elapsed.Seconds(), config: b.cfg}
 	r.Connections.Requested = b.cfg.connections
 	r.Connections.Opened = b.opened.Load()
 	r.Connections.Failed = b.failed.Load()
 	r.Connections.NotStarted = int64(b.cfg.connections) - b.started.Load()
 	r.Connections.PeakOpen = b.peakOpen.Load()
-	r.Messages.Sent = b.sent.Load()
-	r.Messages.Received = b.received.Load()
-	r.Messages.Unanswered = r.Messages.Sent - r.Messages.Received
 	r.Bytes.Sent = b.bytesSent.Load()
 	r.Bytes.Received = b.bytesReceived.Load()
-	if elapsed > 0 {
-		r.Messages.PerSecond = float64(r.Messages.Received) / elapsed.Seconds()
-		r.Bytes.ReceivedPerSecond = float64(r.Bytes.Received) / elapsed.Seconds()
+	perSecond := func(n int64) float64 {
+		if elapsed <= 0 {
+			return 0
+		}
+		return float64(n) / elapsed.Seconds()
+	}
+	r.Bytes.ReceivedPerSecond = perSecond(r.Bytes.Received)
+	if s := b.sub; s != nil {
+		r.Mode = "subscribe"
+		r.dataSize = s.dataSize()
+		r.Subscribe = &benchSubscribeReport{
+			Channels:       len(s.subscribers),
+			Subscribed:     s.subscribed.Load(),
+			ConnectSeconds: s.connectTime.Seconds(),
+			APIURL:         s.cfg.api.base + "/api/",
+		}
+		r.Publications = &benchPublications{
+			Sent:      s.accepted.Load(),
+			Failed:    s.refused.Load(),
+			Requests:  s.requests.Load(),
+			PerSecond: perSecond(s.accepted.Load()),
+		}
+		d := &benchDeliveries{Expected: s.expected, Received: b.received.Load()}
+		d.Lost = max(d.Expected-d.Received, 0)
+		d.PerSecond = perSecond(d.Received)
+		r.Deliveries = d
+	} else {
+		m := &benchMessages{Sent: b.sent.Load(), Received: b.received.Load()}
+		m.Unanswered = m.Sent - m.Received
+		m.PerSecond = perSecond(m.Received)
+		r.Messages = m
 	}
 	l := &r.LatencyNS
 	l.Count = b.latency.Count()
@@ -109,6 +167,18 @@ func (r *benchReport) writeJSON(w io.Writer) error {
 // writeText writes the report for people.
 func (r *benchReport) writeText(w io.Writer) error {
 	var b strings.Builder
+	if r.Subscribe != nil {
+		r.writeSubscribeHead(&b)
+	} else {
+		r.writeEchoHead(&b)
+	}
+	r.writeTail(&b)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeEchoHead writes the lines of the report for echo mode.
+func (r *benchReport) writeEchoHead(b *strings.Builder) {
 	cfg := r.config
 	typ := "binary"
 	if cfg.text {
@@ -122,29 +192,73 @@ func (r *benchReport) writeText(w io.Writer) error {
 	if cfg.messages > 0 {
 		limit = fmt.Sprintf(", %d per connection", cfg.messages)
 	}
-	fmt.Fprintf(&b, "duplex bench %s\n", r.URL)
-	fmt.Fprintf(&b, "  %d connections, %d B %s messages, %s%s, for at most %v\n\n",
+	fmt.Fprintf(b, "duplex bench %s\n", r.URL)
+	fmt.Fprintf(b, "  %d connections, %d B %s messages, %s%s, for at most %v\n\n",
 		cfg.connections, cfg.size, typ, pace, limit, cfg.duration)
 
 	c := r.Connections
-	fmt.Fprintf(&b, "connections  %d opened, %d failed", c.Opened, c.Failed)
+	fmt.Fprintf(b, "connections  %d opened, %d failed", c.Opened, c.Failed)
 	if c.NotStarted > 0 {
-		fmt.Fprintf(&b, ", %d not started", c.NotStarted)
+		fmt.Fprintf(b, ", %d not started", c.NotStarted)
 	}
-	fmt.Fprintf(&b, "; at most %d open at once\n", c.PeakOpen)
+	fmt.Fprintf(b, "; at most %d open at once\n", c.PeakOpen)
 	m := r.Messages
-	fmt.Fprintf(&b, "messages     %d sent, %d echoed, %d unanswered\n", m.Sent, m.Received, m.Unanswered)
-	fmt.Fprintf(&b, "throughput   %.1f messages/s, %s/s echoed, over %.2fs\n",
+	fmt.Fprintf(b, "messages     %d sent, %d echoed, %d unanswered\n", m.Sent, m.Received, m.Unanswered)
+	fmt.Fprintf(b, "throughput   %.1f messages/s, %s/s echoed, over %.2fs\n",
 		m.PerSecond, formatBytes(r.Bytes.ReceivedPerSecond), r.Seconds)
+}
 
+// writeSubscribeHead writes the lines of the report for subscribe mode.
+func (r *benchReport) writeSubscribeHead(b *strings.Builder) {
+	sc := r.config.sub
+	s := r.Subscribe
+	fmt.Fprintf(b, "duplex bench --mode subscribe %s\n", r.URL)
+	var where string
+	switch {
+	case len(sc.channels) == 1:
+		where = "all on channel " + sc.channels[0]
+	case len(sc.channels) > 1:
+		where = fmt.Sprintf("all on %d channels (%s … %s)", len(sc.channels), sc.channels[0], sc.channels[len(sc.channels)-1])
+	case sc.perConn == 1:
+		where = fmt.Sprintf("each on a channel of its own (%s … %s)", sc.name(0), sc.name(s.Channels-1))
+	default:
+		where = fmt.Sprintf("each on %d channels of its own (%s … %s)", sc.perConn, sc.name(0), sc.name(s.Channels-1))
+	}
+	limit := ""
+	if r.config.messages > 0 {
+		limit = fmt.Sprintf(", %d times", r.config.messages)
+	}
+	fmt.Fprintf(b, "  %d connections, %s;\n", r.config.connections, where)
+	fmt.Fprintf(b, "  %d B publications at %g/s on each channel%s, for at most %v, through %s\n\n",
+		r.dataSize, sc.rate, limit, r.config.duration, s.APIURL)
+
+	c := r.Connections
+	fmt.Fprintf(b, "connections  %d opened, %d failed", c.Opened, c.Failed)
+	if c.NotStarted > 0 {
+		fmt.Fprintf(b, ", %d not started", c.NotStarted)
+	}
+	fmt.Fprintf(b, ", %d subscribed in %.2fs; at most %d open at once\n", s.Subscribed, s.ConnectSeconds, c.PeakOpen)
+	p := r.Publications
+	fmt.Fprintf(b, "publications %d published, %d failed, in %d API requests: %.1f/s\n", p.Sent, p.Failed, p.Requests, p.PerSecond)
+	d := r.Deliveries
+	fmt.Fprintf(b, "deliveries   %d received of %d expected, %d lost\n", d.Received, d.Expected, d.Lost)
+	fmt.Fprintf(b, "throughput   %.1f deliveries/s, %s/s of data, over %.2fs\n",
+		d.PerSecond, formatBytes(r.Bytes.ReceivedPerSecond), r.Seconds)
+}
+
+// writeTail writes the latency and the errors.
+func (r *benchReport) writeTail(b *strings.Builder) {
 	l := r.LatencyNS
-	if l.Count == 0 {
+	switch {
+	case l.Count == 0 && r.Subscribe != nil:
+		b.WriteString("latency      no delivery\n")
+	case l.Count == 0:
 		b.WriteString("latency      no echo\n")
-	} else {
+	default:
 		d := func(ns int64) string { return formatDuration(time.Duration(ns)) }
-		fmt.Fprintf(&b, "latency      p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (mean %s)\n",
+		fmt.Fprintf(b, "latency      p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (mean %s)\n",
 			d(l.P50), d(l.P90), d(l.P99), d(l.P999), d(l.Max), d(l.Mean))
-		writeBars(&b, r.histogram, l.Count)
+		writeBars(b, r.histogram, l.Count)
 	}
 
 	if len(r.Errors) == 0 {
@@ -154,13 +268,11 @@ func (r *benchReport) writeText(w io.Writer) error {
 		for _, e := range r.Errors {
 			total += e.Count
 		}
-		fmt.Fprintf(&b, "errors       %d\n", total)
+		fmt.Fprintf(b, "errors       %d\n", total)
 		for _, e := range r.Errors {
-			fmt.Fprintf(&b, "  %8d  %s  (e.g. %s)\n", e.Count, e.Kind, e.Example)
+			fmt.Fprintf(b, "  %8d  %s  (e.g. %s)\n", e.Count, e.Kind, e.Example)
 		}
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
 }
 
 // writeBars draws the histogram rows, the longest 40 characters wide.

@@ -33,6 +33,9 @@ func runConnect(cmd *cobra.Command, rawURL string, f *connectFlags) error {
 	if err := f.check(); err != nil {
 		return err
 	}
+	if len(f.channels) > 0 {
+		return runConnectGateway(cmd, rawURL, f)
+	}
 	d, err := f.dial.dialer(rawURL)
 	if err != nil {
 		return err
@@ -168,6 +171,10 @@ type session struct {
 	readDone chan struct{} // closed when readLoop ends
 	readErr  error         // why readLoop ended; read once readDone is closed
 	activity chan struct{} // a message came
+
+	// onMessage, when set, handles the messages that come in place of
+	// received: the gateway mode's.
+	onMessage func(typ websocket.MessageType, p []byte)
 }
 
 // readLoop prints messages as they come until the connection ends.
@@ -179,7 +186,11 @@ func (s *session) readLoop() {
 			s.readErr = err
 			return
 		}
-		s.received(typ, p)
+		if s.onMessage != nil {
+			s.onMessage(typ, p)
+		} else {
+			s.received(typ, p)
+		}
 		select {
 		case s.activity <- struct{}{}:
 		default:
@@ -341,6 +352,11 @@ func decodeBinary(arg string) ([]byte, error) {
 // the connection has ended, and how.
 func (s *session) send(ctx context.Context, typ websocket.MessageType, p []byte) (done bool, err error) {
 	s.sending(typ, p)
+	return s.write(ctx, typ, p)
+}
+
+// write writes a message without printing it, and reports as send does.
+func (s *session) write(ctx context.Context, typ websocket.MessageType, p []byte) (done bool, err error) {
 	err = s.conn.Write(ctx, typ, p)
 	if err == nil {
 		return false, nil

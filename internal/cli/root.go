@@ -80,7 +80,7 @@ func newRootCommand() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return usageError{err}
 	})
-	root.AddCommand(newEchoCommand(), newConnectCommand(), newBenchCommand())
+	root.AddCommand(newServeCommand(), newEchoCommand(), newConnectCommand(), newBenchCommand(), newPublishCommand())
 	return root
 }
 
