@@ -9,13 +9,14 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME_SHORT ?= 3s
 FUZZTIME       ?= 60s
 
-.PHONY: all test fmt-check vet staticcheck unit interop fuzz-short fuzz conformance bench bench-peers bench-peers-smoke run tools clean
+.PHONY: all test fmt-check vet staticcheck unit web-test interop fuzz-short fuzz conformance bench bench-gateway bench-gateway-smoke bench-peers bench-peers-smoke run tools clean
 
 all: test
 
 ## test: everything CI checks — formatting, vet, staticcheck, race tests
-## (conformance included) and a short run of every fuzz target.
-test: fmt-check vet staticcheck unit interop fuzz-short
+## (conformance and the gateway included), the browser client's tests, the
+## interop matrix and a short run of every fuzz target.
+test: fmt-check vet staticcheck unit web-test interop fuzz-short bench-gateway-smoke
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -34,6 +35,11 @@ staticcheck: $(STATICCHECK)
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+## web-test: the browser client duplex.js, with Node's test runner (no npm
+## packages needed).
+web-test:
+	cd web && node --test test/
 
 ## interop: the peers of peers/ (Chromium, Node ws, Python websockets, gorilla,
 ## coder) against our server and client; peers/setup.sh installs what is missing.
@@ -57,6 +63,18 @@ conformance:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./internal/frame/ ./websocket/
 
+## bench-gateway: duplex serve as its own process with 10,000 clients:
+## memory per idle connection, deliveries/s to one channel of 10,000
+## subscribers and to 10,000 channels of one, publish-to-receive latency.
+## About 2 minutes. Not part of `test`.
+bench-gateway:
+	$(GO) run ./internal/gwbench -conns 10000 -duration 10s
+
+## bench-gateway-smoke: the same with 200 clients for 1 s, inside `test`:
+## it fails if any delivery is lost.
+bench-gateway-smoke:
+	$(GO) run ./internal/gwbench -conns 200 -duration 1s
+
 ## bench-peers: the side-by-side benchmarks against gorilla, coder, gws and
 ## gobwas (peers/bench, its own module): echo, idle memory, broadcast and
 ## compression memory, 3 repetitions each, about 30 minutes. Writes
@@ -70,9 +88,9 @@ bench-peers:
 bench-peers-smoke:
 	cd peers && $(GO) run ./bench/cmd/loadgen -smoke -out $(BENCH_SMOKE_OUT)
 
-## run: the main job (the echo server until the gateway lands).
+## run: the main job, the gateway on its defaults (http://127.0.0.1:8080/).
 run:
-	$(GO) run ./cmd/duplex echo --listen 127.0.0.1:9001
+	$(GO) run ./cmd/duplex serve
 
 clean:
 	rm -rf .tools

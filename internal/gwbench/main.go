@@ -1,0 +1,378 @@
+// Command gwbench measures the gateway (duplex serve, run as its own
+// process) with many real client connections on loopback: memory per idle
+// connection, publications delivered per second to 10,000 subscribers of
+// one channel and to 10,000 channels of one subscriber, and the latency
+// from publishing (backend API) to receipt. Run it with `make bench-gateway`;
+// it prints a markdown table.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/duplexws/duplex/websocket"
+)
+
+func main() {
+	bin := flag.String("bin", "", "duplex binary (default: build one)")
+	conns := flag.Int("conns", 10000, "client connections per case")
+	duration := flag.Duration("duration", 10*time.Second, "publishing time per throughput case")
+	inflight := flag.Int("inflight", 4, "API publishes in flight")
+	flag.Parse()
+	log.SetFlags(0)
+
+	if *bin == "" {
+		dir, err := os.MkdirTemp("", "gwbench")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		*bin = filepath.Join(dir, "duplex")
+		out, err := exec.Command("go", "build", "-o", *bin, "./cmd/duplex").CombinedOutput()
+		if err != nil {
+			log.Fatalf("go build: %v\n%s", err, out)
+		}
+	}
+	var rows []string
+	idle := runCase(*bin, "idle", *conns, func(g *gateway, clients []*client) string { return "" })
+	rows = append(rows, idle)
+	rows = append(rows, runCase(*bin, "one channel", *conns, func(g *gateway, clients []*client) string {
+		return g.publishLoop(clients, *duration, *inflight, func(i int) []string { return []string{"bench:all"} })
+	}))
+	rows = append(rows, runCase(*bin, "channel per connection", *conns, func(g *gateway, clients []*client) string {
+		const batch = 100
+		return g.publishLoop(clients, *duration, *inflight, func(i int) []string {
+			chans := make([]string, batch)
+			for j := range chans {
+				chans[j] = "bench:c" + strconv.Itoa((i*batch+j)%len(clients))
+			}
+			return chans
+		})
+	}))
+	fmt.Printf("\n| case | connections | result |\n|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Println(r)
+	}
+	fmt.Printf("\n%s, %d CPUs, %s\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), time.Now().Format("2006-01-02"))
+	if n := lostDeliveries.Load(); n > 0 {
+		log.Fatalf("gwbench: %d deliveries lost", n)
+	}
+}
+
+// lostDeliveries counts publications some client never received; any
+// makes the run fail, as the gateway must not lose them silently.
+var lostDeliveries atomic.Int64
+
+const config = `listen: 127.0.0.1:0
+demo: false
+auth:
+  anonymous: true
+limits:
+  message_rate: 1000
+  max_channels: 4
+namespaces:
+  - name: bench
+    anonymous: true
+    publish: server
+`
+
+type gateway struct {
+	cmd   *exec.Cmd
+	base  string
+	debug string // the profiler's base URL
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// runCase starts a gateway, connects n clients (each subscribed to
+// bench:all when the case is "one channel", else to its own channel),
+// measures idle memory, and runs f.
+func runCase(bin, name string, n int, f func(*gateway, []*client) string) string {
+	dir, _ := os.MkdirTemp("", "gwbench")
+	defer os.RemoveAll(dir)
+	cfgPath := filepath.Join(dir, "duplex.yaml")
+	os.WriteFile(cfgPath, []byte(config), 0o600)
+	debugAddr := freeAddr()
+	cmd := exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "warn", "--debug-listen", debugAddr)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		log.Fatalf("duplex serve: %v", err)
+	}
+	m := regexp.MustCompile(`(http://[^/]+)/`).FindStringSubmatch(line)
+	if m == nil {
+		log.Fatalf("duplex serve said %q", line)
+	}
+	go io.Copy(io.Discard, stdout)
+	g := &gateway{cmd: cmd, base: m[1], debug: "http://" + debugAddr}
+
+	// Warm up with a few connections so that the baseline includes the
+	// runtime's fixed costs.
+	warm := g.connect(10, func(i int) string { return "bench:warm" })
+	for _, c := range warm {
+		c.close()
+	}
+	time.Sleep(time.Second)
+	before := g.memory()
+	start := time.Now()
+	clients := g.connect(n, func(i int) string {
+		if name == "one channel" {
+			return "bench:all"
+		}
+		return "bench:c" + strconv.Itoa(i)
+	})
+	connectTime := time.Since(start)
+	time.Sleep(2 * time.Second)
+	after := g.memory()
+	result := fmt.Sprintf("| %s | %d | connected in %v; RSS %.1f KiB/conn, Go heap objects %.1f KiB/conn, stacks %.1f KiB/conn, goroutines %.2f/conn",
+		name, n, connectTime.Round(time.Millisecond),
+		(after.rss-before.rss)/float64(n)/1024, (after.heap-before.heap)/float64(n)/1024,
+		(after.stacks-before.stacks)/float64(n)/1024, (after.goroutines-before.goroutines)/float64(n))
+	if extra := f(g, clients); extra != "" {
+		result += "; " + extra
+	}
+	for _, c := range clients {
+		c.close()
+	}
+	return result + " |"
+}
+
+type memory struct{ rss, heap, stacks, goroutines float64 }
+
+// memory collects the gateway's garbage (through the profiler, whose heap
+// profile runs a GC first, which also shrinks idle goroutines' stacks) and
+// reads its memory.
+func (g *gateway) memory() memory {
+	for range 2 {
+		resp, err := http.Get(g.debug + "/debug/pprof/heap?gc=1")
+		if err != nil {
+			log.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	var m memory
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+	if r := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(status); r != nil {
+		kb, _ := strconv.ParseFloat(string(r[1]), 64)
+		m.rss = kb * 1024
+	}
+	resp, err := http.Get(g.base + "/metrics")
+	if err != nil {
+		log.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	metric := func(name string) float64 {
+		r := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(body)
+		if r == nil {
+			return 0
+		}
+		v, _ := strconv.ParseFloat(string(r[1]), 64)
+		return v
+	}
+	m.heap = metric("go_heap_objects_bytes")
+	m.stacks = metric("go_stack_bytes")
+	m.goroutines = metric("go_goroutines")
+	return m
+}
+
+type client struct {
+	conn      *websocket.Conn
+	received  atomic.Int64
+	latencies []time.Duration // under mu
+	mu        sync.Mutex
+	done      chan struct{}
+}
+
+func (c *client) close() {
+	c.conn.CloseNow()
+	<-c.done
+}
+
+// connect opens n clients, 64 handshakes at a time, over several loopback
+// source addresses.
+func (g *gateway) connect(n int, channel func(i int) string) []*client {
+	url := "ws" + strings.TrimPrefix(g.base, "http") + "/ws"
+	clients := make([]*client, n)
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%8))}
+			d := &net.Dialer{LocalAddr: src}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
+				Subprotocols:   []string{"duplex.v1.json"},
+				NetDialContext: d.DialContext,
+			})
+			if err != nil {
+				log.Fatalf("dial %d: %v", i, err)
+			}
+			conn.SetReadLimit(-1)
+			cmds := fmt.Sprintf(`{"id":1,"method":"connect"}`+"\n"+`{"id":2,"method":"subscribe","channel":%q}`, channel(i))
+			if err := conn.Write(ctx, websocket.MessageText, []byte(cmds)); err != nil {
+				log.Fatalf("client %d: %v", i, err)
+			}
+			for replies := 0; replies < 2; {
+				_, data, err := conn.Read(ctx)
+				if err != nil {
+					log.Fatalf("client %d: %v", i, err)
+				}
+				if bytes.Contains(data, []byte(`"error"`)) {
+					log.Fatalf("client %d: %s", i, data)
+				}
+				replies += bytes.Count(data, []byte(`"id":`))
+			}
+			c := &client{conn: conn, done: make(chan struct{})}
+			clients[i] = c
+			go c.readLoop()
+		}()
+	}
+	wg.Wait()
+	return clients
+}
+
+// readLoop records the latency of every publication, whose data carries
+// the time it was published.
+func (c *client) readLoop() {
+	defer close(c.done)
+	for {
+		_, data, err := c.conn.Read(context.Background())
+		if err != nil {
+			return
+		}
+		now := time.Now().UnixNano()
+		for line := range bytes.SplitSeq(data, []byte{'\n'}) {
+			i := bytes.Index(line, []byte(`"data":{"t":`))
+			if i < 0 {
+				continue
+			}
+			rest := line[i+len(`"data":{"t":`):]
+			j := bytes.IndexAny(rest, ",}")
+			sent, _ := strconv.ParseInt(string(rest[:j]), 10, 64)
+			c.received.Add(1)
+			c.mu.Lock()
+			c.latencies = append(c.latencies, time.Duration(now-sent))
+			c.mu.Unlock()
+		}
+	}
+}
+
+// publishLoop publishes for d with inflight concurrent API calls, each
+// publication to the channels chans(i) returns, and reports deliveries per
+// second and latency percentiles.
+func (g *gateway) publishLoop(clients []*client, d time.Duration, inflight int, chans func(i int) []string) string {
+	var published atomic.Int64 // deliveries expected
+	var seq atomic.Int64
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: inflight}}
+	for range inflight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				i := int(seq.Add(1))
+				channels := chans(i)
+				data := fmt.Sprintf(`{"t":%d,"p":"%s"}`, time.Now().UnixNano(), strings.Repeat("x", 32))
+				var body []byte
+				method := "publish"
+				if len(channels) == 1 {
+					body, _ = json.Marshal(map[string]any{"channel": channels[0], "data": json.RawMessage(data)})
+				} else {
+					method = "broadcast"
+					body, _ = json.Marshal(map[string]any{"channels": channels, "data": json.RawMessage(data)})
+				}
+				resp, err := httpc.Post(g.base+"/api/"+method, "application/json", bytes.NewReader(body))
+				if err != nil {
+					log.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					log.Fatalf("publish: %s", resp.Status)
+				}
+				if len(channels) == 1 && channels[0] == "bench:all" {
+					published.Add(int64(len(clients)))
+				} else {
+					published.Add(int64(len(channels)))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Wait for the deliveries to arrive, up to 10 s.
+	want := published.Load()
+	var got int64
+	for wait := time.Now().Add(10 * time.Second); time.Now().Before(wait); time.Sleep(50 * time.Millisecond) {
+		got = 0
+		for _, c := range clients {
+			got += c.received.Load()
+		}
+		if got >= want {
+			break
+		}
+	}
+	elapsed := time.Since(start)
+	var all []time.Duration
+	for _, c := range clients {
+		c.mu.Lock()
+		all = append(all, c.latencies...)
+		c.latencies = nil
+		c.mu.Unlock()
+		c.received.Store(0)
+	}
+	slices.Sort(all)
+	pct := func(p float64) time.Duration {
+		if len(all) == 0 {
+			return 0
+		}
+		return all[min(len(all)-1, int(float64(len(all))*p))].Round(10 * time.Microsecond)
+	}
+	if got != want {
+		lostDeliveries.Add(want - got)
+	}
+	return fmt.Sprintf("%d deliveries (%d expected, %d lost) at %.0f/s; latency p50 %v p99 %v max %v",
+		got, want, want-got, float64(got)/elapsed.Seconds(), pct(0.5), pct(0.99), pct(1))
+}
