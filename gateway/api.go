@@ -139,6 +139,17 @@ func (s *Server) apiCall(ctx context.Context, method string, req *apiRequest) (a
 		return struct {
 			Disconnected int `json:"disconnected"`
 		}{n}, nil
+	case "unsubscribe":
+		if req.User == "" || req.Channel == "" {
+			return nil, badRequest("user and channel are required")
+		}
+		n, err := s.Unsubscribe(ctx, req.User, req.Channel, req.Reason)
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			Unsubscribed int `json:"unsubscribed"`
+		}{n}, nil
 	case "channels":
 		out := make(map[string]apiChannel)
 		s.hub.channels(func(name string, n int) {

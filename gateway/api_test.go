@@ -548,3 +548,30 @@ func TestClientPresenceAndHistory(t *testing.T) {
 		t.Fatalf("history since 2: %v", h)
 	}
 }
+
+// TestAPIUnsubscribe: the backend ends a user's subscription; the client
+// gets an unsubscribe push and no more publications of the channel.
+func TestAPIUnsubscribe(t *testing.T) {
+	ts := newTestServer(t, nil)
+	c, _ := connected(t, ts.url, token(t, map[string]any{"sub": "bob"}))
+	c.ok("subscribe", msg{"channel": "chat:room"})
+	status, res := apiPost(t, ts.http.URL, "unsubscribe", msg{"user": "bob", "channel": "chat:room", "reason": "moved"}, nil)
+	if status != 200 || res.num("unsubscribed") != 1 {
+		t.Fatalf("unsubscribe: %d %v", status, res)
+	}
+	m := c.next()
+	if m.str("push") != "unsubscribe" || m.str("channel") != "chat:room" || m.num("code") != UnsubscribeServer || m.str("reason") != "moved" {
+		t.Fatalf("push %v", m)
+	}
+	// The subscription is gone: publishing reaches nobody, and the client
+	// may subscribe again.
+	if _, err := ts.Publish(t.Context(), "chat:room", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.ok("subscribe", msg{"channel": "chat:room"}); r.str("epoch") == "" {
+		t.Fatalf("resubscribe %v", r)
+	}
+	if status, _ := apiPost(t, ts.http.URL, "unsubscribe", msg{"user": "bob"}, nil); status != 400 {
+		t.Fatalf("unsubscribe without channel: %d", status)
+	}
+}

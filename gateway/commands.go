@@ -418,6 +418,21 @@ func (s *Server) historyOf(ctx context.Context, ns *Namespace, channel string, l
 	}, nil
 }
 
+// Unsubscribe ends user's subscriptions to channel on every node; each
+// client gets an unsubscribe push with reason and does not resubscribe. It
+// reports how many subscriptions this node ended.
+func (s *Server) Unsubscribe(ctx context.Context, user, channel, reason string) (int, error) {
+	if reason == "" {
+		reason = "unsubscribed by the server"
+	}
+	n := s.unsubscribeUser(user, channel, reason)
+	msg, _ := json.Marshal(controlMessage{Op: "unsubscribe", Node: s.node, User: user, Channel: channel, Reason: reason})
+	if err := s.broker.Control(ctx, msg); err != nil {
+		return n, ErrInternal
+	}
+	return n, nil
+}
+
 // Disconnect closes every connection of user, on every node, with code
 // (4000–4999; default CloseDisconnected) and reason. It reports how many
 // connections this node closed.

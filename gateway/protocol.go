@@ -57,6 +57,10 @@ const (
 	CloseSubprotocolRequired websocket.StatusCode = 4505
 )
 
+// UnsubscribeServer is the code of an unsubscribe push sent because the
+// backend unsubscribed the user.
+const UnsubscribeServer = 2000
+
 // command is every client command; fields not used by its method are
 // ignored, as are unknown fields, so that newer clients work with older
 // servers.

@@ -328,6 +328,24 @@ func (s *Server) disconnectUser(user string, code websocket.StatusCode, reason s
 	return len(sessions)
 }
 
+// unsubscribeUser ends the subscriptions of user's sessions on this node
+// to channel, telling each client with an unsubscribe push.
+func (s *Server) unsubscribeUser(user, channel, reason string) int {
+	s.usersMu.Lock()
+	sessions := make([]*session, 0, len(s.users[user]))
+	for sess := range s.users[user] {
+		sessions = append(sessions, sess)
+	}
+	s.usersMu.Unlock()
+	n := 0
+	for _, sess := range sessions {
+		if sess.serverUnsubscribe(channel, reason) {
+			n++
+		}
+	}
+	return n
+}
+
 // subscribe adds sess to channel's subscribers, subscribing this node at
 // the broker for the first one.
 func (s *Server) subscribe(ctx context.Context, channel string, sess *session) error {
@@ -534,11 +552,12 @@ func (h brokerHandler) presenceEvent(kind, channel string, info *broker.ClientIn
 
 // controlMessage is what nodes send each other through Broker.Control.
 type controlMessage struct {
-	Op     string `json:"op"`   // "disconnect"
-	Node   string `json:"node"` // the sender, which acted already
-	User   string `json:"user"`
-	Code   int    `json:"code"`
-	Reason string `json:"reason"`
+	Op      string `json:"op"` // "disconnect" or "unsubscribe"
+	Channel string `json:"channel,omitempty"`
+	Node    string `json:"node"` // the sender, which acted already
+	User    string `json:"user"`
+	Code    int    `json:"code"`
+	Reason  string `json:"reason"`
 }
 
 func (h brokerHandler) HandleControl(data []byte) {
@@ -547,8 +566,14 @@ func (h brokerHandler) HandleControl(data []byte) {
 		h.s.log.Warn("bad control message", "err", err)
 		return
 	}
-	if m.Op == "disconnect" && m.Node != h.s.node {
+	if m.Node == h.s.node {
+		return
+	}
+	switch m.Op {
+	case "disconnect":
 		h.s.disconnectUser(m.User, websocket.StatusCode(m.Code), m.Reason)
+	case "unsubscribe":
+		h.s.unsubscribeUser(m.User, m.Channel, m.Reason)
 	}
 }
 

@@ -276,6 +276,22 @@ func (sess *session) leave(channel string, sub *subscription) {
 	}
 }
 
+// serverUnsubscribe ends a subscription at the server's request and tells
+// the client; it reports whether sess was subscribed.
+func (sess *session) serverUnsubscribe(channel, reason string) bool {
+	sess.mu.Lock()
+	sub := sess.subs[channel]
+	if sub == nil || sess.closing {
+		sess.mu.Unlock()
+		return false
+	}
+	delete(sess.subs, channel)
+	sess.enqueueLocked(encodeUnsubscribePush(channel, UnsubscribeServer, reason), nil)
+	sess.mu.Unlock()
+	sess.leave(channel, sub)
+	return true
+}
+
 // deliverPub queues a publication of a channel sess is subscribed to.
 func (sess *session) deliverPub(p *outPub) {
 	sess.mu.Lock()
