@@ -104,29 +104,9 @@ func (b *bench) run(ctx context.Context) time.Duration {
 	defer drain()
 
 	var wg sync.WaitGroup
-	var interval time.Duration
-	if b.cfg.connectRate > 0 {
-		interval = time.Duration(float64(time.Second) / b.cfg.connectRate)
-	}
-	next := b.start
-ramp:
-	for i := range b.cfg.connections {
-		if interval > 0 && i > 0 {
-			next = next.Add(interval)
-			t := time.NewTimer(time.Until(next))
-			select {
-			case <-t.C:
-			case <-sendCtx.Done():
-				t.Stop()
-				break ramp
-			}
-		}
-		if sendCtx.Err() != nil {
-			break
-		}
-		b.started.Add(1)
+	b.ramp(sendCtx, func(i int) {
 		wg.Go(func() { b.connection(sendCtx, ioCtx, i) })
-	}
+	})
 	wg.Wait()
 	end := time.Now()
 	if deadline, ok := sendCtx.Deadline(); ok && end.After(deadline) {
@@ -419,4 +399,31 @@ func loopbackHost(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback() && ip.To4() != nil
+}
+
+// ramp calls start for each connection to open, at the connect rate, until
+// ctx ends, counting them as started.
+func (b *bench) ramp(ctx context.Context, start func(i int)) {
+	var interval time.Duration
+	if b.cfg.connectRate > 0 {
+		interval = time.Duration(float64(time.Second) / b.cfg.connectRate)
+	}
+	next := b.start
+	for i := range b.cfg.connections {
+		if interval > 0 && i > 0 {
+			next = next.Add(interval)
+			t := time.NewTimer(time.Until(next))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		b.started.Add(1)
+		start(i)
+	}
 }

@@ -120,30 +120,10 @@ func (b *bench) runSubscribe(ctx context.Context) time.Duration {
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	var wg, ready sync.WaitGroup
-	var interval time.Duration
-	if b.cfg.connectRate > 0 {
-		interval = time.Duration(float64(time.Second) / b.cfg.connectRate)
-	}
-	next := b.start
-ramp:
-	for i := range b.cfg.connections {
-		if interval > 0 && i > 0 {
-			next = next.Add(interval)
-			t := time.NewTimer(time.Until(next))
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				break ramp
-			}
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		b.started.Add(1)
+	b.ramp(ctx, func(i int) {
 		ready.Add(1)
 		wg.Go(func() { b.subscriber(ctx, readCtx, i, ready.Done) })
-	}
+	})
 	allReady := make(chan struct{})
 	go func() {
 		ready.Wait()
