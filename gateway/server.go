@@ -496,10 +496,17 @@ func (ss *sessionSet) remove(sess *session) {
 	sh.mu.Unlock()
 }
 
-// each calls f for every session; f must not block.
+// each calls f for every session, under the shard's lock, so f must not
+// block or touch the set; it copies nothing, as the janitor calls it for
+// every session several times a second.
 func (ss *sessionSet) each(f func(*session)) {
-	for _, sess := range ss.list() {
-		f(sess)
+	for i := range ss.shards {
+		sh := &ss.shards[i]
+		sh.mu.Lock()
+		for sess := range sh.set {
+			f(sess)
+		}
+		sh.mu.Unlock()
 	}
 }
 
