@@ -103,44 +103,9 @@ func TestEchoBinary(t *testing.T) {
 		t.Skip("builds the duplex binary")
 	}
 	ctx := testContext(t)
-	bin := buildDuplex(t, ctx)
-
-	stdout := &firstLine{line: make(chan string, 1)}
-	var stderr lockedBuffer
-	cmd := exec.CommandContext(ctx, bin, "echo", "--listen", "127.0.0.1:0", "--read-limit", "4096", "--close-timeout", "2s")
-	cmd.Stdout = stdout
-	cmd.Stderr = &stderr
-	cmd.WaitDelay = time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var waitErr error
-	exited := make(chan struct{})
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("duplex stderr:\n%s", &stderr)
-		}
-	})
-
-	var url string
-	select {
-	case line := <-stdout.line:
-		m := regexp.MustCompile(`^duplex echo listening on (ws://127\.0\.0\.1:\d+)$`).FindStringSubmatch(line)
-		if m == nil {
-			t.Fatalf("first line of output: %q", line)
-		}
-		url = m[1]
-	case <-exited:
-		t.Fatalf("duplex exited before listening: %v", waitErr)
-	case <-ctx.Done():
-		t.Fatal("duplex printed no address")
-	}
+	p := startBinary(t, ctx, `^duplex echo listening on (ws://127\.0\.0\.1:\d+)$`,
+		"echo", "--listen", "127.0.0.1:0", "--read-limit", "4096", "--close-timeout", "2s")
+	url, cmd, exited := p.addr, p.cmd, p.exited
 
 	c := dial(t, ctx, url+"/chat", nil)
 	if err := c.Write(ctx, websocket.MessageText, []byte("hello")); err != nil {
@@ -171,14 +136,14 @@ func TestEchoBinary(t *testing.T) {
 	}
 	select {
 	case <-exited:
-		if waitErr != nil {
-			t.Errorf("after SIGTERM: %v, want exit status 0", waitErr)
+		if p.waitErr != nil {
+			t.Errorf("after SIGTERM: %v, want exit status 0", p.waitErr)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("duplex still running 5s after SIGTERM")
 	}
 
-	log := stderr.String()
+	log := p.stderr.String()
 	for _, want := range []string{
 		"path=/chat",
 		`msg="connection closed"`, "code=1009", `code=1001 reason="server shutting down"`,
@@ -187,6 +152,55 @@ func TestEchoBinary(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, log)
 		}
 	}
+}
+
+// process is a duplex binary started by startBinary.
+type process struct {
+	cmd     *exec.Cmd
+	addr    string        // the address its first line of output gave
+	stderr  *lockedBuffer // what it logged
+	exited  chan struct{} // closed when it exited
+	waitErr error         // its exit status, once exited is closed
+}
+
+// startBinary builds duplex, runs it with args, and waits for its first
+// line of output to match firstLine, whose group is the address it
+// listens on. The process is killed when the test ends.
+func startBinary(t *testing.T, ctx context.Context, firstLine string, args ...string) *process {
+	t.Helper()
+	bin := buildDuplex(t, ctx)
+	stdout := &firstLineWriter{line: make(chan string, 1)}
+	p := &process{cmd: exec.CommandContext(ctx, bin, args...), stderr: new(lockedBuffer), exited: make(chan struct{})}
+	p.cmd.Stdout = stdout
+	p.cmd.Stderr = p.stderr
+	p.cmd.WaitDelay = time.Second
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("duplex stderr:\n%s", p.stderr)
+		}
+	})
+	select {
+	case line := <-stdout.line:
+		m := regexp.MustCompile(firstLine).FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("first line of output: %q", line)
+		}
+		p.addr = m[1]
+	case <-p.exited:
+		t.Fatalf("duplex exited before listening: %v", p.waitErr)
+	case <-ctx.Done():
+		t.Fatal("duplex printed no address")
+	}
+	return p
 }
 
 // buildDuplex builds cmd/duplex into a temporary directory.
@@ -204,16 +218,16 @@ func buildDuplex(t *testing.T, ctx context.Context) string {
 	return bin
 }
 
-// firstLine is a writer that sends the first line written to it on line
+// firstLineWriter is a writer that sends the first line written to it on line
 // and discards the rest.
-type firstLine struct {
+type firstLineWriter struct {
 	line chan string
 	mu   sync.Mutex
 	buf  []byte
 	sent bool
 }
 
-func (w *firstLine) Write(p []byte) (int, error) {
+func (w *firstLineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.sent {

@@ -29,6 +29,46 @@ const (
 	maxShownBytes     = 4096             // of a message, in a terminal
 )
 
+// opened is a connection duplex connect has opened, and its terminals.
+type opened struct {
+	session         *session
+	resp            *http.Response
+	stdin           io.Reader
+	inFile, outFile *os.File // nil when not a terminal
+}
+
+// open dials with d as the flags say and returns the session, not yet
+// reading. The caller closes its connection.
+func (f *connectFlags) open(cmd *cobra.Command, d *dialer) (*opened, error) {
+	stdin, stdout := cmd.InOrStdin(), cmd.OutOrStdout()
+	con := &console{out: stdout, log: cmd.ErrOrStderr()}
+	inFile, inTerminal := terminalFile(stdin)
+	outFile, outTerminal := terminalFile(stdout)
+	var trace *tracer
+	if f.trace {
+		trace = newTracer(con)
+	}
+	opts, dialURL := d.options((&net.Dialer{}).DialContext, trace)
+	opts.PingInterval = f.pingInterval
+	conn, resp, err := d.dial(cmd.Context(), opts, dialURL)
+	if err != nil {
+		return nil, handshakeError(err, resp)
+	}
+	conn.SetReadLimit(f.readLimit)
+	return &opened{
+		session: &session{
+			conn:        conn,
+			con:         con,
+			trace:       trace,
+			interactive: inTerminal && outTerminal && !f.once,
+			lineType:    websocket.MessageText,
+			readDone:    make(chan struct{}),
+			activity:    make(chan struct{}, 1),
+		},
+		resp: resp, stdin: stdin, inFile: inFile, outFile: outFile,
+	}, nil
+}
+
 func runConnect(cmd *cobra.Command, rawURL string, f *connectFlags) error {
 	if err := f.check(); err != nil {
 		return err
@@ -41,42 +81,19 @@ func runConnect(cmd *cobra.Command, rawURL string, f *connectFlags) error {
 		return err
 	}
 	ctx := cmd.Context()
-	stdin, stdout := cmd.InOrStdin(), cmd.OutOrStdout()
-	con := &console{out: stdout, log: cmd.ErrOrStderr()}
-	inFile, inTerminal := terminalFile(stdin)
-	outFile, outTerminal := terminalFile(stdout)
-	interactive := inTerminal && outTerminal && !f.once
-
 	var message []byte // --once: all of stdin, read before connecting
 	if f.once {
-		if message, err = readAllInput(ctx, stdin); err != nil {
+		if message, err = readAllInput(ctx, cmd.InOrStdin()); err != nil {
 			return fmt.Errorf("reading stdin: %w", err)
 		}
 		message = []byte(strings.TrimSuffix(strings.TrimSuffix(string(message), "\n"), "\r"))
 	}
-
-	var trace *tracer
-	if f.trace {
-		trace = newTracer(con)
-	}
-	opts, dialURL := d.options((&net.Dialer{}).DialContext, trace)
-	opts.PingInterval = f.pingInterval
-	conn, resp, err := d.dial(ctx, opts, dialURL)
+	o, err := f.open(cmd, d)
 	if err != nil {
-		return handshakeError(err, resp)
+		return err
 	}
+	s, conn := o.session, o.session.conn
 	defer conn.CloseNow()
-	conn.SetReadLimit(f.readLimit)
-
-	s := &session{
-		conn:        conn,
-		con:         con,
-		trace:       trace,
-		interactive: interactive,
-		lineType:    websocket.MessageText,
-		readDone:    make(chan struct{}),
-		activity:    make(chan struct{}, 1),
-	}
 	if f.binary {
 		s.lineType = websocket.MessageBinary
 	}
@@ -84,13 +101,13 @@ func runConnect(cmd *cobra.Command, rawURL string, f *connectFlags) error {
 		return s.once(ctx, message)
 	}
 
-	lines, stopInput, err := s.startInput(stdin, inFile, outFile)
+	lines, stopInput, err := s.startInput(o.stdin, o.inFile, o.outFile)
 	if err != nil {
 		return err
 	}
 	defer stopInput()
-	if interactive {
-		s.banner(d.url.String(), resp)
+	if s.interactive {
+		s.banner(d.url.String(), o.resp)
 	}
 	go s.readLoop()
 	defer func() {

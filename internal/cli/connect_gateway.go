@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -37,39 +36,19 @@ func runConnectGateway(cmd *cobra.Command, rawURL string, f *connectFlags) error
 		d.subprotocols = append(slices.Clone(d.subprotocols), gatewaySubprotocol)
 	}
 	ctx := cmd.Context()
-	stdin, stdout := cmd.InOrStdin(), cmd.OutOrStdout()
-	con := &console{out: stdout, log: cmd.ErrOrStderr()}
-	inFile, inTerminal := terminalFile(stdin)
-	outFile, outTerminal := terminalFile(stdout)
-	interactive := inTerminal && outTerminal && !f.once
-
-	var trace *tracer
-	if f.trace {
-		trace = newTracer(con)
-	}
-	opts, dialURL := d.options((&net.Dialer{}).DialContext, trace)
-	opts.PingInterval = f.pingInterval
-	conn, resp, err := d.dial(ctx, opts, dialURL)
+	o, err := f.open(cmd, d)
 	if err != nil {
-		return handshakeError(err, resp)
+		return err
 	}
+	conn := o.session.conn
 	defer conn.CloseNow()
-	conn.SetReadLimit(f.readLimit)
 	if conn.Subprotocol() != gatewaySubprotocol {
 		conn.Close(websocket.StatusNormalClosure, "")
 		return errNotGateway
 	}
 
 	g := &gwSession{
-		session: &session{
-			conn:        conn,
-			con:         con,
-			trace:       trace,
-			interactive: interactive,
-			lineType:    websocket.MessageText,
-			readDone:    make(chan struct{}),
-			activity:    make(chan struct{}, 1),
-		},
+		session:    o.session,
 		channels:   f.channels,
 		jsonOut:    f.json,
 		once:       f.once,
@@ -83,14 +62,14 @@ func runConnectGateway(cmd *cobra.Command, rawURL string, f *connectFlags) error
 	var lines *lineInput
 	if !f.once { // --once reads no stdin: it only prints
 		var stopInput func()
-		lines, stopInput, err = g.startInput(stdin, inFile, outFile)
+		lines, stopInput, err = g.startInput(o.stdin, o.inFile, o.outFile)
 		if err != nil {
 			return err
 		}
 		defer stopInput()
 	}
-	if interactive {
-		g.banner(d.url.String(), resp)
+	if g.interactive {
+		g.banner(d.url.String(), o.resp)
 	}
 	go g.readLoop()
 	defer func() {
@@ -103,7 +82,7 @@ func runConnectGateway(cmd *cobra.Command, rawURL string, f *connectFlags) error
 	if f.once {
 		return g.awaitPublication(ctx)
 	}
-	if interactive {
+	if g.interactive {
 		g.con.printf("type JSON or text and Enter to publish to %s; /help lists the commands; Ctrl-D closes", g.channels[0])
 	}
 	return g.converse(ctx, lines, f.waitGiven, f.wait)

@@ -24,7 +24,7 @@ import (
 func startEchoCommand(t *testing.T, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stdout := &firstLine{line: make(chan string, 1)}
+	stdout := &firstLineWriter{line: make(chan string, 1)}
 	stderr := &lockedBuffer{}
 	exit := make(chan int, 1)
 	go func() {

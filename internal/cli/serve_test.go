@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -127,45 +126,11 @@ func TestServeBinaryDrain(t *testing.T) {
 		t.Skip("builds the duplex binary")
 	}
 	ctx := testContext(t)
-	bin := buildDuplex(t, ctx)
 	const clients = 1000
 	const window = 2 * time.Second
-
-	stdout := &firstLine{line: make(chan string, 1)}
-	var stderr lockedBuffer
-	cmd := exec.CommandContext(ctx, bin, "serve", "--listen", "127.0.0.1:0", "--drain-window", window.String())
-	cmd.Stdout = stdout
-	cmd.Stderr = &stderr
-	cmd.WaitDelay = time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var waitErr error
-	exited := make(chan struct{})
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("duplex stderr:\n%s", &stderr)
-		}
-	})
-	var base string
-	select {
-	case line := <-stdout.line:
-		m := regexp.MustCompile(`^duplex serve listening on (http://127\.0\.0\.1:\d+)/$`).FindStringSubmatch(line)
-		if m == nil {
-			t.Fatalf("first line of output: %q", line)
-		}
-		base = m[1]
-	case <-exited:
-		t.Fatalf("duplex exited before listening: %v", waitErr)
-	case <-ctx.Done():
-		t.Fatal("duplex printed no address")
-	}
+	p := startBinary(t, ctx, `^duplex serve listening on (http://127\.0\.0\.1:\d+)/$`,
+		"serve", "--listen", "127.0.0.1:0", "--drain-window", window.String())
+	base, cmd, exited := p.addr, p.cmd, p.exited
 	for path, want := range map[string]string{"/duplex.js": "export class Client", "/readyz": "ready", "/healthz": "ok"} {
 		if body := httpGet(t, base+path, http.StatusOK); !strings.Contains(body, want) {
 			t.Fatalf("GET %s: %.200q lacks %q", path, body, want)
@@ -255,8 +220,8 @@ func TestServeBinaryDrain(t *testing.T) {
 	}
 	select {
 	case <-exited:
-		if waitErr != nil {
-			t.Errorf("exit: %v, want status 0", waitErr)
+		if p.waitErr != nil {
+			t.Errorf("exit: %v, want status 0", p.waitErr)
 		}
 	case <-time.After(window + 3*time.Second):
 		t.Fatalf("still running %v after SIGTERM", window+3*time.Second)
