@@ -142,6 +142,22 @@ func (r *rawConn) write(line string) {
 
 // readLine returns the next protocol line, reading a message when none is
 // pending; it returns an error when ctx ends or the connection does.
+// readToEnd reads and discards until the connection ends, within 10 s,
+// and returns why it ended.
+func (r *rawConn) readToEnd(t testing.TB) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		if _, err := r.readLine(ctx); err != nil {
+			if ctx.Err() != nil {
+				t.Fatal("the connection is still open after 10s")
+			}
+			return err
+		}
+	}
+}
+
 func (r *rawConn) readLine(ctx context.Context) (msg, error) {
 	for len(r.pending) == 0 {
 		typ, data, err := r.conn.Read(ctx)

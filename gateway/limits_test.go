@@ -430,20 +430,9 @@ func TestSlowConsumerDisconnect(t *testing.T) {
 	waitMetric(t, base, connGauge, "", func(v float64) bool { return v == 0 })
 
 	// The slow client finds its connection ended when it reads at last.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for {
-		_, err := slow.readLine(ctx)
-		if err == nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			t.Fatal("the slow client's connection is still open")
-		}
-		if code := websocket.CloseStatus(err); code != -1 && code != CloseSlowConsumer {
-			t.Fatalf("closed with %d, want 4002 or no close frame: %v", code, err)
-		}
-		break
+	err := slow.readToEnd(t)
+	if code := websocket.CloseStatus(err); code != -1 && code != CloseSlowConsumer {
+		t.Fatalf("closed with %d, want 4002 or no close frame: %v", code, err)
 	}
 
 	// Others are served as before.
@@ -650,21 +639,9 @@ func TestWriteTimeout(t *testing.T) {
 
 	// The janitor cut the connection without a close frame: it could not
 	// be written.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for {
-		_, err := slow.readLine(ctx)
-		if err == nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			t.Fatal("the stuck connection is still open")
-		}
-		var ce *websocket.CloseError
-		if errors.As(err, &ce) {
-			t.Fatalf("close frame %d %q from a connection whose writes were stuck", ce.Code, ce.Reason)
-		}
-		break
+	var ce *websocket.CloseError
+	if err := slow.readToEnd(t); errors.As(err, &ce) {
+		t.Fatalf("close frame %d %q from a connection whose writes were stuck", ce.Code, ce.Reason)
 	}
 }
 
