@@ -183,6 +183,18 @@ func TestServeBinaryDrain(t *testing.T) {
 	if n := metricOf(t, base, "duplex_connections"); n != clients {
 		t.Fatalf("%v connections, want %d", n, clients)
 	}
+	// duplex publish against the real server; 100 clients are subscribed.
+	if code, stdout, stderr := execute(t, "publish", "--url", base, "--channel", "demo:c0", `{"x":1}`); code != 0 || !strings.HasPrefix(stdout, "offset=1 epoch=") {
+		t.Fatalf("duplex publish: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	waitMetric := func(name string, want float64) {
+		for deadline := time.Now().Add(10 * time.Second); metricOf(t, base, name) < want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s stays under %v", name, want)
+			}
+		}
+	}
+	waitMetric("duplex_messages_out_total", 2*clients+clients/10)
 
 	signalled := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
