@@ -3,8 +3,6 @@ package websocket
 import (
 	"bufio"
 	"errors"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -106,7 +104,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		return nil, errors.New("websocket: writing the handshake response: " + err.Error())
 	}
 	netConn.SetWriteDeadline(time.Time{})
-	c := newConn(netConn, readerAfterHijack(netConn, brw.Reader, cfg.readBufferSize), false, subprotocol, cfg)
+	c := newConn(netConn, buffered(brw.Reader), false, subprotocol, cfg)
 	c.comp = comp
 	return c, nil
 }
@@ -216,33 +214,9 @@ func appendResponse(b []byte, key, subprotocol, extensions string, extra http.He
 	return append(b, "\r\n"...)
 }
 
-// readerAfterHijack returns the connection's read buffer, keeping any bytes
-// the HTTP server read past the request: a client may send its first frames
-// right behind the handshake.
-func readerAfterHijack(netConn net.Conn, hijacked *bufio.Reader, size int) *bufio.Reader {
-	n := hijacked.Buffered()
-	if n == 0 {
-		if hijacked.Size() == size {
-			hijacked.Reset(netConn)
-			return hijacked
-		}
-		return bufio.NewReaderSize(netConn, size)
-	}
-	early, _ := hijacked.Peek(n)
-	return bufio.NewReaderSize(&prefixReader{prefix: append([]byte(nil), early...), r: netConn}, size)
-}
-
-// prefixReader reads prefix, then r.
-type prefixReader struct {
-	prefix []byte
-	r      io.Reader
-}
-
-func (p *prefixReader) Read(b []byte) (int, error) {
-	if len(p.prefix) > 0 {
-		n := copy(b, p.prefix)
-		p.prefix = p.prefix[n:]
-		return n, nil
-	}
-	return p.r.Read(b)
+// buffered returns what br read past the handshake, which newConn copies:
+// a peer may send its first frames right behind it.
+func buffered(br *bufio.Reader) []byte {
+	early, _ := br.Peek(br.Buffered())
+	return early
 }

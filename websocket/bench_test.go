@@ -1,7 +1,6 @@
 package websocket
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net"
@@ -67,7 +66,7 @@ func newBenchConn(tb testing.TB, client bool, run func(peer net.Conn)) *Conn {
 	tb.Helper()
 	nc, peer := tcpPair(tb)
 	cfg := newConnConfig(0, 0, 0, 0, 0)
-	c := newConn(nc, bufio.NewReaderSize(nc, cfg.readBufferSize), client, "", cfg)
+	c := newConn(nc, nil, client, "", cfg)
 	c.SetReadLimit(-1)
 	done := make(chan struct{})
 	go func() {

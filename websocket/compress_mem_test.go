@@ -1,7 +1,6 @@
 package websocket
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"net"
@@ -84,7 +83,7 @@ func idleConnHeap(tb testing.TB, n int, opts CompressionOptions, msgs [][]byte) 
 	for i := range conns {
 		nc := new(replayConn)
 		nc.r.Reset(wire)
-		c := newConn(nc, bufio.NewReaderSize(nc, cfg.readBufferSize), false, "", cfg)
+		c := newConn(nc, nil, false, "", cfg)
 		if opts.Mode != CompressionDisabled {
 			// What Accept does with the client's offer.
 			c.comp, _ = agreeCompression(tb, opts)

@@ -1,7 +1,6 @@
 package websocket
 
 import (
-	"bufio"
 	"context"
 	crand "crypto/rand"
 	"errors"
@@ -86,7 +85,7 @@ type Conn struct {
 	readMu      ctxMutex
 	readLimit   atomic.Int64
 	readClosed  atomic.Bool // CloseRead has taken over reading
-	br          *bufio.Reader
+	br          *readBuffer
 	stream      frame.Stream
 	frameLeft   int64 // payload bytes of the current data frame still unread
 	frameFin    bool  // the current data frame ends its message
@@ -136,16 +135,16 @@ type Conn struct {
 	writeWatch ctxWatch
 }
 
-// newConn wraps an established connection whose handshake is done. br holds
-// whatever the handshake read past its end.
-func newConn(netConn net.Conn, br *bufio.Reader, client bool, subprotocol string, cfg connConfig) *Conn {
+// newConn wraps an established connection whose handshake is done. early
+// is whatever the handshake read past its end.
+func newConn(netConn net.Conn, early []byte, client bool, subprotocol string, cfg connConfig) *Conn {
 	c := &Conn{
 		netConn:     netConn,
 		client:      client,
 		subprotocol: subprotocol,
 		cfg:         cfg,
 		writePool:   poolFor(cfg.writeBufferSize + frame.MaxHeaderSize),
-		br:          br,
+		br:          newReadBuffer(netConn, cfg.readBufferSize, early),
 		readMu:      newCtxMutex(),
 		msgMu:       newCtxMutex(),
 		frameMu:     newCtxMutex(),

@@ -638,8 +638,8 @@ func testKeepAliveConnPeer(t *testing.T, client bool) {
 func TestKeepAliveNoPong(t *testing.T) {
 	forRoles(t, func(t *testing.T, client bool) {
 		const interval, timeout = 50 * time.Millisecond, 50 * time.Millisecond
+		start := time.Now() // before the Conn exists: its keepalive starts with it
 		a, peer := newRawPeer(t, client, &sideOptions{PingInterval: interval, PongTimeout: timeout, CloseTimeout: time.Second})
-		start := time.Now()
 		r := waitResult(t, readAsync(context.Background(), a), 5*time.Second, "Read")
 		elapsed := time.Since(start)
 		var pe *ProtocolError

@@ -116,7 +116,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 		return nil, resp, err
 	}
 	netConn.SetDeadline(time.Time{})
-	c := newConn(netConn, br, true, resp.Header.Get("Sec-WebSocket-Protocol"), cfg)
+	c := newConn(netConn, buffered(br), true, resp.Header.Get("Sec-WebSocket-Protocol"), cfg)
 	c.comp = comp
 	return c, resp, nil
 }
@@ -365,4 +365,19 @@ func hostPort(u *url.URL) string {
 		port = "443"
 	}
 	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// prefixReader reads prefix, then r.
+type prefixReader struct {
+	prefix []byte
+	r      io.Reader
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.r.Read(b)
 }

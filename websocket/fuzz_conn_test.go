@@ -118,7 +118,7 @@ func FuzzConnRead(f *testing.F) {
 			readSize = minBufferSize
 		}
 		cfg := newConnConfig(readSize, 0, 0, 0, 50*time.Millisecond)
-		c := newConn(fc, bufio.NewReaderSize(fc, cfg.readBufferSize), client, "", cfg)
+		c := newConn(fc, nil, client, "", cfg)
 		defer c.CloseNow()
 		c.SetReadLimit(limit)
 		if flags&fuzzCompress != 0 {

@@ -540,38 +540,3 @@ func TestAcceptKeepsEarlyFrames(t *testing.T) {
 		t.Fatalf("server sent % x, %v; want % x", got, err, want)
 	}
 }
-
-// readerAfterHijack keeps what the HTTP server buffered, and reuses the
-// server's reader when it holds nothing and has the right size.
-func TestReaderAfterHijack(t *testing.T) {
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	go func() {
-		a.Write([]byte("early" + "late"))
-		a.Close()
-	}()
-	hijacked := bufio.NewReaderSize(b, 16)
-	if _, err := hijacked.Peek(5); err != nil { // the server read past the request
-		t.Fatal(err)
-	}
-	if n := hijacked.Buffered(); n == 0 {
-		t.Fatal("nothing buffered")
-	}
-	br := readerAfterHijack(b, hijacked, 4096)
-	got, err := io.ReadAll(br)
-	if err != nil || string(got) != "earlylate" {
-		t.Fatalf("read %q, %v; want everything, in order", got, err)
-	}
-	if br.Size() != 4096 {
-		t.Fatalf("buffer of %d bytes, want 4096", br.Size())
-	}
-
-	empty := bufio.NewReaderSize(bytes.NewReader(nil), 4096)
-	if got := readerAfterHijack(b, empty, 4096); got != empty {
-		t.Error("an empty reader of the right size was not reused")
-	}
-	if got := readerAfterHijack(b, empty, 8192); got == empty || got.Size() != 8192 {
-		t.Error("an empty reader of the wrong size was reused")
-	}
-}

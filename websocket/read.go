@@ -327,7 +327,7 @@ func (c *Conn) discardMessage() error {
 	}
 	for {
 		for c.frameLeft > 0 {
-			b, err := c.br.Peek(int(min(c.frameLeft, int64(c.br.Size()))))
+			b, err := c.br.PeekSome(int(min(c.frameLeft, int64(c.br.Size()))))
 			if len(b) > 0 {
 				if cerr := c.consumed(b); cerr != nil {
 					return cerr

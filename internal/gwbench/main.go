@@ -37,6 +37,8 @@ func main() {
 	conns := flag.Int("conns", 10000, "client connections per case")
 	duration := flag.Duration("duration", 10*time.Second, "publishing time per throughput case")
 	inflight := flag.Int("inflight", 4, "API publishes in flight")
+	idleOnly := flag.Bool("idle-only", false, "measure idle memory only")
+	flag.StringVar(&heapProfile, "heap-profile", "", "save the gateway's heap profile, taken with the idle connections open, to this file")
 	flag.Parse()
 	log.SetFlags(0)
 
@@ -55,6 +57,10 @@ func main() {
 	var rows []string
 	idle := runCase(*bin, "idle", *conns, func(g *gateway, clients []*client) string { return "" })
 	rows = append(rows, idle)
+	if *idleOnly {
+		fmt.Println(idle)
+		return
+	}
 	rows = append(rows, runCase(*bin, "one channel", *conns, func(g *gateway, clients []*client) string {
 		return g.publishLoop(clients, *duration, *inflight, func(i int) []string { return []string{"bench:all"} })
 	}))
@@ -158,6 +164,9 @@ func runCase(bin, name string, n int, f func(*gateway, []*client) string) string
 	connectTime := time.Since(start)
 	time.Sleep(2 * time.Second)
 	after := g.memory()
+	if name == "idle" && heapProfile != "" {
+		g.saveHeapProfile(heapProfile)
+	}
 	result := fmt.Sprintf("| %s | %d | connected in %v; RSS %.1f KiB/conn, Go heap objects %.1f KiB/conn, stacks %.1f KiB/conn, goroutines %.2f/conn",
 		name, n, connectTime.Round(time.Millisecond),
 		(after.rss-before.rss)/float64(n)/1024, (after.heap-before.heap)/float64(n)/1024,
@@ -169,6 +178,24 @@ func runCase(bin, name string, n int, f func(*gateway, []*client) string) string
 		c.close()
 	}
 	return result + " |"
+}
+
+// heapProfile is where to save the idle case's heap profile, if anywhere.
+var heapProfile string
+
+func (g *gateway) saveHeapProfile(path string) {
+	resp, err := http.Get(g.debug + "/debug/pprof/heap")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(path, b, 0o644)
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
 }
 
 type memory struct{ rss, heap, stacks, goroutines float64 }

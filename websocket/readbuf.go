@@ -1,0 +1,229 @@
+package websocket
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+)
+
+// readBuffer is a Conn's read buffer. An idle connection holds none: on a
+// TCP or Unix socket it waits for data through the runtime's poller
+// (syscall.RawConn) with the buffer back in a pool, and takes one when
+// bytes arrive. A connection spends nearly all its life waiting, so this
+// saves the buffer's size on every idle connection. Other connections (TLS,
+// wrappers) read through net.Conn and keep their buffer, taken at the first
+// read.
+//
+// It reads the way bufio.Reader does, except that errors are not stored:
+// a deadline's error is returned once and the next call reads again.
+type readBuffer struct {
+	src  net.Conn
+	raw  syscall.RawConn // src's descriptor; nil when it reads through src
+	pool *bufferPool
+	bp   *[]byte // the buffer, from pool; nil while there is none
+	buf  []byte  // *bp at full length, or a larger buffer of early bytes
+	r, w int     // buf[r:w] is unread
+
+	// The raw read in progress: into dst, or into a buffer from the pool
+	// when dst is nil. onReadable, bound once, reports through n and err.
+	dst        []byte
+	n          int
+	err        error
+	onReadable func(fd uintptr) bool
+}
+
+// newReadBuffer returns src's read buffer, holding early: bytes read past
+// the end of the handshake.
+func newReadBuffer(src net.Conn, size int, early []byte) *readBuffer {
+	b := &readBuffer{src: src, pool: poolFor(size)}
+	switch conn := src.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		// Exactly these types: a wrapper that embeds one has its own Read,
+		// which reading from the descriptor would bypass.
+		if sc, ok := conn.(syscall.Conn); ok && canReadRaw {
+			if raw, err := sc.SyscallConn(); err == nil {
+				b.raw = raw
+				b.onReadable = b.readReady
+			}
+		}
+	}
+	if len(early) > 0 {
+		if len(early) > size {
+			b.buf = append([]byte(nil), early...) // once, not pooled
+		} else {
+			b.take()
+			copy(b.buf, early)
+		}
+		b.w = len(early)
+	}
+	return b
+}
+
+// Size returns the buffer's size.
+func (b *readBuffer) Size() int { return b.pool.size }
+
+// Buffered returns the number of bytes that can be read without waiting.
+func (b *readBuffer) Buffered() int { return b.w - b.r }
+
+// take gets a buffer from the pool.
+func (b *readBuffer) take() {
+	b.bp = b.pool.get()
+	b.buf = (*b.bp)[:b.pool.size]
+	b.r, b.w = 0, 0
+}
+
+// release returns the buffer, which holds nothing unread, to the pool.
+// Without a raw descriptor the buffer stays: a read through net.Conn holds
+// it while it waits anyway.
+func (b *readBuffer) release() {
+	b.r, b.w = 0, 0
+	if b.raw == nil || b.buf == nil {
+		return
+	}
+	if b.bp != nil {
+		b.pool.put(b.bp)
+	}
+	b.bp, b.buf = nil, nil
+}
+
+// Read reads up to len(p) bytes: what is buffered, or else what one read
+// of the network returns. Like bufio.Reader, it reads a large p directly.
+func (b *readBuffer) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if b.r == b.w {
+		if len(p) >= b.pool.size {
+			return b.readInto(p)
+		}
+		if err := b.fill(1); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, b.buf[b.r:b.w])
+	b.consume(n)
+	return n, nil
+}
+
+// Peek returns the next n bytes without consuming them, reading until they
+// have arrived. With fewer, it returns those and the error that stopped it.
+// n must not exceed Size.
+func (b *readBuffer) Peek(n int) ([]byte, error) {
+	if b.w-b.r < n {
+		if err := b.fill(n); err != nil {
+			return b.buf[b.r:b.w], err
+		}
+	}
+	return b.buf[b.r : b.r+n], nil
+}
+
+// PeekSome returns what is buffered, reading once if nothing is, up to
+// max bytes, without consuming it.
+func (b *readBuffer) PeekSome(max int) ([]byte, error) {
+	if b.r == b.w {
+		if err := b.fill(1); err != nil {
+			return nil, err
+		}
+	}
+	return b.buf[b.r:min(b.w, b.r+max)], nil
+}
+
+// Discard skips the next n bytes, reading those not yet buffered.
+func (b *readBuffer) Discard(n int) (int, error) {
+	done := 0
+	for done < n {
+		if b.r == b.w {
+			if err := b.fill(1); err != nil {
+				return done, err
+			}
+		}
+		k := min(n-done, b.w-b.r)
+		b.consume(k)
+		done += k
+	}
+	return done, nil
+}
+
+func (b *readBuffer) consume(n int) {
+	b.r += n
+	if b.r == b.w {
+		b.r, b.w = 0, 0
+	}
+}
+
+// fill reads until at least n bytes are buffered. A connection reading
+// raw puts its buffer back in the pool while it waits with nothing
+// buffered (see readReady).
+func (b *readBuffer) fill(n int) error {
+	if b.buf == nil && b.raw == nil {
+		b.take()
+	}
+	if b.r > 0 {
+		b.w = copy(b.buf, b.buf[b.r:b.w])
+		b.r = 0
+	}
+	for b.w < n {
+		k, err := b.readInto(nil)
+		b.w += k
+		if err != nil {
+			if b.r == b.w {
+				b.release()
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// readInto reads once into p, or with p nil into the buffer after what it
+// holds, taking a buffer from the pool if there is none.
+func (b *readBuffer) readInto(p []byte) (int, error) {
+	if b.raw == nil {
+		if p == nil {
+			p = b.buf[b.w:]
+		}
+		n, err := b.src.Read(p)
+		if n == 0 && err == nil {
+			err = io.ErrNoProgress
+		}
+		return n, err
+	}
+	b.dst, b.n, b.err = p, 0, nil
+	err := b.raw.Read(b.onReadable)
+	b.dst = nil
+	if err != nil {
+		return 0, err // a deadline, or the connection closed
+	}
+	if b.n == 0 && b.err == nil {
+		b.err = io.EOF
+	}
+	return b.n, b.err
+}
+
+// readReady is called by the poller with src's descriptor, first at once
+// and again each time it becomes readable. It reads what is there. When
+// nothing is, it returns false to wait, and if the buffer holds nothing
+// either it goes back to the pool first: an idle connection holds none.
+func (b *readBuffer) readReady(fd uintptr) bool {
+	dst := b.dst
+	if dst == nil {
+		if b.buf == nil {
+			b.take()
+		}
+		dst = b.buf[b.w:]
+	}
+	n, err := readFD(fd, dst)
+	if err == errWouldBlock {
+		if b.r == b.w {
+			b.release()
+		}
+		return false
+	}
+	b.n, b.err = n, err
+	if err != nil {
+		// As net.Conn's Read reports it.
+		b.err = &net.OpError{Op: "read", Net: b.src.LocalAddr().Network(), Source: b.src.LocalAddr(), Addr: b.src.RemoteAddr(), Err: os.NewSyscallError("read", err)}
+	}
+	return true
+}

@@ -1,0 +1,12 @@
+//go:build !unix
+
+package websocket
+
+import "errors"
+
+// Elsewhere connections read through net.Conn and keep their buffer.
+const canReadRaw = false
+
+var errWouldBlock = errors.New("websocket: would block")
+
+func readFD(fd uintptr, p []byte) (int, error) { return 0, errors.ErrUnsupported }
