@@ -11,14 +11,15 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME_SHORT ?= 10000x
 FUZZTIME       ?= 60s
 
-.PHONY: all test fmt-check vet staticcheck unit web-test interop fuzz-short fuzz conformance bench bench-gateway bench-gateway-smoke bench-peers bench-peers-smoke run tools clean
+.PHONY: all test fmt-check vet staticcheck unit web-test interop e2e fuzz-short fuzz conformance bench bench-gateway bench-gateway-smoke bench-peers bench-peers-smoke run tools clean
 
 all: test
 
 ## test: everything CI checks — formatting, vet, staticcheck, race tests
 ## (conformance and the gateway included), the browser client's tests, the
-## interop matrix and a short run of every fuzz target.
-test: fmt-check vet staticcheck unit web-test interop fuzz-short bench-gateway-smoke
+## interop matrix, the browser end-to-end tests and a short run of every fuzz
+## target.
+test: fmt-check vet staticcheck unit web-test interop e2e fuzz-short bench-gateway-smoke
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -48,6 +49,15 @@ web-test:
 interop:
 	./peers/setup.sh
 	cd peers && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+
+## e2e: duplex.js and the demo pages in Debian's Chromium (playwright-core)
+## against a real duplex serve (peers/e2e): chat and presence between two
+## pages, recovery across server-side disconnects, a gateway restart, the
+## whiteboard's history; saves docs/screenshots/*.png. peers/setup.sh installs
+## what is missing.
+e2e:
+	./peers/setup.sh
+	cd peers && node --test e2e/*.test.mjs
 
 ## fuzz-short: every fuzz target for FUZZTIME_SHORT executions (seed corpora always run in `unit`).
 fuzz-short:
