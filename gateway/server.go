@@ -52,7 +52,7 @@ type Server struct {
 	stop     chan struct{} // closed by Shutdown: stops the janitor
 	stopOnce sync.Once
 	wg       sync.WaitGroup // every goroutine the server starts
-	connWG   sync.WaitGroup // the sessions' own handler goroutines
+	connWG   sync.WaitGroup // the sessions, from upgrade to finish
 }
 
 // New returns a Server for cfg and starts its broker.
@@ -233,14 +233,12 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	s.metrics.handshake.Observe(time.Since(start).Seconds())
 	conn.SetReadLimit(s.cfg.Limits.MaxMessageSize)
 	sess := newSession(s, conn, ip, r.Header.Clone())
-	// The session runs in a goroutine of its own, and this handler returns:
-	// net/http keeps its per-connection state (buffers, request, response,
-	// a stack grown by the handshake) until the handler returns, which
-	// would more than double what an idle connection costs.
-	go func() {
-		defer s.connWG.Done()
-		sess.run()
-	}()
+	// The session starts in a goroutine of its own, and this handler
+	// returns: net/http keeps its per-connection state (buffers, request,
+	// response, a stack grown by the handshake) until the handler returns,
+	// which would more than double what an idle connection costs. The
+	// session calls connWG.Done when it ends.
+	go sess.run()
 }
 
 func (s *Server) clientIP(r *http.Request) string {

@@ -17,24 +17,26 @@ import (
 	"github.com/duplexws/duplex/websocket"
 )
 
-// session is one client connection. The goroutine of run reads and handles
-// commands in order; a writer goroutine exists only while there is
-// something to write (outbound.go); the server's janitor checks its times.
-// Everything else an idle session holds is this struct and its maps.
+// session is one client connection. Its commands are read and handled in
+// order by one chain of goroutines (run, then resume each time a message
+// arrives), none of which exists while the client is silent; a writer
+// goroutine exists only while there is something to write (outbound.go);
+// the server's janitor checks its times. An idle session holds this struct,
+// its maps and its Conn.
 type session struct {
 	srv  *Server
 	conn *websocket.Conn
 	id   string
 	ip   string
 
-	// Owned by the reading goroutine.
+	// Owned by the reading chain.
 	header    http.Header // of the upgrade request, until connect
 	connected bool
 	info      *broker.ClientInfo
 	channels  map[string]bool // granted by the connection token
 	rate      ratelimit.Bucket
 
-	// Read by the janitor; written by the reading goroutine.
+	// Read by the janitor; written by the reading chain.
 	user            string       // set once, before connectedAt
 	connectDeadline time.Time    // set before the session is registered
 	connectedFlag   atomic.Bool  // connect succeeded
@@ -42,6 +44,8 @@ type session struct {
 	writeStarted    atomic.Int64 // Unix nanoseconds; 0 when not writing
 
 	writer sync.WaitGroup // the writer goroutine, while it runs
+
+	resumeFn func() // resume, bound once: Await takes it for every wait
 
 	mu      sync.Mutex // guards what follows, and the outbound queue
 	subs    map[string]*subscription
@@ -78,19 +82,22 @@ func newSession(s *Server, conn *websocket.Conn, ip string, header http.Header) 
 	}
 }
 
-// run serves the session until its connection ends, then releases
-// everything it held.
+// run starts serving the session. It returns once the session waits for
+// its first message; the session ends in finish, on whichever goroutine
+// reads last.
 func (sess *session) run() {
 	srv := sess.srv
 	if sess.conn.Subprotocol() != Subprotocol {
 		srv.metrics.disconnects.With(reasonNoSubprotocol).Inc()
 		sess.conn.Close(CloseSubprotocolRequired, "subprotocol "+Subprotocol+" required")
+		srv.connWG.Done()
 		return
 	}
 	if ok, limit := srv.admit(sess); !ok {
 		srv.metrics.limitHits.With(limit).Inc()
 		srv.metrics.disconnects.With(reasonConnLimit).Inc()
 		sess.conn.Close(CloseConnectionLimit, "connection limit: "+limit)
+		srv.connWG.Done()
 		return
 	}
 	srv.metrics.connections.Inc()
@@ -99,9 +106,41 @@ func (sess *session) run() {
 		// Shutdown may have listed the sessions before this one joined.
 		sess.close(websocket.StatusGoingAway, "server shutting down", reasonShutdown)
 	}
+	sess.resumeFn = sess.resume
+	sess.resume()
+}
 
-	err := sess.readLoop()
+// resume reads and handles messages while they keep coming. When none has
+// arrived it awaits the next without a goroutine (websocket.Conn.Await),
+// which calls resume again: an idle session holds no goroutine and no
+// buffer. It ends the session when reading ends.
+func (sess *session) resume() {
+	for {
+		ready, err := sess.conn.Await(sess.resumeFn)
+		if err != nil {
+			sess.finish(err) // cannot happen: only this chain reads
+			return
+		}
+		if !ready {
+			return
+		}
+		typ, msg, err := sess.conn.Read(context.Background())
+		if err != nil {
+			var pe *websocket.ProtocolError
+			if errors.As(err, &pe) && pe.Code == websocket.StatusMessageTooBig {
+				sess.srv.metrics.limitHits.With(limitMessageSize).Inc()
+			}
+			sess.finish(err)
+			return
+		}
+		sess.handleMessage(typ, msg)
+	}
+}
 
+// finish releases everything the session held once its connection ended
+// with err.
+func (sess *session) finish(err error) {
+	srv := sess.srv
 	sess.mu.Lock()
 	first := !sess.closing
 	sess.closing = true
@@ -120,6 +159,7 @@ func (sess *session) run() {
 	srv.removeUser(sess)
 	srv.release(sess)
 	srv.metrics.connections.Dec()
+	srv.connWG.Done()
 }
 
 // endReason names why a connection ended that this side did not close.
@@ -140,51 +180,42 @@ func endReason(err error) string {
 	return reasonNetwork
 }
 
-func (sess *session) readLoop() error {
+// handleMessage handles one message of the client: lines of commands.
+func (sess *session) handleMessage(typ websocket.MessageType, msg []byte) {
 	srv := sess.srv
 	ctx := context.Background()
-	for {
-		typ, msg, err := sess.conn.Read(ctx)
-		if err != nil {
-			var pe *websocket.ProtocolError
-			if errors.As(err, &pe) && pe.Code == websocket.StatusMessageTooBig {
-				srv.metrics.limitHits.With(limitMessageSize).Inc()
-			}
-			return err
-		}
-		srv.metrics.bytesIn.Add(uint64(len(msg)))
-		if sess.isClosing() {
-			continue // the close handshake is under way; read until it ends
-		}
-		if typ != websocket.MessageText {
-			sess.close(CloseBadRequest, "binary messages are not part of the protocol", reasonBadRequest)
+	srv.metrics.bytesIn.Add(uint64(len(msg)))
+	if sess.isClosing() {
+		return // the close handshake is under way; read until it ends
+	}
+	if typ != websocket.MessageText {
+		sess.close(CloseBadRequest, "binary messages are not part of the protocol", reasonBadRequest)
+		return
+	}
+	for len(msg) > 0 {
+		var line []byte
+		line, msg, _ = bytes.Cut(msg, []byte{'\n'})
+		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		for len(msg) > 0 {
-			var line []byte
-			line, msg, _ = bytes.Cut(msg, []byte{'\n'})
-			if len(bytes.TrimSpace(line)) == 0 {
-				continue
-			}
-			srv.metrics.messagesIn.Inc()
-			if srv.cfg.Limits.MessageRate > 0 && !sess.rate.Allow(time.Now()) {
-				srv.metrics.limitHits.With(limitMessageRate).Inc()
-				sess.close(CloseTooManyRequests, "too many requests", reasonMessageRate)
-				break
-			}
-			var cmd command
-			if err := json.Unmarshal(line, &cmd); err != nil {
-				sess.close(CloseBadRequest, "bad request: invalid JSON", reasonBadRequest)
-				break
-			}
-			if cmd.ID == 0 {
-				sess.close(CloseBadRequest, "bad request: command without id", reasonBadRequest)
-				break
-			}
-			sess.handle(ctx, &cmd)
-			if sess.isClosing() {
-				break
-			}
+		srv.metrics.messagesIn.Inc()
+		if srv.cfg.Limits.MessageRate > 0 && !sess.rate.Allow(time.Now()) {
+			srv.metrics.limitHits.With(limitMessageRate).Inc()
+			sess.close(CloseTooManyRequests, "too many requests", reasonMessageRate)
+			return
+		}
+		var cmd command
+		if err := json.Unmarshal(line, &cmd); err != nil {
+			sess.close(CloseBadRequest, "bad request: invalid JSON", reasonBadRequest)
+			return
+		}
+		if cmd.ID == 0 {
+			sess.close(CloseBadRequest, "bad request: command without id", reasonBadRequest)
+			return
+		}
+		sess.handle(ctx, &cmd)
+		if sess.isClosing() {
+			return
 		}
 	}
 }

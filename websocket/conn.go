@@ -129,6 +129,11 @@ type Conn struct {
 
 	keepalive keepalive // used when the ping interval is positive
 
+	// Await: the function to call, under readMu while an Await waits, and
+	// the connection's place in the poller (poller_linux.go).
+	awaitFn func()
+	parked  parkState
+
 	// The contexts whose end interrupts I/O: readWatch under readMu,
 	// writeWatch under frameMu.
 	readWatch  ctxWatch
@@ -213,6 +218,7 @@ func (c *Conn) closeNetConn(why error) {
 		return
 	}
 	close(c.closed)
+	c.unpark() // before the descriptor closes: it is still in the poller
 	c.netConn.Close()
 	c.stopKeepalive()
 	// A long-lived context must not keep registrations of closed Conns.

@@ -25,6 +25,10 @@ type readBuffer struct {
 	buf  []byte  // *bp at full length, or a larger buffer of early bytes
 	r, w int     // buf[r:w] is unread
 
+	// noWait makes a raw read that finds nothing fail with errWouldBlock
+	// instead of waiting (see Conn.Await).
+	noWait bool
+
 	// The raw read in progress: into dst, or into a buffer from the pool
 	// when dst is nil. onReadable, bound once, reports through n and err.
 	dst        []byte
@@ -217,6 +221,10 @@ func (b *readBuffer) readReady(fd uintptr) bool {
 	if err == errWouldBlock {
 		if b.r == b.w {
 			b.release()
+		}
+		if b.noWait {
+			b.err = errWouldBlock
+			return true
 		}
 		return false
 	}

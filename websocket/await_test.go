@@ -1,0 +1,216 @@
+package websocket
+
+import (
+	"context"
+	"errors"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/duplexws/duplex/internal/frame"
+)
+
+// awaitRead awaits the next message on c and reads it, returning what Read
+// returned on a channel.
+func awaitRead(t *testing.T, c *Conn) <-chan readResult {
+	t.Helper()
+	out := make(chan readResult, 1)
+	read := func() {
+		typ, msg, err := c.Read(context.Background())
+		out <- readResult{typ, msg, err}
+	}
+	ready, err := c.Await(read)
+	if err != nil {
+		t.Fatalf("Await: %v", err)
+	}
+	if ready {
+		go read()
+	}
+	return out
+}
+
+// A message wakes an Await, in both roles; pings that come first are
+// answered without waking it; a second Await while one waits is refused.
+func TestAwaitMessage(t *testing.T) {
+	forRoles(t, func(t *testing.T, client bool) {
+		a, peer := newRawPeer(t, client, nil)
+		got := awaitRead(t, a)
+		if _, err := a.Await(func() {}); err != errAwaitBusy {
+			t.Errorf("a second Await = %v, want errAwaitBusy", err)
+		}
+		peer.writeFrame(true, frame.OpPing, []byte("p1"))
+		h, p, err := peer.readFrame()
+		if err != nil || h.Opcode != frame.OpPong || string(p) != "p1" {
+			t.Fatalf("peer read %v %q, %v; want the pong", h.Opcode, p, err)
+		}
+		select {
+		case r := <-got:
+			t.Fatalf("a ping woke the Await: Read returned %q, %v", r.msg, r.err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		// A control frame cut in two, then a message in three pieces.
+		ping := frameBytes(peer.client, true, frame.OpPing, []byte("p2"))
+		peer.write(ping[:3])
+		time.Sleep(10 * time.Millisecond)
+		peer.write(ping[3:])
+		if h, p, err := peer.readFrame(); err != nil || h.Opcode != frame.OpPong || string(p) != "p2" {
+			t.Fatalf("peer read %v %q, %v; want the second pong", h.Opcode, p, err)
+		}
+		msg := frameBytes(peer.client, true, frame.OpText, []byte("hello"))
+		peer.write(msg[:1])
+		time.Sleep(10 * time.Millisecond)
+		peer.write(msg[1:4])
+		time.Sleep(10 * time.Millisecond)
+		peer.write(msg[4:])
+		r := waitResult(t, got, 5*time.Second, "the awaited Read")
+		if r.err != nil || r.typ != MessageText || string(r.msg) != "hello" {
+			t.Fatalf("Read = %v %q, %v", r.typ, r.msg, r.err)
+		}
+		// Already there: Await says so and calls nothing.
+		peer.writeFrame(true, frame.OpBinary, []byte{1, 2})
+		time.Sleep(200 * time.Millisecond) // on loopback it has arrived
+		ready, err := a.Await(func() { t.Error("f called for a message that was there") })
+		if err != nil || !ready {
+			t.Fatalf("Await = %v, %v with a message waiting; want ready", ready, err)
+		}
+		if typ, msg, err := a.Read(context.Background()); err != nil || typ != MessageBinary || len(msg) != 2 {
+			t.Fatalf("Read = %v %v, %v", typ, msg, err)
+		}
+	})
+}
+
+// frameBytes encodes one frame as a peer in the given role sends it.
+func frameBytes(client, fin bool, op frame.Opcode, payload []byte) []byte {
+	h := frame.Header{Fin: fin, Opcode: op, Length: int64(len(payload)), Masked: client}
+	if client {
+		h.MaskKey = [4]byte{1, 2, 3, 4}
+	}
+	b := frame.AppendHeader(nil, h)
+	start := len(b)
+	b = append(b, payload...)
+	if client {
+		frame.Mask(h.MaskKey, 0, b[start:])
+	}
+	return b
+}
+
+// Whatever ends the connection during an Await calls f, whose Read says
+// why: the peer's close frame, CloseNow, a keepalive without a pong, the
+// peer vanishing.
+func TestAwaitEnd(t *testing.T) {
+	t.Run("peer close", func(t *testing.T) {
+		a, peer := newRawPeer(t, false, nil)
+		got := awaitRead(t, a)
+		peer.writeFrame(true, frame.OpClose, frame.AppendClosePayload(nil, 4001, "bye"))
+		if h, _, err := peer.readFrame(); err != nil || h.Opcode != frame.OpClose {
+			t.Fatalf("peer read %v, %v; want the close frame back", h.Opcode, err)
+		}
+		peer.conn.Close() // the server waits for the client to close TCP
+		r := waitResult(t, got, 5*time.Second, "Read")
+		var ce *CloseError
+		if !errors.As(r.err, &ce) || ce.Code != 4001 || ce.Reason != "bye" {
+			t.Fatalf("Read = %v, want the peer's close", r.err)
+		}
+	})
+	t.Run("CloseNow", func(t *testing.T) {
+		a, _ := newRawPeer(t, false, nil)
+		got := awaitRead(t, a)
+		a.CloseNow()
+		if r := waitResult(t, got, 5*time.Second, "Read"); !errors.Is(r.err, net.ErrClosed) {
+			t.Fatalf("Read = %v, want net.ErrClosed", r.err)
+		}
+	})
+	t.Run("keepalive", func(t *testing.T) {
+		a, _ := newRawPeer(t, false, &sideOptions{PingInterval: 30 * time.Millisecond, CloseTimeout: 100 * time.Millisecond})
+		got := awaitRead(t, a)
+		r := waitResult(t, got, 5*time.Second, "Read")
+		var pe *ProtocolError
+		if !errors.As(r.err, &pe) || pe.Code != StatusPolicyViolation || !strings.Contains(pe.Reason, "no pong") {
+			t.Fatalf("Read = %v, want the keepalive's failure", r.err)
+		}
+	})
+	t.Run("peer gone", func(t *testing.T) {
+		a, peer := newRawPeer(t, true, nil)
+		got := awaitRead(t, a)
+		peer.conn.Close()
+		if r := waitResult(t, got, 5*time.Second, "Read"); r.err == nil {
+			t.Fatal("Read returned a message from a closed connection")
+		}
+	})
+	t.Run("Close", func(t *testing.T) {
+		a, b := newSides(t, false, nil, nil)
+		got := awaitRead(t, a)
+		peerRead := readAsync(context.Background(), b) // answers the close
+		if err := a.Close(StatusNormalClosure, "done"); err != nil {
+			t.Fatalf("Close during an Await = %v", err)
+		}
+		if r := waitResult(t, got, 5*time.Second, "Read"); CloseStatus(r.err) != StatusNormalClosure {
+			t.Fatalf("Read = %v, want the close handshake's end", r.err)
+		}
+		waitResult(t, peerRead, 5*time.Second, "the peer's Read")
+	})
+}
+
+// A connection read through a wrapper awaits with a goroutine, and works
+// the same.
+func TestAwaitWrapped(t *testing.T) {
+	a, b := tcpPair(t)
+	defer a.Close()
+	w := &wrappedConn{TCPConn: b.(*net.TCPConn)}
+	c := newConn(w, nil, false, "", newConnConfig(0, 0, 0, 0, 0))
+	defer c.CloseNow()
+	got := awaitRead(t, c)
+	a.Write(frameBytes(true, true, frame.OpText, []byte("wrapped")))
+	if r := waitResult(t, got, 5*time.Second, "Read"); r.err != nil || string(r.msg) != "wrapped" {
+		t.Fatalf("Read = %q, %v", r.msg, r.err)
+	}
+	got = awaitRead(t, c)
+	c.CloseNow()
+	waitResult(t, got, 5*time.Second, "Read after CloseNow")
+}
+
+// 1,000 server connections awaiting hold no goroutine: the poller's one
+// goroutine waits for all of them. Each then gets its message.
+func TestAwaitHoldsNoGoroutine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the poller is Linux's")
+	}
+	const n = 1000
+	clients, servers := make([]net.Conn, n), make([]*Conn, n)
+	for i := range n {
+		a, b := tcpPair(t)
+		clients[i], servers[i] = a, newConn(b, nil, false, "", newConnConfig(0, 0, 0, 0, 0))
+	}
+	defer func() {
+		for i := range n {
+			clients[i].Close()
+			servers[i].CloseNow()
+		}
+	}()
+	before := runtime.NumGoroutine()
+	results := make(chan readResult, n)
+	for _, c := range servers {
+		ready, err := c.Await(func() {
+			typ, msg, err := c.Read(context.Background())
+			results <- readResult{typ, msg, err}
+		})
+		if ready || err != nil {
+			t.Fatalf("Await = %v, %v on an idle connection", ready, err)
+		}
+	}
+	if grew := runtime.NumGoroutine() - before; grew > 1 {
+		t.Fatalf("%d goroutines for %d awaiting connections, want the poller's alone", grew, n)
+	}
+	msg := frameBytes(true, true, frame.OpText, []byte("wake"))
+	for _, c := range clients {
+		c.Write(msg)
+	}
+	for range n {
+		r := waitResult(t, results, 10*time.Second, "a woken Read")
+		if r.err != nil || string(r.msg) != "wake" {
+			t.Fatalf("Read = %q, %v", r.msg, r.err)
+		}
+	}
+}

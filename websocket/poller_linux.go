@@ -1,0 +1,172 @@
+package websocket
+
+import (
+	"sync"
+	"syscall"
+)
+
+// The poller holds connections that wait in Await. It is one epoll set for
+// the process, and a goroutine in epoll_wait that exists while some
+// connection waits: when one becomes readable (or hangs up), the goroutine
+// hands it to a new goroutine of its own, which continues the Await.
+//
+// Each wait registers the descriptor one-shot, with a token that names
+// this wait; a token no longer in the table (the connection was closed
+// meanwhile and its Await ended) is ignored.
+type poller struct {
+	mu      sync.Mutex
+	epfd    int
+	wake    [2]int // a pipe that interrupts epoll_wait
+	waiting map[uint64]*Conn
+	next    uint64
+	running bool // the goroutine in epoll_wait exists
+	err     error
+}
+
+// parkState is a Conn's place in the poller.
+type parkState struct {
+	token      uint64 // of the wait in progress; 0 when none (under poller.mu)
+	registered bool   // the descriptor is in the epoll set (under readMu)
+}
+
+var (
+	thePoller     poller
+	thePollerOnce sync.Once
+)
+
+const wakeToken = 0 // the pipe's token; connections' start at 1
+
+func getPoller() *poller {
+	thePollerOnce.Do(func() {
+		p := &thePoller
+		p.waiting = make(map[uint64]*Conn)
+		p.epfd, p.err = syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if p.err != nil {
+			return
+		}
+		if p.err = syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); p.err != nil {
+			return
+		}
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN}
+		p.err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, p.wake[0], &ev)
+	})
+	if thePoller.err != nil {
+		return nil
+	}
+	return &thePoller
+}
+
+// park puts c, which holds readMu and has nothing to read, in the poller.
+// It returns false when c cannot wait there; then c is still the caller's.
+func (c *Conn) park() bool {
+	if c.br.raw == nil {
+		return false
+	}
+	p := getPoller()
+	if p == nil {
+		return false
+	}
+	// All under p.mu, which the poller takes before it hands c on: what c
+	// did before waiting happens before whatever continues the Await.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next++
+	token := p.next
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT}
+	ev.Fd, ev.Pad = int32(token), int32(token>>32)
+	// One-shot leaves the descriptor in the set, disarmed: rearm it.
+	op := syscall.EPOLL_CTL_ADD
+	if c.parked.registered {
+		op = syscall.EPOLL_CTL_MOD
+	}
+	var ctlErr error
+	err := c.br.raw.Control(func(fd uintptr) {
+		ctlErr = syscall.EpollCtl(p.epfd, op, int(fd), &ev)
+		switch {
+		case ctlErr == syscall.ENOENT && op == syscall.EPOLL_CTL_MOD:
+			ctlErr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+		case ctlErr == syscall.EEXIST && op == syscall.EPOLL_CTL_ADD:
+			ctlErr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
+		}
+	})
+	if err != nil || ctlErr != nil {
+		return false // closed meanwhile, or epoll refused
+	}
+	c.parked.registered = true
+	c.parked.token = token
+	p.waiting[token] = c
+	if !p.running {
+		p.running = true
+		go p.loop()
+	}
+	return true // the poller or unpark continues the Await: c is theirs
+}
+
+// unpark ends c's wait in the poller, if it has one, and continues its
+// Await, which finds the connection closed. c is closing.
+func (c *Conn) unpark() {
+	p := &thePoller
+	p.mu.Lock()
+	token := c.parked.token
+	mine := token != 0 && p.waiting[token] == c
+	if mine {
+		delete(p.waiting, token)
+		c.parked.token = 0
+		p.wakeIfIdle()
+	}
+	p.mu.Unlock()
+	if mine {
+		go c.awaitWake()
+	}
+}
+
+// wakeIfIdle interrupts epoll_wait when nothing waits any more, so that
+// the poller's goroutine ends. p.mu is held.
+func (p *poller) wakeIfIdle() {
+	if len(p.waiting) == 0 && p.running {
+		syscall.Write(p.wake[1], []byte{0})
+	}
+}
+
+// loop is the poller's goroutine. It ends when no connection waits.
+func (p *poller) loop() {
+	var events [128]syscall.EpollEvent
+	var drain [64]byte
+	var woken []*Conn
+	for {
+		n, err := syscall.EpollWait(p.epfd, events[:], -1)
+		if err != nil && err != syscall.EINTR {
+			n = 0 // cannot happen with valid arguments; recheck below
+		}
+		woken = woken[:0]
+		p.mu.Lock()
+		for _, ev := range events[:max(n, 0)] {
+			token := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+			if token == wakeToken {
+				for {
+					if k, _ := syscall.Read(p.wake[0], drain[:]); k <= 0 {
+						break
+					}
+				}
+				continue
+			}
+			if c, ok := p.waiting[token]; ok {
+				delete(p.waiting, token)
+				c.parked.token = 0
+				woken = append(woken, c)
+			}
+		}
+		stop := len(p.waiting) == 0
+		if stop {
+			p.running = false
+		}
+		p.mu.Unlock()
+		for i, c := range woken {
+			go c.awaitWake()
+			woken[i] = nil
+		}
+		if stop {
+			return
+		}
+	}
+}
