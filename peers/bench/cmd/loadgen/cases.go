@@ -160,11 +160,12 @@ func runMemory(ctx context.Context, s *server, conns int, path string, compress 
 	}
 	defer closeAll(cs)
 
-	// Every server runs at least one goroutine per connection; wait for
-	// them all, and for the count to hold still.
+	// Wait for the server to have taken over every connection, and for its
+	// goroutine count to hold still (most run one per connection; Duplex's
+	// Await runs none).
 	last := -1
 	_, err = s.waitStats(ctx, 30*time.Second, func(st benchsrv.Stats) bool {
-		settled := st.Goroutines >= base.Goroutines+conns && st.Goroutines == last
+		settled := st.Upgraded >= base.Upgraded+int64(conns) && st.Goroutines == last
 		last = st.Goroutines
 		return settled
 	})

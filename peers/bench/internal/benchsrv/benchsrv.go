@@ -74,7 +74,12 @@ func Run(f *Flags, mux *http.ServeMux) {
 		log.Fatal(err)
 	}
 	fmt.Printf("listening %s\n", ln.Addr())
-	go http.Serve(ln, mux)
+	srv := &http.Server{Handler: mux, ConnState: func(_ net.Conn, state http.ConnState) {
+		if state == http.StateHijacked {
+			upgraded.Add(1)
+		}
+	}}
+	go srv.Serve(ln)
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, os.Interrupt)
@@ -116,7 +121,11 @@ type Stats struct {
 	StackInuse  uint64 `json:"stackInuse"`  // runtime.MemStats.StackInuse
 	Goroutines  int    `json:"goroutines"`  // runtime.NumGoroutine
 	Subscribers int64  `json:"subscribers"` // broadcast subscribers registered
+	Upgraded    int64  `json:"upgraded"`    // connections net/http handed to the library, ever
 }
+
+// upgraded counts the connections hijacked from net/http for WebSocket.
+var upgraded atomic.Int64
 
 // serveStats answers /stats. With ?gc=1 it first collects garbage and
 // returns freed memory to the system, so that RSS counts what is live
@@ -140,6 +149,7 @@ func serveStats(w http.ResponseWriter, r *http.Request, memProfile string) {
 		StackInuse:  ms.StackInuse,
 		Goroutines:  runtime.NumGoroutine(),
 		Subscribers: subscribers.Load(),
+		Upgraded:    upgraded.Load(),
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(st)

@@ -1,12 +1,37 @@
 // Command duplex is the benchmark server for Duplex (peers/bench/README.md).
+// Echo connections, busy all the time, read in their handler's goroutine.
+// Idle connections and broadcast subscribers wait for their next message
+// with Conn.Await, which holds no goroutine, and their handler returns, so
+// net/http frees its state too.
 package main
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/duplexws/duplex/peers/bench/internal/benchsrv"
 	"github.com/duplexws/duplex/websocket"
 )
+
+// serve calls handle with each message of c until reading ends, then
+// closes c and calls end.
+func serve(c *websocket.Conn, handle func(websocket.MessageType, []byte) error, end func()) {
+	var next func()
+	next = func() {
+		for {
+			if ready, _ := c.Await(next); !ready {
+				return // next runs when a message comes
+			}
+			typ, p, err := c.Read(context.Background())
+			if err != nil || handle(typ, p) != nil {
+				c.CloseNow()
+				end()
+				return
+			}
+		}
+	}
+	next()
+}
 
 func main() {
 	flags := benchsrv.ParseFlags()
@@ -15,52 +40,43 @@ func main() {
 		opts.Compression.Mode = websocket.CompressionContextTakeover
 	}
 	var hub benchsrv.Hub[*websocket.Conn]
-	serve := func(handle func(r *http.Request, c *websocket.Conn)) http.HandlerFunc {
+	ctx := context.Background()
+	accept := func(handle func(r *http.Request, c *websocket.Conn)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			c, err := websocket.Accept(w, r, opts)
-			if err != nil {
-				return
+			if c, err := websocket.Accept(w, r, opts); err == nil {
+				handle(r, c)
 			}
-			defer c.CloseNow()
-			handle(r, c)
 		}
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/echo", serve(func(r *http.Request, c *websocket.Conn) {
+	mux.HandleFunc("/echo", accept(func(_ *http.Request, c *websocket.Conn) {
+		defer c.CloseNow()
 		c.SetReadLimit(benchsrv.MaxMessage)
 		for {
-			typ, p, err := c.Read(r.Context())
-			if err != nil || c.Write(r.Context(), typ, p) != nil {
+			typ, p, err := c.Read(ctx)
+			if err != nil || c.Write(ctx, typ, p) != nil {
 				return
 			}
 		}
 	}))
-	mux.HandleFunc("/idle", serve(func(r *http.Request, c *websocket.Conn) {
-		for {
-			if _, _, err := c.Read(r.Context()); err != nil {
-				return
-			}
-		}
+	mux.HandleFunc("/idle", accept(func(_ *http.Request, c *websocket.Conn) {
+		serve(c, func(websocket.MessageType, []byte) error { return nil }, func() {})
 	}))
-	mux.HandleFunc("/broadcast", serve(func(r *http.Request, c *websocket.Conn) {
+	mux.HandleFunc("/broadcast", accept(func(r *http.Request, c *websocket.Conn) {
 		if !benchsrv.IsPublisher(r) {
 			hub.Add(c)
-			defer hub.Remove(c)
-			c.Read(r.Context()) // until the subscriber leaves
+			serve(c, func(websocket.MessageType, []byte) error { return nil }, func() { hub.Remove(c) })
 			return
 		}
 		var subs []*websocket.Conn
-		for {
-			_, p, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
+		serve(c, func(_ websocket.MessageType, p []byte) error {
 			pm, _ := websocket.NewPreparedMessage(websocket.MessageBinary, p)
 			subs = hub.Snapshot(subs[:0])
 			for _, s := range subs {
-				s.WritePrepared(r.Context(), pm)
+				s.WritePrepared(ctx, pm)
 			}
-		}
+			return nil
+		}, func() {})
 	}))
 	benchsrv.Run(flags, mux)
 }
