@@ -150,11 +150,19 @@ export interface GapContext {
   channel: string;
   /** First offset missing, inclusive. */
   from: number;
-  /** Last offset missing, inclusive. */
+  /** Last offset missing, inclusive; below from when none of this epoch's are. */
   to: number;
+  /** The epoch from and to are in: the stream's current one. */
   epoch: string;
   /** 'dropped': the server skipped them for a slow client; 'unrecoverable': recovery failed. */
   reason: 'dropped' | 'unrecoverable';
+  /**
+   * With 'unrecoverable': the position recovery started from. When its epoch
+   * differs from epoch the stream started again (an in-memory gateway
+   * restarted): from is 1, and whatever followed this position in the old
+   * stream is lost as well.
+   */
+  since?: StreamPosition;
 }
 
 export interface UnsubscribedContext {

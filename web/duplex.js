@@ -911,12 +911,17 @@ export class Subscription extends Emitter {
       }
       if (offset > this._offset) this._offset = offset;
     } else if (since) {
+      // In a new epoch (the stream started again, as after a restart of an
+      // in-memory gateway) the missed range is the new stream's up to now,
+      // possibly empty; what followed since in the old stream is lost too.
+      const sameEpoch = epoch === since.epoch;
       this._emit('gap', {
         channel: this.channel,
-        from: since.offset + 1,
+        from: sameEpoch ? since.offset + 1 : 1,
         to: offset,
         epoch,
         reason: 'unrecoverable',
+        since: { offset: since.offset, epoch: since.epoch },
       });
     }
     for (const m of buffered) {

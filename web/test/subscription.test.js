@@ -176,7 +176,9 @@ test("recovered: false emits 'gap' (unrecoverable) and continues from the new po
   ws.push(pub(11));
   const ws2 = await reconnect(t, client, WS);
   ws2.reply('subscribe', { epoch: 'E1', offset: 500, recoverable: true, recovered: false, publications: [] });
-  assert.deepEqual(gaps, [{ channel: CH, from: 12, to: 500, epoch: 'E1', reason: 'unrecoverable' }]);
+  assert.deepEqual(gaps, [
+    { channel: CH, from: 12, to: 500, epoch: 'E1', reason: 'unrecoverable', since: { offset: 11, epoch: 'E1' } },
+  ]);
   assert.equal(subs.at(-1).recovered, false);
   ws2.push(pub(501));
   assert.deepEqual(offsets(pubs), [11, 501]);
@@ -190,9 +192,10 @@ test("a new epoch on resubscribe is a 'gap' and resets tracking", async (t) => {
   ws.push(pub(11));
   const ws2 = await reconnect(t, client, WS);
   ws2.reply('subscribe', { epoch: 'E2', offset: 3, recoverable: true, recovered: false });
-  assert.equal(gaps.length, 1);
-  assert.equal(gaps[0].reason, 'unrecoverable');
-  assert.equal(gaps[0].epoch, 'E2');
+  // The new stream's offsets 1..3 were missed, and the old one's after 11.
+  assert.deepEqual(gaps, [
+    { channel: CH, from: 1, to: 3, epoch: 'E2', reason: 'unrecoverable', since: { offset: 11, epoch: 'E1' } },
+  ]);
   ws2.push(pub(4, 'x', 'E2'));
   assert.deepEqual(offsets(pubs), [11, 4]);
   const ws3 = await reconnect(t, client, WS);
