@@ -3,18 +3,12 @@ package websocket
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -22,12 +16,13 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/duplexws/duplex/internal/testcert"
 )
 
 // hsRawServer accepts TCP connections on loopback and gives each to serve.
@@ -582,10 +577,13 @@ func TestDialProxyFromEnvironment(t *testing.T) {
 	}
 	const host = "duplex-proxy-test.invalid"
 	plain, _ := hsStart(t, hsServerConfig{})
-	cert, certPEM := hsCert(t, host)
-	secure, _ := hsStart(t, hsServerConfig{tls: true, cert: &cert})
-	certFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+	cert, err := testcert.New(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secure, _ := hsStart(t, hsServerConfig{tls: true, cert: &cert.TLS})
+	certFile, _, err := cert.WriteFiles(t.TempDir())
+	if err != nil {
 		t.Fatal(err)
 	}
 	var env []string
@@ -629,31 +627,4 @@ func TestDialProxyFromEnvironment(t *testing.T) {
 			}
 		})
 	}
-}
-
-// hsCert returns a self-signed certificate for host, and its PEM encoding
-// for a trust store.
-func hsCert(t *testing.T, host string) (tls.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: host},
-		DNSNames:              []string{host},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

@@ -138,3 +138,56 @@ func ExampleConn_Close() {
 	}
 	// Output: closed with NormalClosure: bye
 }
+
+// A server for many mostly silent connections: each waits for its next
+// message with Await, holding no goroutine, and its handler returns.
+func ExampleConn_Await() {
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		// serve reads while messages keep coming, then awaits the next
+		// one, which calls serve again.
+		var serve func()
+		serve = func() {
+			for {
+				ready, err := c.Await(serve)
+				if err != nil || !ready {
+					return // serve runs again when a message comes
+				}
+				typ, msg, err := c.Read(context.Background())
+				if err != nil {
+					c.CloseNow() // the client closed, or the connection failed
+					close(done)
+					return
+				}
+				c.Write(context.Background(), typ, append([]byte("echo: "), msg...))
+			}
+		}
+		serve()
+	}))
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, word := range []string{"one", "two"} {
+		time.Sleep(10 * time.Millisecond) // the server's connection is idle
+		c.Write(ctx, websocket.MessageText, []byte(word))
+		_, msg, err := c.Read(ctx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(string(msg))
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	<-done
+	// Output:
+	// echo: one
+	// echo: two
+}

@@ -1,24 +1,14 @@
 package cli
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/duplexws/duplex/gateway"
+	"github.com/duplexws/duplex/internal/testcert"
 	"github.com/duplexws/duplex/websocket"
 )
 
@@ -32,11 +22,18 @@ func TestServeBinaryTLS(t *testing.T) {
 	}
 	ctx := testContext(t)
 	dir := t.TempDir()
-	certFile, keyFile, pool := writeTestCert(t, dir)
+	cert, err := testcert.New("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := cert.WriteFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := startBinary(t, ctx, `^duplex serve listening on (https://127\.0\.0\.1:\d+)/$`,
 		"serve", "--listen", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile)
 
-	tlsConfig := &tls.Config{RootCAs: pool}
+	tlsConfig := cert.ClientConfig()
 	httpc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig}, Timeout: 10 * time.Second}
 	defer httpc.CloseIdleConnections()
 	for path, want := range map[string]string{"/healthz": "ok", "/duplex.js": "export class Client"} {
@@ -78,47 +75,4 @@ func TestServeBinaryTLS(t *testing.T) {
 	if _, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{gateway.Subprotocol}}); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("Dial without trusting the certificate = %v, want a certificate error", err)
 	}
-}
-
-// writeTestCert writes a self-signed certificate for 127.0.0.1 and its key
-// into dir, and returns their paths and a pool that trusts it.
-func writeTestCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "duplex test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
 }
