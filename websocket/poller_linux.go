@@ -1,14 +1,17 @@
 package websocket
 
 import (
+	"os"
 	"sync"
 	"syscall"
 )
 
 // The poller holds connections that wait in Await. It is one epoll set for
-// the process, and a goroutine in epoll_wait that exists while some
-// connection waits: when one becomes readable (or hangs up), the goroutine
-// hands it to a new goroutine of its own, which continues the Await.
+// the process, and a goroutine that exists while some connection waits.
+// The goroutine waits for the set itself to become readable through the
+// runtime's netpoller (an epoll set is a pollable descriptor), so it holds
+// no thread; then it collects the ready connections with a non-blocking
+// epoll_wait and hands each to a new goroutine, which continues its Await.
 //
 // Each wait registers the descriptor one-shot, with a token that names
 // this wait; a token no longer in the table (the connection was closed
@@ -16,7 +19,8 @@ import (
 type poller struct {
 	mu      sync.Mutex
 	epfd    int
-	wake    [2]int // a pipe that interrupts epoll_wait
+	set     syscall.RawConn // epfd, waited on through the runtime
+	wake    [2]int          // a pipe that interrupts epoll_wait
 	waiting map[uint64]*Conn
 	next    uint64
 	running bool // the goroutine in epoll_wait exists
@@ -42,6 +46,13 @@ func getPoller() *poller {
 		p.waiting = make(map[uint64]*Conn)
 		p.epfd, p.err = syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 		if p.err != nil {
+			return
+		}
+		if p.err = syscall.SetNonblock(p.epfd, true); p.err != nil {
+			return
+		}
+		// A non-blocking descriptor given to os.NewFile joins the netpoller.
+		if p.set, p.err = os.NewFile(uintptr(p.epfd), "duplex-poller").SyscallConn(); p.err != nil {
 			return
 		}
 		if p.err = syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); p.err != nil {
@@ -133,14 +144,22 @@ func (p *poller) loop() {
 	var events [128]syscall.EpollEvent
 	var drain [64]byte
 	var woken []*Conn
+	n := 0
+	collect := func(fd uintptr) bool {
+		var err error
+		n, err = syscall.EpollWait(int(fd), events[:], 0)
+		if err != nil { // EINTR; nothing else with valid arguments
+			n = 0
+		}
+		return n > 0 // none ready: wait for the set to become readable
+	}
 	for {
-		n, err := syscall.EpollWait(p.epfd, events[:], -1)
-		if err != nil && err != syscall.EINTR {
-			n = 0 // cannot happen with valid arguments; recheck below
+		if err := p.set.Read(collect); err != nil {
+			n = 0 // cannot happen: the set is never closed
 		}
 		woken = woken[:0]
 		p.mu.Lock()
-		for _, ev := range events[:max(n, 0)] {
+		for _, ev := range events[:n] {
 			token := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 			if token == wakeToken {
 				for {
