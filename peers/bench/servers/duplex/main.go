@@ -1,11 +1,13 @@
 // Command duplex is the benchmark server for Duplex (peers/bench/README.md).
-// Echo connections, busy all the time, read in their handler's goroutine.
+// Echo connections, busy all the time, read in their handler's goroutine,
+// through Reader into a buffer each reuses.
 // Idle connections and broadcast subscribers wait for their next message
 // with Conn.Await, which holds no goroutine, and their handler returns, so
 // net/http frees its state too.
 package main
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 
@@ -52,9 +54,14 @@ func main() {
 	mux.HandleFunc("/echo", accept(func(_ *http.Request, c *websocket.Conn) {
 		defer c.CloseNow()
 		c.SetReadLimit(benchsrv.MaxMessage)
+		var msg bytes.Buffer // reused: reading through Reader allocates nothing
 		for {
-			typ, p, err := c.Read(ctx)
-			if err != nil || c.Write(ctx, typ, p) != nil {
+			typ, r, err := c.Reader(ctx)
+			if err != nil {
+				return
+			}
+			msg.Reset()
+			if _, err := msg.ReadFrom(r); err != nil || c.Write(ctx, typ, msg.Bytes()) != nil {
 				return
 			}
 		}
