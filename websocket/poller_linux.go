@@ -19,11 +19,12 @@ import (
 type poller struct {
 	mu      sync.Mutex
 	epfd    int
-	set     syscall.RawConn // epfd, waited on through the runtime
-	wake    [2]int          // a pipe that interrupts epoll_wait
+	file    *os.File        // epfd, kept open: its finalizer would close it
+	set     syscall.RawConn // file, waited on through the runtime
+	wake    [2]int          // a pipe in the set, to wake the goroutine
 	waiting map[uint64]*Conn
 	next    uint64
-	running bool // the goroutine in epoll_wait exists
+	running bool // the poller's goroutine exists
 	err     error
 }
 
@@ -52,7 +53,8 @@ func getPoller() *poller {
 			return
 		}
 		// A non-blocking descriptor given to os.NewFile joins the netpoller.
-		if p.set, p.err = os.NewFile(uintptr(p.epfd), "duplex-poller").SyscallConn(); p.err != nil {
+		p.file = os.NewFile(uintptr(p.epfd), "duplex-poller")
+		if p.set, p.err = p.file.SyscallConn(); p.err != nil {
 			return
 		}
 		if p.err = syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); p.err != nil {
@@ -131,8 +133,8 @@ func (c *Conn) unpark() {
 	}
 }
 
-// wakeIfIdle interrupts epoll_wait when nothing waits any more, so that
-// the poller's goroutine ends. p.mu is held.
+// wakeIfIdle wakes the poller's goroutine when nothing waits any more, so
+// that it ends. p.mu is held.
 func (p *poller) wakeIfIdle() {
 	if len(p.waiting) == 0 && p.running {
 		syscall.Write(p.wake[1], []byte{0})
