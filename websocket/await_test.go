@@ -3,9 +3,14 @@ package websocket
 import (
 	"context"
 	"errors"
+	"io"
+	"math/rand/v2"
 	"net"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,5 +217,94 @@ func TestAwaitHoldsNoGoroutine(t *testing.T) {
 		if r.err != nil || string(r.msg) != "wake" {
 			t.Fatalf("Read = %q, %v", r.msg, r.err)
 		}
+	}
+}
+
+// Many connections awaiting at once, while their peers send in bursts,
+// ping, and some connections are closed from this side in the middle:
+// every message sent before a close arrives once and in order, every
+// Await calls its f exactly once, and every chain ends.
+func TestAwaitStress(t *testing.T) {
+	const conns, msgs = 100, 50
+	type side struct {
+		c      *Conn
+		peer   net.Conn
+		got    []int
+		calls  atomic.Int64 // f calls
+		awaits atomic.Int64 // Awaits that returned false
+		done   chan struct{}
+	}
+	sides := make([]*side, conns)
+	for i := range sides {
+		a, b := tcpPair(t)
+		s := &side{c: newConn(b, nil, false, "", newConnConfig(0, 0, 0, 0, 0)), peer: a, done: make(chan struct{})}
+		sides[i] = s
+		var serve func()
+		serve = func() {
+			s.calls.Add(1)
+			for {
+				ready, err := s.c.Await(serve)
+				if err != nil {
+					t.Errorf("Await: %v", err)
+					return
+				}
+				if !ready {
+					s.awaits.Add(1)
+					return
+				}
+				_, msg, err := s.c.Read(context.Background())
+				if err != nil {
+					close(s.done)
+					return
+				}
+				n, _ := strconv.Atoi(string(msg))
+				s.got = append(s.got, n)
+			}
+		}
+		s.awaits.Add(1) // this first call stands for an Await's f
+		serve()
+	}
+	var wg sync.WaitGroup
+	for i, s := range sides {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 1))
+			for n := range msgs {
+				if rng.IntN(4) == 0 {
+					s.peer.Write(frameBytes(true, true, frame.OpPing, nil))
+				}
+				s.peer.Write(frameBytes(true, true, frame.OpText, []byte(strconv.Itoa(n))))
+				if rng.IntN(3) == 0 {
+					time.Sleep(time.Duration(rng.IntN(2000)) * time.Microsecond)
+				}
+			}
+			if i%4 == 0 {
+				s.c.CloseNow() // from this side, racing the reads
+				return
+			}
+			s.peer.Write(frameBytes(true, true, frame.OpClose, frame.AppendClosePayload(nil, 1000, "")))
+			io.Copy(io.Discard, s.peer) // the pongs and the close answer, until the server closes
+			s.peer.Close()
+		}()
+	}
+	for i, s := range sides {
+		waitResult(t, s.done, 20*time.Second, "the end of a connection's reads")
+		if i%4 != 0 && len(s.got) != msgs {
+			t.Errorf("connection %d read %d messages, want %d", i, len(s.got), msgs)
+		}
+		for j, n := range s.got {
+			if n != j {
+				t.Fatalf("connection %d: message %d is %d: lost or out of order", i, j, n)
+			}
+		}
+		if calls, awaits := s.calls.Load(), s.awaits.Load(); calls != awaits {
+			t.Errorf("connection %d: %d calls of f for %d waits", i, calls, awaits)
+		}
+	}
+	wg.Wait()
+	for _, s := range sides {
+		s.c.CloseNow()
+		s.peer.Close()
 	}
 }
