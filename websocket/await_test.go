@@ -220,8 +220,8 @@ func TestAwaitHoldsNoGoroutine(t *testing.T) {
 	}
 }
 
-// Many connections awaiting at once, while their peers send in bursts,
-// ping, and some connections are closed from this side in the middle:
+// Many connections awaiting at once, while their peers send in bursts and
+// ping, and a quarter are closed from this side at a random point:
 // every message sent before a close arrives once and in order, every
 // Await calls its f exactly once, and every chain ends.
 func TestAwaitStress(t *testing.T) {
@@ -270,7 +270,14 @@ func TestAwaitStress(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(i), 1))
+			closeAt := -1
+			if i%4 == 0 {
+				closeAt = rng.IntN(msgs) // this side closes, racing the reads and waits
+			}
 			for n := range msgs {
+				if n == closeAt {
+					go s.c.CloseNow()
+				}
 				if rng.IntN(4) == 0 {
 					s.peer.Write(frameBytes(true, true, frame.OpPing, nil))
 				}
@@ -280,7 +287,6 @@ func TestAwaitStress(t *testing.T) {
 				}
 			}
 			if i%4 == 0 {
-				s.c.CloseNow() // from this side, racing the reads
 				return
 			}
 			s.peer.Write(frameBytes(true, true, frame.OpClose, frame.AppendClosePayload(nil, 1000, "")))

@@ -83,6 +83,14 @@ func (c *Conn) park() bool {
 	// did before waiting happens before whatever continues the Await.
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if c.isClosed() {
+		// closeNetConn closes c.closed, then unparks under p.mu, then
+		// closes the descriptor. Checked under p.mu, an open c means its
+		// unpark comes after this wait is in the table and ends it; a
+		// closed one may have unparked already, and a descriptor it
+		// closes next would leave this wait in the set forever.
+		return false
+	}
 	p.next++
 	token := p.next
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT}
