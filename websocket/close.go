@@ -111,15 +111,14 @@ func (c *Conn) closeHandshake(code StatusCode, reason string) error {
 		c.closeNetConn(errConnClosed)
 		return c.endErr(err)
 	}
-	t := time.NewTimer(c.cfg.closeTimeout)
-	defer t.Stop()
-	select {
-	case c.readMu.ch <- struct{}{}:
+	// Read for the answer unless a reader does; either way not longer than
+	// the close timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.closeTimeout)
+	if c.readMu.lock(ctx, c.closed) == nil {
 		c.readUntilClosed()
 		c.readMu.unlock()
-	case <-c.closed:
-	case <-t.C:
 	}
+	cancel()
 	c.closeNetConn(errConnClosed)
 	select {
 	case <-c.peerClosed:
