@@ -6,5 +6,5 @@ import "embed"
 
 // Files are the client and the demo pages, at the root of the FS.
 //
-//go:embed duplex.js duplex.d.ts index.html chat.html ticker.html dashboard.html cursors.html demo.css
+//go:embed duplex.js duplex.d.ts index.html chat.html ticker.html dashboard.html cursors.html demo.css demo.js
 var Files embed.FS
