@@ -1,10 +1,8 @@
 package brokertest
 
 import (
-	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -79,29 +77,12 @@ func (s *suite) testMultiConcurrentOrder(t *testing.T) {
 	const workers, per = 8, 250 // half on each node
 	opts := broker.PublishOptions{HistorySize: 100}
 
-	positions := make([][]broker.Position, workers)
-	errs := make([]error, workers) // reported by the test's goroutine
-	var wg sync.WaitGroup
-	for w := range workers {
-		n := a
+	positions := s.publishConcurrently(t, ctx, ch, workers, per, opts, func(w int) node {
 		if w%2 == 1 {
-			n = b
+			return b
 		}
-		wg.Go(func() {
-			for i := range per {
-				pos, err := n.Publish(ctx, ch, data(`{"w":%d,"i":%d}`, w, i), nil, opts)
-				if err != nil {
-					errs[w] = fmt.Errorf("worker %d: Publish %d: %w", w, i, err)
-					return
-				}
-				positions[w] = append(positions[w], pos)
-			}
-		})
-	}
-	waitGroup(t, &wg, 2*s.opts.Timeout, "concurrent publishers on two nodes")
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
+		return a
+	}, "concurrent publishers on two nodes")
 	for _, n := range []node{a, b} {
 		checkConcurrent(t, positions, per, n.rec.WaitPublications(t, ch, workers*per, 2*s.opts.Timeout))
 	}

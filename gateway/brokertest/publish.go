@@ -2,6 +2,7 @@ package brokertest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,27 +77,7 @@ func (s *suite) testConcurrentOrder(t *testing.T) {
 	const workers, per = 8, 500
 	opts := broker.PublishOptions{HistorySize: 100}
 
-	// The workers report to the test's goroutine: one still running after
-	// the test timed out must not call t.
-	positions := make([][]broker.Position, workers)
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := range per {
-				pos, err := n.Publish(ctx, ch, data(`{"w":%d,"i":%d}`, w, i), nil, opts)
-				if err != nil {
-					errs[w] = fmt.Errorf("worker %d: Publish %d: %w", w, i, err)
-					return
-				}
-				positions[w] = append(positions[w], pos)
-			}
-		})
-	}
-	waitGroup(t, &wg, 2*s.opts.Timeout, "concurrent publishers")
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
+	positions := s.publishConcurrently(t, ctx, ch, workers, per, opts, func(int) node { return n }, "concurrent publishers")
 	checkConcurrent(t, positions, per, n.rec.WaitPublications(t, ch, workers*per, 2*s.opts.Timeout))
 }
 
@@ -336,4 +317,34 @@ func dataOf(pubs []*broker.Publication) []string {
 
 func fmtPubs(pubs []*broker.Publication) string {
 	return fmt.Sprint(dataOf(pubs))
+}
+
+// publishConcurrently runs workers goroutines that each publish per
+// numbered messages to ch, worker w on nodeFor(w), and returns the
+// positions each worker got, in its order. The workers report to the
+// test's goroutine: one still running after the test timed out must not
+// call t.
+func (s *suite) publishConcurrently(t *testing.T, ctx context.Context, ch string, workers, per int, opts broker.PublishOptions, nodeFor func(w int) node, what string) [][]broker.Position {
+	t.Helper()
+	positions := make([][]broker.Position, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		n := nodeFor(w)
+		wg.Go(func() {
+			for i := range per {
+				pos, err := n.Publish(ctx, ch, data(`{"w":%d,"i":%d}`, w, i), nil, opts)
+				if err != nil {
+					errs[w] = fmt.Errorf("worker %d: Publish %d: %w", w, i, err)
+					return
+				}
+				positions[w] = append(positions[w], pos)
+			}
+		})
+	}
+	waitGroup(t, &wg, 2*s.opts.Timeout, what)
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	return positions
 }

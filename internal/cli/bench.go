@@ -117,18 +117,10 @@ func (b *bench) run(ctx context.Context) time.Duration {
 
 // connection is the life of connection i: dial, send and check echoes, close.
 func (b *bench) connection(sendCtx, ioCtx context.Context, i int) {
-	opts, dialURL := b.cfg.dialer.options(b.netDial(i), nil)
-	opts.CloseTimeout = benchCloseTimeout
-	c, _, err := b.cfg.dialer.dial(ioCtx, opts, dialURL)
-	if err != nil {
-		if ioCtx.Err() == nil { // else the bench is over, not the server
-			b.failed.Add(1)
-			b.countError(&phaseError{"dial", err})
-		}
+	c := b.dial(ioCtx, i)
+	if c == nil {
 		return
 	}
-	b.opened.Add(1)
-	storeMax(&b.peakOpen, b.open.Add(1))
 	defer b.open.Add(-1)
 	c.SetReadLimit(max(int64(b.cfg.size), websocket.DefaultReadLimit))
 
@@ -148,6 +140,25 @@ func (b *bench) connection(sendCtx, ioCtx context.Context, i int) {
 	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil && ioCtx.Err() == nil {
 		b.countError(&phaseError{"close", err})
 	}
+}
+
+// dial opens connection i and counts it as open; the caller counts it
+// closed with b.open.Add(-1). It returns nil when the dial fails, counted
+// as a failure unless ctx ended (then the bench is over, not the server).
+func (b *bench) dial(ctx context.Context, i int) *websocket.Conn {
+	opts, dialURL := b.cfg.dialer.options(b.netDial(i), nil)
+	opts.CloseTimeout = benchCloseTimeout
+	c, _, err := b.cfg.dialer.dial(ctx, opts, dialURL)
+	if err != nil {
+		if ctx.Err() == nil {
+			b.failed.Add(1)
+			b.countError(&phaseError{"dial", err})
+		}
+		return nil
+	}
+	b.opened.Add(1)
+	storeMax(&b.peakOpen, b.open.Add(1))
+	return c
 }
 
 // sendOnEcho sends each message when the echo of the one before has come.

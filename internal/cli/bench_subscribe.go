@@ -161,18 +161,10 @@ func (b *bench) subscriber(ctx, readCtx context.Context, i int, ready func()) {
 			ready()
 		}
 	}()
-	opts, dialURL := b.cfg.dialer.options(b.netDial(i), nil)
-	opts.CloseTimeout = benchCloseTimeout
-	c, _, err := b.cfg.dialer.dial(ctx, opts, dialURL)
-	if err != nil {
-		if ctx.Err() == nil { // else the bench is over, not the server
-			b.failed.Add(1)
-			b.countError(&phaseError{"dial", err})
-		}
+	c := b.dial(ctx, i)
+	if c == nil {
 		return
 	}
-	b.opened.Add(1)
-	storeMax(&b.peakOpen, b.open.Add(1))
 	defer b.open.Add(-1)
 	c.SetReadLimit(r.dataSize() + 1<<20)
 	if c.Subprotocol() != gatewaySubprotocol {

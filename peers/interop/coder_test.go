@@ -61,13 +61,7 @@ func writeCoder(ctx context.Context, c *coder.Conn, kind string, b []byte, fragm
 	if err != nil {
 		return err
 	}
-	for _, p := range pieces(b, fragments) {
-		if _, err := w.Write(p); err != nil {
-			w.Close()
-			return err
-		}
-	}
-	return w.Close()
+	return writePieces(w, b, fragments)
 }
 
 func dialCoder(certs *testCerts) func(ctx context.Context, s session) (*goClient, error) {

@@ -63,13 +63,7 @@ func writeGorilla(c *gorilla.Conn, kind string, b []byte, fragments int) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range pieces(b, fragments) {
-		if _, err := w.Write(p); err != nil {
-			w.Close()
-			return err
-		}
-	}
-	return w.Close()
+	return writePieces(w, b, fragments)
 }
 
 func dialGorilla(certs *testCerts) func(ctx context.Context, s session) (*goClient, error) {

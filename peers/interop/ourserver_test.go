@@ -213,13 +213,7 @@ func writeInPieces(ctx context.Context, c *websocket.Conn, kind string, b []byte
 	if err != nil {
 		return err
 	}
-	for _, p := range pieces(b, n) {
-		if _, err := w.Write(p); err != nil {
-			w.Close()
-			return err
-		}
-	}
-	return w.Close()
+	return writePieces(w, b, n)
 }
 
 // echoMessages echoes every message, streamed from the Reader to a Writer,

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"sync"
 	"testing"
 	"unicode/utf8"
@@ -120,6 +121,18 @@ func pieces(b []byte, n int) [][]byte {
 		out = append(out, b[min(i*step, len(b)):min((i+1)*step, len(b))])
 	}
 	return out
+}
+
+// writePieces writes b as one message through w, the message writer of
+// some library, in n writes, and closes w.
+func writePieces(w io.WriteCloser, b []byte, n int) error {
+	for _, p := range pieces(b, n) {
+		if _, err := w.Write(p); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
 }
 
 func hashOf(b []byte) string {
