@@ -159,9 +159,6 @@ func TestBenchSubscribeUsageErrors(t *testing.T) {
 		{[]string{"bench", "--mode", "subscribe", "--size", "600000", "ws://a"}, "--size must be from 0 to 524288"},
 		{[]string{"bench", "--mode", "subscribe", "--api-url", "ftp://a", "ws://a"}, "--api-url: the API URL must start with http://"},
 	} {
-		code, stdout, stderr := runCLI(t, strings.NewReader(""), tc.args...)
-		if code != exitUsage || stdout != "" || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "--help' for usage") {
-			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and %q", tc.args, code, stdout, stderr, tc.want)
-		}
+		wantUsageError(t, tc.want, tc.args...)
 	}
 }

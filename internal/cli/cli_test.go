@@ -240,3 +240,14 @@ func (w *firstLineWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// wantUsageError runs the command line args and checks that it fails as a
+// usage error: exit 2, nothing on stdout, and want and the pointer to
+// --help on stderr.
+func wantUsageError(t *testing.T, want string, args ...string) {
+	t.Helper()
+	code, stdout, stderr := runCLI(t, strings.NewReader(""), args...)
+	if code != exitUsage || stdout != "" || !strings.Contains(stderr, want) || !strings.Contains(stderr, "--help' for usage") {
+		t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and %q", args, code, stdout, stderr, want)
+	}
+}

@@ -261,10 +261,7 @@ func TestConnectGatewayUsageErrors(t *testing.T) {
 		{[]string{"connect", "--channel", "a", "--since", "e", "ws://a"}, "--since wants offset:epoch"},
 		{[]string{"connect", "--channel", "a", "ftp://a"}, "URL must start with ws:// or wss://"},
 	} {
-		code, stdout, stderr := runCLI(t, strings.NewReader(""), tc.args...)
-		if code != exitUsage || stdout != "" || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "--help' for usage") {
-			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and %q", tc.args, code, stdout, stderr, tc.want)
-		}
+		wantUsageError(t, tc.want, tc.args...)
 	}
 }
 

@@ -321,10 +321,7 @@ func TestConnectUsageErrors(t *testing.T) {
 		{[]string{"bench", "--local-addrs", "2", "ws://example.com"}, "--local-addrs needs a server on a loopback address"},
 		{[]string{"bench", "--local-addrs", "255", "ws://127.0.0.1"}, "--local-addrs must be from 0 to 254"},
 	} {
-		code, stdout, stderr := runCLI(t, strings.NewReader(""), tc.args...)
-		if code != exitUsage || stdout != "" || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "--help' for usage") {
-			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and %q", tc.args, code, stdout, stderr, tc.want)
-		}
+		wantUsageError(t, tc.want, tc.args...)
 	}
 }
 

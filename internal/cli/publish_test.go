@@ -134,9 +134,6 @@ func TestPublishUsageErrors(t *testing.T) {
 		{[]string{"publish", "--channel", "demo:x", "--url", "ftp://h", "1"}, "--url: the API URL must start with http://"},
 		{[]string{"publish", "--channel", "demo:x", "--timeout", "0s", "1"}, "--timeout must be positive"},
 	} {
-		code, stdout, stderr := runCLI(t, strings.NewReader(""), tc.args...)
-		if code != exitUsage || stdout != "" || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "--help' for usage") {
-			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and %q", tc.args, code, stdout, stderr, tc.want)
-		}
+		wantUsageError(t, tc.want, tc.args...)
 	}
 }
