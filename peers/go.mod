@@ -2,6 +2,8 @@ module github.com/duplexws/duplex/peers
 
 go 1.26
 
+toolchain go1.27.3
+
 require (
 	github.com/coder/websocket v1.8.15
 	github.com/duplexws/duplex v0.0.0

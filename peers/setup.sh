@@ -4,6 +4,7 @@
 # package-lock.json (ws, playwright-core). Safe to run again: it installs
 # nothing that is already there.
 set -euo pipefail
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 cd "$(dirname "$0")"
 
 missing=()

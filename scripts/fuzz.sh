@@ -12,6 +12,7 @@
 # deadline and no failing input was written; then the target's corpus is
 # replayed to make sure nothing reproducible is behind it.
 set -euo pipefail
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-10s}
 status=0
