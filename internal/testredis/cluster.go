@@ -1,0 +1,171 @@
+package testredis
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Cluster is a Redis Cluster of three masters without replicas, each a
+// Server of this package, slots spread evenly by redis-cli --cluster
+// create.
+type Cluster struct {
+	opts  Options
+	nodes []*Server
+}
+
+// ClusterSize is the number of masters of a Cluster.
+const ClusterSize = 3
+
+// StartCluster starts a Cluster for tb and stops it in tb's cleanup. It
+// skips or fails tb as Require does when the servers are not installed.
+func StartCluster(tb testing.TB, opts Options) *Cluster {
+	tb.Helper()
+	Require(tb)
+	c, err := NewCluster(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// NewCluster starts a Cluster, for a caller that manages its lifetime
+// itself: the caller must Close it. Options.TLS is not supported.
+func NewCluster(opts Options) (*Cluster, error) {
+	opts.cluster = true
+	c := &Cluster{opts: opts, nodes: make([]*Server, ClusterSize)}
+	errs := make([]error, ClusterSize)
+	var wg sync.WaitGroup
+	for i := range c.nodes {
+		wg.Go(func() { c.nodes[i], errs[i] = New(opts) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		c.Close()
+		return nil, err
+	}
+	args := []string{"--cluster", "create"}
+	args = append(args, c.Addrs()...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	cmd := exec.Command("redis-cli", args...)
+	if opts.Password != "" {
+		// REDISCLI_AUTH keeps the password off the command line.
+		cmd.Env = append(os.Environ(), "REDISCLI_AUTH="+opts.Password)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("testredis: redis-cli --cluster create: %v: %s", err, out)
+	}
+	if err := c.waitOK(30 * time.Second); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// waitOK waits until every node reports cluster_state:ok and knows every
+// other.
+func (c *Cluster) waitOK(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, n := range c.nodes {
+		for {
+			info, err := n.Do("CLUSTER", "INFO")
+			s, _ := info.(string)
+			if err == nil && strings.Contains(s, "cluster_state:ok") &&
+				strings.Contains(s, fmt.Sprintf("cluster_known_nodes:%d", ClusterSize)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("testredis: cluster not ok after %v: node %s: %v %s", timeout, n.Addr(), err, s)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// Nodes returns the masters.
+func (c *Cluster) Nodes() []*Server { return c.nodes }
+
+// Addrs returns the masters' addresses.
+func (c *Cluster) Addrs() []string {
+	out := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = n.Addr()
+	}
+	return out
+}
+
+// URL returns redis://[:password@]host1:port1,host2:port2,host3:port3, the
+// form of the broker's ParseURL for a Cluster.
+func (c *Cluster) URL() string {
+	u := url.URL{Scheme: "redis", Host: strings.Join(c.Addrs(), ",")}
+	if c.opts.Password != "" {
+		u.User = url.UserPassword("", c.opts.Password)
+	}
+	return u.String()
+}
+
+// Cut breaks every client connection to every node.
+func (c *Cluster) Cut(t *testing.T) {
+	t.Helper()
+	for _, n := range c.nodes {
+		if err := n.cut(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Restart stops every node and starts them again on their ports, keeping
+// their data with persist, empty otherwise; the nodes keep their slots. It
+// returns when the cluster is ok again.
+func (c *Cluster) Restart(t *testing.T, persist bool) {
+	t.Helper()
+	for _, n := range c.nodes {
+		if err := n.shutdown(persist); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range c.nodes {
+		if err := n.start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.waitOK(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Pause stops every node's process (SIGSTOP).
+func (c *Cluster) Pause(t *testing.T) {
+	t.Helper()
+	for _, n := range c.nodes {
+		n.Pause(t)
+	}
+}
+
+// Resume continues every node (SIGCONT).
+func (c *Cluster) Resume(t *testing.T) {
+	t.Helper()
+	for _, n := range c.nodes {
+		n.Resume(t)
+	}
+}
+
+// Close stops every node. It may be called again.
+func (c *Cluster) Close() error {
+	var errs []error
+	for _, n := range c.nodes {
+		if n != nil {
+			errs = append(errs, n.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
