@@ -69,6 +69,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		switch e.Code {
 		case ErrInternal.Code:
 			status = http.StatusInternalServerError
+		case ErrUnavailable.Code:
+			status = http.StatusServiceUnavailable
+			w.Header().Set("Retry-After", "1")
 		case ErrMethodNotFound.Code:
 			status = http.StatusNotFound
 		case ErrPermissionDenied.Code:

@@ -87,6 +87,18 @@ func (sess *session) connect(ctx context.Context, cmd *command) {
 		sess.close(CloseConnectionLimit, "connection limit: "+limitConnectionsPerUser, reasonConnLimit)
 		return
 	}
+	if ok, err := srv.admitUser(ctx, sess); !ok {
+		if err != nil {
+			// The limit cannot be checked across nodes now: refuse, and
+			// let the client come back.
+			srv.log.Warn("per-user connection count failed", "err", err)
+			sess.close(CloseServerError, "server error: broker unavailable", reasonServerError)
+			return
+		}
+		srv.metrics.limitHits.With(limitConnectionsPerUser).Inc()
+		sess.close(CloseConnectionLimit, "connection limit: "+limitConnectionsPerUser, reasonConnLimit)
+		return
+	}
 	sess.header = nil
 	sess.connected = true
 	sess.info = &broker.ClientInfo{Client: sess.id, User: creds.User, Info: creds.Info}
@@ -181,6 +193,9 @@ func (sess *session) subscribe(ctx context.Context, cmd *command) *Error {
 	if perr != nil {
 		return perr
 	}
+	if !srv.brokerReady() {
+		return ErrUnavailable
+	}
 	sub := &subscription{ns: ns, viaToken: viaToken, buffering: true}
 	sess.mu.Lock()
 	if sess.subs[cmd.Channel] != nil {
@@ -208,24 +223,30 @@ func (sess *session) subscribe(ctx context.Context, cmd *command) *Error {
 	}
 	if err := srv.subscribe(ctx, cmd.Channel, sess); err != nil {
 		srv.log.Warn("broker subscribe failed", "channel", cmd.Channel, "err", err)
-		return fail(ErrInternal)
+		return fail(ErrUnavailable)
 	}
 	res := subscribeResult{Latest: ns.SlowConsumer == SlowLatest}
 	var delivered broker.Position // the last position the reply delivers
 	if ns.HistorySize > 0 {
 		res.Recoverable = true
 		opts := broker.HistoryOptions{}
-		if cmd.Since != nil {
+		switch {
+		case cmd.Since != nil && cmd.Since.Epoch == "":
+			// The client saw the channel before its stream existed: all
+			// of the stream is what it missed.
+			opts = broker.HistoryOptions{Limit: -1}
+		case cmd.Since != nil:
 			opts = broker.HistoryOptions{Since: cmd.Since, Limit: -1}
 		}
 		h, err := srv.broker.History(ctx, cmd.Channel, opts)
 		if err != nil {
 			srv.log.Warn("history failed", "channel", cmd.Channel, "err", err)
 			srv.unsubscribe(cmd.Channel, sess)
-			return fail(ErrInternal)
+			return fail(ErrUnavailable)
 		}
 		res.Epoch, res.Offset = h.Position.Epoch, h.Position.Offset
 		delivered = h.Position
+		srv.noteRead(cmd.Channel, h.Position)
 		if cmd.Since != nil {
 			recovered := recoveredAll(*cmd.Since, h)
 			res.Recovered = &recovered
@@ -237,7 +258,7 @@ func (sess *session) subscribe(ctx context.Context, cmd *command) *Error {
 	}
 	if ns.Presence {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := srv.broker.AddPresence(pctx, cmd.Channel, sess.info, 0)
+		err := srv.broker.AddPresence(pctx, cmd.Channel, sess.info, srv.cfg.PresenceTTL)
 		if err == nil && ns.JoinLeave {
 			err = srv.broker.PublishJoin(pctx, cmd.Channel, sess.info)
 		}
@@ -267,6 +288,13 @@ func (sess *session) subscribe(ctx context.Context, cmd *command) *Error {
 // with nothing lost in between.
 func recoveredAll(since broker.Position, h broker.HistoryResult) bool {
 	top := h.Position
+	if since.Epoch == "" && since.Offset == 0 {
+		// From before the stream began: recovered when history still
+		// holds all of it.
+		pubs := h.Publications
+		return top.Offset == 0 || len(pubs) > 0 && pubs[0].Position.Offset == 1 &&
+			pubs[len(pubs)-1].Position.Offset == top.Offset
+	}
 	if since.Epoch != top.Epoch || since.Offset > top.Offset {
 		return false
 	}

@@ -58,6 +58,20 @@ type Config struct {
 	// in-memory broker, for a single node. The Server starts it and closes
 	// it in Shutdown.
 	Broker broker.Broker
+	// BrokerStartTimeout bounds starting the broker in New: a broker that
+	// cannot reach its backend in time makes New fail. Default: 10
+	// seconds.
+	BrokerStartTimeout time.Duration
+
+	// PresenceTTL is how long a presence entry lives at the broker unless
+	// refreshed; the node refreshes its own every third of it, so the
+	// members of a node that died leave within it. Default: 60 seconds.
+	PresenceTTL time.Duration
+	// PresenceInterval is how often join and leave events are pushed,
+	// collected per channel (a join and a leave of one client within it
+	// cancel out), and how often presence counts are pushed in
+	// count-only channels. Default: 200 milliseconds.
+	PresenceInterval time.Duration
 
 	// Logger receives the server's logs. Default: slog.Default().
 	Logger *slog.Logger
@@ -101,6 +115,12 @@ type Namespace struct {
 	Presence bool
 	// JoinLeave sends join and leave events to subscribers. Default: false.
 	JoinLeave bool
+	// PresenceCountAbove is the member count above which a channel's
+	// subscribers get presence_count pushes (at most one per
+	// PresenceInterval) instead of join and leave events, which would
+	// cost members² pushes in a connect storm. Default: 1,000; negative:
+	// always events.
+	PresenceCountAbove int
 
 	// SlowConsumer is what happens when a subscriber's outbound queue is
 	// full. Default: SlowDisconnect.
@@ -258,6 +278,9 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&cfg.PingInterval, 25*time.Second)
 	def(&cfg.PongTimeout, 10*time.Second)
 	def(&cfg.DrainWindow, 5*time.Second)
+	def(&cfg.BrokerStartTimeout, 10*time.Second)
+	def(&cfg.PresenceTTL, time.Minute)
+	def(&cfg.PresenceInterval, 200*time.Millisecond)
 	l := &cfg.Limits
 	def(&l.ConnectTimeout, 10*time.Second)
 	def(&l.WriteTimeout, 10*time.Second)
@@ -292,6 +315,12 @@ func (c *Config) withDefaults() (Config, error) {
 		seen[ns.Name] = true
 		if strings.ContainsRune(ns.Name, ':') || !validChannel(ns.Name+":x") {
 			return cfg, fmt.Errorf("gateway: invalid namespace name %q", ns.Name)
+		}
+		if strings.HasPrefix(ns.Name, "$") {
+			return cfg, fmt.Errorf("gateway: namespace %q: names beginning with $ are the gateway's own", ns.Name)
+		}
+		if ns.PresenceCountAbove == 0 {
+			ns.PresenceCountAbove = 1000
 		}
 		if ns.Subscribe == "" {
 			ns.Subscribe = PermissionAuthenticated

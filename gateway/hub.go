@@ -3,6 +3,8 @@ package gateway
 import (
 	"hash/maphash"
 	"sync"
+
+	"github.com/duplexws/duplex/gateway/broker"
 )
 
 // hub maps channels to this node's subscribers. It is sharded so that
@@ -21,13 +23,37 @@ const hubShards = 64
 
 type hubShard struct {
 	mu       sync.RWMutex
-	channels map[string]map[*session]struct{}
+	channels map[string]*hubChannel
+}
+
+// hubChannel is one channel with subscribers on this node.
+type hubChannel struct {
+	name string
+	subs map[*session]struct{} // guarded by the shard's mu
+
+	// deliver orders what reaches the subscribers of the channel: the
+	// broker's deliveries and the node's own recovery of what the broker
+	// could not deliver (a lost link, a skipped offset). It guards what
+	// follows.
+	deliver sync.Mutex
+	// last is the position of the stream that this node's subscribers
+	// have had everything up to: the last publication delivered, or,
+	// before the first, the lowest position a subscriber read.
+	last broker.Position
+	// known says that last is set; delivered that it comes from a
+	// publication.
+	known, delivered bool
+	// reset says that the stream was found gone (the broker lost it): the
+	// first publication of the next epoch is preceded by a reset notice.
+	reset bool
+
+	presence presenceBatch // guarded by the shard's mu
 }
 
 func newHub() *hub {
 	h := &hub{seed: maphash.MakeSeed()}
 	for i := range h.shards {
-		h.shards[i].channels = make(map[string]map[*session]struct{})
+		h.shards[i].channels = make(map[string]*hubChannel)
 	}
 	return h
 }
@@ -41,13 +67,13 @@ func (h *hub) add(channel string, s *session) (first bool) {
 	sh := &h.shards[h.index(channel)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	subs := sh.channels[channel]
-	if subs == nil {
-		subs = make(map[*session]struct{})
-		sh.channels[channel] = subs
+	ch := sh.channels[channel]
+	if ch == nil {
+		ch = &hubChannel{name: channel, subs: make(map[*session]struct{})}
+		sh.channels[channel] = ch
 	}
-	subs[s] = struct{}{}
-	return len(subs) == 1
+	ch.subs[s] = struct{}{}
+	return len(ch.subs) == 1
 }
 
 // remove removes s and reports whether channel has no subscriber left.
@@ -55,19 +81,27 @@ func (h *hub) remove(channel string, s *session) (last bool) {
 	sh := &h.shards[h.index(channel)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	subs := sh.channels[channel]
-	if subs == nil {
+	ch := sh.channels[channel]
+	if ch == nil {
 		return false
 	}
-	if _, ok := subs[s]; !ok {
+	if _, ok := ch.subs[s]; !ok {
 		return false
 	}
-	delete(subs, s)
-	if len(subs) == 0 {
+	delete(ch.subs, s)
+	if len(ch.subs) == 0 {
 		delete(sh.channels, channel)
 		return true
 	}
 	return false
+}
+
+// get returns channel's entry, or nil when it has no subscriber here.
+func (h *hub) get(channel string) *hubChannel {
+	sh := &h.shards[h.index(channel)]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.channels[channel]
 }
 
 // each calls f for every subscriber of channel. f runs under the shard's
@@ -76,8 +110,10 @@ func (h *hub) each(channel string, f func(*session)) {
 	sh := &h.shards[h.index(channel)]
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
-	for s := range sh.channels[channel] {
-		f(s)
+	if ch := sh.channels[channel]; ch != nil {
+		for s := range ch.subs {
+			f(s)
+		}
 	}
 }
 
@@ -87,9 +123,23 @@ func (h *hub) channels(f func(channel string, subscribers int)) {
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.RLock()
-		for name, subs := range sh.channels {
-			f(name, len(subs))
+		for name, ch := range sh.channels {
+			f(name, len(ch.subs))
 		}
 		sh.mu.RUnlock()
 	}
+}
+
+// list returns the channels with subscribers here.
+func (h *hub) list() []*hubChannel {
+	var out []*hubChannel
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for _, ch := range sh.channels {
+			out = append(out, ch)
+		}
+		sh.mu.RUnlock()
+	}
+	return out
 }

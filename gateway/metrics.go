@@ -23,6 +23,10 @@ type serverMetrics struct {
 	disconnects   *dmetrics.CounterVec
 	limitHits     *dmetrics.CounterVec
 	apiRequests   *dmetrics.CounterVec
+	recovered     *dmetrics.Counter
+	gaps          *dmetrics.Counter
+	duplicates    *dmetrics.Counter
+	presencePush  *dmetrics.CounterVec
 }
 
 // Reasons a connection ended, the label of duplex_disconnects_total.
@@ -42,6 +46,7 @@ const (
 	reasonServer        = "server_disconnect" // the backend API
 	reasonShutdown      = "shutdown"
 	reasonNoSubprotocol = "subprotocol"
+	reasonServerError   = "server_error" // the server could not go on (4000)
 )
 
 // Limits hit, the label of duplex_limit_hits_total.
@@ -76,6 +81,10 @@ func newServerMetrics() *serverMetrics {
 		disconnects:   r.CounterVec("duplex_disconnects_total", "Connections ended, by reason.", "reason"),
 		limitHits:     r.CounterVec("duplex_limit_hits_total", "Requests refused by a limit, by limit.", "limit"),
 		apiRequests:   r.CounterVec("duplex_api_requests_total", "Backend API requests, by method.", "method"),
+		recovered:     r.Counter("duplex_broker_recovered_total", "Publications the broker did not deliver that the node read from history and delivered."),
+		gaps:          r.Counter("duplex_broker_gaps_total", "Gap and reset pushes for publications that history no longer held."),
+		duplicates:    r.Counter("duplex_broker_duplicates_total", "Publications delivered by the broker twice and dropped."),
+		presencePush:  r.CounterVec("duplex_presence_pushes_total", "Presence pushes queued for subscribers, by kind (join, leave, count).", "kind"),
 	}
 }
 

@@ -36,6 +36,7 @@ var (
 	ErrNotSubscribed     = &Error{110, "not subscribed"}
 	ErrUnrecoverable     = &Error{111, "position from another epoch"}
 	ErrAlreadyConnected  = &Error{112, "already connected"}
+	ErrUnavailable       = &Error{113, "unavailable: the broker is unreachable; retry later"}
 )
 
 // badRequest is ErrBadRequest with a message saying what is wrong.

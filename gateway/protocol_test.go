@@ -50,7 +50,7 @@ func TestPubSub(t *testing.T) {
 	a, _ := connected(t, ts.url, "")
 	b, _ := connected(t, ts.url, "")
 	res := a.ok("subscribe", msg{"channel": "chat:room"})
-	if res.str("epoch") == "" || res["recoverable"] != true {
+	if res.str("epoch") != "" || res.num("offset") != 0 || res["recoverable"] != true {
 		t.Fatalf("subscribe result %v", res)
 	}
 	pub := b.ok("publish", msg{"channel": "chat:room", "data": msg{"text": "hi"}})
@@ -63,7 +63,7 @@ func TestPubSub(t *testing.T) {
 		if m.str("push") == "join" {
 			continue
 		}
-		if m.str("push") != "pub" || m.str("channel") != "chat:room" || m.obj("data").str("text") != "hi" || m.num("offset") != 1 || m.str("epoch") != res.str("epoch") {
+		if m.str("push") != "pub" || m.str("channel") != "chat:room" || m.obj("data").str("text") != "hi" || m.num("offset") != 1 || m.str("epoch") != pub.str("epoch") {
 			t.Fatalf("push %v", m)
 		}
 		if m.obj("info").str("client") == "" {

@@ -48,7 +48,11 @@ type Server struct {
 	usersMu  sync.Mutex
 	users    map[string]map[*session]struct{}
 
-	draining atomic.Bool
+	draining   atomic.Bool
+	brokerDown atomic.Bool // the broker reported its link lost
+	catchingUp sync.Mutex  // one catch-up of the channels at a time
+
+	presenceDirty dirtySet // channels with join/leave events to flush
 	stop     chan struct{} // closed by Shutdown: stops the janitor
 	stopOnce sync.Once
 	wg       sync.WaitGroup // every goroutine the server starts
@@ -109,7 +113,10 @@ func New(cfg Config) (*Server, error) {
 	if s.broker == nil {
 		s.broker = broker.NewMemory(nil)
 	}
-	if err := s.broker.Start(context.Background(), brokerHandler{s}); err != nil {
+	startCtx, cancel := context.WithTimeout(context.Background(), c.BrokerStartTimeout)
+	err = s.broker.Start(startCtx, brokerHandler{s})
+	cancel()
+	if err != nil {
 		return nil, fmt.Errorf("gateway: starting the broker: %w", err)
 	}
 	s.metrics.registry.GaugeFunc("duplex_draining", "1 while the server drains.", func() float64 {
@@ -118,8 +125,15 @@ func New(cfg Config) (*Server, error) {
 		}
 		return 0
 	})
-	s.wg.Add(1)
+	s.metrics.registry.GaugeFunc("duplex_broker_up", "1 while the broker is reachable.", func() float64 {
+		if s.brokerReady() {
+			return 1
+		}
+		return 0
+	})
+	s.wg.Add(2)
 	go s.janitor()
+	go s.presenceLoop()
 	return s, nil
 }
 
@@ -140,6 +154,11 @@ func (s *Server) Handler() http.Handler {
 		if s.draining.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			w.Write([]byte("draining\n"))
+			return
+		}
+		if !s.brokerReady() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("broker unreachable\n"))
 			return
 		}
 		w.Write([]byte("ready\n"))
@@ -165,6 +184,9 @@ func (s *Server) Publish(ctx context.Context, channel string, data json.RawMessa
 }
 
 func (s *Server) publish(ctx context.Context, ns *Namespace, channel string, data json.RawMessage, info *broker.ClientInfo) (broker.Position, error) {
+	if !s.brokerReady() {
+		return broker.Position{}, ErrUnavailable
+	}
 	pos, err := s.broker.Publish(ctx, channel, data, info, broker.PublishOptions{
 		HistorySize: ns.HistorySize,
 		HistoryTTL:  ns.HistoryTTL,
@@ -523,37 +545,6 @@ func (ss *sessionSet) list() []*session {
 
 // brokerHandler receives the broker's deliveries for this node.
 type brokerHandler struct{ s *Server }
-
-func (h brokerHandler) HandlePublication(pub *broker.Publication) {
-	ns, err := h.s.namespace(pub.Channel)
-	if err != nil {
-		return
-	}
-	out := &outPub{
-		line:    appendPublication(nil, pub),
-		channel: pub.Channel,
-		pos:     pub.Position,
-		policy:  ns.SlowConsumer,
-	}
-	h.s.hub.each(pub.Channel, func(sess *session) { sess.deliverPub(out) })
-}
-
-func (h brokerHandler) HandleJoin(channel string, info *broker.ClientInfo) {
-	h.presenceEvent("join", channel, info)
-}
-
-func (h brokerHandler) HandleLeave(channel string, info *broker.ClientInfo) {
-	h.presenceEvent("leave", channel, info)
-}
-
-func (h brokerHandler) presenceEvent(kind, channel string, info *broker.ClientInfo) {
-	line := encodePresenceEvent(kind, channel, info)
-	h.s.hub.each(channel, func(sess *session) {
-		if sess.id != info.Client {
-			sess.deliverLine(channel, line)
-		}
-	})
-}
 
 // controlMessage is what nodes send each other through Broker.Control.
 type controlMessage struct {

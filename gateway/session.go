@@ -47,6 +47,10 @@ type session struct {
 
 	resumeFn func() // resume, bound once: Await takes it for every wait
 
+	// userEntry is sess in its user's set at the broker, for the per-user
+	// limit across nodes; guarded by mu.
+	userEntry *presenceEntry
+
 	mu      sync.Mutex // guards what follows, and the outbound queue
 	subs    map[string]*subscription
 	closing bool
@@ -156,6 +160,7 @@ func (sess *session) finish(err error) {
 	}
 	sess.writer.Wait()
 	srv.sessions.remove(sess)
+	srv.releaseUser(sess)
 	srv.removeUser(sess)
 	srv.release(sess)
 	srv.metrics.connections.Dec()
@@ -297,6 +302,11 @@ func (sess *session) leave(channel string, sub *subscription) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if !srv.brokerReady() {
+		// Its entry expires with PresenceTTL; waiting here would hold up
+		// every session that ends while the broker is away.
+		return
+	}
 	if err := srv.broker.RemovePresence(ctx, channel, sess.id); err != nil {
 		srv.log.Warn("presence remove failed", "channel", channel, "err", err)
 	}

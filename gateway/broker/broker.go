@@ -100,13 +100,21 @@ type Handler interface {
 	// HandleControl receives a control message published by any node with
 	// Broker.Control (a backend's "disconnect user" must reach every node).
 	HandleControl(data []byte)
+	// HandleConnection reports the link between this node and a shared
+	// backend: false when it is lost or stops answering, true when it is
+	// back and every channel this node subscribed to is subscribed again.
+	// What was published while it was lost was not delivered here; the
+	// gateway recovers it from history. Calls alternate, starting with
+	// false. The memory broker never calls it.
+	HandleConnection(up bool)
 }
 
 // Broker carries publications, history and presence between gateway nodes.
 // Every method takes a context and is safe for concurrent use.
 type Broker interface {
 	// Start begins delivery to h. It is called once, before any other
-	// method.
+	// method. A broker with a backend returns an error, not a hang, when
+	// the backend cannot be reached before ctx ends.
 	Start(ctx context.Context, h Handler) error
 
 	// Publish appends data to the channel's stream (when opts keep

@@ -282,10 +282,12 @@ func (m *Memory) History(ctx context.Context, channel string, opts HistoryOption
 		return HistoryResult{}, ErrClosed
 	}
 	now := m.now()
-	// A stream is created by reading it too, so that a subscriber's
-	// position has an epoch before the first publication: a reader that
-	// recovers later from offset 0 of that epoch then loses nothing.
-	st := m.shard(channel).stream(channel, now, true)
+	// Reading creates nothing: clients may read any channel name, and a
+	// stream kept for each would be memory an attacker chooses.
+	st := m.shard(channel).stream(channel, now, false)
+	if st == nil {
+		return HistoryResult{}, nil
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	res := HistoryResult{Position: Position{Offset: st.offset, Epoch: st.epoch}}

@@ -44,10 +44,11 @@
 //     Position come from the same moment, so that the last publication of a
 //     result with Limit -1 has the Position's offset (the gateway's
 //     recovery decides from that that nothing was lost).
-//   - Reading History creates the stream's epoch: a channel's first
-//     publication after a History call takes offset 1 of the epoch that the
-//     call returned, so a subscriber that read the position before the
-//     first publication recovers it.
+//   - Reading creates nothing: History of a channel that has no stream
+//     returns Position{} (offset 0, no epoch) and no publications, and
+//     leaves no state behind, since clients may read any channel name. A
+//     channel's first publication starts its stream under a new epoch at
+//     offset 1.
 //   - Publish and History called with a context that is already done
 //     return an error that wraps ctx.Err() (errors.Is(err,
 //     context.Canceled)) and have no effect: nothing is appended or

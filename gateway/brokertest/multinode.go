@@ -89,25 +89,26 @@ func (s *suite) testMultiConcurrentOrder(t *testing.T) {
 }
 
 // testMultiHistory: both nodes read one stream, with one epoch, also when
-// one node read it before the other published.
+// one node read it (and so created nothing) before the other published.
 func (s *suite) testMultiHistory(t *testing.T) {
 	a, b := s.startPair(t)
 	ctx := s.ctx(t)
 	ch := s.channel("multi-history")
 	before := history(t, ctx, b, ch, broker.HistoryOptions{}).Position
-	if before.Epoch == "" || before.Offset != 0 {
-		t.Fatalf("node b: History of a fresh channel: %+v, want an epoch and offset 0", before)
-	}
+	wantPosition(t, "node b: History of a fresh channel", before, broker.Position{})
 	info := &broker.ClientInfo{Client: "c1", User: "u1", Info: data(`{"n":1}`)}
 	var top broker.Position
 	for i := 1; i <= 3; i++ {
 		top = publish(t, ctx, a, ch, data(`{"i":%d}`, i), info, hist)
 	}
-	wantPosition(t, "node a: third Publish", top, broker.Position{Offset: 3, Epoch: before.Epoch})
+	if top.Offset != 3 || top.Epoch == "" {
+		t.Fatalf("node a: third Publish: %+v, want offset 3 of an epoch", top)
+	}
+	epoch := top.Epoch
 	for name, n := range map[string]node{"node a": a, "node b": b} {
-		h := history(t, ctx, n, ch, broker.HistoryOptions{Limit: -1, Since: &before})
+		h := history(t, ctx, n, ch, broker.HistoryOptions{Limit: -1, Since: &broker.Position{Epoch: epoch}})
 		wantPosition(t, name, h.Position, top)
-		wantOffsets(t, name, h.Publications, before.Epoch, 1, 2, 3)
+		wantOffsets(t, name, h.Publications, epoch, 1, 2, 3)
 		for _, p := range h.Publications {
 			if !equalInfo(p.Info, info) {
 				t.Errorf("%s: publication %d info %s, want %s", name, p.Position.Offset, fmtInfo(p.Info), fmtInfo(info))
@@ -115,9 +116,9 @@ func (s *suite) testMultiHistory(t *testing.T) {
 		}
 	}
 	pos := publish(t, ctx, b, ch, data(`{"i":4}`), nil, hist)
-	wantPosition(t, "node b: Publish", pos, broker.Position{Offset: 4, Epoch: before.Epoch})
+	wantPosition(t, "node b: Publish", pos, broker.Position{Offset: 4, Epoch: epoch})
 	h := history(t, ctx, a, ch, broker.HistoryOptions{Limit: 2, Reverse: true})
-	wantOffsets(t, "node a: newest two", h.Publications, before.Epoch, 4, 3)
+	wantOffsets(t, "node a: newest two", h.Publications, epoch, 4, 3)
 }
 
 // testMultiPresence: both nodes see one member list.

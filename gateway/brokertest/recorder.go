@@ -23,6 +23,7 @@ type Recorder struct {
 	joins    map[string][]*broker.ClientInfo
 	leaves   map[string][]*broker.ClientInfo
 	controls [][]byte
+	links    []bool                     // HandleConnection calls, in order
 	last     map[string]broker.Position // per channel, of the last publication
 	inflight map[string]int             // per channel, HandlePublication calls running
 	errs     []string
@@ -112,6 +113,53 @@ func (r *Recorder) HandleControl(data []byte) {
 	r.controls = append(r.controls, data)
 	r.notifyLocked()
 	r.mu.Unlock()
+}
+
+// HandleConnection implements broker.Handler. Calls must alternate,
+// starting with false.
+func (r *Recorder) HandleConnection(up bool) {
+	r.mu.Lock()
+	if want := len(r.links)%2 == 1; up != want {
+		r.violationLocked("HandleConnection(%v) after %d calls: calls must alternate, starting with false", up, len(r.links))
+	}
+	r.links = append(r.links, up)
+	r.notifyLocked()
+	r.mu.Unlock()
+}
+
+// Links counts the HandleConnection calls so far: how often the link to
+// the backend was lost, and how often it came back.
+func (r *Recorder) Links() (lost, back int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.linksLocked()
+}
+
+func (r *Recorder) linksLocked() (lost, back int) {
+	for _, up := range r.links {
+		if up {
+			back++
+		} else {
+			lost++
+		}
+	}
+	return lost, back
+}
+
+// WaitLinkLost waits until the link was reported lost at least n times; it
+// fails the test after timeout.
+func (r *Recorder) WaitLinkLost(t testing.TB, n int, timeout time.Duration) {
+	t.Helper()
+	r.wait(t, timeout, func() bool { lost, _ := r.linksLocked(); return lost >= n },
+		func() string { lost, _ := r.linksLocked(); return fmt.Sprintf("the link lost %d times (got %d)", n, lost) })
+}
+
+// WaitLinkBack waits until the link was reported back at least n times; it
+// fails the test after timeout.
+func (r *Recorder) WaitLinkBack(t testing.TB, n int, timeout time.Duration) {
+	t.Helper()
+	r.wait(t, timeout, func() bool { _, back := r.linksLocked(); return back >= n },
+		func() string { _, back := r.linksLocked(); return fmt.Sprintf("the link back %d times (got %d)", n, back) })
 }
 
 // Publications returns the publications of channel received so far, in

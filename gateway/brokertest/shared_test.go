@@ -238,7 +238,10 @@ func (n *shared) History(ctx context.Context, channel string, opts broker.Histor
 	}
 	defer n.be.mu.Unlock()
 	now := time.Now()
-	st := n.be.stream(channel, now)
+	st := n.be.streams[channel]
+	if st == nil || now.After(st.expires) {
+		return broker.HistoryResult{}, nil
+	}
 	res := broker.HistoryResult{Position: broker.Position{Offset: st.offset, Epoch: st.epoch}}
 	if opts.Limit == 0 || opts.Since != nil && opts.Since.Epoch != st.epoch {
 		return res, nil

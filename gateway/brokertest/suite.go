@@ -29,6 +29,14 @@ type Options struct {
 	// streams and presence entries. Default: 100 milliseconds; a backend
 	// with a coarser clock sets more.
 	TTL time.Duration
+	// Server controls the backend server behind the brokers, for the
+	// Faults subtests (connections cut, the server restarted with and
+	// without its data, paused). Default: nil, and they are skipped.
+	Server Server
+	// NewIsolated returns a broker, not yet started, on the same backend
+	// as newBroker's but kept apart by another key prefix, for the
+	// Isolation subtest. Default: nil, and it is skipped.
+	NewIsolated func(t *testing.T) broker.Broker
 }
 
 // Run runs the contract suite against the brokers that newBroker makes.
@@ -94,11 +102,24 @@ func Run(t *testing.T, newBroker func(t *testing.T) broker.Broker, opts Options)
 			{"Control", s.testMultiControl},
 			{"CloseOneNode", s.testMultiCloseOne},
 		}},
+		{"Faults", []subtest{
+			{"Cut", s.testFaultCut},
+			{"Restart", s.testFaultRestart},
+			{"Pause", s.testFaultPause},
+		}},
+		{"Isolation", []subtest{
+			{"Prefix", s.testIsolation},
+		}},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
-			if g.name == "MultiNode" && opts.SingleNode {
+			switch {
+			case g.name == "MultiNode" && opts.SingleNode:
 				t.Skip("single-node broker")
+			case g.name == "Faults" && opts.Server == nil:
+				t.Skip("no Options.Server to make faults with")
+			case g.name == "Isolation" && opts.NewIsolated == nil:
+				t.Skip("no Options.NewIsolated")
 			}
 			for _, st := range g.tests {
 				t.Run(st.name, st.f)
@@ -129,7 +150,13 @@ type node struct {
 // reports the deliveries that broke the Handler contract.
 func (s *suite) start(t *testing.T) node {
 	t.Helper()
-	b := s.newBroker(t)
+	return s.startWith(t, s.newBroker)
+}
+
+// startWith is start with another maker of brokers.
+func (s *suite) startWith(t *testing.T, newBroker func(t *testing.T) broker.Broker) node {
+	t.Helper()
+	b := newBroker(t)
 	if b == nil {
 		t.Fatal("newBroker returned nil")
 	}

@@ -1,0 +1,297 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/duplexws/duplex/gateway/broker"
+)
+
+// Join and leave events are not pushed as they come: pushed one by one,
+// a storm of N clients joining one channel costs N² pushes. The node
+// collects them per channel and flushes them every PresenceInterval, a
+// join and a leave of one client within the interval cancelling out
+// (subscribe/unsubscribe churn then costs nothing), and above the
+// namespace's PresenceCountAbove members it pushes the channel's counts
+// instead, at most once per interval.
+
+// presenceBatch is a channel's join and leave events of the current
+// interval, and what the node knows of its size.
+type presenceBatch struct {
+	mu      sync.Mutex
+	pending map[string]pendingPresence // by client id: its last event
+	order   []string                   // client ids in arrival order
+	// stats is the channel's size as the broker counted it at statsAt,
+	// moved by the events since; sent is the last count pushed.
+	stats   broker.PresenceStats
+	statsAt time.Time
+	sent    broker.PresenceStats
+	counted bool // sent is set
+}
+
+type pendingPresence struct {
+	join bool
+	info *broker.ClientInfo
+}
+
+// presenceStatsAge is how long a channel's counted size is trusted,
+// moved by its events, before the broker counts it again.
+const presenceStatsAge = 2 * time.Second
+
+// HandleJoin implements broker.Handler.
+func (h brokerHandler) HandleJoin(channel string, info *broker.ClientInfo) {
+	h.s.presenceEvent(channel, info, true)
+}
+
+// HandleLeave implements broker.Handler.
+func (h brokerHandler) HandleLeave(channel string, info *broker.ClientInfo) {
+	h.s.presenceEvent(channel, info, false)
+}
+
+func (s *Server) presenceEvent(channel string, info *broker.ClientInfo, join bool) {
+	ch := s.hub.get(channel)
+	if ch == nil || info == nil {
+		return
+	}
+	b := &ch.presence
+	b.mu.Lock()
+	if join {
+		b.stats.Clients++
+	} else if b.stats.Clients > 0 {
+		b.stats.Clients--
+	}
+	if prev, ok := b.pending[info.Client]; ok && prev.join != join {
+		// A join and a leave within one interval: no change to push.
+		delete(b.pending, info.Client)
+	} else {
+		if b.pending == nil {
+			b.pending = make(map[string]pendingPresence)
+		}
+		if !ok {
+			b.order = append(b.order, info.Client)
+		}
+		b.pending[info.Client] = pendingPresence{join: join, info: info}
+	}
+	b.mu.Unlock()
+	s.presenceDirty.mark(ch)
+}
+
+// dirtySet is the channels with presence events not yet flushed.
+type dirtySet struct {
+	mu  sync.Mutex
+	set map[*hubChannel]struct{}
+}
+
+func (d *dirtySet) mark(ch *hubChannel) {
+	d.mu.Lock()
+	if d.set == nil {
+		d.set = make(map[*hubChannel]struct{})
+	}
+	d.set[ch] = struct{}{}
+	d.mu.Unlock()
+}
+
+func (d *dirtySet) take() map[*hubChannel]struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	set := d.set
+	d.set = nil
+	return set
+}
+
+// presenceLoop flushes the presence events every PresenceInterval and
+// refreshes this node's presence entries at the broker every third of
+// PresenceTTL, so that the members of a node that died expire.
+func (s *Server) presenceLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.PresenceInterval)
+	defer t.Stop()
+	lastRefresh := time.Now()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			for ch := range s.presenceDirty.take() {
+				s.flushPresence(ch, now)
+			}
+			if now.Sub(lastRefresh) >= s.cfg.PresenceTTL/3 {
+				lastRefresh = now
+				s.refreshPresence()
+			}
+		}
+	}
+}
+
+// flushPresence pushes a channel's events of the interval, or its counts.
+func (s *Server) flushPresence(ch *hubChannel, now time.Time) {
+	ns, err := s.namespace(ch.name)
+	if err != nil {
+		return
+	}
+	b := &ch.presence
+	b.mu.Lock()
+	events := make([]pendingPresence, 0, len(b.pending))
+	for _, id := range b.order {
+		if e, ok := b.pending[id]; ok {
+			events = append(events, e)
+		}
+	}
+	b.pending, b.order = nil, nil
+	stale := now.Sub(b.statsAt) > presenceStatsAge
+	b.mu.Unlock()
+
+	countOnly := ns.PresenceCountAbove > 0
+	if countOnly && stale {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		st, err := s.broker.PresenceStats(ctx, ch.name)
+		cancel()
+		b.mu.Lock()
+		if err == nil {
+			b.stats, b.statsAt = st, now
+		}
+		b.mu.Unlock()
+	}
+	b.mu.Lock()
+	stats := b.stats
+	countOnly = countOnly && stats.Clients > ns.PresenceCountAbove
+	sendCount := countOnly && (!b.counted || b.sent != stats)
+	if sendCount {
+		b.sent, b.counted = stats, true
+	}
+	b.mu.Unlock()
+
+	if countOnly {
+		if sendCount {
+			line := encodePresenceCount(ch.name, stats)
+			s.metrics.presencePush.With("count").Inc()
+			s.hub.each(ch.name, func(sess *session) { sess.deliverLine(ch.name, line) })
+		}
+		return
+	}
+	for _, e := range events {
+		kind := "leave"
+		if e.join {
+			kind = "join"
+		}
+		line := encodePresenceEvent(kind, ch.name, e.info)
+		s.metrics.presencePush.With(kind).Inc()
+		s.hub.each(ch.name, func(sess *session) {
+			if sess.id != e.info.Client {
+				sess.deliverLine(ch.name, line)
+			}
+		})
+	}
+}
+
+func encodePresenceCount(channel string, st broker.PresenceStats) []byte {
+	b, _ := json.Marshal(struct {
+		Push    string `json:"push"`
+		Channel string `json:"channel"`
+		Clients int    `json:"clients"`
+		Users   int    `json:"users"`
+	}{"presence_count", channel, st.Clients, st.Users})
+	return b
+}
+
+// presenceEntry is one entry this node keeps at the broker.
+type presenceEntry struct {
+	channel string
+	info    *broker.ClientInfo
+}
+
+// refreshPresence adds this node's presence entries again, with
+// PresenceTTL, a few at a time.
+func (s *Server) refreshPresence() {
+	var entries []presenceEntry
+	s.sessions.each(func(sess *session) {
+		sess.mu.Lock()
+		for channel, sub := range sess.subs {
+			if sub.ns.Presence && !sub.buffering && sess.info != nil {
+				entries = append(entries, presenceEntry{channel, sess.info})
+			}
+		}
+		if sess.userEntry != nil {
+			entries = append(entries, *sess.userEntry)
+		}
+		sess.mu.Unlock()
+	})
+	if len(entries) == 0 || !s.brokerReady() {
+		return
+	}
+	const workers = 16
+	work := make(chan presenceEntry)
+	var wg sync.WaitGroup
+	for range min(workers, len(entries)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range work {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				if err := s.broker.AddPresence(ctx, e.channel, e.info, s.cfg.PresenceTTL); err != nil {
+					s.log.Debug("presence refresh failed", "channel", e.channel, "err", err)
+				}
+				cancel()
+			}
+		}()
+	}
+feed:
+	for _, e := range entries {
+		select {
+		case work <- e:
+		case <-s.stop:
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+}
+
+// userChannel is the presence set of a user's connections, by which the
+// per-user connection limit holds across every node of the broker.
+func userChannel(user string) string { return "$user:" + user }
+
+// admitUser counts sess among its user's connections at the broker and
+// reports whether it is within Limits.MaxConnectionsPerUser, counting every
+// node. A connection over it is removed again.
+func (s *Server) admitUser(ctx context.Context, sess *session) (bool, error) {
+	max := s.cfg.Limits.MaxConnectionsPerUser
+	if max <= 0 || sess.user == "" {
+		return true, nil
+	}
+	e := presenceEntry{channel: userChannel(sess.user), info: &broker.ClientInfo{Client: sess.id, User: sess.user}}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.broker.AddPresence(ctx, e.channel, e.info, s.cfg.PresenceTTL); err != nil {
+		return false, err
+	}
+	st, err := s.broker.PresenceStats(ctx, e.channel)
+	if err != nil || st.Clients > max {
+		if rerr := s.broker.RemovePresence(ctx, e.channel, sess.id); rerr != nil {
+			s.log.Warn("removing a refused connection from its user's set failed", "err", rerr)
+		}
+		return false, err
+	}
+	sess.mu.Lock()
+	sess.userEntry = &e
+	sess.mu.Unlock()
+	return true, nil
+}
+
+// releaseUser removes sess from its user's set at the broker.
+func (s *Server) releaseUser(sess *session) {
+	sess.mu.Lock()
+	e := sess.userEntry
+	sess.userEntry = nil
+	sess.mu.Unlock()
+	if e == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.broker.RemovePresence(ctx, e.channel, sess.id); err != nil {
+		s.log.Warn("removing a connection from its user's set failed", "err", err)
+	}
+}
