@@ -1,18 +1,19 @@
 module github.com/duplexws/duplex
 
-go 1.26
+go 1.26.0
 
 toolchain go1.27.3
 
 require (
 	github.com/creack/pty v1.1.24
+	github.com/redis/rueidis v1.0.80
 	github.com/spf13/cobra v1.10.2
-	go.yaml.in/yaml/v3 v3.0.4
+	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/term v0.45.0
 )
 
 require (
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/spf13/pflag v1.0.9 // indirect
-	golang.org/x/sys v0.47.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 )

@@ -113,13 +113,27 @@ func (c *Cluster) URL() string {
 	return u.String()
 }
 
-// Cut breaks every client connection to every node.
+// Cut breaks every client connection to every node, on all nodes at
+// once: a client that reconnects quickly must not see one fault per node.
 func (c *Cluster) Cut(t *testing.T) {
 	t.Helper()
-	for _, n := range c.nodes {
-		if err := n.cut(); err != nil {
-			t.Fatal(err)
+	admins := make([]*adminConn, len(c.nodes))
+	for i, n := range c.nodes {
+		a, err := dialAdmin(n.Addr(), n.TLSConfig(), n.opts.Password, 5*time.Second)
+		if err != nil {
+			t.Fatalf("testredis: Cut: %v", err)
 		}
+		defer a.close()
+		admins[i] = a
+	}
+	errs := make([]error, len(admins))
+	var wg sync.WaitGroup
+	for i, a := range admins {
+		wg.Go(func() { errs[i] = a.kill() })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
 }
 

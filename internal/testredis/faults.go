@@ -30,8 +30,13 @@ func (s *Server) cut() error {
 		return fmt.Errorf("testredis: Cut: %w", err)
 	}
 	defer a.close()
-	for _, typ := range []string{"normal", "pubsub"} {
-		// SKIPME is yes by default: this connection survives.
+	return a.kill()
+}
+
+// kill closes the connections of the normal and the pub/sub clients but
+// a's own (SKIPME is yes by default).
+func (a *adminConn) kill() error {
+	for _, typ := range []string{"pubsub", "normal"} {
 		if _, err := a.do(5*time.Second, "CLIENT", "KILL", "TYPE", typ); err != nil {
 			return fmt.Errorf("testredis: Cut: CLIENT KILL TYPE %s: %w", typ, err)
 		}

@@ -1,0 +1,9 @@
+package redis_test
+
+import (
+	"testing"
+
+	"github.com/duplexws/duplex/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }

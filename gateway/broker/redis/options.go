@@ -1,0 +1,268 @@
+package redis
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options configures a Broker. The zero value connects to a standalone
+// server at 127.0.0.1:6379.
+type Options struct {
+	// Addrs are the servers, each host:port. One address is a standalone
+	// server (unless Cluster); several are seed nodes of a Redis Cluster,
+	// from which the client learns the others. Default: 127.0.0.1:6379.
+	Addrs []string
+	// Cluster says that the servers form a Redis Cluster (7.0 or later,
+	// for sharded pub/sub), also when Addrs holds one seed. Default: true
+	// when Addrs holds several, false otherwise.
+	Cluster bool
+	// Username and Password authenticate each connection (AUTH). An empty
+	// Username is the default user. Default: no authentication. The
+	// password never appears in String or in errors.
+	Username string
+	Password string
+	// DB is the database of a standalone server (SELECT); a Cluster has
+	// only 0. Default: 0.
+	DB int
+	// TLS, when not nil, makes every connection TLS with this
+	// configuration (its ServerName defaults to the host). Default: plain
+	// TCP.
+	TLS *tls.Config
+	// Prefix begins every key and pub/sub channel name, so that
+	// deployments that share a server stay apart. It must not contain
+	// '{' or '}' (hash tags). Default: "duplex".
+	Prefix string
+	// Shards is the number of pub/sub connections of each node; channels
+	// are spread over them by a hash of their name. On a Cluster it is
+	// also the number of hash slots that the channels' keys are spread
+	// over, so every node must use the same value, and changing it moves
+	// every channel to new keys (losing history and presence). Default: 1
+	// on a standalone server, 16 on a Cluster.
+	Shards int
+
+	// PresenceTTL is how long a presence entry lives when AddPresence is
+	// given a ttl of 0; the gateway adds its members again before it
+	// passes, so that the members of a node that died leave. Default: 60
+	// seconds.
+	PresenceTTL time.Duration
+	// DialTimeout bounds making a connection, the handshake (HELLO, AUTH,
+	// SELECT) included. A call that finds its connection being made waits
+	// for it at most this long, even past its context. Default: 5 seconds.
+	DialTimeout time.Duration
+	// ConnTimeout is the longest a connection waits for a reply, whatever
+	// the calls' contexts, before it is closed as broken. Default: 10
+	// seconds.
+	ConnTimeout time.Duration
+	// HealthInterval is how often each pub/sub connection is checked with
+	// a PING; HealthTimeout is how long the answer may take before the
+	// connection counts as lost (a server that hangs keeps its TCP
+	// connections open). Defaults: 1 second and 2 seconds.
+	HealthInterval time.Duration
+	HealthTimeout  time.Duration
+}
+
+const (
+	defaultAddr           = "127.0.0.1:6379"
+	defaultPrefix         = "duplex"
+	defaultClusterShards  = 16
+	defaultPresenceTTL    = 60 * time.Second
+	defaultDialTimeout    = 5 * time.Second
+	defaultConnTimeout    = 10 * time.Second
+	defaultHealthInterval = time.Second
+	defaultHealthTimeout  = 2 * time.Second
+	maxShards             = 1024
+)
+
+// withDefaults returns o with its defaults filled in, or an error for a
+// value that cannot work.
+func (o Options) withDefaults() (Options, error) {
+	o.Addrs = append([]string(nil), o.Addrs...)
+	if len(o.Addrs) == 0 {
+		o.Addrs = []string{defaultAddr}
+	}
+	for _, a := range o.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return o, fmt.Errorf("redis broker: address %q: %v", a, err)
+		}
+	}
+	if len(o.Addrs) > 1 {
+		o.Cluster = true
+	}
+	if o.Prefix == "" {
+		o.Prefix = defaultPrefix
+	}
+	if strings.ContainsAny(o.Prefix, "{}") {
+		return o, fmt.Errorf("redis broker: prefix %q contains a hash tag brace", o.Prefix)
+	}
+	if o.DB < 0 || o.Cluster && o.DB != 0 {
+		return o, fmt.Errorf("redis broker: database %d: a Cluster has only database 0", o.DB)
+	}
+	if o.Shards <= 0 {
+		o.Shards = 1
+		if o.Cluster {
+			o.Shards = defaultClusterShards
+		}
+	}
+	if o.Shards > maxShards {
+		return o, fmt.Errorf("redis broker: %d shards, at most %d", o.Shards, maxShards)
+	}
+	setDefault(&o.PresenceTTL, defaultPresenceTTL)
+	setDefault(&o.DialTimeout, defaultDialTimeout)
+	setDefault(&o.ConnTimeout, defaultConnTimeout)
+	setDefault(&o.HealthInterval, defaultHealthInterval)
+	setDefault(&o.HealthTimeout, defaultHealthTimeout)
+	return o, nil
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+// String describes the options as a URL, with the password redacted.
+func (o Options) String() string {
+	u := url.URL{Scheme: "redis", Host: strings.Join(o.Addrs, ",")}
+	if len(o.Addrs) == 0 {
+		u.Host = defaultAddr
+	}
+	if o.TLS != nil {
+		u.Scheme = "rediss"
+	}
+	switch {
+	case o.Password != "":
+		u.User = url.UserPassword(o.Username, "xxxxx")
+	case o.Username != "":
+		u.User = url.User(o.Username)
+	}
+	if o.DB != 0 {
+		u.Path = "/" + strconv.Itoa(o.DB)
+	}
+	q := url.Values{}
+	if o.Cluster && len(o.Addrs) <= 1 {
+		q.Set("cluster", "true")
+	}
+	if o.Prefix != "" && o.Prefix != defaultPrefix {
+		q.Set("prefix", o.Prefix)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// ParseURL parses a server URL into Options:
+//
+//	redis://[[user]:password@]host[:port][,host[:port]...][/db][?cluster=true&prefix=p]
+//	rediss://...  the same over TLS (Options.TLS is then a *tls.Config
+//	              that the caller may add a RootCAs to)
+//
+// The port defaults to 6379. Several comma-separated hosts are seed nodes of
+// a Redis Cluster; cluster=true says the same of one. /db selects a
+// database of a standalone server. User and password are percent-decoded
+// when they can be, and may hold '@', ':' and '/' unescaped too. Errors
+// never quote the password.
+func ParseURL(s string) (Options, error) {
+	var o Options
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return o, errors.New(`redis broker: URL must begin with redis:// or rediss://`)
+	}
+	switch scheme {
+	case "redis":
+	case "rediss":
+		o.TLS = &tls.Config{}
+	default:
+		return o, fmt.Errorf("redis broker: URL scheme %q, want redis or rediss", scheme)
+	}
+	// The userinfo ends at the last '@' before the query: a password may
+	// hold '@', '/' and ':' unescaped, and must not reach url.Parse, whose
+	// errors quote what they parse.
+	auth := rest
+	if i := strings.IndexByte(auth, '?'); i >= 0 {
+		auth = auth[:i]
+	}
+	if at := strings.LastIndexByte(auth, '@'); at >= 0 {
+		user, pass, hasPass := strings.Cut(rest[:at], ":")
+		o.Username = unescape(user)
+		if hasPass {
+			o.Password = unescape(pass)
+		}
+		rest = rest[at+1:]
+	}
+	u, err := url.Parse("redis://" + rest)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return o, fmt.Errorf("redis broker: URL %s: %v", redactedURL(scheme, o, rest), err)
+	}
+	if u.Fragment != "" {
+		return o, errors.New("redis broker: URL has a fragment")
+	}
+	for _, h := range strings.Split(u.Host, ",") {
+		if h == "" {
+			return o, errors.New("redis broker: URL has an empty host")
+		}
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			h = net.JoinHostPort(strings.Trim(h, "[]"), "6379")
+		}
+		o.Addrs = append(o.Addrs, h)
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		n, err := strconv.Atoi(db)
+		if err != nil || n < 0 {
+			return o, fmt.Errorf("redis broker: URL database %q is not a number", db)
+		}
+		o.DB = n
+	}
+	for k, vs := range u.Query() {
+		v := vs[len(vs)-1]
+		switch k {
+		case "cluster":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return o, fmt.Errorf("redis broker: URL parameter cluster=%q is not a boolean", v)
+			}
+			o.Cluster = b
+		case "prefix":
+			o.Prefix = v
+		default:
+			return o, fmt.Errorf("redis broker: unknown URL parameter %q", k)
+		}
+	}
+	if len(o.Addrs) > 1 {
+		o.Cluster = true
+	}
+	if o.Cluster && o.DB != 0 {
+		return o, fmt.Errorf("redis broker: URL database %d: a Cluster has only database 0", o.DB)
+	}
+	return o, nil
+}
+
+func unescape(s string) string {
+	if u, err := url.PathUnescape(s); err == nil {
+		return u
+	}
+	return s
+}
+
+// redactedURL rebuilds a URL for an error message, without its password.
+func redactedURL(scheme string, o Options, rest string) string {
+	var b strings.Builder
+	b.WriteString(scheme + "://")
+	if o.Username != "" || o.Password != "" {
+		b.WriteString(url.PathEscape(o.Username))
+		if o.Password != "" {
+			b.WriteString(":xxxxx")
+		}
+		b.WriteByte('@')
+	}
+	b.WriteString(rest)
+	return strconv.Quote(b.String())
+}

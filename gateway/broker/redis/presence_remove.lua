@@ -1,0 +1,3 @@
+-- ARGV[1] client
+forget(ARGV[1])
+return 1
