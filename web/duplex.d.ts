@@ -154,10 +154,15 @@ export interface GapContext {
   to: number;
   /** The epoch from and to are in: the stream's current one. */
   epoch: string;
-  /** 'dropped': the server skipped them for a slow client; 'unrecoverable': recovery failed. */
-  reason: 'dropped' | 'unrecoverable';
   /**
-   * With 'unrecoverable': the position recovery started from. When its epoch
+   * 'dropped': the server skipped them for a slow client, or the broker lost
+   * them and history no longer held them; 'unrecoverable': recovery failed;
+   * 'reset': the stream started again under a new epoch while subscribed (a
+   * broker restarted without its data).
+   */
+  reason: 'dropped' | 'unrecoverable' | 'reset';
+  /**
+   * With 'unrecoverable' and 'reset': the position recovery started from. When its epoch
    * differs from epoch the stream started again (an in-memory gateway
    * restarted): from is 1, and whatever followed this position in the old
    * stream is lost as well.
@@ -185,6 +190,8 @@ export interface SubscriptionEvents {
   gap: GapContext;
   join: ClientInfo;
   leave: ClientInfo;
+  /** In a channel above the namespace's presence_count_above members, in place of join and leave. */
+  presence_count: { clients: number; users: number };
   unsubscribed: UnsubscribedContext;
   error: Error;
 }

@@ -12,7 +12,7 @@ export const PROTOCOL = 'duplex.v1.json';
 
 /**
  * Codes of errors raised by the client itself. Errors from the server carry the
- * protocol's codes (100–112) instead.
+ * protocol's codes (100–113) instead.
  * @readonly
  * @enum {number}
  */
@@ -41,10 +41,10 @@ const STABLE_MS = 5000;
 const OPEN = 1;
 
 /** Server error codes after which a subscribe is retried with backoff. */
-const RETRY_SUBSCRIBE = new Set([100]);
+const RETRY_SUBSCRIBE = new Set([100, 113]);
 
 /**
- * An error with a numeric code: a protocol error code (100–112) from the server,
+ * An error with a numeric code: a protocol error code (100–113) from the server,
  * or one of {@link ErrorCode}.
  */
 export class DuplexError extends Error {
@@ -700,7 +700,8 @@ export class Client extends Emitter {
  *
  * Events: 'subscribed' ({channel, recovered, recoverable, epoch, offset, latest}),
  * 'publication' (Publication), 'gap' ({channel, from, to, epoch, reason}),
- * 'join' and 'leave' ({client, user, info}), 'unsubscribed' ({code, reason}), 'error' (Error).
+ * 'join' and 'leave' ({client, user, info}), 'presence_count' ({clients, users}: in a channel
+ * too big for join and leave events), 'unsubscribed' ({code, reason}), 'error' (Error).
  */
 export class Subscription extends Emitter {
   /**
@@ -718,7 +719,9 @@ export class Subscription extends Emitter {
     this._getToken = options.getToken ?? null;
     /** @type {'subscribing' | 'subscribed' | 'unsubscribed'} */
     this._state = 'subscribing';
-    // The position of the last publication delivered; '' epoch means not tracked.
+    // The position of the last publication delivered, tracked when the
+    // namespace keeps history; '' epoch: before the channel's stream began.
+    this._tracked = options.since != null;
     this._epoch = options.since?.epoch ?? '';
     this._offset = options.since?.offset ?? 0;
     this._latest = false;
@@ -747,7 +750,7 @@ export class Subscription extends Emitter {
    * @returns {StreamPosition | null}
    */
   get position() {
-    return this._epoch ? { offset: this._offset, epoch: this._epoch } : null;
+    return this._tracked ? { offset: this._offset, epoch: this._epoch } : null;
   }
 
   /**
@@ -889,7 +892,10 @@ export class Subscription extends Emitter {
     this._latest = res.latest === true;
     const epoch = res.epoch || '';
     const offset = typeof res.offset === 'number' ? res.offset : 0;
-    const recovered = since !== null && res.recovered === true && epoch === since.epoch;
+    // A position from before the stream began ('' epoch) recovers into
+    // whatever epoch the stream has now.
+    const recovered = since !== null && res.recovered === true && (epoch === since.epoch || since.epoch === '');
+    this._tracked = res.recoverable === true;
     if (!recovered) {
       // Nothing recovered: continue from the stream's position as it is now.
       this._epoch = epoch;
@@ -949,6 +955,9 @@ export class Subscription extends Emitter {
       case 'leave':
         this._emit(m.push, m.info ?? {});
         return;
+      case 'presence_count':
+        this._emit('presence_count', { clients: m.clients, users: m.users });
+        return;
       case 'unsubscribe':
         this._end(m.code ?? 0, m.reason ?? '');
         return;
@@ -984,6 +993,15 @@ export class Subscription extends Emitter {
 
   /** @param {any} m a gap push */
   _onGap(m) {
+    if (m.reset === true) {
+      // The stream started again under a new epoch: what followed our
+      // position in the old one may be lost, and 1..to of the new one are.
+      const since = this._tracked ? { offset: this._offset, epoch: this._epoch } : null;
+      this._epoch = m.epoch;
+      this._offset = m.to;
+      this._emit('gap', { channel: this.channel, from: m.from, to: m.to, epoch: m.epoch, reason: 'reset', since });
+      return;
+    }
     const epoch = m.epoch ?? this._epoch;
     if (this._epoch && epoch === this._epoch) {
       if (m.to <= this._offset) return; // covered already

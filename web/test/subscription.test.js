@@ -430,3 +430,60 @@ test("'subscribed' listeners see the new position; unsubscribing in a listener s
   assert.deepEqual(offsets(pubs), [11]);
   client.disconnect();
 });
+
+test('a channel subscribed before its stream began recovers it all on resubscribe', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  // No stream yet: the reply has no epoch and no offset.
+  const { WS, client, ws, pubs, gaps } = await subscribed({ recoverable: true });
+  const ws2 = await reconnect(t, client, WS);
+  assert.deepEqual(ws2.last('subscribe').since, { offset: 0, epoch: '' });
+  ws2.reply('subscribe', { epoch: 'E1', offset: 2, recoverable: true, recovered: true, publications: [pub(1), pub(2)] });
+  assert.deepEqual(offsets(pubs), [1, 2]);
+  assert.deepEqual(gaps, []);
+  ws2.push(pub(3));
+  assert.deepEqual(offsets(pubs), [1, 2, 3]);
+  client.disconnect();
+});
+
+test('a namespace without history sends no position', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { WS, client } = await subscribed({});
+  const ws2 = await reconnect(t, client, WS);
+  assert.equal(ws2.last('subscribe').since, undefined);
+  client.disconnect();
+});
+
+test("a reset push is a 'gap' (reset) and restarts tracking in the new epoch", async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { WS, client, ws, pubs, gaps } = await subscribed();
+  ws.push(pub(11), { push: 'gap', channel: CH, epoch: 'E2', from: 1, to: 2, reset: true }, pub(3, 3, 'E2'));
+  assert.deepEqual(gaps, [
+    { channel: CH, from: 1, to: 2, epoch: 'E2', reason: 'reset', since: { offset: 11, epoch: 'E1' } },
+  ]);
+  assert.deepEqual(offsets(pubs), [11, 3]);
+  const ws2 = await reconnect(t, client, WS);
+  assert.deepEqual(ws2.last('subscribe').since, { offset: 3, epoch: 'E2' });
+  client.disconnect();
+});
+
+test("presence_count pushes are 'presence_count' events", async () => {
+  const { client, sub, ws } = await subscribed();
+  const counts = record(sub, 'presence_count');
+  ws.push({ push: 'presence_count', channel: CH, clients: 1500, users: 1200 });
+  assert.deepEqual(counts, [{ clients: 1500, users: 1200 }]);
+  client.disconnect();
+});
+
+test('error 113 (broker unavailable) retries the subscribe', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { WS, client } = setup();
+  const sub = client.subscribe(CH);
+  const ws = await connectClient(client, WS);
+  ws.replyError('subscribe', 113, 'unavailable');
+  assert.equal(sub.state, 'subscribing');
+  t.mock.timers.tick(20000);
+  await flush();
+  ws.reply('subscribe', { epoch: 'E1', offset: 1, recoverable: true });
+  assert.equal(sub.state, 'subscribed');
+  client.disconnect();
+});
