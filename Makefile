@@ -14,7 +14,7 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME_SHORT ?= 10000x
 FUZZTIME       ?= 60s
 
-.PHONY: all test fmt-check vet staticcheck unit web-test interop e2e fuzz-short fuzz conformance bench bench-gateway bench-gateway-smoke bench-peers bench-peers-smoke run tools clean
+.PHONY: all test fmt-check vet staticcheck unit services web-test interop e2e fuzz-short fuzz conformance bench bench-gateway bench-gateway-smoke bench-peers bench-peers-smoke run tools clean
 
 all: test
 
@@ -39,8 +39,15 @@ tools: $(STATICCHECK)
 staticcheck: $(STATICCHECK)
 	$(STATICCHECK) ./...
 
-unit:
-	$(GO) test -race -count=1 -timeout 15m ./...
+## unit: the race tests of every package; the broker and multi-node tests
+## start real redis-server and nats-server processes on free loopback ports
+## (scripts/services.sh installs them) and fail, not skip, without them.
+unit: services
+	DUPLEX_REQUIRE_SERVICES=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+## services: installs Debian's redis-server and builds nats-server into .tools/bin.
+services:
+	./scripts/services.sh
 
 ## web-test: the browser client duplex.js, with Node's test runner (no npm
 ## packages needed).
