@@ -110,6 +110,14 @@ type Namespace struct {
 	// HistoryTTL is how long a publication stays in history. Default: 0,
 	// only HistorySize bounds it.
 	HistoryTTL time.Duration
+	// MaxStreams caps the channels of the namespace that keep a stream
+	// (history and position) at once: past it, a publication to a new
+	// channel fails with 106, so that publishers cannot fill memory with
+	// fresh channel names (reading a channel never makes a stream). A
+	// stream lives for 24 hours after its last publication. Enforced by
+	// the memory broker; Redis and NATS bound streams by their own memory
+	// limits. Default: 100,000; negative: no cap.
+	MaxStreams int
 
 	// Presence keeps the member list of each channel. Default: false.
 	Presence bool
@@ -321,6 +329,9 @@ func (c *Config) withDefaults() (Config, error) {
 		}
 		if ns.PresenceCountAbove == 0 {
 			ns.PresenceCountAbove = 1000
+		}
+		if ns.MaxStreams == 0 {
+			ns.MaxStreams = 100_000
 		}
 		if ns.Subscribe == "" {
 			ns.Subscribe = PermissionAuthenticated

@@ -58,6 +58,7 @@ const (
 	limitMessageRate        = "message_rate"
 	limitMessageSize        = "message_size"
 	limitChannels           = "channels"
+	limitStreams            = "streams"
 )
 
 func newServerMetrics() *serverMetrics {

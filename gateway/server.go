@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
@@ -190,7 +191,12 @@ func (s *Server) publish(ctx context.Context, ns *Namespace, channel string, dat
 	pos, err := s.broker.Publish(ctx, channel, data, info, broker.PublishOptions{
 		HistorySize: ns.HistorySize,
 		HistoryTTL:  ns.HistoryTTL,
+		MaxStreams:  max(ns.MaxStreams, 0),
 	})
+	if errors.Is(err, broker.ErrStreamLimit) {
+		s.metrics.limitHits.With(limitStreams).Inc()
+		return pos, &Error{ErrLimitExceeded.Code, "limit exceeded: too many channels with history in the namespace"}
+	}
 	if err != nil {
 		s.log.Warn("publish failed", "channel", channel, "err", err)
 		return pos, ErrInternal

@@ -14,6 +14,10 @@ import (
 // ErrClosed is returned by a Broker's methods after Close.
 var ErrClosed = errors.New("broker: closed")
 
+// ErrStreamLimit is returned by Publish when the publication would start a
+// stream past PublishOptions.MaxStreams.
+var ErrStreamLimit = errors.New("broker: too many streams in the namespace")
+
 // Position is a place in a channel's stream of publications. Offsets start
 // at 1 and grow by one with each publication. The epoch names one life of
 // the stream: when a stream is lost (history expired, a broker restarted
@@ -58,6 +62,12 @@ type PublishOptions struct {
 	// outlives its last publication; after it, the stream restarts under a
 	// new epoch. Default (0): 24 hours, and never less than HistoryTTL.
 	StreamTTL time.Duration
+	// MaxStreams caps the streams of the channel's namespace (the part of
+	// its name before the first colon): a publication that would start one
+	// more fails with ErrStreamLimit. Default (0): no cap. The memory
+	// broker enforces it; a shared broker's streams are bounded by its own
+	// memory limit and StreamTTL instead.
+	MaxStreams int
 }
 
 // HistoryOptions selects publications from a stream.

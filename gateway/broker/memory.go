@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"hash/maphash"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,10 @@ type Memory struct {
 
 	running atomic.Bool // between Start and Close
 
+	streamsMu  sync.Mutex
+	streams    map[string]int // streams per namespace
+	earlySweep time.Time      // the last sweep made for a publisher at the cap
+
 	mu      sync.Mutex
 	handler Handler
 	closed  bool
@@ -49,6 +54,7 @@ const memoryShards = 64
 // stream's mu; subMu is taken alone, since Publish reads it while holding a
 // stream's mu.
 type memoryShard struct {
+	m        *Memory
 	mu       sync.Mutex
 	streams  map[string]*stream
 	presence map[string]map[string]presenceEntry
@@ -89,9 +95,10 @@ func NewMemory(opts *MemoryOptions) *Memory {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	m := &Memory{now: o.Now, interval: o.SweepInterval, seed: maphash.MakeSeed()}
+	m := &Memory{now: o.Now, interval: o.SweepInterval, seed: maphash.MakeSeed(), streams: make(map[string]int)}
 	for i := range m.shards {
 		s := &m.shards[i]
+		s.m = m
 		s.streams = make(map[string]*stream)
 		s.subscribed = make(map[string]struct{})
 		s.presence = make(map[string]map[string]presenceEntry)
@@ -148,7 +155,14 @@ func (m *Memory) Publish(ctx context.Context, channel string, data json.RawMessa
 		return Position{}, nil
 	}
 	now := m.now()
-	st := sh.stream(channel, now, true)
+	st := sh.stream(channel, now, m.creator(channel, opts.MaxStreams))
+	if st == nil && m.sweepEarly(now) {
+		// At the cap, expired streams not swept yet may hold the places.
+		st = sh.stream(channel, now, m.creator(channel, opts.MaxStreams))
+	}
+	if st == nil {
+		return Position{}, ErrStreamLimit
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.offset++
@@ -180,9 +194,56 @@ func (sh *memoryShard) isSubscribed(channel string) bool {
 	return ok
 }
 
+// namespaceOf is the part of channel's name before the first colon.
+func namespaceOf(channel string) string {
+	ns, _, _ := strings.Cut(channel, ":")
+	return ns
+}
+
+// creator returns what stream calls to count a new stream of channel's
+// namespace, or refuse it past max (0: no cap).
+func (m *Memory) creator(channel string, max int) func() bool {
+	return func() bool {
+		ns := namespaceOf(channel)
+		m.streamsMu.Lock()
+		defer m.streamsMu.Unlock()
+		if max > 0 && m.streams[ns] >= max {
+			return false
+		}
+		m.streams[ns]++
+		return true
+	}
+}
+
+// sweepEarly sweeps now for a publisher at a namespace's cap, at most once
+// a second (a sweep visits every stream), and reports whether it did.
+func (m *Memory) sweepEarly(now time.Time) bool {
+	m.streamsMu.Lock()
+	due := now.Sub(m.earlySweep) >= time.Second
+	if due {
+		m.earlySweep = now
+	}
+	m.streamsMu.Unlock()
+	if due {
+		m.sweep(now)
+	}
+	return due
+}
+
+// dropped uncounts a stream of channel's namespace.
+func (m *Memory) dropped(channel string) {
+	ns := namespaceOf(channel)
+	m.streamsMu.Lock()
+	if m.streams[ns]--; m.streams[ns] <= 0 {
+		delete(m.streams, ns)
+	}
+	m.streamsMu.Unlock()
+}
+
 // stream returns the channel's stream, replacing an expired one with a new
-// epoch; with create false it returns nil instead of creating one.
-func (sh *memoryShard) stream(channel string, now time.Time, create bool) *stream {
+// epoch; create, when not nil, counts a new stream and may refuse it; with
+// create nil or refusing it returns nil instead of creating one.
+func (sh *memoryShard) stream(channel string, now time.Time, create func() bool) *stream {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	st := sh.streams[channel]
@@ -194,8 +255,9 @@ func (sh *memoryShard) stream(channel string, now time.Time, create bool) *strea
 			return st
 		}
 		delete(sh.streams, channel)
+		sh.m.dropped(channel)
 	}
-	if !create {
+	if create == nil || !create() {
 		return nil
 	}
 	st = &stream{epoch: newEpoch(), expires: now.Add(DefaultStreamTTL)}
@@ -284,7 +346,7 @@ func (m *Memory) History(ctx context.Context, channel string, opts HistoryOption
 	now := m.now()
 	// Reading creates nothing: clients may read any channel name, and a
 	// stream kept for each would be memory an attacker chooses.
-	st := m.shard(channel).stream(channel, now, false)
+	st := m.shard(channel).stream(channel, now, nil)
 	if st == nil {
 		return HistoryResult{}, nil
 	}
@@ -433,6 +495,7 @@ func (m *Memory) sweep(now time.Time) {
 			st.mu.Lock()
 			if now.After(st.expires) {
 				delete(sh.streams, name)
+				m.dropped(name)
 			} else {
 				n := 0
 				for n < len(st.items) && !st.items[n].expires.IsZero() && now.After(st.items[n].expires) {

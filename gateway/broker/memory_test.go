@@ -95,3 +95,48 @@ func TestMemoryPublishDeadlock(t *testing.T) {
 		})
 	}
 }
+
+// TestMemoryMaxStreams: past MaxStreams a namespace starts no more streams,
+// existing ones go on, other namespaces are not counted against it, reads
+// count nothing, and an expired stream frees its place.
+func TestMemoryMaxStreams(t *testing.T) {
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	m := broker.NewMemory(&broker.MemoryOptions{Now: clock, SweepInterval: time.Hour})
+	ctx := context.Background()
+	if err := m.Start(ctx, brokertest.NewRecorder()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(ctx)
+	opts := broker.PublishOptions{HistorySize: 1, MaxStreams: 3, StreamTTL: time.Minute}
+	pub := func(channel string) error {
+		_, err := m.Publish(ctx, channel, json.RawMessage(`1`), nil, opts)
+		return err
+	}
+	for i := range 1000 {
+		if _, err := m.History(ctx, "ns:read-"+strconv.Itoa(i), broker.HistoryOptions{Limit: -1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		if err := pub("ns:" + strconv.Itoa(i)); err != nil {
+			t.Fatalf("stream %d of 3: %v", i, err)
+		}
+	}
+	if err := pub("ns:3"); err != broker.ErrStreamLimit {
+		t.Fatalf("a fourth stream: %v, want ErrStreamLimit", err)
+	}
+	if err := pub("ns:0"); err != nil {
+		t.Fatalf("an existing stream past the cap: %v", err)
+	}
+	if err := pub("other:0"); err != nil {
+		t.Fatalf("another namespace: %v", err)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	if err := pub("ns:3"); err != nil {
+		t.Fatalf("after the streams expired: %v", err)
+	}
+}
