@@ -80,17 +80,11 @@ func New(opts Options) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	logger := slog.New(slog.DiscardHandler)
-	return &Broker{opts: o, keys: newKeyspace(o.Prefix, o.Cluster, o.Shards), logger: logger}, nil
-}
-
-// WithLogger makes b log its connection changes and the messages it drops
-// to l, and returns b. Call it before Start. Default: no logs.
-func (b *Broker) WithLogger(l *slog.Logger) *Broker {
-	if l != nil {
-		b.logger = l
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
-	return b
+	return &Broker{opts: o, keys: newKeyspace(o.Prefix, o.Cluster, o.Shards), logger: logger}, nil
 }
 
 // String describes the broker's server, with the password redacted.
@@ -221,13 +215,24 @@ func (b *Broker) ready(ctx context.Context, op string) error {
 	return nil
 }
 
-// fail wraps the error of a call to the server.
-func (b *Broker) fail(op string, err error) error {
-	if b.closed.Load() && (errors.Is(err, rueidis.ErrClosing) || errors.Is(err, net.ErrClosed)) {
+// fail wraps the error of a call to the server. A call whose context
+// ended fails with the context's error, whatever the client library saw
+// then (a dial's timeout, say).
+func (b *Broker) fail(ctx context.Context, op string, err error) error {
+	switch {
+	case b.closed.Load() && (errors.Is(err, rueidis.ErrClosing) || errors.Is(err, net.ErrClosed)):
 		err = broker.ErrClosed
+	case ctx.Err() != nil && !errors.Is(err, ctx.Err()):
+		err = &causeError{ctx.Err(), err}
 	}
 	return &opError{op, err}
 }
+
+// causeError is a context's error and what the call saw when it ended.
+type causeError struct{ ctxErr, cause error }
+
+func (e *causeError) Error() string { return e.ctxErr.Error() + " (" + e.cause.Error() + ")" }
+func (e *causeError) Unwrap() error { return e.ctxErr }
 
 // retryable reports whether an idempotent call that failed with err may be
 // tried once more: the connection broke, and there is time left.
@@ -287,7 +292,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data json.RawMessa
 		buf := make([]byte, 0, len(data)+64)
 		buf = appendBody(append(buf, kindPublication, '0', ' ', ' '), info, data)
 		if err := b.client.Do(ctx, b.publishCmd(wire, bytesString(buf))).Error(); err != nil {
-			return broker.Position{}, b.fail("Publish", err)
+			return broker.Position{}, b.fail(ctx, "Publish", err)
 		}
 		return broker.Position{}, nil
 	}
@@ -310,15 +315,15 @@ func (b *Broker) Publish(ctx context.Context, channel string, data json.RawMessa
 			historyTTL, millis(max(streamTTL, opts.HistoryTTL)), pubCmd})
 	vals, err := r.ToArray()
 	if err != nil {
-		return broker.Position{}, b.fail("Publish", err)
+		return broker.Position{}, b.fail(ctx, "Publish", err)
 	}
 	if len(vals) != 2 {
-		return broker.Position{}, b.fail("Publish", errMalformed)
+		return broker.Position{}, b.fail(ctx, "Publish", errMalformed)
 	}
 	offset, err1 := vals[0].AsInt64()
 	epoch, err2 := vals[1].ToString()
 	if err1 != nil || err2 != nil || offset <= 0 {
-		return broker.Position{}, b.fail("Publish", errMalformed)
+		return broker.Position{}, b.fail(ctx, "Publish", errMalformed)
 	}
 	return broker.Position{Offset: uint64(offset), Epoch: epoch}, nil
 }
@@ -340,7 +345,7 @@ func (b *Broker) publishEvent(ctx context.Context, op string, kind byte, channel
 	m := appendInfo(append(make([]byte, 0, 64), kind), info)
 	wire := b.keys.name("c", b.keys.shard(channel), channel)
 	if err := b.client.Do(ctx, b.publishCmd(wire, bytesString(m))).Error(); err != nil {
-		return b.fail(op, err)
+		return b.fail(ctx, op, err)
 	}
 	return nil
 }
@@ -352,7 +357,7 @@ func (b *Broker) Control(ctx context.Context, data []byte) error {
 	}
 	m := append(append(make([]byte, 0, len(data)+1), kindControl), data...)
 	if err := b.client.Do(ctx, b.publishCmd(b.keys.control, bytesString(m))).Error(); err != nil {
-		return b.fail("Control", err)
+		return b.fail(ctx, "Control", err)
 	}
 	return nil
 }
@@ -408,15 +413,15 @@ func (b *Broker) History(ctx context.Context, channel string, opts broker.Histor
 	r := b.do(ctx, func() rueidis.RedisResult { return historyScript.Exec(ctx, b.client, keys, args) })
 	vals, err := r.ToArray()
 	if err != nil {
-		return broker.HistoryResult{}, b.fail("History", err)
+		return broker.HistoryResult{}, b.fail(ctx, "History", err)
 	}
 	if len(vals) < 2 || len(vals)%2 != 0 {
-		return broker.HistoryResult{}, b.fail("History", errMalformed)
+		return broker.HistoryResult{}, b.fail(ctx, "History", errMalformed)
 	}
 	top, err1 := vals[0].AsInt64()
 	epoch, err2 := vals[1].ToString()
 	if err1 != nil || err2 != nil || top < 0 {
-		return broker.HistoryResult{}, b.fail("History", errMalformed)
+		return broker.HistoryResult{}, b.fail(ctx, "History", errMalformed)
 	}
 	res := broker.HistoryResult{Position: broker.Position{Offset: uint64(top), Epoch: epoch}}
 	if n := len(vals)/2 - 1; n > 0 {
@@ -426,15 +431,15 @@ func (b *Broker) History(ctx context.Context, channel string, opts broker.Histor
 		id, err1 := vals[i].ToString()
 		body, err2 := vals[i+1].ToString()
 		if err1 != nil || err2 != nil {
-			return broker.HistoryResult{}, b.fail("History", errMalformed)
+			return broker.HistoryResult{}, b.fail(ctx, "History", errMalformed)
 		}
 		offset, err := parseEntryOffset(id)
 		if err != nil {
-			return broker.HistoryResult{}, b.fail("History", err)
+			return broker.HistoryResult{}, b.fail(ctx, "History", err)
 		}
 		pub, err := parseBody(channel, body, broker.Position{Offset: offset, Epoch: epoch})
 		if err != nil {
-			return broker.HistoryResult{}, b.fail("History", err)
+			return broker.HistoryResult{}, b.fail(ctx, "History", err)
 		}
 		res.Publications = append(res.Publications, pub)
 	}
@@ -462,7 +467,7 @@ func (b *Broker) AddPresence(ctx context.Context, channel string, info *broker.C
 	args := []string{info.Client, info.User, bytesString(appendInfo(nil, info)), millis(ttl)}
 	r := b.do(ctx, func() rueidis.RedisResult { return presenceAddScript.Exec(ctx, b.client, keys, args) })
 	if err := r.Error(); err != nil {
-		return b.fail("AddPresence", err)
+		return b.fail(ctx, "AddPresence", err)
 	}
 	return nil
 }
@@ -477,7 +482,7 @@ func (b *Broker) RemovePresence(ctx context.Context, channel, client string) err
 		return presenceRemoveScript.Exec(ctx, b.client, keys, []string{client})
 	})
 	if err := r.Error(); err != nil {
-		return b.fail("RemovePresence", err)
+		return b.fail(ctx, "RemovePresence", err)
 	}
 	return nil
 }
@@ -494,18 +499,18 @@ func (b *Broker) Presence(ctx context.Context, channel string) (map[string]*brok
 	})
 	vals, err := r.ToArray()
 	if err != nil {
-		return nil, b.fail("Presence", err)
+		return nil, b.fail(ctx, "Presence", err)
 	}
 	out := make(map[string]*broker.ClientInfo, len(vals)/2)
 	for i := 0; i+1 < len(vals); i += 2 {
 		client, err1 := vals[i].ToString()
 		v, err2 := vals[i+1].ToString()
 		if err1 != nil || err2 != nil {
-			return nil, b.fail("Presence", errMalformed)
+			return nil, b.fail(ctx, "Presence", errMalformed)
 		}
 		info, _, err := parseInfo(v)
 		if err != nil || info == nil {
-			return nil, b.fail("Presence", errMalformed)
+			return nil, b.fail(ctx, "Presence", errMalformed)
 		}
 		out[client] = info
 	}
@@ -524,15 +529,15 @@ func (b *Broker) PresenceStats(ctx context.Context, channel string) (broker.Pres
 	})
 	vals, err := r.ToArray()
 	if err != nil {
-		return broker.PresenceStats{}, b.fail("PresenceStats", err)
+		return broker.PresenceStats{}, b.fail(ctx, "PresenceStats", err)
 	}
 	if len(vals) != 2 {
-		return broker.PresenceStats{}, b.fail("PresenceStats", errMalformed)
+		return broker.PresenceStats{}, b.fail(ctx, "PresenceStats", errMalformed)
 	}
 	clients, err1 := vals[0].AsInt64()
 	users, err2 := vals[1].AsInt64()
 	if err1 != nil || err2 != nil {
-		return broker.PresenceStats{}, b.fail("PresenceStats", errMalformed)
+		return broker.PresenceStats{}, b.fail(ctx, "PresenceStats", errMalformed)
 	}
 	return broker.PresenceStats{Clients: int(clients), Users: int(users)}, nil
 }
@@ -556,17 +561,17 @@ func (b *Broker) Close(ctx context.Context) error {
 	}
 	close(b.stop)
 	b.end()
-	// A delivery under way ends before Close returns; later ones see
-	// closed.
+	// A delivery under way ends before Close returns; there is none after.
 	for _, s := range b.shards {
-		s.deliverMu.Lock()
-		s.deliverMu.Unlock()
+		s.stopDelivery()
 	}
+	// Closing the connections first ends a reconnection that waits on a
+	// server that hangs.
+	b.conns.close()
 	done := make(chan struct{})
 	go func() {
 		b.wg.Wait()
 		b.client.Close()
-		b.conns.close()
 		close(done)
 	}()
 	select {
@@ -598,8 +603,8 @@ func (b *Broker) deliver(channel string, control bool, m string) {
 		}
 		h.HandlePublication(pub)
 	case kind == kindJoin, kind == kindLeave:
-		info, _, err := parseInfo(rest)
-		if err != nil {
+		info, tail, err := parseInfo(rest)
+		if err != nil || tail != "" {
 			b.logger.Warn("redis broker: dropped a malformed presence event", "channel", channel)
 			return
 		}

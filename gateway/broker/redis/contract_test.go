@@ -77,9 +77,10 @@ func TestContractTLS(t *testing.T) {
 	brokertest.Run(t, newBrokerFunc(o), brokertest.Options{})
 }
 
-// TestContractCluster: a three-master Redis Cluster, with its faults and
-// prefix isolation.
-func TestContractCluster(t *testing.T) {
+// TestCluster runs the contract suite against a three-master Redis
+// Cluster, with its faults and prefix isolation, and the tests that need a
+// Cluster: it starts slowly, so once.
+func TestCluster(t *testing.T) {
 	c := testredis.StartCluster(t, testredis.Options{})
 	o, err := redis.ParseURL(c.URL())
 	if err != nil {
@@ -88,8 +89,12 @@ func TestContractCluster(t *testing.T) {
 	if !o.Cluster {
 		t.Fatalf("ParseURL(%q): not a Cluster", c.URL())
 	}
-	brokertest.Run(t, newBrokerFunc(o), brokertest.Options{
-		Server:      c,
-		NewIsolated: newBrokerFunc(isolated(o)),
+	t.Run("Contract", func(t *testing.T) {
+		brokertest.Run(t, newBrokerFunc(o), brokertest.Options{
+			Server:      c,
+			NewIsolated: newBrokerFunc(isolated(o)),
+		})
 	})
+	t.Run("Layout", func(t *testing.T) { testClusterLayout(t, c) })
+	t.Run("Resubscribe", func(t *testing.T) { testResubscribeMany(t, c, redis.Options{Addrs: c.Addrs()}) })
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
@@ -65,6 +66,10 @@ type Options struct {
 	// connections open). Defaults: 1 second and 2 seconds.
 	HealthInterval time.Duration
 	HealthTimeout  time.Duration
+
+	// Logger receives the connection's changes (lost, restored) and the
+	// messages dropped as malformed; never a password. Default: no logs.
+	Logger *slog.Logger
 }
 
 const (
@@ -194,7 +199,11 @@ func ParseURL(s string) (Options, error) {
 		}
 		rest = rest[at+1:]
 	}
-	u, err := url.Parse("redis://" + rest)
+	hosts, tail := rest, ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		hosts, tail = rest[:i], rest[i:]
+	}
+	u, err := url.Parse("redis://host" + tail)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
@@ -205,12 +214,16 @@ func ParseURL(s string) (Options, error) {
 	if u.Fragment != "" {
 		return o, errors.New("redis broker: URL has a fragment")
 	}
-	for _, h := range strings.Split(u.Host, ",") {
-		if h == "" {
-			return o, errors.New("redis broker: URL has an empty host")
-		}
+	for _, h := range strings.Split(hosts, ",") {
 		if _, _, err := net.SplitHostPort(h); err != nil {
-			h = net.JoinHostPort(strings.Trim(h, "[]"), "6379")
+			h = net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"), "6379")
+		}
+		host, port, err := net.SplitHostPort(h)
+		if err != nil || host == "" || strings.ContainsAny(host, "%@/ ") {
+			return o, fmt.Errorf("redis broker: URL %s: invalid host %q", redactedURL(scheme, o, rest), h)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+			return o, fmt.Errorf("redis broker: URL %s: invalid port %q", redactedURL(scheme, o, rest), port)
 		}
 		o.Addrs = append(o.Addrs, h)
 	}

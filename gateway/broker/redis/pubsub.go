@@ -30,6 +30,7 @@ type shard struct {
 	// deliverMu makes deliveries one at a time across connections: the
 	// old connection's reader may still run when the new one starts.
 	deliverMu sync.Mutex
+	stopped   bool // by Close: no more deliveries; guarded by deliverMu
 
 	mu      sync.RWMutex
 	want    map[string]string // server channel name -> channel, what the node wants
@@ -151,10 +152,17 @@ func (s *shard) onMessage(gen uint64, m rueidis.PubSubMessage) {
 	channel, wanted := s.want[m.Channel]
 	current := s.gen == gen
 	s.mu.RUnlock()
-	if !wanted || !current || s.b.closed.Load() {
+	if !wanted || !current || s.stopped {
 		return
 	}
 	s.b.deliver(channel, m.Channel == s.b.keys.control, m.Message)
+}
+
+// stopDelivery waits for a delivery under way and lets no other start.
+func (s *shard) stopDelivery() {
+	s.deliverMu.Lock()
+	s.stopped = true
+	s.deliverMu.Unlock()
 }
 
 func (s *shard) onSubscription(gen uint64, sub rueidis.PubSubSubscription) {

@@ -1,0 +1,216 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/duplexws/duplex/gateway/broker"
+	"github.com/duplexws/duplex/gateway/broker/redis"
+	"github.com/duplexws/duplex/gateway/brokertest"
+	"github.com/duplexws/duplex/internal/testredis"
+)
+
+// start starts a broker of o with a Recorder and closes it in t's cleanup.
+func start(t *testing.T, o redis.Options) (*redis.Broker, *brokertest.Recorder) {
+	t.Helper()
+	b, err := redis.New(testOptions(o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := brokertest.NewRecorder()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Start(ctx, rec); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := b.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		for _, v := range rec.Violations() {
+			t.Errorf("handler contract broken: %s", v)
+		}
+	})
+	return b, rec
+}
+
+// TestStartUnreachable: Start fails with a clear error, naming the
+// server, when nothing listens, and within its context when the server
+// does not answer.
+func TestStartUnreachable(t *testing.T) {
+	testredis.Require(t)
+	t.Run("Refused", func(t *testing.T) {
+		srv := testredis.Start(t, testredis.Options{})
+		addr := srv.Addr()
+		srv.Close() // nothing listens on addr now
+		b, err := redis.New(redis.Options{Addrs: []string{addr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		begin := time.Now()
+		err = b.Start(ctx, brokertest.NewRecorder())
+		if err == nil || !strings.Contains(err.Error(), addr) {
+			t.Fatalf("Start: %v, want an error naming %s", err, addr)
+		}
+		if d := time.Since(begin); d > 2*time.Second {
+			t.Errorf("Start took %v to see a refused connection", d)
+		}
+		if err := b.Close(ctx); err != nil {
+			t.Errorf("Close after a failed Start: %v", err)
+		}
+	})
+	t.Run("Paused", func(t *testing.T) {
+		srv := testredis.Start(t, testredis.Options{})
+		srv.Pause(t)
+		defer srv.Resume(t)
+		// DialTimeout far beyond the context: the context must win.
+		b, err := redis.New(redis.Options{Addrs: []string{srv.Addr()}, DialTimeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const timeout = 300 * time.Millisecond
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		begin := time.Now()
+		err = b.Start(ctx, brokertest.NewRecorder())
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Start on a paused server: %v, want one wrapping context.DeadlineExceeded", err)
+		}
+		if d := time.Since(begin); d > timeout+time.Second {
+			t.Errorf("Start took %v, its context %v", d, timeout)
+		}
+		b.Close(context.Background())
+	})
+}
+
+// TestPaused: while the server hangs, the link is reported lost, every
+// call returns within its context, also many at once, and Close does not
+// wait for the server; after it answers again the link is back.
+func TestPaused(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	b, rec := start(t, redis.Options{Addrs: []string{srv.Addr()}})
+	ctx := context.Background()
+	ch := "paused"
+	if err := b.Subscribe(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Publish(ctx, ch, []byte(`{"i":1}`), nil, broker.PublishOptions{HistorySize: 10}); err != nil {
+		t.Fatal(err)
+	}
+	rec.WaitPublications(t, ch, 1, 5*time.Second)
+
+	srv.Pause(t)
+	resumed := false
+	defer func() {
+		if !resumed {
+			srv.Resume(t)
+		}
+	}()
+	rec.WaitLinkLost(t, 1, 10*time.Second)
+
+	const timeout = 300 * time.Millisecond
+	calls := map[string]func(ctx context.Context, i int) error{
+		"Publish": func(ctx context.Context, i int) error {
+			_, err := b.Publish(ctx, ch, []byte(`{"i":0}`), nil, broker.PublishOptions{HistorySize: 10})
+			return err
+		},
+		"Publish without history": func(ctx context.Context, i int) error {
+			_, err := b.Publish(ctx, ch, []byte(`{"i":0}`), nil, broker.PublishOptions{})
+			return err
+		},
+		"History": func(ctx context.Context, i int) error {
+			_, err := b.History(ctx, ch, broker.HistoryOptions{Limit: -1})
+			return err
+		},
+		"Subscribe": func(ctx context.Context, i int) error {
+			return b.Subscribe(ctx, fmt.Sprintf("paused-%d", i))
+		},
+		"AddPresence": func(ctx context.Context, i int) error {
+			return b.AddPresence(ctx, ch, &broker.ClientInfo{Client: fmt.Sprint(i)}, 0)
+		},
+		"PresenceStats": func(ctx context.Context, i int) error {
+			_, err := b.PresenceStats(ctx, ch)
+			return err
+		},
+		"Control": func(ctx context.Context, i int) error { return b.Control(ctx, []byte(`{}`)) },
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var problems []string
+	for name, call := range calls {
+		for i := range 50 {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				defer cancel()
+				begin := time.Now()
+				err := call(ctx, i)
+				d := time.Since(begin)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					problems = append(problems, name+": no error")
+				case d > timeout+time.Second:
+					problems = append(problems, fmt.Sprintf("%s took %v, its context %v", name, d, timeout))
+				case !errors.Is(err, context.DeadlineExceeded):
+					problems = append(problems, fmt.Sprintf("%s: %v, want one wrapping context.DeadlineExceeded", name, err))
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for i, p := range problems {
+		if i == 10 {
+			t.Errorf("and %d more", len(problems)-i)
+			break
+		}
+		t.Error(p)
+	}
+
+	srv.Resume(t)
+	resumed = true
+	rec.WaitLinkBack(t, 1, 15*time.Second)
+	pos, err := b.Publish(ctx, ch, []byte(`{"i":2}`), nil, broker.PublishOptions{HistorySize: 10})
+	if err != nil {
+		t.Fatalf("Publish after Resume: %v", err)
+	}
+	pubs := rec.WaitPublications(t, ch, 2, 5*time.Second)
+	if last := pubs[len(pubs)-1]; last.Position != pos {
+		t.Errorf("last delivered %+v, want %+v", last.Position, pos)
+	}
+}
+
+// TestCloseWhilePaused: Close of a broker whose server hangs returns
+// promptly and leaves no goroutine behind (leakcheck).
+func TestCloseWhilePaused(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	b, err := redis.New(testOptions(redis.Options{Addrs: []string{srv.Addr()}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := brokertest.NewRecorder()
+	if err := b.Start(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	srv.Pause(t)
+	defer srv.Resume(t)
+	rec.WaitLinkLost(t, 1, 10*time.Second)
+	// A reconnection is now waiting on the paused server.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := b.Close(ctx); err != nil {
+		t.Fatalf("Close while the server is paused: %v", err)
+	}
+	if lost, back := rec.Links(); lost != 1 || back != 0 {
+		t.Errorf("links lost %d, back %d; want 1, 0 (none after Close)", lost, back)
+	}
+}
