@@ -227,6 +227,7 @@ func (sess *session) subscribe(ctx context.Context, cmd *command) *Error {
 	}
 	res := subscribeResult{Latest: ns.SlowConsumer == SlowLatest}
 	var delivered broker.Position // the last position the reply delivers
+	var rest []byte               // a gap push for what the reply had no room for
 	if ns.HistorySize > 0 {
 		res.Recoverable = true
 		opts := broker.HistoryOptions{}
@@ -250,7 +251,14 @@ func (sess *session) subscribe(ctx context.Context, cmd *command) *Error {
 		if cmd.Since != nil {
 			recovered := recoveredAll(*cmd.Since, h)
 			res.Recovered = &recovered
-			res.Publications = encodePublications(h.Publications)
+			var n int
+			res.Publications, n = srv.fitPublications(h.Publications)
+			if recovered && n < len(h.Publications) {
+				// The reply holds the oldest it has room for; the client
+				// reads the rest with history.
+				res.Offset = h.Publications[n-1].Position.Offset
+				rest = encodeGap(cmd.Channel, h.Position.Epoch, res.Offset+1, h.Position.Offset)
+			}
 		}
 	} else if cmd.Since != nil {
 		recovered := false
@@ -272,7 +280,10 @@ func (sess *session) subscribe(ctx context.Context, cmd *command) *Error {
 	// then live publications.
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
-	sess.enqueueLocked(encodeReply(cmd.ID, res, nil), nil)
+	sess.enqueueReplyLocked(encodeReply(cmd.ID, res, nil))
+	if rest != nil {
+		sess.enqueueReplyLocked(rest)
+	}
 	sub.buffering = false
 	for _, p := range sub.buffered {
 		if p.pos.Epoch != "" && p.pos.Epoch == delivered.Epoch && p.pos.Offset <= delivered.Offset {
@@ -418,10 +429,16 @@ func (sess *session) history(ctx context.Context, cmd *command) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sess.srv.historyOf(ctx, ns, cmd.Channel, cmd.Limit, cmd.Since, cmd.Reverse)
+	return sess.srv.readHistory(ctx, ns, cmd.Channel, cmd.Limit, cmd.Since, cmd.Reverse, true)
 }
 
+// historyOf reads history for the backend API, whose replies are not
+// queued for a connection and so not cut to the reply budget.
 func (s *Server) historyOf(ctx context.Context, ns *Namespace, channel string, limit *int, since *broker.Position, reverse bool) (any, error) {
+	return s.readHistory(ctx, ns, channel, limit, since, reverse, false)
+}
+
+func (s *Server) readHistory(ctx context.Context, ns *Namespace, channel string, limit *int, since *broker.Position, reverse, capped bool) (any, error) {
 	if ns.HistorySize == 0 {
 		return nil, ErrNotAvailable
 	}
@@ -439,11 +456,15 @@ func (s *Server) historyOf(ctx context.Context, ns *Namespace, channel string, l
 	if since != nil && since.Epoch != h.Position.Epoch {
 		return nil, ErrUnrecoverable
 	}
-	return historyResult{
-		Publications: encodePublications(h.Publications),
-		Offset:       h.Position.Offset,
-		Epoch:        h.Position.Epoch,
-	}, nil
+	res := historyResult{Offset: h.Position.Offset, Epoch: h.Position.Epoch}
+	if !capped {
+		res.Publications = encodePublications(h.Publications)
+		return res, nil
+	}
+	var n int
+	res.Publications, n = s.fitPublications(h.Publications)
+	res.Truncated = n < len(h.Publications)
+	return res, nil
 }
 
 // Unsubscribe ends user's subscriptions to channel on every node; each

@@ -13,6 +13,7 @@ type serverMetrics struct {
 	connections   *dmetrics.Gauge
 	subscriptions *dmetrics.Gauge
 	queued        *dmetrics.Gauge
+	queuedBytes   *dmetrics.Gauge
 	messagesIn    *dmetrics.Counter
 	messagesOut   *dmetrics.Counter
 	bytesIn       *dmetrics.Counter
@@ -59,6 +60,7 @@ const (
 	limitMessageSize        = "message_size"
 	limitChannels           = "channels"
 	limitStreams            = "streams"
+	limitReplySize          = "reply_size" // a history or recovery reply cut to the reply budget
 )
 
 func newServerMetrics() *serverMetrics {
@@ -72,6 +74,7 @@ func newServerMetrics() *serverMetrics {
 		connections:   r.Gauge("duplex_connections", "Open client connections."),
 		subscriptions: r.Gauge("duplex_subscriptions", "Channel subscriptions of the open connections."),
 		queued:        r.Gauge("duplex_outbound_queue_messages", "Messages queued for connections and not yet written."),
+		queuedBytes:   r.Gauge("duplex_outbound_queue_bytes", "Bytes held for connections: queued, and in the batches being written."),
 		messagesIn:    r.Counter("duplex_messages_in_total", "Commands received from clients."),
 		messagesOut:   r.Counter("duplex_messages_out_total", "Replies and pushes written to clients."),
 		bytesIn:       r.Counter("duplex_bytes_in_total", "Bytes of WebSocket messages received from clients."),

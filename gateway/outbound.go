@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"time"
 
@@ -21,7 +22,7 @@ type outPub struct {
 }
 
 // message returns the publication as a message prepared for many
-// connections: a subscriber whose queue holds only it writes the frame
+// connections: a subscriber whose batch holds only it writes the frame
 // encoded for all.
 func (p *outPub) message() *websocket.PreparedMessage {
 	p.once.Do(func() {
@@ -30,20 +31,43 @@ func (p *outPub) message() *websocket.PreparedMessage {
 	return p.prepared
 }
 
-// outItem is one line queued for a connection.
+// outItem is one line queued for a connection; a dropped one is a hole,
+// the zero outItem, which holds nothing.
 type outItem struct {
-	line []byte  // nil once dropped
+	line []byte
 	pub  *outPub // for publications
 }
 
-// outbound is a session's queue, guarded by session.mu. Bytes count only
-// what waits; the batch being written is the writer's.
+// droppable reports whether a slow-consumer policy may drop the item.
+func (it *outItem) droppable() bool {
+	return it.line != nil && it.pub != nil && it.pub.policy != SlowDisconnect
+}
+
+// outbound is a session's queue, guarded by session.mu.
+//
+// Limits.MaxQueueBytes bounds everything it holds for the client: the
+// lines waiting and the batch being written. The writer takes at most
+// maxBatch bytes at a time, so what waits stays where the slow-consumer
+// policy can drop it; a dropped line leaves a hole that holds nothing,
+// and holes are squeezed out as the slice fills. Finding the oldest line
+// to drop resumes where the last search stopped, so a publication costs
+// the same however long the queue.
 type outbound struct {
-	items   []outItem
-	bytes   int
-	latest  map[string]int // channel → index in items, for SlowLatest
-	gaps    map[string]*gapRange
-	writing bool // a writer goroutine runs
+	items    []outItem // items[head:] wait, oldest first
+	head     int
+	scan     int // items[head:scan] hold nothing a policy may drop
+	holes    int // holes in items[head:]
+	queued   int // bytes of the lines waiting
+	inflight int // bytes of the batch being written
+
+	latest map[string]int // channel → index in items of its waiting publication, for SlowLatest
+	gaps   map[string]*gapRange
+
+	writing    bool          // a writer goroutine runs
+	closeAfter *closeRequest // the writer closes with it once the queue is written
+
+	room        *sync.Cond // on session.mu: the reading chain waits for room
+	roomWaiters int
 }
 
 type gapRange struct {
@@ -51,35 +75,107 @@ type gapRange struct {
 	from, to uint64
 }
 
-// maxBatch caps the bytes joined into one WebSocket message.
+type closeRequest struct {
+	code   websocket.StatusCode
+	reason string
+}
+
+// held is what the queue holds, in bytes.
+func (q *outbound) held() int { return q.queued + q.inflight }
+
+// maxBatch caps the bytes joined into one WebSocket message, and taken
+// from the queue at a time.
 const maxBatch = 64 << 10
 
-// enqueueLocked queues a line, applying the slow-consumer policies when the
-// queue is full, and starts a writer when none runs. sess.mu is held.
+// replyBudget is how many bytes of publications a history or subscribe
+// reply may carry (always at least one publication): a quarter of the
+// queue, so that a reply the server chose to make never makes its client
+// a slow consumer. 0: no cap, as the queue has none.
+func (s *Server) replyBudget() int {
+	if max := s.cfg.Limits.MaxQueueBytes; max > 0 {
+		return max / 4
+	}
+	return 0
+}
+
+// fitPublications encodes, oldest first, the publications a reply has
+// room for, at least one; it reports how many it took.
+func (s *Server) fitPublications(pubs []*broker.Publication) ([]*json.RawMessage, int) {
+	budget := s.replyBudget()
+	out := make([]*json.RawMessage, 0, len(pubs))
+	size := 0
+	for _, p := range pubs {
+		line := json.RawMessage(appendPublication(nil, p))
+		if budget > 0 && len(out) > 0 && size+len(line)+1 > budget {
+			s.metrics.limitHits.With(limitReplySize).Inc()
+			break
+		}
+		size += len(line) + 1
+		out = append(out, &line)
+	}
+	return out, len(out)
+}
+
+// enqueueLocked queues a publication or push, applying the slow-consumer
+// policies when the queue is full, and starts a writer when none runs.
+// sess.mu is held.
 func (sess *session) enqueueLocked(line []byte, pub *outPub) {
 	if sess.closing {
 		return
 	}
 	q := &sess.out
 	srv := sess.srv
+	limit := srv.cfg.Limits.MaxQueueBytes
 	if pub != nil && pub.policy == SlowLatest {
 		if i, ok := q.latest[pub.channel]; ok {
 			// The client has not received the previous value yet: it gets
 			// only the latest.
-			q.bytes += len(line) - len(q.items[i].line)
-			q.items[i] = outItem{line: line, pub: pub}
 			srv.metrics.drops.With(string(SlowLatest)).Inc()
-			return
+			old := len(q.items[i].line)
+			if grow := len(line) - old; limit <= 0 || grow <= 0 || q.held()+grow <= limit {
+				q.items[i] = outItem{line: line, pub: pub}
+				sess.addQueuedLocked(len(line) - old)
+				return
+			}
+			// Larger, and the queue is full: it goes to the back like
+			// any other.
+			delete(q.latest, pub.channel)
+			sess.holeLocked(i)
 		}
 	}
-	if max := srv.cfg.Limits.MaxQueueBytes; max > 0 && q.bytes+len(line) > max && !sess.makeRoomLocked(len(line)) {
+	if limit > 0 && q.held()+len(line) > limit && !sess.makeRoomLocked(len(line)) {
+		if pub != nil && pub.policy != SlowDisconnect {
+			// Nothing older may go, so this one does.
+			sess.recordDropLocked(pub)
+			return
+		}
 		sess.mu.Unlock()
 		sess.close(CloseSlowConsumer, "slow consumer", reasonSlowConsumer)
 		sess.mu.Lock()
 		return
 	}
+	sess.appendLocked(line, pub)
+}
+
+// enqueueReplyLocked queues the reply to a command, or a push that is part
+// of one. No slow-consumer policy applies: the server chose to send it.
+// What bounds replies is that the client's next command waits while the
+// queue is over half full (awaitRoom). sess.mu is held.
+func (sess *session) enqueueReplyLocked(line []byte) {
+	if sess.closing {
+		return
+	}
+	sess.appendLocked(line, nil)
+}
+
+func (sess *session) appendLocked(line []byte, pub *outPub) {
+	q := &sess.out
+	srv := sess.srv
+	if len(q.items) == cap(q.items) && q.head+q.holes > 0 && 2*(q.head+q.holes) >= len(q.items) {
+		q.compact()
+	}
 	q.items = append(q.items, outItem{line: line, pub: pub})
-	q.bytes += len(line)
+	sess.addQueuedLocked(len(line))
 	srv.metrics.queued.Inc()
 	if pub != nil && pub.policy == SlowLatest {
 		if q.latest == nil {
@@ -95,44 +191,197 @@ func (sess *session) enqueueLocked(line []byte, pub *outPub) {
 	}
 }
 
-// makeRoomLocked drops the oldest queued publications of channels whose
+// compact squeezes the holes and the written items out of the queue.
+func (q *outbound) compact() {
+	n, scan, from := 0, -1, max(q.scan, q.head)
+	for i := q.head; i < len(q.items); i++ {
+		if i == from {
+			scan = n
+		}
+		if q.items[i].line != nil {
+			q.items[n] = q.items[i]
+			n++
+		}
+	}
+	if scan < 0 {
+		scan = n
+	}
+	clear(q.items[n:])
+	q.items = q.items[:n]
+	q.head, q.holes, q.scan = 0, 0, scan
+	if q.latest == nil {
+		return
+	}
+	clear(q.latest)
+	for i := range q.items {
+		if p := q.items[i].pub; p != nil && p.policy == SlowLatest {
+			q.latest[p.channel] = i
+		}
+	}
+}
+
+func (sess *session) addQueuedLocked(n int) {
+	sess.out.queued += n
+	sess.srv.metrics.queuedBytes.Add(float64(n))
+}
+
+// holeLocked drops the waiting item i, which the caller has taken out of
+// q.latest.
+func (sess *session) holeLocked(i int) {
+	q := &sess.out
+	sess.addQueuedLocked(-len(q.items[i].line))
+	q.items[i] = outItem{}
+	q.holes++
+	sess.srv.metrics.queued.Dec()
+}
+
+// makeRoomLocked drops the oldest waiting publications of channels whose
 // policy allows it until need more bytes fit, recording gaps; it reports
 // whether they fit.
 func (sess *session) makeRoomLocked(need int) bool {
 	q := &sess.out
 	limit := sess.srv.cfg.Limits.MaxQueueBytes
-	for i := range q.items {
-		if q.bytes+need <= limit {
-			break
-		}
+	q.scan = max(q.scan, q.head)
+	for q.held()+need > limit && q.scan < len(q.items) {
+		i := q.scan
+		q.scan++
 		it := &q.items[i]
-		if it.line == nil || it.pub == nil || it.pub.policy == SlowDisconnect {
+		if !it.droppable() {
 			continue
 		}
 		p := it.pub
-		q.bytes -= len(it.line)
-		it.line = nil
-		sess.srv.metrics.drops.With(string(p.policy)).Inc()
-		sess.srv.metrics.queued.Dec()
-		if idx, ok := q.latest[p.channel]; ok && idx == i {
+		if j, ok := q.latest[p.channel]; ok && j == i {
 			delete(q.latest, p.channel)
 		}
-		if p.pos.Epoch == "" {
-			continue
+		sess.holeLocked(i)
+		sess.recordDropLocked(p)
+	}
+	return q.held()+need <= limit
+}
+
+// recordDropLocked counts a dropped publication and adds it to its
+// channel's gap, which the writer pushes before the channel's next
+// publication.
+func (sess *session) recordDropLocked(p *outPub) {
+	q := &sess.out
+	sess.srv.metrics.drops.With(string(p.policy)).Inc()
+	if p.pos.Epoch == "" {
+		return
+	}
+	if q.gaps == nil {
+		q.gaps = make(map[string]*gapRange)
+	}
+	g := q.gaps[p.channel]
+	switch {
+	case g == nil || g.epoch != p.pos.Epoch:
+		q.gaps[p.channel] = &gapRange{epoch: p.pos.Epoch, from: p.pos.Offset, to: p.pos.Offset}
+	default:
+		g.from = min(g.from, p.pos.Offset)
+		g.to = max(g.to, p.pos.Offset)
+	}
+}
+
+// takeBatchLocked moves up to maxBatch bytes of waiting items (at least
+// one) into batch, and the gaps with them; what it took counts as being
+// written.
+func (sess *session) takeBatchLocked(batch []outItem) ([]outItem, map[string]*gapRange, int) {
+	q := &sess.out
+	size := 0
+	for q.head < len(q.items) {
+		it := q.items[q.head]
+		if size > 0 && size+len(it.line) > maxBatch {
+			break
 		}
-		if q.gaps == nil {
-			q.gaps = make(map[string]*gapRange)
+		q.items[q.head] = outItem{}
+		if it.line == nil {
+			q.holes--
+		} else if p := it.pub; p != nil && p.policy == SlowLatest {
+			if j, ok := q.latest[p.channel]; ok && j == q.head {
+				delete(q.latest, p.channel)
+			}
 		}
-		g := q.gaps[p.channel]
-		switch {
-		case g == nil || g.epoch != p.pos.Epoch:
-			q.gaps[p.channel] = &gapRange{epoch: p.pos.Epoch, from: p.pos.Offset, to: p.pos.Offset}
-		default:
-			g.from = min(g.from, p.pos.Offset)
-			g.to = max(g.to, p.pos.Offset)
+		q.head++
+		if it.line != nil {
+			batch = append(batch, it)
+			size += len(it.line)
 		}
 	}
-	return q.bytes+need <= limit
+	if q.head == len(q.items) {
+		q.items, q.head, q.scan = q.items[:0], 0, 0
+	}
+	sess.srv.metrics.queued.Add(-float64(len(batch)))
+	q.queued -= size
+	q.inflight += size
+	gaps := q.gaps
+	q.gaps = nil
+	return batch, gaps, size
+}
+
+// discardLocked empties the queue of a session that is closing.
+func (sess *session) discardLocked() {
+	q := &sess.out
+	sess.srv.metrics.queued.Add(-float64(len(q.items) - q.head - q.holes))
+	sess.srv.metrics.queuedBytes.Add(-float64(q.held()))
+	q.items, q.head, q.scan, q.holes = nil, 0, 0, 0
+	q.queued, q.inflight = 0, 0
+	q.gaps = nil
+	clear(q.latest)
+	q.writing = false
+	sess.signalRoomLocked()
+}
+
+// signalRoomLocked wakes the reading chain if it waits for room.
+func (sess *session) signalRoomLocked() {
+	if q := &sess.out; q.roomWaiters > 0 {
+		q.room.Broadcast()
+	}
+}
+
+// awaitRoom makes the client's next command wait while the queue is more
+// than half full and being written: a client that sends commands without
+// reading their replies is not read either (its commands wait in its
+// socket), rather than being closed or growing the queue. A write stuck
+// for the write timeout ends the wait, as the janitor closes the
+// connection. It reports whether the session goes on.
+func (sess *session) awaitRoom() bool {
+	limit := sess.srv.cfg.Limits.MaxQueueBytes
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	q := &sess.out
+	for limit > 0 && !sess.closing && q.writing && q.held() > limit/2 {
+		if q.room == nil {
+			q.room = sync.NewCond(&sess.mu)
+		}
+		q.roomWaiters++
+		q.room.Wait()
+		q.roomWaiters--
+	}
+	return !sess.closing
+}
+
+// closeFlushed closes the connection with code and reason, once, after
+// writing what is queued: the replies to the commands accepted before the
+// one that made the server close. Nothing is queued after it. A write
+// stuck for the write timeout cuts the connection as always.
+func (sess *session) closeFlushed(code websocket.StatusCode, reason, metricReason string) {
+	sess.mu.Lock()
+	if sess.closing {
+		sess.mu.Unlock()
+		return
+	}
+	sess.closing = true
+	sess.srv.metrics.disconnects.With(metricReason).Inc()
+	if sess.out.writing {
+		sess.out.closeAfter = &closeRequest{code, reason}
+		sess.mu.Unlock()
+		return
+	}
+	sess.mu.Unlock()
+	sess.srv.wg.Add(1)
+	go func() {
+		defer sess.srv.wg.Done()
+		sess.conn.Close(code, reason)
+	}()
 }
 
 // writeLoop writes what is queued, in batches, until the queue is empty.
@@ -140,24 +389,32 @@ func (sess *session) writeLoop() {
 	srv := sess.srv
 	defer srv.wg.Done()
 	defer sess.writer.Done()
-	var spare []outItem
+	var batch []outItem
 	buf := make([]byte, 0, 512)
 	for {
 		sess.mu.Lock()
 		q := &sess.out
-		batch, gaps := q.items, q.gaps
-		if (len(batch) == 0 && len(gaps) == 0) || sess.closing {
-			q.writing = false
-			srv.metrics.queued.Add(-float64(queuedLines(batch)))
-			q.items, q.gaps, q.bytes = nil, nil, 0
-			clear(q.latest)
+		if sess.closing && q.closeAfter == nil {
+			sess.discardLocked()
 			sess.mu.Unlock()
 			return
 		}
-		q.items, q.gaps, q.bytes = spare[:0], nil, 0
-		clear(q.latest)
+		var gaps map[string]*gapRange
+		var size int
+		batch, gaps, size = sess.takeBatchLocked(batch[:0])
+		if len(batch) == 0 && len(gaps) == 0 {
+			q.writing = false
+			req := q.closeAfter
+			q.closeAfter = nil
+			q.items, q.latest = nil, nil // an idle session holds no queue
+			sess.signalRoomLocked()
+			sess.mu.Unlock()
+			if req != nil {
+				sess.conn.Close(req.code, req.reason)
+			}
+			return
+		}
 		sess.mu.Unlock()
-		srv.metrics.queued.Add(-float64(queuedLines(batch)))
 
 		var err error
 		if len(batch) == 1 && batch[0].pub != nil && len(gaps) == 0 {
@@ -166,36 +423,29 @@ func (sess *session) writeLoop() {
 			buf, err = sess.writeBatch(buf[:0], batch, gaps)
 		}
 		clear(batch)
-		spare = batch
 		if cap(buf) > maxBatch*2 {
 			buf = make([]byte, 0, 512)
 		}
+
+		sess.mu.Lock()
+		q.inflight -= size
+		srv.metrics.queuedBytes.Add(-float64(size))
 		if err != nil {
-			sess.mu.Lock()
 			sess.closing = true
-			q.writing = false
-			srv.metrics.queued.Add(-float64(queuedLines(q.items)))
-			q.items, q.gaps, q.bytes = nil, nil, 0
+			q.closeAfter = nil
+			sess.discardLocked()
 			sess.mu.Unlock()
 			return
 		}
+		sess.signalRoomLocked()
+		sess.mu.Unlock()
 	}
-}
-
-// queuedLines counts the items not dropped, which the queue gauge counts.
-func queuedLines(items []outItem) int {
-	n := 0
-	for i := range items {
-		if items[i].line != nil {
-			n++
-		}
-	}
-	return n
 }
 
 // writeBatch joins the batch's lines with newlines into messages of up to
 // maxBatch bytes, putting each gap notice before the next publication of
-// its channel.
+// its channel, and the others after the batch (the publications they
+// precede wait behind it).
 func (sess *session) writeBatch(buf []byte, batch []outItem, gaps map[string]*gapRange) ([]byte, error) {
 	lines := 0
 	add := func(line []byte) error {
@@ -213,9 +463,6 @@ func (sess *session) writeBatch(buf []byte, batch []outItem, gaps map[string]*ga
 		return nil
 	}
 	for _, it := range batch {
-		if it.line == nil {
-			continue
-		}
 		if it.pub != nil {
 			if g := gaps[it.pub.channel]; g != nil {
 				if err := add(encodeGap(it.pub.channel, g.epoch, g.from, g.to)); err != nil {

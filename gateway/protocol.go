@@ -117,6 +117,9 @@ type historyResult struct {
 	Publications []*json.RawMessage `json:"publications"`
 	Offset       uint64             `json:"offset"`
 	Epoch        string             `json:"epoch"`
+	// Truncated: the reply holds only the publications the reply budget
+	// had room for.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 type emptyResult struct{}

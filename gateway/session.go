@@ -206,7 +206,8 @@ func (sess *session) handleMessage(typ websocket.MessageType, msg []byte) {
 		srv.metrics.messagesIn.Inc()
 		if srv.cfg.Limits.MessageRate > 0 && !sess.rate.Allow(time.Now()) {
 			srv.metrics.limitHits.With(limitMessageRate).Inc()
-			sess.close(CloseTooManyRequests, "too many requests", reasonMessageRate)
+			// The replies to the commands before this one go first.
+			sess.closeFlushed(CloseTooManyRequests, "too many requests", reasonMessageRate)
 			return
 		}
 		var cmd command
@@ -216,6 +217,9 @@ func (sess *session) handleMessage(typ websocket.MessageType, msg []byte) {
 		}
 		if cmd.ID == 0 {
 			sess.close(CloseBadRequest, "bad request: command without id", reasonBadRequest)
+			return
+		}
+		if !sess.awaitRoom() {
 			return
 		}
 		sess.handle(ctx, &cmd)
@@ -289,7 +293,7 @@ func (sess *session) checkTimes(now time.Time) {
 func (sess *session) reply(id uint64, result any, e *Error) {
 	line := encodeReply(id, result, e)
 	sess.mu.Lock()
-	sess.enqueueLocked(line, nil)
+	sess.enqueueReplyLocked(line)
 	sess.mu.Unlock()
 }
 
