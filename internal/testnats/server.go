@@ -53,6 +53,9 @@ type Options struct {
 	// internal/testcert makes for 127.0.0.1; TLSConfig returns a client
 	// configuration trusting it. Default: plain TCP.
 	TLS bool
+	// NoJetStream starts the server without JetStream, to test what a
+	// client says about that. Default: false, JetStream on.
+	NoJetStream bool
 	// Config is more configuration, in nats-server's format, appended to
 	// the file this package writes. Default: none.
 	Config string
@@ -189,7 +192,9 @@ func (s *Server) writeConfig() error {
 	fmt.Fprintf(&b, "server_name: testnats-%s\n", hex.EncodeToString(name[:]))
 	b.WriteString("listen: \"127.0.0.1:-1\"\n")
 	fmt.Fprintf(&b, "ports_file_dir: %s\n", strconv.Quote(s.dir))
-	fmt.Fprintf(&b, "jetstream {\n  store_dir: %s\n}\n", strconv.Quote(s.storeDir()))
+	if !s.opts.NoJetStream {
+		fmt.Fprintf(&b, "jetstream {\n  store_dir: %s\n}\n", strconv.Quote(s.storeDir()))
+	}
 	switch {
 	case s.opts.User != "":
 		fmt.Fprintf(&b, "authorization {\n  user: %s\n  password: %s\n}\n",

@@ -1,0 +1,8 @@
+package nats
+
+// Scanned returns how many messages b's reads of history and presence
+// have read from the server so far.
+func Scanned(b *Broker) uint64 { return b.scanned.Load() }
+
+// TipsHeld returns how many channels' tips b holds.
+func TipsHeld(b *Broker) int { return b.states.len() }

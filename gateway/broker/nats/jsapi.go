@@ -1,0 +1,234 @@
+package nats
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+)
+
+// The broker speaks JetStream's wire API itself for what it does on every
+// call (publish with expectations, direct gets, purges): one request each,
+// with the errors it needs to tell apart, and no stream handles to go stale
+// when a server loses its data. Stream and bucket creation goes through
+// nats.go's jetstream package.
+
+// Error codes of the JetStream API.
+const (
+	errCodeStreamNotFound            = 10059
+	errCodeWrongLastSequence         = 10071
+	errCodeWrongLastSequenceConstant = 10164 // a replicated stream's
+)
+
+// errNoStream says that no stream answered: it does not exist (the server
+// lost its data) or JetStream is not available.
+var errNoStream = errors.New("no stream answered")
+
+// apiError is an error that the JetStream API returned.
+type apiError struct {
+	Code        int    `json:"code"`
+	ErrCode     int    `json:"err_code"`
+	Description string `json:"description"`
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("jetstream: %s (%d)", e.Description, e.ErrCode)
+}
+
+func isAPIError(err error, codes ...int) bool {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	for _, c := range codes {
+		if ae.ErrCode == c {
+			return true
+		}
+	}
+	return false
+}
+
+func isWrongLastSequence(err error) bool {
+	return isAPIError(err, errCodeWrongLastSequence, errCodeWrongLastSequenceConstant)
+}
+
+// jsPublish stores m in the stream that captures its subject and returns
+// the stream sequence it got.
+func (b *Broker) jsPublish(ctx context.Context, m *natsgo.Msg) (uint64, error) {
+	resp, err := b.nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		if errors.Is(err, natsgo.ErrNoResponders) {
+			return 0, errNoStream
+		}
+		return 0, err
+	}
+	var ack struct {
+		Stream string    `json:"stream"`
+		Seq    uint64    `json:"seq"`
+		Error  *apiError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return 0, fmt.Errorf("jetstream: invalid publish acknowledgement: %w", err)
+	}
+	if ack.Error != nil {
+		return 0, ack.Error
+	}
+	if ack.Seq == 0 {
+		return 0, errors.New("jetstream: publish acknowledgement without a sequence")
+	}
+	return ack.Seq, nil
+}
+
+// apiRequest sends a JetStream API request and decodes its response into
+// out, which embeds an Error *apiError field read through errOf.
+func (b *Broker) apiRequest(ctx context.Context, subject string, req any, out any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	resp, err := b.nc.RequestWithContext(ctx, subject, body)
+	if err != nil {
+		if errors.Is(err, natsgo.ErrNoResponders) {
+			return errNoStream
+		}
+		return err
+	}
+	return json.Unmarshal(resp.Data, out)
+}
+
+// purge removes messages of subject from stream: those before sequence
+// seq when seq > 0, else all but the newest keep when keep > 0, else all.
+func (b *Broker) purge(ctx context.Context, stream, subject string, seq, keep uint64) error {
+	req := struct {
+		Filter string `json:"filter"`
+		Seq    uint64 `json:"seq,omitempty"`
+		Keep   uint64 `json:"keep,omitempty"`
+	}{subject, seq, keep}
+	var resp struct {
+		Error *apiError `json:"error"`
+	}
+	if err := b.apiRequest(ctx, "$JS.API.STREAM.PURGE."+stream, req, &resp); err != nil {
+		return err
+	}
+	if resp.Error != nil {
+		return resp.Error
+	}
+	return nil
+}
+
+// storedMsg is a message read from a stream.
+type storedMsg struct {
+	seq    uint64
+	time   time.Time
+	header natsgo.Header
+	data   []byte
+}
+
+// parseStored reads a direct get response: found is false for a 404, the
+// error a status other than none.
+func parseStored(m *natsgo.Msg) (msg storedMsg, found bool, err error) {
+	switch status := m.Header.Get("Status"); status {
+	case "":
+	case "404":
+		return storedMsg{}, false, nil
+	case "503":
+		return storedMsg{}, false, errNoStream
+	default:
+		return storedMsg{}, false, fmt.Errorf("jetstream: direct get: status %s %s", status, m.Header.Get("Description"))
+	}
+	seq, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+	if err != nil {
+		return storedMsg{}, false, fmt.Errorf("jetstream: direct get: bad Nats-Sequence %q", m.Header.Get("Nats-Sequence"))
+	}
+	ts, err := time.Parse(time.RFC3339Nano, m.Header.Get("Nats-Time-Stamp"))
+	if err != nil {
+		return storedMsg{}, false, fmt.Errorf("jetstream: direct get: bad Nats-Time-Stamp %q", m.Header.Get("Nats-Time-Stamp"))
+	}
+	return storedMsg{seq: seq, time: ts, header: m.Header, data: m.Data}, true, nil
+}
+
+// lastMsg reads the last message of subject in stream, whose direct get
+// API is api. found is false when there is none, also when the stream
+// does not exist.
+func (b *Broker) lastMsg(ctx context.Context, api, subject string) (storedMsg, bool, error) {
+	resp, err := b.nc.RequestWithContext(ctx, api+"."+subject, nil)
+	if err != nil {
+		if errors.Is(err, natsgo.ErrNoResponders) {
+			return storedMsg{}, false, nil
+		}
+		return storedMsg{}, false, err
+	}
+	m, found, err := parseStored(resp)
+	if errors.Is(err, errNoStream) {
+		return storedMsg{}, false, nil
+	}
+	return m, found, err
+}
+
+// scanBatch is the most messages one direct get request returns; the
+// subscription's channel holds them all, so none is dropped.
+const scanBatch = 256
+
+// scan reads the messages of a stream (through its direct get API api)
+// whose subjects match filter, from stream sequence from on, calling fn
+// for each in order until fn returns false; want, the number of messages
+// the caller expects to read, sizes the first request. Each request is a
+// batch that the server reads in isolation from writes. A stream that does
+// not exist holds nothing.
+func (b *Broker) scan(ctx context.Context, api, filter string, from uint64, want int, fn func(storedMsg) bool) error {
+	inbox := b.nc.NewInbox()
+	ch := make(chan *natsgo.Msg, scanBatch+1) // the batch and its end marker
+	sub, err := b.nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	type request struct {
+		Seq     uint64 `json:"seq,omitempty"`
+		NextFor string `json:"next_by_subj"`
+		Batch   int    `json:"batch"`
+	}
+	for {
+		batch := min(max(want, 1), scanBatch)
+		body, _ := json.Marshal(request{Seq: from, NextFor: filter, Batch: batch})
+		if err := b.nc.PublishRequest(api, inbox, body); err != nil {
+			return err
+		}
+		n, last := 0, uint64(0)
+		for {
+			var m *natsgo.Msg
+			select {
+			case m = <-ch:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			status := m.Header.Get("Status")
+			if status == "204" { // the end of the batch
+				pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+				if pending == 0 || n == 0 {
+					return nil
+				}
+				break
+			}
+			sm, found, err := parseStored(m)
+			if errors.Is(err, errNoStream) || err == nil && !found {
+				return nil // no stream, or nothing (more) matches
+			}
+			if err != nil {
+				return err
+			}
+			n++
+			b.scanned.Add(1)
+			last = sm.seq
+			if !fn(sm) {
+				return nil
+			}
+		}
+		from = last + 1
+		want = scanBatch // want was a hint for the first batch
+	}
+}

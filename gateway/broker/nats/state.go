@@ -1,0 +1,133 @@
+package nats
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// tip is what a node knows of the last message of a channel's history:
+// enough to append the next one. It may be stale (another node appended
+// since): the server then rejects the append, which expects the tip's
+// sequence to be the subject's last, and the node reads the tip again.
+type tip struct {
+	seq uint64 // stream sequence; 0: the subject holds nothing
+	// valid says that the message is one of ours; a foreign message ends
+	// the epoch like an expired one.
+	valid     bool
+	offset    uint64
+	epoch     string
+	links     links
+	stored    time.Time
+	streamTTL time.Duration
+}
+
+// live reports whether the tip's stream still runs at now: it has a
+// position that has not outlived its StreamTTL.
+func (t *tip) live(now time.Time) bool {
+	return t.valid && now.Before(t.stored.Add(t.streamTTL))
+}
+
+// channelState is a channel's tip on this node, and the lock that makes
+// this node's appends to the channel take turns: without it, concurrent
+// publishers of one node would all expect the same tip and all but one
+// retry.
+type channelState struct {
+	sem chan struct{} // holds a token while an append runs
+
+	// Under the shard's mutex.
+	refs    int
+	lastUse time.Time
+
+	// Under sem.
+	known bool // tip was read from the server or set by an append
+	tip   tip
+}
+
+func (c *channelState) lock(ctx context.Context) error {
+	select {
+	case c.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *channelState) unlock() { <-c.sem }
+
+// channelStates holds the channels' states, sharded to keep the
+// publishers of different channels apart.
+type channelStates struct {
+	seed   maphash.Seed
+	shards [stateShards]stateShard
+}
+
+const stateShards = 64
+
+type stateShard struct {
+	mu sync.Mutex
+	m  map[string]*channelState
+}
+
+func newChannelStates() *channelStates {
+	s := &channelStates{seed: maphash.MakeSeed()}
+	for i := range s.shards {
+		s.shards[i].m = make(map[string]*channelState)
+	}
+	return s
+}
+
+func (s *channelStates) shard(channel string) *stateShard {
+	return &s.shards[maphash.String(s.seed, channel)%stateShards]
+}
+
+// acquire returns channel's state, made if needed, held until release.
+func (s *channelStates) acquire(channel string) *channelState {
+	sh := s.shard(channel)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	c := sh.m[channel]
+	if c == nil {
+		c = &channelState{sem: make(chan struct{}, 1)}
+		sh.m[channel] = c
+	}
+	c.refs++
+	return c
+}
+
+func (s *channelStates) release(channel string, c *channelState, now time.Time) {
+	sh := s.shard(channel)
+	sh.mu.Lock()
+	c.refs--
+	c.lastUse = now
+	sh.mu.Unlock()
+}
+
+// evict forgets the states of channels that nobody holds and nobody used
+// since before, so that a node that published to many channels once does
+// not keep them all; a forgotten tip costs one read at the next append.
+func (s *channelStates) evict(before time.Time) {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for name, c := range sh.m {
+			if c.refs == 0 && c.lastUse.Before(before) {
+				delete(sh.m, name)
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// len counts the states held.
+func (s *channelStates) len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
