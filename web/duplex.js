@@ -350,10 +350,12 @@ export class Client extends Emitter {
   }
 
   /**
-   * Reads a channel's history and current position.
+   * Reads a channel's history and current position. A reply holds at most what
+   * the server's reply budget allows; `truncated` says it was cut short, and the
+   * next page starts after its last publication (`since`).
    * @param {string} channel
    * @param {HistoryOptions} [options]
-   * @returns {Promise<{publications: Publication[], offset: number, epoch: string}>}
+   * @returns {Promise<{publications: Publication[], offset: number, epoch: string, truncated: boolean}>}
    */
   async history(channel, options = {}) {
     /** @type {Record<string, unknown>} */
@@ -366,6 +368,7 @@ export class Client extends Emitter {
       publications: (res.publications ?? []).map((/** @type {any} */ p) => toPublication(channel, p)),
       offset: res.offset ?? 0,
       epoch: res.epoch ?? '',
+      truncated: res.truncated === true,
     };
   }
 
@@ -781,7 +784,7 @@ export class Subscription extends Emitter {
   /**
    * Reads this channel's history and current position.
    * @param {HistoryOptions} [options]
-   * @returns {Promise<{publications: Publication[], offset: number, epoch: string}>}
+   * @returns {Promise<{publications: Publication[], offset: number, epoch: string, truncated: boolean}>}
    */
   history(options) {
     return this._client.history(this.channel, options);

@@ -396,13 +396,14 @@ test('replies are matched by id; an error reply rejects with its code', async ()
   ws.push(
     { id: pc.id, error: { code: 103, message: 'permission denied' } },
     { id: pa.id, result: { offset: 7, epoch: 'E' } },
-    { id: hb.id, result: { publications: [{ offset: 6, epoch: 'E', data: 'x' }], offset: 7, epoch: 'E' } },
+    { id: hb.id, result: { publications: [{ offset: 6, epoch: 'E', data: 'x' }], offset: 7, epoch: 'E', truncated: true } },
   );
   assert.deepEqual(await a, { offset: 7, epoch: 'E' });
   assert.deepEqual(await b, {
     publications: [{ channel: 'demo:b', data: 'x', offset: 6, epoch: 'E', info: undefined }],
     offset: 7,
     epoch: 'E',
+    truncated: true,
   });
   const err = await c.catch((e) => e);
   assert.ok(err instanceof DuplexError);

@@ -376,7 +376,7 @@ test('publish, presence, presenceStats and history through a subscription', asyn
   assert.deepEqual(await p, { offset: 11, epoch: 'E1' });
   assert.deepEqual(await pr, clients);
   assert.deepEqual(await ps, { clients: 1, users: 1 });
-  assert.deepEqual(await h, { publications: [], offset: 11, epoch: 'E1' });
+  assert.deepEqual(await h, { publications: [], offset: 11, epoch: 'E1', truncated: false });
   client.disconnect();
 });
 
