@@ -111,6 +111,8 @@ export interface HistoryResult<T = unknown> {
   publications: Publication<T>[];
   offset: number;
   epoch: string;
+  /** The server cut the reply to its reply budget: the next page starts after the last publication. */
+  truncated: boolean;
 }
 
 export interface PublishResult {
