@@ -20,7 +20,9 @@ import (
 // catchUpTimeout bounds one history read made to fill a hole.
 const catchUpTimeout = 3 * time.Second
 
-// HandlePublication implements broker.Handler.
+// HandlePublication implements broker.Handler. It never waits for the
+// broker: a hole is filled by a catch-up of the channel in a goroutine of
+// its own, and publications that arrive meanwhile are left to it.
 func (h brokerHandler) HandlePublication(pub *broker.Publication) {
 	s := h.s
 	ns, err := s.namespace(pub.Channel)
@@ -39,6 +41,13 @@ func (h brokerHandler) HandlePublication(pub *broker.Publication) {
 	ch.deliver.Lock()
 	defer ch.deliver.Unlock()
 	pos := pub.Position
+	if ch.catching {
+		// The catch-up reads it from history, in order.
+		if newer(pos, ch.want) {
+			ch.want = pos
+		}
+		return
+	}
 	switch {
 	case !ch.known:
 		// No subscriber has read a position yet: it reads one after this.
@@ -48,16 +57,26 @@ func (h brokerHandler) HandlePublication(pub *broker.Publication) {
 			return
 		}
 		if pos.Offset > ch.last.Offset+1 {
-			s.catchUpLocked(ns, ch, pos)
+			s.startCatchUpLocked(ns, ch, pos)
+			return
 		}
-	default:
-		// A new epoch, or the first stream of the channel.
-		if ch.reset || ch.last.Epoch != "" || pos.Offset > 1 {
-			s.catchUpLocked(ns, ch, pos)
-		}
+	case ch.reset || ch.last.Epoch != "" || pos.Offset > 1:
+		// A new epoch, or the first stream of the channel not from its
+		// start.
+		s.startCatchUpLocked(ns, ch, pos)
+		return
 	}
 	s.fanOut(ns, pub)
 	ch.last, ch.known, ch.delivered, ch.reset = pos, true, true, false
+}
+
+// newer reports whether a is past b in a stream: later in the same epoch,
+// or of another epoch (the stream moved on).
+func newer(a, b broker.Position) bool {
+	if a.Epoch == b.Epoch {
+		return a.Offset > b.Offset
+	}
+	return a.Epoch != ""
 }
 
 // fanOut queues pub for the channel's subscribers here.
@@ -81,7 +100,7 @@ func (s *Server) noteRead(channel string, pos broker.Position) {
 	}
 	ch.deliver.Lock()
 	defer ch.deliver.Unlock()
-	if ch.delivered {
+	if ch.delivered || ch.catching {
 		return
 	}
 	if !ch.known || (pos.Epoch == ch.last.Epoch && pos.Offset < ch.last.Offset) {
@@ -89,34 +108,73 @@ func (s *Server) noteRead(channel string, pos broker.Position) {
 	}
 }
 
-// catchUpLocked delivers what the stream holds after ch.last and before
-// next (or up to the stream's end when next is zero), with a gap push for
-// what it no longer holds; when the stream is of another epoch than
-// ch.last, a reset push comes first. ch.deliver is held.
-func (s *Server) catchUpLocked(ns *Namespace, ch *hubChannel, next broker.Position) {
-	ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
-	defer cancel()
-	from := ch.last
-	var h broker.HistoryResult
-	var err error
-	if from.Epoch != "" && (next.Epoch == "" || next.Epoch == from.Epoch) {
-		h, err = s.broker.History(ctx, ch.name, broker.HistoryOptions{Since: &from, Limit: -1})
-	}
-	if err == nil && (from.Epoch == "" || h.Position.Epoch != from.Epoch) {
-		h, err = s.broker.History(ctx, ch.name, broker.HistoryOptions{Limit: -1})
-	}
-	epoch, end := h.Position.Epoch, h.Position.Offset
-	if next.Offset != 0 {
-		epoch, end = next.Epoch, next.Offset-1
-	}
-	if err != nil || h.Position.Epoch != epoch {
-		// Unreadable now, or the stream moved on again: what is missing
-		// is not known to be recoverable.
+// maxCatchUpReads bounds the history reads of one catch-up: publications
+// that keep arriving while it reads are read again, a few times, before
+// what is left is reported as a gap.
+const maxCatchUpReads = 4
+
+// startCatchUpLocked starts catching the channel up to want (zero: to the
+// stream's end, whatever it is). ch.deliver is held.
+func (s *Server) startCatchUpLocked(ns *Namespace, ch *hubChannel, want broker.Position) {
+	ch.catching, ch.want = true, want
+	s.wg.Add(1)
+	go s.catchUp(ns, ch)
+}
+
+// catchUp delivers what the stream holds after ch.last, until ch.want is
+// delivered or reported missing.
+func (s *Server) catchUp(ns *Namespace, ch *hubChannel) {
+	defer s.wg.Done()
+	for reads := 1; ; reads++ {
+		ch.deliver.Lock()
+		from := ch.last
+		ch.deliver.Unlock()
+		h, err := s.readAfter(ch.name, from)
+		ch.deliver.Lock()
 		if err != nil {
 			s.log.Warn("history read to fill a hole failed", "channel", ch.name, "err", err)
+		} else {
+			s.deliverAfterLocked(ns, ch, h)
 		}
-		h.Publications = nil
+		if err == nil && reads < maxCatchUpReads && newer(ch.want, ch.last) {
+			ch.deliver.Unlock()
+			continue
+		}
+		if w := ch.want; newer(w, ch.last) {
+			// Not to be had now: say what is missing, and go on from it.
+			if w.Epoch == ch.last.Epoch {
+				s.pushGap(ch, encodeGap(ch.name, w.Epoch, ch.last.Offset+1, w.Offset))
+			} else {
+				s.pushGap(ch, encodeReset(ch.name, w.Epoch, w.Offset))
+			}
+			ch.last, ch.known, ch.delivered = w, true, true
+		}
+		ch.catching, ch.want = false, broker.Position{}
+		ch.deliver.Unlock()
+		return
 	}
+}
+
+// readAfter reads what the channel's stream holds after from, or all of it
+// when from is of another epoch.
+func (s *Server) readAfter(channel string, from broker.Position) (broker.HistoryResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
+	defer cancel()
+	if from.Epoch != "" {
+		h, err := s.broker.History(ctx, channel, broker.HistoryOptions{Since: &from, Limit: -1})
+		if err != nil || h.Position.Epoch == from.Epoch {
+			return h, err
+		}
+	}
+	return s.broker.History(ctx, channel, broker.HistoryOptions{Limit: -1})
+}
+
+// deliverAfterLocked delivers what h holds after ch.last, with a gap push
+// for what it no longer holds; when h is of another epoch than ch.last, a
+// reset push comes first. ch.deliver is held.
+func (s *Server) deliverAfterLocked(ns *Namespace, ch *hubChannel, h broker.HistoryResult) {
+	from := ch.last
+	epoch, end := h.Position.Epoch, h.Position.Offset
 	if epoch == "" {
 		// The stream is gone (the broker lost it): the next one starts
 		// with a reset notice.
@@ -133,11 +191,8 @@ func (s *Server) catchUpLocked(ns *Namespace, ch *hubChannel, next broker.Positi
 		// Everything of the old epoch after from may be lost: say so
 		// before the first publication of the new one.
 		held := end + 1
-		for _, p := range h.Publications {
-			if p.Position.Offset <= end {
-				held = p.Position.Offset
-				break
-			}
+		if len(h.Publications) > 0 {
+			held = h.Publications[0].Position.Offset
 		}
 		s.pushGap(ch, encodeReset(ch.name, epoch, held-1))
 		first = held
@@ -199,31 +254,20 @@ func (h brokerHandler) HandleConnection(up bool) {
 	}
 	s.brokerDown.Store(false)
 	s.log.Info("broker reachable again: catching up the channels")
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.catchUpAll()
-	}()
+	s.catchUpAll()
 }
 
-// catchUpAll catches up every channel with subscribers here, after the
-// link to the broker came back.
+// catchUpAll catches up every channel with history and subscribers here,
+// after the link to the broker came back.
 func (s *Server) catchUpAll() {
-	s.catchingUp.Lock()
-	defer s.catchingUp.Unlock()
 	for _, ch := range s.hub.list() {
-		select {
-		case <-s.stop:
-			return
-		default:
-		}
 		ns, err := s.namespace(ch.name)
 		if err != nil || ns.HistorySize == 0 {
 			continue
 		}
 		ch.deliver.Lock()
-		if ch.known {
-			s.catchUpLocked(ns, ch, broker.Position{})
+		if ch.known && !ch.catching {
+			s.startCatchUpLocked(ns, ch, broker.Position{})
 		}
 		ch.deliver.Unlock()
 	}

@@ -46,6 +46,11 @@ type hubChannel struct {
 	// reset says that the stream was found gone (the broker lost it): the
 	// first publication of the next epoch is preceded by a reset notice.
 	reset bool
+	// catching says that a catch-up of the channel runs (delivery.go); it
+	// delivers up to want, the newest position the broker delivered
+	// meanwhile.
+	catching bool
+	want     broker.Position
 
 	presence presenceBatch // guarded by the shard's mu
 }

@@ -51,13 +51,12 @@ type Server struct {
 
 	draining   atomic.Bool
 	brokerDown atomic.Bool // the broker reported its link lost
-	catchingUp sync.Mutex  // one catch-up of the channels at a time
 
-	presenceDirty dirtySet // channels with join/leave events to flush
-	stop     chan struct{} // closed by Shutdown: stops the janitor
-	stopOnce sync.Once
-	wg       sync.WaitGroup // every goroutine the server starts
-	connWG   sync.WaitGroup // the sessions, from upgrade to finish
+	presenceDirty dirtySet      // channels with join/leave events to flush
+	stop          chan struct{} // closed by Shutdown: stops the janitor
+	stopOnce      sync.Once
+	wg            sync.WaitGroup // every goroutine the server starts
+	connWG        sync.WaitGroup // the sessions, from upgrade to finish
 }
 
 // New returns a Server for cfg and starts its broker.
