@@ -553,7 +553,10 @@ func (b *Broker) Close(ctx context.Context) error {
 	}
 	started := b.state == stateRunning
 	b.state = stateClosed
+	// Under linkMu: no HandleConnection call begins after this.
+	b.linkMu.Lock()
 	b.closed.Store(true)
+	b.linkMu.Unlock()
 	b.running.Store(false)
 	b.mu.Unlock()
 	if !started {

@@ -97,4 +97,6 @@ func TestCluster(t *testing.T) {
 	})
 	t.Run("Layout", func(t *testing.T) { testClusterLayout(t, c) })
 	t.Run("Resubscribe", func(t *testing.T) { testResubscribeMany(t, c, redis.Options{Addrs: c.Addrs()}) })
+	// Last: it changes the slots' layout.
+	t.Run("SlotMigration", func(t *testing.T) { testSlotMigration(t, c) })
 }
