@@ -15,10 +15,11 @@
 // It needs nats-server 2.11 or later, with JetStream, for per-message TTLs
 // and batched direct gets.
 //
-// The nodes' clocks should agree with the servers' within a small share of
-// the shortest HistoryTTL, StreamTTL and presence TTL: the server
-// timestamps messages, and a node applies those lifetimes to what it reads
-// (the server removes the expired messages later, in whole seconds).
+// The nodes' clocks should agree, with each other and with the servers',
+// within a small share of the shortest HistoryTTL, StreamTTL and presence
+// TTL: a node stamps what it writes, and applies those lifetimes to what
+// it reads (the server removes the expired messages later, in whole
+// seconds).
 package nats
 
 import (
@@ -75,6 +76,7 @@ type Broker struct {
 	linkLost    atomic.Bool                 // the link was lost since the monitor's last look
 	purges      chan purgeJob               // to the janitor
 	controlSub  *subscription
+	replies     replies // of scans
 	dialAborted sync.WaitGroup // dials that Start gave up on
 	scanned     atomic.Uint64  // messages read by scan: what reads cost, for tests
 }
@@ -185,6 +187,9 @@ func (b *Broker) start(ctx context.Context, h broker.Handler) error {
 	b.controlSub.sub = sub
 	b.subWG.Add(1)
 	sub.SetClosedHandler(func(string) { b.subWG.Done() })
+	if err := b.replies.start(b); err != nil {
+		return fmt.Errorf("nats broker: subscribe to replies: %w", err)
+	}
 	rctx, cancel := b.requestContext(ctx)
 	defer cancel()
 	if err := nc.FlushWithContext(rctx); err != nil {
@@ -193,24 +198,21 @@ func (b *Broker) start(ctx context.Context, h broker.Handler) error {
 	return nil
 }
 
-// connect dials the servers, bounded by ctx and DialTimeout. closed is
-// closed once nats.go has closed the connection.
+// connect dials the servers, bounded by ctx and by DialTimeout, which
+// also bounds each reconnection later. closed is closed once nats.go has
+// closed the connection.
 func (b *Broker) connect(ctx context.Context) (nc *natsgo.Conn, closed chan struct{}, err error) {
-	timeout := b.opts.DialTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(dl))
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, fmt.Errorf("nats broker: connect to %s: %w", b.opts.String(), err)
-	}
-	if timeout <= 0 {
-		return nil, nil, fmt.Errorf("nats broker: connect to %s: %w", b.opts.String(), context.DeadlineExceeded)
 	}
 	closed = make(chan struct{})
 	opts := []natsgo.Option{
 		natsgo.Name(b.opts.Name),
-		natsgo.Timeout(timeout),
+		natsgo.Timeout(b.opts.DialTimeout),
+		// Reconnect for ever, also after authentication errors: the
+		// credentials may be fixed on the server's side.
 		natsgo.MaxReconnects(-1),
+		natsgo.IgnoreAuthErrorAbort(),
 		natsgo.ReconnectWait(b.opts.ReconnectWait),
 		natsgo.ReconnectJitter(b.opts.ReconnectWait, b.opts.ReconnectWait),
 		// A publication made while the connection is down fails at once
@@ -259,7 +261,8 @@ func (b *Broker) connect(ctx context.Context) (nc *natsgo.Conn, closed chan stru
 		}
 		return r.nc, closed, nil
 	case <-ctx.Done():
-		// The dial ends by itself within timeout; close what it makes.
+		// The dial ends by itself within DialTimeout; close what it
+		// makes. Close waits for it.
 		b.dialAborted.Add(1)
 		go func() {
 			defer b.dialAborted.Done()
@@ -375,12 +378,12 @@ func (b *Broker) beginLocal(ctx context.Context, op string) error {
 }
 
 // fail wraps the error of a call, as ErrClosed when the broker was closed
-// under it.
+// under it, as ErrUnavailable when the connection is down.
 func (b *Broker) fail(op, channel string, err error) error {
-	if !b.running.Load() || errors.Is(err, natsgo.ErrConnectionClosed) {
-		return fmt.Errorf("nats broker: %s %q: %w", op, channel, broker.ErrClosed)
-	}
-	if errors.Is(err, natsgo.ErrReconnectBufExceeded) || errors.Is(err, natsgo.ErrConnectionReconnecting) {
+	if !b.running.Load() {
+		err = broker.ErrClosed
+	} else if errors.Is(err, natsgo.ErrReconnectBufExceeded) || errors.Is(err, natsgo.ErrConnectionReconnecting) ||
+		errors.Is(err, natsgo.ErrConnectionClosed) {
 		err = ErrUnavailable
 	}
 	if channel == "" {
@@ -406,8 +409,8 @@ func (b *Broker) Close(ctx context.Context) error {
 		b.state = stateClosed
 		b.mu.Unlock()
 		b.cancel()
-		close(b.closeDone)
-		return nil
+		defer close(b.closeDone)
+		return waitFor(ctx, b.dialAborted.Wait)
 	}
 	b.state = stateClosed
 	b.running.Store(false)
@@ -421,16 +424,24 @@ func (b *Broker) Close(ctx context.Context) error {
 	b.subs.deactivateAll()
 	b.nc.Close()
 	b.connMu.Unlock()
-	waited := make(chan struct{})
-	go func() {
+	return waitFor(ctx, func() {
 		b.wg.Wait()
 		b.subWG.Wait()
 		b.dialAborted.Wait()
 		<-b.connClosed
-		close(waited)
+	})
+}
+
+// waitFor runs wait and returns when it does, or with an error when ctx
+// ends first.
+func waitFor(ctx context.Context, wait func()) error {
+	done := make(chan struct{})
+	go func() {
+		wait()
+		close(done)
 	}()
 	select {
-	case <-waited:
+	case <-done:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("nats broker: close: %w", ctx.Err())

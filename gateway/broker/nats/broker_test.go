@@ -106,13 +106,6 @@ func TestStartSilentServer(t *testing.T) {
 			mu.Unlock()
 		}
 	})
-	defer func() {
-		l.Close()
-		wg.Wait()
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
 	b := nats.New(nats.Options{Servers: []string{l.Addr().String()}})
 	const timeout = 500 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -126,7 +119,18 @@ func TestStartSilentServer(t *testing.T) {
 	if took > timeout+time.Second {
 		t.Errorf("Start took %v, its context %v", took, timeout)
 	}
-	b.Close(context.Background())
+	// The dial Start gave up on ends when the server hangs up; Close
+	// waits for it.
+	l.Close()
+	wg.Wait()
+	for _, c := range conns {
+		c.Close()
+	}
+	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer ccancel()
+	if err := b.Close(cctx); err != nil {
+		t.Errorf("Close: %v", err)
+	}
 }
 
 // TestStartWithoutJetStream: a server without JetStream is refused at

@@ -22,6 +22,7 @@ import (
 //	  uvarint HistorySize
 //	  uvarint HistoryTTL, milliseconds (0: none)
 //	  uvarint the stream's TTL, milliseconds
+//	  uvarint when it was published, Unix milliseconds
 //	  uvarint links.epochStart, then 2×linkLevels uvarints links.levels
 //	when flag 1:
 //	  string  client, string user, and when flag 2: string info
@@ -31,13 +32,19 @@ import (
 //
 //	byte      version (1)
 //	uvarint   ttl, milliseconds
+//	uvarint   when it was added, Unix milliseconds
 //	string    client, string user, byte has-info, string info when it has
+//
+// The times are the writing node's clock: reads, which apply the
+// lifetimes, ask the server for payloads only, which costs it and the
+// reader half as much as messages with their headers.
 type record struct {
 	offset      uint64
 	epoch       string
 	historySize uint64
 	historyTTL  time.Duration
 	streamTTL   time.Duration
+	published   time.Time // to the millisecond
 	links       links
 	info        *broker.ClientInfo
 	data        []byte
@@ -54,7 +61,7 @@ var errMalformed = errors.New("nats broker: malformed message")
 func (r *record) encode() []byte {
 	n := 2 + binary.MaxVarintLen64 + len(r.data)
 	if r.offset > 0 {
-		n += binary.MaxVarintLen64*(5+2*linkLevels) + len(r.epoch)
+		n += binary.MaxVarintLen64*(6+2*linkLevels) + len(r.epoch)
 	}
 	if r.info != nil {
 		n += 3*binary.MaxVarintLen64 + len(r.info.Client) + len(r.info.User) + len(r.info.Info)
@@ -74,6 +81,7 @@ func (r *record) encode() []byte {
 		b = binary.AppendUvarint(b, r.historySize)
 		b = binary.AppendUvarint(b, millis(r.historyTTL))
 		b = binary.AppendUvarint(b, millis(r.streamTTL))
+		b = binary.AppendUvarint(b, unixMillis(r.published))
 		b = binary.AppendUvarint(b, r.links.epochStart)
 		for _, l := range r.links.levels {
 			b = binary.AppendUvarint(b, l[0])
@@ -104,6 +112,7 @@ func decodeRecord(p []byte) (record, error) {
 		r.historySize = d.uvarint()
 		r.historyTTL = fromMillis(d.uvarint())
 		r.streamTTL = fromMillis(d.uvarint())
+		r.published = fromUnixMillis(d.uvarint())
 		r.links.epochStart = d.uvarint()
 		for i := range r.links.levels {
 			r.links.levels[i] = [2]uint64{d.uvarint(), d.uvarint()}
@@ -124,14 +133,16 @@ func decodeRecord(p []byte) (record, error) {
 
 // presence is an entry of a channel's presence.
 type presence struct {
-	ttl  time.Duration
-	info *broker.ClientInfo
+	ttl   time.Duration
+	added time.Time // to the millisecond
+	info  *broker.ClientInfo
 }
 
 func (e presence) encode() []byte {
-	b := make([]byte, 0, 1+4*binary.MaxVarintLen64+1+len(e.info.Client)+len(e.info.User)+len(e.info.Info))
+	b := make([]byte, 0, 2+5*binary.MaxVarintLen64+len(e.info.Client)+len(e.info.User)+len(e.info.Info))
 	b = append(b, codecVersion)
 	b = binary.AppendUvarint(b, millis(e.ttl))
+	b = binary.AppendUvarint(b, unixMillis(e.added))
 	b = appendString(b, e.info.Client)
 	b = appendString(b, e.info.User)
 	if e.info.Info == nil {
@@ -146,7 +157,7 @@ func decodePresence(p []byte) (presence, error) {
 	if d.byte() != codecVersion {
 		return presence{}, errMalformed
 	}
-	e := presence{ttl: fromMillis(d.uvarint())}
+	e := presence{ttl: fromMillis(d.uvarint()), added: fromUnixMillis(d.uvarint())}
 	e.info = &broker.ClientInfo{Client: string(d.bytes()), User: string(d.bytes())}
 	if d.byte() == 1 {
 		e.info.Info = json.RawMessage(d.bytes())
@@ -168,6 +179,17 @@ func millis(d time.Duration) uint64 {
 		return 0
 	}
 	return uint64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+func unixMillis(t time.Time) uint64 {
+	if ms := t.UnixMilli(); ms > 0 {
+		return uint64(ms)
+	}
+	return 0
+}
+
+func fromUnixMillis(ms uint64) time.Time {
+	return time.UnixMilli(int64(min(ms, 1<<62)))
 }
 
 func fromMillis(ms uint64) time.Duration {

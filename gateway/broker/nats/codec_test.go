@@ -21,11 +21,11 @@ func sampleRecords() []record {
 		{info: &broker.ClientInfo{Client: "c", User: "u", Info: json.RawMessage{}}, data: []byte(`1`)},
 		{
 			offset: 40, epoch: "AbC-_9xy", historySize: 100, historyTTL: 1500 * time.Millisecond,
-			streamTTL: 24 * time.Hour, links: l,
+			streamTTL: 24 * time.Hour, published: time.UnixMilli(1_780_000_000_123), links: l,
 			info: &broker.ClientInfo{Client: "client-1", User: "user-1", Info: json.RawMessage(`{"name":"<Ann>"}`)},
 			data: []byte("{\"text\":\"h\\u00e9llo \u2028 <b>&amp;</b> 😀\"}"),
 		},
-		{offset: 1, epoch: "e", historySize: 1, streamTTL: time.Millisecond, links: firstLinks(0)},
+		{offset: 1, epoch: "e", historySize: 1, streamTTL: time.Millisecond, published: time.UnixMilli(0), links: firstLinks(0)},
 	}
 }
 
@@ -49,9 +49,9 @@ func TestRecordRoundTrip(t *testing.T) {
 
 func TestPresenceRoundTrip(t *testing.T) {
 	for _, e := range []presence{
-		{ttl: time.Minute, info: &broker.ClientInfo{Client: "c1", User: "u1", Info: json.RawMessage(`[1,{"a":"<b>"}]`)}},
-		{ttl: time.Millisecond, info: &broker.ClientInfo{Client: "", User: ""}},
-		{ttl: time.Second, info: &broker.ClientInfo{Client: "c", Info: json.RawMessage{}}},
+		{ttl: time.Minute, added: time.UnixMilli(1_780_000_000_123), info: &broker.ClientInfo{Client: "c1", User: "u1", Info: json.RawMessage(`[1,{"a":"<b>"}]`)}},
+		{ttl: time.Millisecond, added: time.UnixMilli(0), info: &broker.ClientInfo{Client: "", User: ""}},
+		{ttl: time.Second, added: time.UnixMilli(5), info: &broker.ClientInfo{Client: "c", Info: json.RawMessage{}}},
 	} {
 		got, err := decodePresence(e.encode())
 		if err != nil {

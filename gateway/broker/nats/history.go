@@ -48,7 +48,7 @@ func (b *Broker) history(ctx context.Context, subject, channel string, opts brok
 	}
 	top, err := decodeRecord(last.data)
 	now := time.Now()
-	if err != nil || top.offset == 0 || !now.Before(last.time.Add(top.streamTTL)) {
+	if err != nil || top.offset == 0 || !now.Before(top.published.Add(top.streamTTL)) {
 		return res, nil // not ours, or expired: no stream
 	}
 	res.Position = broker.Position{Offset: top.offset, Epoch: top.epoch}
@@ -82,7 +82,7 @@ func (b *Broker) history(ctx context.Context, subject, channel string, opts brok
 
 	topItem := item{
 		pub:    &broker.Publication{Channel: channel, Position: res.Position, Data: top.data, Info: top.info},
-		stored: last.time,
+		stored: top.published,
 		ttl:    top.historyTTL,
 	}
 	var items []item
@@ -91,13 +91,19 @@ func (b *Broker) history(ctx context.Context, subject, channel string, opts brok
 		// The run of consecutive offsets of the epoch read so far; a hole
 		// (the oldest being removed while the read goes on) starts it
 		// again.
-		want := int(min(hi, n-1)-fromOffset) + 1
-		err := b.scan(ctx, b.names.directGet, subject, from, want, func(m storedMsg) bool {
-			if m.seq >= last.seq {
+		// Through the newest, whose sequence ends the read.
+		want := int(min(hi, n)-fromOffset) + 1
+		err := b.scan(ctx, b.names.directGet, subject, from, want, func(data []byte) bool {
+			rec, err := decodeRecord(data)
+			if err != nil || rec.offset == 0 {
+				return true
+			}
+			// The newest, or past it: a later publication, or a later
+			// epoch that began after the read did.
+			if rec.epoch != top.epoch || rec.offset >= n {
 				return false
 			}
-			rec, err := decodeRecord(m.data)
-			if err != nil || rec.epoch != top.epoch || rec.offset < lo {
+			if rec.offset < lo {
 				return true
 			}
 			if len(items) > 0 && rec.offset != items[len(items)-1].pub.Position.Offset+1 {
@@ -106,7 +112,7 @@ func (b *Broker) history(ctx context.Context, subject, channel string, opts brok
 			items = append(items, item{
 				pub: &broker.Publication{Channel: channel, Data: rec.data, Info: rec.info,
 					Position: broker.Position{Offset: rec.offset, Epoch: rec.epoch}},
-				stored: m.time,
+				stored: rec.published,
 				ttl:    rec.historyTTL,
 			})
 			return rec.offset < hi

@@ -12,12 +12,12 @@ import (
 
 // Presence lives in the bucket P_presence, one key per member: T.C for
 // the channel's token T and the client id's token C, its value the
-// ClientInfo and the entry's ttl. Each put carries the ttl as the
-// message's own (Nats-TTL), so that the server removes the members of a
-// node that stopped refreshing them; reads also skip entries older than
-// their ttl, which the server removes only in whole seconds. A channel's
-// members are read with one batched direct get over T.*, which the
-// server answers in isolation from writes.
+// ClientInfo, the entry's ttl and when it was added. Each put carries the
+// ttl as the message's own (Nats-TTL), so that the server removes the
+// members of a node that stopped refreshing them; reads also skip entries
+// older than their ttl, which the server removes only in whole seconds. A
+// channel's members are read with one batched direct get over T.*, which
+// the server answers in isolation from writes.
 
 // AddPresence implements broker.Broker. A ttl of 0 means
 // Options.PresenceTTL.
@@ -37,7 +37,7 @@ func (b *Broker) AddPresence(ctx context.Context, channel string, info *broker.C
 	m := &natsgo.Msg{
 		Subject: b.names.presenceKey(token(channel), info.Client),
 		Header:  natsgo.Header{headerTTL: []string{ttlSeconds(ttl)}},
-		Data:    presence{ttl: ttl, info: info}.encode(),
+		Data:    presence{ttl: ttl, added: time.Now(), info: info}.encode(),
 	}
 	for attempt := 0; ; attempt++ {
 		_, err := b.jsPublish(ctx, m)
@@ -106,13 +106,13 @@ func (b *Broker) members(ctx context.Context, channel string) (map[string]*broke
 	defer cancel()
 	now := time.Now()
 	out := make(map[string]*broker.ClientInfo)
-	err := b.scan(ctx, b.names.kvDirectGet, b.names.presenceAll(token(channel)), 0, scanBatch, func(m storedMsg) bool {
-		// Deletes, purges and the markers of expired keys hold no member.
-		if m.header.Get("KV-Operation") != "" || m.header.Get("Nats-Marker-Reason") != "" {
+	err := b.scan(ctx, b.names.kvDirectGet, b.names.presenceAll(token(channel)), 0, scanBatch, func(data []byte) bool {
+		// Deletes, purges and the markers of expired keys are empty.
+		if len(data) == 0 {
 			return true
 		}
-		e, err := decodePresence(m.data)
-		if err != nil || !now.Before(m.time.Add(e.ttl)) {
+		e, err := decodePresence(data)
+		if err != nil || !now.Before(e.added.Add(e.ttl)) {
 			return true
 		}
 		// A key read twice (put again between two batches) keeps its

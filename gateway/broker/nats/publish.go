@@ -89,13 +89,14 @@ func (b *Broker) append(ctx context.Context, st *channelState, tok string, data 
 		} else {
 			rec.offset, rec.epoch, rec.links = 1, newEpoch(), firstLinks(t.seq)
 		}
+		rec.published = time.Now()
 		header[headerExpectedLastSubjectSeq] = []string{strconv.FormatUint(t.seq, 10)}
 		seq, err := b.jsPublish(ctx, &natsgo.Msg{Subject: subject, Header: header, Data: rec.encode()})
 		switch {
 		case err == nil:
 			prev := t.seq
 			*t = tip{seq: seq, valid: true, offset: rec.offset, epoch: rec.epoch, links: rec.links,
-				stored: time.Now(), streamTTL: streamTTL}
+				published: rec.published.Truncate(time.Millisecond), streamTTL: streamTTL}
 			b.trim(subject, rec, prev, seq)
 			return broker.Position{Offset: rec.offset, Epoch: rec.epoch}, nil
 		case isWrongLastSequence(err):
@@ -153,7 +154,7 @@ func (b *Broker) readTip(ctx context.Context, subject string) (tip, error) {
 		return tip{seq: m.seq}, nil // not ours: the next publication starts an epoch
 	}
 	return tip{seq: m.seq, valid: true, offset: rec.offset, epoch: rec.epoch, links: rec.links,
-		stored: m.time, streamTTL: rec.streamTTL}, nil
+		published: rec.published, streamTTL: rec.streamTTL}, nil
 }
 
 // publishCore publishes on core NATS and waits, bounded by ctx, for the

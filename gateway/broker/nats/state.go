@@ -19,14 +19,14 @@ type tip struct {
 	offset    uint64
 	epoch     string
 	links     links
-	stored    time.Time
+	published time.Time
 	streamTTL time.Duration
 }
 
 // live reports whether the tip's stream still runs at now: it has a
 // position that has not outlived its StreamTTL.
 func (t *tip) live(now time.Time) bool {
-	return t.valid && now.Before(t.stored.Add(t.streamTTL))
+	return t.valid && now.Before(t.published.Add(t.streamTTL))
 }
 
 // channelState is a channel's tip on this node, and the lock that makes
