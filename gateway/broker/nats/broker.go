@@ -76,7 +76,7 @@ type Broker struct {
 	linkLost    atomic.Bool                 // the link was lost since the monitor's last look
 	purges      chan purgeJob               // to the janitor
 	controlSub  *subscription
-	replies     replies // of scans
+	replies     replies        // of scans
 	dialAborted sync.WaitGroup // dials that Start gave up on
 	scanned     atomic.Uint64  // messages read by scan: what reads cost, for tests
 }
