@@ -39,9 +39,9 @@ type Broker struct {
 	end    context.CancelFunc
 	wg     sync.WaitGroup // the shards' goroutines
 
-	handler broker.Handler
-	running atomic.Bool // between a successful Start and Close
-	closed  atomic.Bool // Close called: nothing more is delivered
+	handler broker.Handler // for HandleConnection; the shards have it too
+	running atomic.Bool    // between a successful Start and Close
+	closed  atomic.Bool    // Close called: nothing more is delivered
 
 	// linkMu orders the HandleConnection calls.
 	linkMu    sync.Mutex
@@ -109,25 +109,24 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	if err := ctx.Err(); err != nil {
 		return &opError{"Start", err}
 	}
-	b.handler = h
 	b.conns = newConnTracker()
 	// The client library's dials wait for their own timeout, not for ctx:
 	// closing the connections is what ends them when ctx does.
 	stopWatch := context.AfterFunc(ctx, b.conns.close)
-	err := b.connect(ctx)
+	err := b.connect(ctx, h)
 	if !stopWatch() && err == nil {
 		err = ctx.Err()
 	}
 	if err != nil {
 		b.teardown()
 		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-			err = fmt.Errorf("%v: %w", err, ctx.Err())
+			err = &causeError{ctx.Err(), err}
 		}
-		return fmt.Errorf("redis broker: Start: %s not reached: %w", strings.Join(b.opts.Addrs, ","), err)
+		return &opError{"Start", fmt.Errorf("%s: %w", strings.Join(b.opts.Addrs, ","), err)}
 	}
 	b.state = stateRunning
 	b.linkMu.Lock()
-	b.down, b.up, b.reporting = 0, true, true
+	b.handler, b.down, b.up, b.reporting = h, 0, true, true
 	b.linkMu.Unlock()
 	for _, s := range b.shards {
 		b.wg.Add(1)
@@ -139,7 +138,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 
 // connect makes the client and the shards' connections and waits until
 // every shard has subscribed its anchor; b.mu is held.
-func (b *Broker) connect(ctx context.Context) error {
+func (b *Broker) connect(ctx context.Context, h broker.Handler) error {
 	client, err := rueidis.NewClient(rueidis.ClientOption{
 		InitAddress:       b.opts.Addrs,
 		ForceSingleClient: !b.opts.Cluster,
@@ -168,7 +167,7 @@ func (b *Broker) connect(ctx context.Context) error {
 	b.life, b.end = context.WithCancel(context.Background())
 	b.shards = make([]*shard, b.opts.Shards)
 	for i := range b.shards {
-		b.shards[i] = newShard(b, i)
+		b.shards[i] = newShard(b, i, h)
 	}
 	for _, s := range b.shards {
 		if err := s.connect(ctx); err != nil {
@@ -198,7 +197,7 @@ func (b *Broker) teardown() {
 		b.end()
 	}
 	b.conns.close()
-	b.client, b.shards, b.handler = nil, nil, nil
+	b.client, b.shards = nil, nil
 }
 
 // ready checks that a call may go ahead.
@@ -585,14 +584,12 @@ func (b *Broker) Close(ctx context.Context) error {
 	}
 }
 
-// deliver hands a pub/sub message of channel to the Handler. It runs on
-// the reading goroutine of the shard's connection, under the shard's
-// deliverMu.
-func (b *Broker) deliver(channel string, control bool, m string) {
+// deliver hands a pub/sub message of channel to h. It runs on the reading
+// goroutine of the shard's connection, under the shard's deliverMu.
+func (b *Broker) deliver(h broker.Handler, channel string, control bool, m string) {
 	if len(m) == 0 {
 		return
 	}
-	h := b.handler
 	switch kind, rest := m[0], m[1:]; {
 	case control:
 		if kind == kindControl {

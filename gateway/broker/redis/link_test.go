@@ -64,9 +64,29 @@ func TestStartUnreachable(t *testing.T) {
 		if d := time.Since(begin); d > 2*time.Second {
 			t.Errorf("Start took %v to see a refused connection", d)
 		}
+		t.Log(err)
 		if err := b.Close(ctx); err != nil {
 			t.Errorf("Close after a failed Start: %v", err)
 		}
+	})
+	t.Run("WrongPassword", func(t *testing.T) {
+		const secret = "Wr0ngS3cret"
+		srv := testredis.Start(t, testredis.Options{Password: "right"})
+		b, err := redis.New(redis.Options{Addrs: []string{srv.Addr()}, Password: secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = b.Start(ctx, brokertest.NewRecorder())
+		if err == nil || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), srv.Addr()) {
+			t.Fatalf("Start with a wrong password: %v; want an error naming the server, not the password", err)
+		}
+		if s := b.String(); strings.Contains(s, secret) {
+			t.Errorf("String() = %q", s)
+		}
+		t.Log(err)
+		b.Close(ctx)
 	})
 	t.Run("Paused", func(t *testing.T) {
 		srv := testredis.Start(t, testredis.Options{})
@@ -88,6 +108,7 @@ func TestStartUnreachable(t *testing.T) {
 		if d := time.Since(begin); d > timeout+time.Second {
 			t.Errorf("Start took %v, its context %v", d, timeout)
 		}
+		t.Log(err)
 		b.Close(context.Background())
 	})
 }

@@ -23,6 +23,7 @@ import (
 // Deliveries are filtered by want, so an Unsubscribe stops them at once.
 type shard struct {
 	b      *Broker
+	h      broker.Handler
 	index  int
 	anchor string        // always wanted; "" when not needed
 	wake   chan struct{} // tells run that want or have changed
@@ -45,9 +46,9 @@ type shard struct {
 	synced  bool         // have covered want on this connection; counted by the Broker
 }
 
-func newShard(b *Broker, i int) *shard {
+func newShard(b *Broker, i int, h broker.Handler) *shard {
 	s := &shard{
-		b: b, index: i, anchor: b.keys.anchors[i],
+		b: b, h: h, index: i, anchor: b.keys.anchors[i],
 		wake:    make(chan struct{}, 1),
 		want:    make(map[string]string),
 		have:    make(map[string]bool),
@@ -152,10 +153,11 @@ func (s *shard) onMessage(gen uint64, m rueidis.PubSubMessage) {
 	channel, wanted := s.want[m.Channel]
 	current := s.gen == gen
 	s.mu.RUnlock()
-	if !wanted || !current || s.stopped {
-		return
+	control := m.Channel == s.b.keys.control
+	if !wanted || !current || s.stopped || channel == "" && !control {
+		return // not subscribed, an old connection, or another shard's anchor
 	}
-	s.b.deliver(channel, m.Channel == s.b.keys.control, m.Message)
+	s.b.deliver(s.h, channel, control, m.Message)
 }
 
 // stopDelivery waits for a delivery under way and lets no other start.
