@@ -79,6 +79,7 @@ type Broker struct {
 	replies     replies        // of scans
 	dialAborted sync.WaitGroup // dials that Start gave up on
 	scanned     atomic.Uint64  // messages read by scan: what reads cost, for tests
+	tipReads    atomic.Uint64  // reads of a channel's tip by Publish, for tests
 }
 
 type brokerState int

@@ -251,6 +251,39 @@ func TestConcurrentPublishers(t *testing.T) {
 		workers, workers*per, took.Round(time.Millisecond), float64(workers*per)/took.Seconds())
 }
 
+// TestAlternatingNodes: nodes that take turns publishing to a channel
+// they subscribe to, as the users of a chat on two nodes do, learn each
+// other's publications from the deliveries and need not read the channel
+// before publishing.
+func TestAlternatingNodes(t *testing.T) {
+	s := testnats.Start(t, testnats.Options{})
+	prefix := randomPrefix("alternating")
+	a, recA := started(t, testOptions(s, prefix))
+	b, recB := started(t, testOptions(s, prefix))
+	ctx := testCtx(t)
+	for _, n := range []*nats.Broker{a, b} {
+		if err := n.Subscribe(ctx, "chat"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const turns = 40
+	for i := 1; i <= turns; i++ {
+		n := []*nats.Broker{a, b}[i%2]
+		pos, err := n.Publish(ctx, "chat", fmt.Appendf(nil, "%d", i), nil, broker.PublishOptions{HistorySize: 10})
+		if err != nil || pos.Offset != uint64(i) {
+			t.Fatalf("Publish %d: %+v, %v", i, pos, err)
+		}
+		// The next one is published once this one was delivered.
+		recA.WaitPublications(t, "chat", i, 10*time.Second)
+		recB.WaitPublications(t, "chat", i, 10*time.Second)
+	}
+	reads := nats.TipReads(a) + nats.TipReads(b)
+	t.Logf("%d publications taking turns: %d tip reads", turns, reads)
+	if reads > 4 {
+		t.Errorf("%d publications taking turns read the tip %d times, want at most one per node and a little", turns, reads)
+	}
+}
+
 // publishAll runs workers publishers, worker w on brokers[w%len] to
 // channel(w), each publishing {"w":w,"i":i} for i < per.
 func publishAll(t *testing.T, ctx context.Context, brokers []*nats.Broker, workers, per int, channel func(int) string, opts broker.PublishOptions) ([][]broker.Position, time.Duration) {

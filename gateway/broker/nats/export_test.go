@@ -6,3 +6,7 @@ func Scanned(b *Broker) uint64 { return b.scanned.Load() }
 
 // TipsHeld returns how many channels' tips b holds.
 func TipsHeld(b *Broker) int { return b.states.len() }
+
+// TipReads returns how often b's Publish read a channel's tip from the
+// server.
+func TipReads(b *Broker) uint64 { return b.tipReads.Load() }

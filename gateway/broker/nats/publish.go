@@ -51,7 +51,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data json.RawMessa
 		return broker.Position{}, b.fail("publish to", channel, err)
 	}
 	defer st.unlock()
-	pos, err := b.append(ctx, st, tok, data, info, opts)
+	pos, err := b.append(ctx, channel, st, tok, data, info, opts)
 	if err != nil {
 		return broker.Position{}, b.fail("publish to", channel, err)
 	}
@@ -60,7 +60,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data json.RawMessa
 
 // append stores a publication after st's tip, retrying while other nodes
 // append first; st is locked.
-func (b *Broker) append(ctx context.Context, st *channelState, tok string, data json.RawMessage, info *broker.ClientInfo, opts broker.PublishOptions) (broker.Position, error) {
+func (b *Broker) append(ctx context.Context, channel string, st *channelState, tok string, data json.RawMessage, info *broker.ClientInfo, opts broker.PublishOptions) (broker.Position, error) {
 	subject := b.names.history(tok)
 	streamTTL := opts.StreamTTL
 	if streamTTL <= 0 {
@@ -76,6 +76,11 @@ func (b *Broker) append(ctx context.Context, st *channelState, tok string, data 
 	}
 	header := natsgo.Header{headerTTL: []string{ttlSeconds(streamTTL)}}
 	for attempt := 0; ; attempt++ {
+		// A message delivered since is a newer tip (a later sequence);
+		// after a refusal, only one newer than the refused tip is.
+		if h := b.states.hintOf(channel, st); h.valid && h.seq > st.tip.seq {
+			st.tip, st.known = h, true
+		}
 		if !st.known {
 			t, err := b.readTip(ctx, subject)
 			if err != nil {
@@ -104,6 +109,7 @@ func (b *Broker) append(ctx context.Context, st *channelState, tok string, data 
 			// rounds, back off a little so that one of the contenders
 			// wins.
 			st.known = false
+			b.states.dropHint(channel, st, st.tip.seq)
 			if attempt >= 3 {
 				if err := sleep(ctx, time.Duration(mrand.Int64N(int64(min(attempt, 20))*int64(time.Millisecond)))); err != nil {
 					return broker.Position{}, err
@@ -113,6 +119,7 @@ func (b *Broker) append(ctx context.Context, st *channelState, tok string, data 
 			// The server lost the stream (restarted without its data):
 			// make it again.
 			st.known = false
+			b.states.dropHint(channel, st, 0)
 			if err := b.ensureStream(ctx); err != nil {
 				return broker.Position{}, err
 			}
@@ -145,6 +152,7 @@ func trimEvery(size uint64) uint64 { return max(size/4, 16) }
 
 // readTip reads the last message of a channel's subject.
 func (b *Broker) readTip(ctx context.Context, subject string) (tip, error) {
+	b.tipReads.Add(1)
 	m, found, err := b.lastMsg(ctx, b.names.directGet, subject)
 	if err != nil || !found {
 		return tip{}, err

@@ -39,6 +39,11 @@ type channelState struct {
 	// Under the shard's mutex.
 	refs    int
 	lastUse time.Time
+	// hint is the newest message of the channel that this node saw
+	// delivered (it is subscribed): with it, a node that publishes after
+	// another node did starts from the right tip instead of failing once
+	// and reading it.
+	hint tip
 
 	// Under sem.
 	known bool // tip was read from the server or set by an append
@@ -101,6 +106,37 @@ func (s *channelStates) release(channel string, c *channelState, now time.Time) 
 	sh.mu.Lock()
 	c.refs--
 	c.lastUse = now
+	sh.mu.Unlock()
+}
+
+// offerHint records t as channel's hint, when the node holds the
+// channel's state (it published there lately) and t is newer.
+func (s *channelStates) offerHint(channel string, t tip) {
+	sh := s.shard(channel)
+	sh.mu.Lock()
+	if c := sh.m[channel]; c != nil && t.seq > c.hint.seq {
+		c.hint = t
+	}
+	sh.mu.Unlock()
+}
+
+// hintOf returns c's hint.
+func (s *channelStates) hintOf(channel string, c *channelState) tip {
+	sh := s.shard(channel)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return c.hint
+}
+
+// dropHint forgets c's hint if its sequence is at most seq (0: whatever
+// it is): a tip refused by the server is not tried again, which after the
+// server lost its data and numbers from 1 again would be for ever.
+func (s *channelStates) dropHint(channel string, c *channelState, seq uint64) {
+	sh := s.shard(channel)
+	sh.mu.Lock()
+	if seq == 0 || c.hint.seq <= seq {
+		c.hint = tip{}
+	}
 	sh.mu.Unlock()
 }
 

@@ -3,6 +3,7 @@ package nats
 import (
 	"context"
 	"hash/maphash"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -53,6 +54,12 @@ func (s *subscription) deliver(m *natsgo.Msg) {
 		pub := &broker.Publication{Channel: s.channel, Data: rec.data, Info: rec.info}
 		if rec.offset > 0 {
 			pub.Position = broker.Position{Offset: rec.offset, Epoch: rec.epoch}
+			// The stream republished it with its sequence: a tip for
+			// this node's next publication to the channel.
+			if seq, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64); err == nil {
+				s.b.states.offerHint(s.channel, tip{seq: seq, valid: true, offset: rec.offset, epoch: rec.epoch,
+					links: rec.links, published: rec.published, streamTTL: rec.streamTTL})
+			}
 		}
 		h.HandlePublication(pub)
 	case 'j':
