@@ -235,3 +235,29 @@ func TestCloseWhilePaused(t *testing.T) {
 		t.Errorf("links lost %d, back %d; want 1, 0 (none after Close)", lost, back)
 	}
 }
+
+// TestACLUser: a named ACL user, from the URL, limited to the broker's
+// prefix.
+func TestACLUser(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{Password: "admin"})
+	if _, err := srv.Do("ACL", "SETUSER", "gw", "on", ">gw-pass", "~app:*", "&app:*", "+@all"); err != nil {
+		t.Fatal(err)
+	}
+	o, err := redis.ParseURL("redis://gw:gw-pass@" + srv.Addr() + "?prefix=app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, rec := start(t, o)
+	ctx := context.Background()
+	if err := b.Subscribe(ctx, "acl"); err != nil {
+		t.Fatal(err)
+	}
+	pos, err := b.Publish(ctx, "acl", []byte(`{"i":1}`), nil, broker.PublishOptions{HistorySize: 1})
+	if err != nil || pos.Offset != 1 {
+		t.Fatalf("Publish as an ACL user: %+v, %v", pos, err)
+	}
+	rec.WaitPublications(t, "acl", 1, 5*time.Second)
+	if err := b.AddPresence(ctx, "acl", &broker.ClientInfo{Client: "c", User: "u"}, 0); err != nil {
+		t.Fatal(err)
+	}
+}

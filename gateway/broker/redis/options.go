@@ -24,8 +24,9 @@ type Options struct {
 	// when Addrs holds several, false otherwise.
 	Cluster bool
 	// Username and Password authenticate each connection (AUTH). An empty
-	// Username is the default user. Default: no authentication. The
-	// password never appears in String or in errors.
+	// Username is the default user; an ACL user needs the keys
+	// ~<prefix>:* and the channels &<prefix>:*, nothing else. Default: no
+	// authentication. The password never appears in String or in errors.
 	Username string
 	Password string
 	// DB is the database of a standalone server (SELECT); a Cluster has
