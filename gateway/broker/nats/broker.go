@@ -56,8 +56,9 @@ type Broker struct {
 	js      jetstream.JetStream
 	handler broker.Handler
 
-	running atomic.Bool // between a successful Start and Close
-	linkUp  atomic.Bool // the monitor's view of the link
+	running   atomic.Bool  // between a successful Start and Close
+	linkUp    atomic.Bool  // the monitor's view of the link
+	lastProof atomic.Int64 // when a round trip last succeeded, Unix nanoseconds
 
 	states *channelStates
 	subs   subscriptions
@@ -157,6 +158,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	}
 	b.state = stateRunning
 	b.linkUp.Store(true)
+	b.lastProof.Store(time.Now().UnixNano())
 	b.running.Store(true)
 	b.controlSub.active.Store(true)
 	b.wg.Go(b.monitor)
@@ -356,7 +358,9 @@ func (b *Broker) requestContext(ctx context.Context) (context.Context, context.C
 // down, a call fails at once with ErrUnavailable rather than write a
 // request into a connection that nobody reads: a request that a hung
 // server reads once it resumes would be carried out after its caller was
-// told it failed.
+// told it failed. Between the monitor's checks, a call that finds the last
+// proof of the link older than it should be (the server may have hung
+// since) makes a round trip of its own first.
 func (b *Broker) begin(ctx context.Context, op string) error {
 	if err := b.beginLocal(ctx, op); err != nil {
 		return err
@@ -364,8 +368,23 @@ func (b *Broker) begin(ctx context.Context, op string) error {
 	if !b.linkUp.Load() {
 		return fmt.Errorf("nats broker: %s: %w", op, ErrUnavailable)
 	}
+	if time.Since(time.Unix(0, b.lastProof.Load())) > b.opts.HealthInterval*3/2 {
+		pctx, cancel := context.WithTimeout(ctx, b.opts.HealthTimeout)
+		defer cancel()
+		if err := b.nc.FlushWithContext(pctx); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("nats broker: %s: %w", op, ctx.Err())
+			}
+			b.wakeMonitor()
+			return fmt.Errorf("nats broker: %s: %w", op, ErrUnavailable)
+		}
+		b.proved()
+	}
 	return nil
 }
+
+// proved records a successful round trip.
+func (b *Broker) proved() { b.lastProof.Store(time.Now().UnixNano()) }
 
 // beginLocal is begin for a call that needs no answer from the server.
 func (b *Broker) beginLocal(ctx context.Context, op string) error {

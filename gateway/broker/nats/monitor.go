@@ -72,6 +72,9 @@ func (b *Broker) monitor() {
 			b.report(false)
 		}
 		healthy := b.nc.IsConnected() && b.nc.FlushTimeout(b.opts.HealthTimeout) == nil
+		if healthy {
+			b.proved()
+		}
 		switch {
 		case up && !healthy:
 			up = false
