@@ -12,6 +12,15 @@
 // offset travel in the message. Presence lives in the key-value bucket
 // P_presence, one key per member, with a TTL per key.
 //
+// What it costs: a publication with history is one round trip to the
+// server, and three when another node appended to the channel since this
+// node last saw it (a node subscribed to the channel sees every append).
+// A node's publications to one channel take turns, so a channel takes
+// about one publication per round trip and node; channels go in parallel.
+// History is two round trips, reading about what it returns; Presence one
+// batched read. Each channel a node subscribes to holds one nats.go
+// subscription and its goroutine.
+//
 // It needs nats-server 2.11 or later, with JetStream, for per-message TTLs
 // and batched direct gets.
 //

@@ -84,7 +84,7 @@ func (b *Broker) jsPublish(ctx context.Context, m *natsgo.Msg) (uint64, error) {
 }
 
 // apiRequest sends a JetStream API request and decodes its response into
-// out, which embeds an Error *apiError field read through errOf.
+// out; the caller checks the error that out holds.
 func (b *Broker) apiRequest(ctx context.Context, subject string, req any, out any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
