@@ -37,6 +37,11 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	gcfg.Logger = logger
 	gcfg.Fallback = webHandler(cfg.demo())
+	b, brokerName, err := cfg.Broker.open(logger)
+	if err != nil {
+		return usageError{err}
+	}
+	gcfg.Broker = b
 	gw, err := gateway.New(gcfg)
 	if err != nil {
 		return err
@@ -71,7 +76,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "duplex serve listening on %s://%s/\n", scheme, ln.Addr())
 	logger.Info("duplex serve listening", "addr", ln.Addr().String(), "url", scheme+"://"+ln.Addr().String()+"/",
-		"demo", cfg.demo(), "api", api, "version", version())
+		"demo", cfg.demo(), "api", api, "broker", brokerName, "version", version())
 
 	if cfg.DebugListen != "" {
 		dln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.DebugListen)

@@ -21,6 +21,7 @@ type serveFlags struct {
 	logFormat   string
 	drainWindow time.Duration
 	demo        bool
+	broker      string
 }
 
 func newServeCommand() *cobra.Command {
@@ -49,6 +50,8 @@ drain window, and the process exits; a second signal exits at once.`,
 		Example: `  duplex serve
   duplex serve --listen 0.0.0.0:8080 --config duplex.yaml
   DUPLEX_API_KEY=secret duplex serve --config duplex.yaml
+  duplex serve --listen 127.0.0.1:8081 --broker redis://127.0.0.1:6379/0
+  duplex serve --listen 127.0.0.1:8082 --broker nats://127.0.0.1:4222
   curl -d '{"channel":"demo:chat","data":{"text":"hi"}}' http://127.0.0.1:8080/api/publish`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -67,6 +70,7 @@ drain window, and the process exits; a second signal exits at once.`,
 	fl.StringVar(&f.logFormat, "log-format", "text", "log `format`: text or json")
 	fl.DurationVar(&f.drainWindow, "drain-window", 5*time.Second, "time over which shutdown spreads closing connections with 1001")
 	fl.BoolVar(&f.demo, "demo", true, "serve the demo pages and feeds (default true without --config)")
+	fl.StringVar(&f.broker, "broker", "", "broker `URL` shared by the nodes of a cluster: redis://host:6379/0 or nats://host:4222 (default: in memory, one node)")
 	return cmd
 }
 
@@ -103,6 +107,9 @@ func (f *serveFlags) resolve(changed func(string) bool) (*serveConfig, error) {
 	}
 	if changed("demo") {
 		cfg.Demo = &f.demo
+	}
+	if changed("broker") {
+		cfg.Broker.URL, cfg.Broker.Type = f.broker, ""
 	}
 	if (cfg.TLS.Cert == "") != (cfg.TLS.Key == "") {
 		return nil, usageError{fmt.Errorf("TLS needs both a certificate and a key file")}

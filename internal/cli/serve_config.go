@@ -80,6 +80,16 @@ type serveConfig struct {
 		WriteTimeout          time.Duration `yaml:"write_timeout"`
 	} `yaml:"limits"`
 
+	// Broker is where the nodes of a cluster share publications, history
+	// and presence. Default: the in-memory broker, one node.
+	Broker brokerConfig `yaml:"broker"`
+
+	// PresenceTTL is how long a node's presence entries live at the broker
+	// unless refreshed (default 60s); PresenceInterval how often join and
+	// leave events, or counts, are pushed (default 200ms).
+	PresenceTTL      time.Duration `yaml:"presence_ttl"`
+	PresenceInterval time.Duration `yaml:"presence_interval"`
+
 	Namespaces []namespaceConfig `yaml:"namespaces"`
 }
 
@@ -93,6 +103,9 @@ type namespaceConfig struct {
 	Presence     bool          `yaml:"presence"`
 	JoinLeave    bool          `yaml:"join_leave"`
 	SlowConsumer string        `yaml:"slow_consumer"` // disconnect, drop_oldest, latest
+	// PresenceCountAbove: above this many members, presence_count pushes
+	// replace join and leave events (default 1000; negative: never).
+	PresenceCountAbove int `yaml:"presence_count_above"`
 }
 
 // demoNamespace is the namespace of the demo pages: anyone on the machine
@@ -235,6 +248,9 @@ func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
 		DrainWindow:    c.DrainWindow,
 		APIKey:         c.APIKey,
 		Version:        version(),
+
+		PresenceTTL:      c.PresenceTTL,
+		PresenceInterval: c.PresenceInterval,
 	}
 	switch c.Compression {
 	case "", "off":
@@ -288,7 +304,7 @@ func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
 			Name: n.Name, Anonymous: n.Anonymous,
 			Subscribe: gateway.Permission(n.Subscribe), Publish: gateway.Permission(n.Publish),
 			HistorySize: n.HistorySize, HistoryTTL: n.HistoryTTL,
-			Presence: n.Presence, JoinLeave: n.JoinLeave,
+			Presence: n.Presence, JoinLeave: n.JoinLeave, PresenceCountAbove: n.PresenceCountAbove,
 			SlowConsumer: gateway.SlowConsumerPolicy(n.SlowConsumer),
 		})
 	}
