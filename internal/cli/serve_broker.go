@@ -24,9 +24,10 @@ type brokerConfig struct {
 	// for Redis Cluster), or nats://[user:password@]host:port
 	// (comma-separated for several servers; tls:// for TLS).
 	URL string `yaml:"url"`
-	// Password, when set, replaces the URL's. Prefer PasswordFile or the
-	// environment (DUPLEX_BROKER_PASSWORD) to a password in a file that
-	// others read. It is never logged.
+	// Password, when set, replaces the URL's (for NATS without a user in
+	// the URL: the token). Prefer PasswordFile or the environment
+	// (DUPLEX_BROKER_PASSWORD) to a password in a file that others read.
+	// It is never logged.
 	Password     string `yaml:"password"`
 	PasswordFile string `yaml:"password_file"`
 	// Prefix keeps the keys and subjects of this gateway apart from other

@@ -14,7 +14,10 @@ func openNATS(c *brokerConfig, password string, tlsConfig *tls.Config, logger *s
 	if err != nil {
 		return nil, "", err
 	}
-	if password != "" {
+	switch {
+	case password != "" && o.User == "":
+		o.Token = password // a secret without a user is a token, as in NATS's clients
+	case password != "":
 		o.Password = password
 	}
 	if c.Prefix != "" {
