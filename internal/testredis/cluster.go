@@ -63,7 +63,7 @@ func NewCluster(opts Options) (*Cluster, error) {
 		c.Close()
 		return nil, fmt.Errorf("testredis: redis-cli --cluster create: %v: %s", err, out)
 	}
-	if err := c.waitOK(30 * time.Second); err != nil {
+	if err := c.waitOK(60 * time.Second); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -83,7 +83,14 @@ func (c *Cluster) waitOK(timeout time.Duration) error {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("testredis: cluster not ok after %v: node %s: %v %s", timeout, n.Addr(), err, s)
+				var state []string
+				for _, line := range strings.Fields(s) {
+					if strings.HasPrefix(line, "cluster_state:") || strings.HasPrefix(line, "cluster_known_nodes:") ||
+						strings.HasPrefix(line, "cluster_slots_") {
+						state = append(state, line)
+					}
+				}
+				return fmt.Errorf("testredis: cluster not ok after %v: node %s: %v %s", timeout, n.Addr(), err, strings.Join(state, " "))
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -152,7 +159,7 @@ func (c *Cluster) Restart(t *testing.T, persist bool) {
 			t.Fatal(err)
 		}
 	}
-	if err := c.waitOK(30 * time.Second); err != nil {
+	if err := c.waitOK(60 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 }

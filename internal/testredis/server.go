@@ -140,8 +140,12 @@ func New(opts Options) (*Server, error) {
 	// A free port can be taken by another process between the check and
 	// the server's bind: try a few.
 	for attempt := 0; ; attempt++ {
-		if s.port, err = freePort(); err == nil && opts.cluster {
-			s.bus, err = freePort()
+		var ports []int
+		if ports, err = freePorts(2); err == nil {
+			s.port = ports[0]
+			if opts.cluster {
+				s.bus = ports[1]
+			}
 		}
 		if err == nil {
 			err = s.start()
@@ -156,13 +160,19 @@ func New(opts Options) (*Server, error) {
 	}
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// freePorts returns n distinct free ports: their listeners are all open
+// until every one is chosen, else the kernel may hand out one twice.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }
 
 // args returns the server's command line.
