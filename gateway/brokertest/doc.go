@@ -12,13 +12,14 @@
 //	func TestMain(m *testing.M) { leakcheck.Main(m) }
 //
 //	func TestContract(t *testing.T) {
-//		addr := os.Getenv("DUPLEX_TEST_REDIS")
-//		if addr == "" {
-//			t.Skip("DUPLEX_TEST_REDIS not set")
-//		}
+//		srv := testredis.Start(t, testredis.Options{})
 //		brokertest.Run(t, func(t *testing.T) broker.Broker {
-//			return redis.New(redis.Options{Addr: addr})
-//		}, brokertest.Options{})
+//			b, err := redis.New(redis.Options{Addrs: []string{srv.Addr()}})
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			return b
+//		}, brokertest.Options{Server: srv})
 //	}
 //
 // Every subtest gets fresh brokers. A multi-node subtest calls newBroker
