@@ -14,15 +14,15 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME_SHORT ?= 10000x
 FUZZTIME       ?= 60s
 
-.PHONY: all test fmt-check vet staticcheck unit services web-test interop e2e fuzz-short fuzz conformance bench bench-gateway bench-gateway-smoke bench-peers bench-peers-smoke run tools clean
+.PHONY: all test fmt-check vet staticcheck unit services web-test interop e2e fuzz-short fuzz conformance abuse abuse-short bench bench-gateway bench-gateway-smoke bench-peers bench-peers-smoke run tools clean
 
 all: test
 
 ## test: everything CI checks — formatting, vet, staticcheck, race tests
 ## (conformance and the gateway included), the browser client's tests, the
-## interop matrix, the browser end-to-end tests and a short run of every fuzz
-## target.
-test: fmt-check vet staticcheck unit web-test interop e2e fuzz-short bench-gateway-smoke
+## interop matrix, the browser end-to-end tests, a short run of every fuzz
+## target and the short abuse suite.
+test: fmt-check vet staticcheck unit web-test interop e2e fuzz-short bench-gateway-smoke abuse-short
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -80,6 +80,19 @@ fuzz:
 ## conformance: the raw-wire RFC 6455 suite, verbosely.
 conformance:
 	$(GO) test -race -count=1 -v ./conformance/
+
+## abuse: the abuse suite (internal/abuse): duplex serve and duplex echo as
+## processes of their own, attacked from loopback at the sizes of issue 12
+## (1,000 connections, 108,000 history commands, two stuck subscribers of
+## 20 KB publications, ...); each case checks the close code or status, the
+## server's RSS and heap during and after, and a healthy client's p99.
+## A few minutes. Not part of `test`.
+## abuse-short: every case with small counts, in about a minute, inside `test`.
+abuse:
+	DUPLEX_ABUSE=full $(GO) test -count=1 -timeout 20m -v ./internal/abuse/
+
+abuse-short:
+	DUPLEX_ABUSE=short $(GO) test -count=1 -timeout 5m ./internal/abuse/
 
 ## bench: library benchmarks with allocation counts.
 bench:
