@@ -151,7 +151,10 @@ func (r *Recorder) linksLocked() (lost, back int) {
 func (r *Recorder) WaitLinkLost(t testing.TB, n int, timeout time.Duration) {
 	t.Helper()
 	r.wait(t, timeout, func() bool { lost, _ := r.linksLocked(); return lost >= n },
-		func() string { lost, _ := r.linksLocked(); return fmt.Sprintf("the link lost %d times (got %d)", n, lost) })
+		func() string {
+			lost, _ := r.linksLocked()
+			return fmt.Sprintf("the link lost %d times (got %d)", n, lost)
+		})
 }
 
 // WaitLinkBack waits until the link was reported back at least n times; it
@@ -159,7 +162,10 @@ func (r *Recorder) WaitLinkLost(t testing.TB, n int, timeout time.Duration) {
 func (r *Recorder) WaitLinkBack(t testing.TB, n int, timeout time.Duration) {
 	t.Helper()
 	r.wait(t, timeout, func() bool { _, back := r.linksLocked(); return back >= n },
-		func() string { _, back := r.linksLocked(); return fmt.Sprintf("the link back %d times (got %d)", n, back) })
+		func() string {
+			_, back := r.linksLocked()
+			return fmt.Sprintf("the link back %d times (got %d)", n, back)
+		})
 }
 
 // Publications returns the publications of channel received so far, in
