@@ -57,6 +57,28 @@ type AcceptOptions struct {
 	// close frame and for the peer to close TCP. Default: 5 seconds.
 	CloseTimeout time.Duration
 
+	// MessageTimeout bounds how long one call of Read waits for the rest
+	// of a message once part of it has arrived (and likewise a call of
+	// Reader, or of its reader's Read, for the rest of a frame), so that a
+	// peer trickling a message cannot hold a reader and its buffer for
+	// ever. Waiting for a message to begin is not bounded. A peer too slow
+	// fails the connection with StatusPolicyViolation (ErrMessageTimeout).
+	// Default: 1 minute; negative: no bound.
+	MessageTimeout time.Duration
+
+	// MaxFragments caps the frames one data message may span, so that
+	// endless empty continuation frames cannot keep a message open; one
+	// of more fails the connection with StatusPolicyViolation
+	// (ErrTooManyFragments). Default: 1,024, or one for every 256 bytes of
+	// the read limit when that is more (no cap without a read limit);
+	// negative: no cap.
+	MaxFragments int
+
+	// ReadRate limits the frames, control frames included, and the bytes
+	// the peer may send per second (ping floods, floods of empty frames).
+	// Default: no limit.
+	ReadRate RateLimit
+
 	// Compression configures permessage-deflate (RFC 7692), used with
 	// clients that offer it. Default: disabled.
 	Compression CompressionOptions
@@ -96,6 +118,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		return nil, errors.New("websocket: hijacking the connection: " + err.Error())
 	}
 	cfg := newConnConfig(opts.ReadBufferSize, opts.WriteBufferSize, opts.PingInterval, opts.PongTimeout, opts.CloseTimeout)
+	cfg.limits = newReadLimits(opts.MessageTimeout, opts.MaxFragments, opts.ReadRate)
 
 	resp := appendResponse(nil, r.Header.Get("Sec-WebSocket-Key"), subprotocol, extHeader, w.Header())
 	netConn.SetWriteDeadline(time.Now().Add(cfg.closeTimeout))

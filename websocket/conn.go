@@ -34,6 +34,7 @@ type connConfig struct {
 	pingInterval    time.Duration
 	pongTimeout     time.Duration
 	closeTimeout    time.Duration
+	limits          readLimits
 }
 
 func newConnConfig(readSize, writeSize int, pingInterval, pongTimeout, closeTimeout time.Duration) connConfig {
@@ -43,6 +44,7 @@ func newConnConfig(readSize, writeSize int, pingInterval, pongTimeout, closeTime
 		pingInterval:    pingInterval,
 		pongTimeout:     pongTimeout,
 		closeTimeout:    closeTimeout,
+		limits:          newReadLimits(0, 0, RateLimit{}),
 	}
 	if readSize <= 0 {
 		cfg.readBufferSize = defaultBufferSize
@@ -96,7 +98,12 @@ type Conn struct {
 	msgActive   bool  // a data message has begun and not been read to its end
 	msgByRead   bool  // Read began it: partial holds what arrived so far
 	msgType     MessageType
-	msgSize     int64 // payload bytes the current message's frames announced so far
+	msgSize     int64     // payload bytes the current message's frames announced so far
+	msgFrames   int64     // frames of the current message so far
+	msgTimed    bool      // msgDeadline is set
+	msgWatching bool      // a call that began a message watch is under way
+	msgDeadline time.Time // when the call reading the current message gives up
+	rate        *readRate // nil without a RateLimit
 	utf8        frame.UTF8
 	inflate     *deflate.MessageReader // the compressed message being read, or nil
 	msgInflated int64                  // bytes the current compressed message inflated to so far
@@ -157,6 +164,8 @@ func newConn(netConn net.Conn, early []byte, client bool, subprotocol string, cf
 		peerClosed:  make(chan struct{}),
 	}
 	c.readLimit.Store(DefaultReadLimit)
+	c.rate = newReadRate(cfg.limits.rate)
+	c.br.onWait = c.waitingForPeer
 	c.reader.c = c
 	c.writer.c = c
 	c.writeWatch.dir = writing
@@ -289,6 +298,9 @@ func (c *Conn) watch(ctx context.Context, dir ioDirection) error {
 		// The old context ended, so its AfterFunc may have set a deadline
 		// that would cut short I/O under the new one.
 		w.setDeadline(c.netConn, time.Time{})
+		if dir == reading {
+			c.msgTimed = false // the message's clock starts again
+		}
 	}
 	if done == nil {
 		return nil

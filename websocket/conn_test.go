@@ -33,6 +33,9 @@ type sideOptions struct {
 	PingInterval    time.Duration
 	PongTimeout     time.Duration
 	CloseTimeout    time.Duration
+	MessageTimeout  time.Duration
+	MaxFragments    int
+	ReadRate        RateLimit
 }
 
 func (o *sideOptions) accept() *AcceptOptions {
@@ -42,6 +45,7 @@ func (o *sideOptions) accept() *AcceptOptions {
 	return &AcceptOptions{
 		ReadBufferSize: o.ReadBufferSize, WriteBufferSize: o.WriteBufferSize,
 		PingInterval: o.PingInterval, PongTimeout: o.PongTimeout, CloseTimeout: o.CloseTimeout,
+		MessageTimeout: o.MessageTimeout, MaxFragments: o.MaxFragments, ReadRate: o.ReadRate,
 	}
 }
 
@@ -52,6 +56,7 @@ func (o *sideOptions) dial() *DialOptions {
 	return &DialOptions{
 		ReadBufferSize: o.ReadBufferSize, WriteBufferSize: o.WriteBufferSize,
 		PingInterval: o.PingInterval, PongTimeout: o.PongTimeout, CloseTimeout: o.CloseTimeout,
+		MessageTimeout: o.MessageTimeout, MaxFragments: o.MaxFragments, ReadRate: o.ReadRate,
 	}
 }
 

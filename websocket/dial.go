@@ -45,14 +45,19 @@ type DialOptions struct {
 	// proxy. Default: the transport's DialContext, or a net.Dialer.
 	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 
-	// ReadBufferSize, WriteBufferSize, PingInterval, PongTimeout and
-	// CloseTimeout mean what they mean in AcceptOptions, with the same
-	// defaults: 4096, 4096, no keepalive, PingInterval, 5 seconds.
+	// ReadBufferSize, WriteBufferSize, PingInterval, PongTimeout,
+	// CloseTimeout, MessageTimeout, MaxFragments and ReadRate mean what
+	// they mean in AcceptOptions, with the same defaults: 4096, 4096, no
+	// keepalive, PingInterval, 5 seconds, 1 minute, 1,024 (or one per 256
+	// bytes of the read limit), no rate limit.
 	ReadBufferSize  int
 	WriteBufferSize int
 	PingInterval    time.Duration
 	PongTimeout     time.Duration
 	CloseTimeout    time.Duration
+	MessageTimeout  time.Duration
+	MaxFragments    int
+	ReadRate        RateLimit
 
 	// Compression configures permessage-deflate (RFC 7692): what to offer.
 	// The server may decline it. Default: disabled, nothing offered.
@@ -106,6 +111,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	}
 	stop := context.AfterFunc(ctx, func() { netConn.SetDeadline(aLongTimeAgo) })
 	cfg := newConnConfig(opts.ReadBufferSize, opts.WriteBufferSize, opts.PingInterval, opts.PongTimeout, opts.CloseTimeout)
+	cfg.limits = newReadLimits(opts.MessageTimeout, opts.MaxFragments, opts.ReadRate)
 	br, resp, comp, err := handshake(netConn, u, client.Jar, opts, cfg.readBufferSize)
 	if !stop() || ctx.Err() != nil {
 		netConn.Close()

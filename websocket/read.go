@@ -36,7 +36,9 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 	if err := c.watch(ctx, reading); err != nil {
 		return 0, nil, err
 	}
+	c.beginMessageWatch()
 	msg, err := c.readMessage()
+	c.endMessageWatch()
 	if err != nil {
 		return 0, nil, c.readError(ctx, err)
 	}
@@ -73,16 +75,25 @@ func (c *Conn) startReader(ctx context.Context) (MessageType, error) {
 	if err := c.watch(ctx, reading); err != nil {
 		return 0, err
 	}
-	if c.msgActive {
-		if err := c.discardMessage(); err != nil {
-			return 0, c.readError(ctx, err)
-		}
-	}
-	if err := c.nextFrame(); err != nil {
+	c.beginMessageWatch()
+	err := c.nextMessage()
+	c.endMessageWatch()
+	if err != nil {
 		return 0, c.readError(ctx, err)
 	}
 	c.reader.ctx = ctx
 	return c.msgType, nil
+}
+
+// nextMessage discards what is left of the current message, if any, and
+// reads up to the first frame of the next.
+func (c *Conn) nextMessage() error {
+	if c.msgActive {
+		if err := c.discardMessage(); err != nil {
+			return err
+		}
+	}
+	return c.nextFrame()
 }
 
 var errReadClosed = errors.New("websocket: read after CloseRead")
@@ -119,7 +130,9 @@ func (r *messageReader) Read(p []byte) (int, error) {
 	if err := c.watch(r.ctx, reading); err != nil {
 		return 0, err
 	}
+	c.beginMessageWatch()
 	n, err := c.readPayload(p)
+	c.endMessageWatch()
 	if err != nil && err != io.EOF {
 		err = c.readError(r.ctx, err)
 	}
@@ -150,11 +163,8 @@ func (c *Conn) readMessage() ([]byte, error) {
 			if free == 0 {
 				c.partial = slices.Grow(c.partial, max(cap(c.partial), 512))
 			}
-		case free < c.frameLeft:
-			// The exact size for the common single-frame message; a frame
-			// announcing more than 1 MiB (possible only without a read limit)
-			// grows as it arrives.
-			c.partial = slices.Grow(c.partial, int(min(c.frameLeft, 1<<20)))
+		case free == 0 && c.frameLeft > 0:
+			c.partial = slices.Grow(c.partial, c.growBy())
 		}
 		n, err := c.readPayload(c.partial[len(c.partial):cap(c.partial)])
 		c.partial = c.partial[:len(c.partial)+n]
@@ -170,6 +180,29 @@ func (c *Conn) readMessage() ([]byte, error) {
 			return nil, err
 		}
 	}
+}
+
+// minGrow is the least room growBy adds: the default read buffer's size,
+// what a connection holds anyway while bytes arrive.
+const minGrow = 4 << 10
+
+// growBy returns how much room to add to the message Read assembles: what
+// has arrived of the current frame (in the buffer or, asked only when the
+// buffer does not hold the frame, in the kernel), or, while the frame is on
+// its way, three times what the message holds so far, at least minGrow; and
+// never more than the frame has left. So the memory a message costs follows
+// the bytes received, at most four times them plus minGrow, not the length
+// its header announces; a message that has arrived whole, the common case,
+// is allocated once at its exact size.
+func (c *Conn) growBy() int {
+	if c.frameLeft <= minGrow {
+		return int(c.frameLeft)
+	}
+	arrived := int64(c.br.Buffered())
+	if arrived < c.frameLeft {
+		arrived = int64(c.br.Arrived())
+	}
+	return int(min(max(arrived, 3*int64(len(c.partial)), minGrow), c.frameLeft))
 }
 
 // readPayload reads payload of the current message into p, moving on to its
@@ -202,6 +235,9 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 	case err == deflate.ErrCorrupt:
 		return 0, c.fail(&ProtocolError{Code: StatusInvalidFramePayloadData, Reason: "corrupt compressed message"})
 	case isTimeout(err):
+		if pe, ok := c.messageTimedOut(err); ok {
+			return 0, c.fail(pe)
+		}
 		// The inflater cannot resume after its source failed: the
 		// message, and with context takeover every later one, is lost.
 		c.closeNetConn(errCompressedInterrupted)
@@ -304,6 +340,9 @@ func (c *Conn) endMessage() error {
 		return c.fail(errFromFrame(frame.ErrInvalidUTF8))
 	}
 	c.msgActive = false
+	if c.msgTimed {
+		c.clearMessageDeadline()
+	}
 	return io.EOF
 }
 
@@ -371,6 +410,9 @@ func (c *Conn) nextFrame() error {
 			if err := c.handleControl(op, c.ctrl[:h.Length]); err != nil {
 				return err
 			}
+			if c.msgTimed && !c.msgActive {
+				c.clearMessageDeadline() // it had begun to arrive; now idle again
+			}
 			continue
 		}
 		if c.closeSent.Load() {
@@ -383,12 +425,16 @@ func (c *Conn) nextFrame() error {
 			c.msgActive = true
 			c.msgType = MessageType(h.Opcode)
 			c.msgSize = 0
+			c.msgFrames = 0
 			c.utf8.Reset()
 			c.inflate = nil
 			if h.RSV&frame.RSV1 != 0 {
 				c.msgInflated = 0
 				c.inflate = c.comp.in.BeginMessage(rawReader{c}, inflateLimit(c.readLimit.Load()))
 			}
+		}
+		if err := c.countFragment(); err != nil {
+			return err
 		}
 		// Compared as a subtraction: a hostile 63-bit length must not wrap.
 		if limit := rawLimit(c.readLimit.Load(), c.inflate != nil); limit >= 0 && h.Length > limit-c.msgSize {
@@ -439,6 +485,7 @@ func (c *Conn) readFrameHeader() (frame.Header, frame.Opcode, error) {
 	if ferr != nil {
 		return h, 0, c.failFrame(ferr)
 	}
+	wire := int64(n) + h.Length // the frame's bytes on the wire, for the read rate
 	op, ferr := c.stream.Check(&h, !c.client, c.comp.allowedRSV())
 	if ferr != nil {
 		return h, 0, c.failFrame(ferr)
@@ -453,6 +500,9 @@ func (c *Conn) readFrameHeader() (frame.Header, frame.Opcode, error) {
 			frame.Mask(h.MaskKey, 0, c.ctrl[:h.Length])
 		}
 		n = total
+	}
+	if c.rate != nil && !c.rate.charge(wire) {
+		return h, 0, c.fail(c.rate.exceeded())
 	}
 	c.br.Discard(n)
 	return h, op, nil
@@ -491,6 +541,9 @@ func (c *Conn) readError(ctx context.Context, err error) error {
 	}
 	if ctx.Err() != nil && isTimeout(err) {
 		return ctx.Err()
+	}
+	if pe, ok := c.messageTimedOut(err); ok {
+		err = c.fail(pe)
 	}
 	var pe *ProtocolError
 	var ce *CloseError

@@ -29,12 +29,22 @@ type readBuffer struct {
 	// instead of waiting (see Conn.Await).
 	noWait bool
 
+	// While watchWait is set, onWait is called each time a read is about
+	// to wait for the network: for a raw read when nothing has arrived, for
+	// one through net.Conn before each read (see Conn.waitingForPeer).
+	watchWait bool
+	onWait    func()
+
 	// The raw read in progress: into dst, or into a buffer from the pool
 	// when dst is nil. onReadable, bound once, reports through n and err.
 	dst        []byte
 	n          int
 	err        error
 	onReadable func(fd uintptr) bool
+
+	// Arrived asks the kernel through onQueued, which reports in queued.
+	onQueued func(fd uintptr)
+	queued   int
 }
 
 // newReadBuffer returns src's read buffer, holding early: bytes read past
@@ -49,6 +59,7 @@ func newReadBuffer(src net.Conn, size int, early []byte) *readBuffer {
 			if raw, err := sc.SyscallConn(); err == nil {
 				b.raw = raw
 				b.onReadable = b.readReady
+				b.onQueued = b.countQueued
 			}
 		}
 	}
@@ -69,6 +80,20 @@ func (b *readBuffer) Size() int { return b.pool.size }
 
 // Buffered returns the number of bytes that can be read without waiting.
 func (b *readBuffer) Buffered() int { return b.w - b.r }
+
+// Arrived returns the bytes that can be read without waiting: those
+// buffered and, for a socket read raw, those its kernel holds (on Linux).
+func (b *readBuffer) Arrived() int {
+	n := b.w - b.r
+	if b.raw != nil {
+		b.queued = 0
+		b.raw.Control(b.onQueued)
+		n += b.queued
+	}
+	return n
+}
+
+func (b *readBuffer) countQueued(fd uintptr) { b.queued = kernelQueued(fd) }
 
 // take gets a buffer from the pool.
 func (b *readBuffer) take() {
@@ -184,6 +209,9 @@ func (b *readBuffer) fill(n int) error {
 // holds, taking a buffer from the pool if there is none.
 func (b *readBuffer) readInto(p []byte) (int, error) {
 	if b.raw == nil {
+		if b.watchWait {
+			b.onWait()
+		}
 		if p == nil {
 			p = b.buf[b.w:]
 		}
@@ -225,6 +253,9 @@ func (b *readBuffer) readReady(fd uintptr) bool {
 		if b.noWait {
 			b.err = errWouldBlock
 			return true
+		}
+		if b.watchWait {
+			b.onWait() // sets the deadline this wait is held to
 		}
 		return false
 	}

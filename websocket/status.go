@@ -106,13 +106,21 @@ func CloseStatus(err error) StatusCode {
 // the peer broke RFC 6455 or exceeded a limit. Code is the close code this
 // endpoint sent: StatusProtocolError for a framing violation,
 // StatusInvalidFramePayloadData for invalid UTF-8, StatusMessageTooBig for a
-// message over the read limit.
+// message over the read limit, StatusPolicyViolation for a peer over another
+// limit (errors.Is tells which: ErrMessageTimeout, ErrTooManyFragments,
+// ErrRateLimited).
 type ProtocolError struct {
 	Code   StatusCode
 	Reason string
+
+	err error // the limit exceeded, if one was
 }
 
 func (e *ProtocolError) Error() string { return "websocket: " + e.Reason }
+
+// Unwrap returns the limit the peer exceeded (ErrMessageTimeout,
+// ErrTooManyFragments, ErrRateLimited), or nil.
+func (e *ProtocolError) Unwrap() error { return e.err }
 
 // errFromFrame converts an error of the wire core into a ProtocolError.
 func errFromFrame(err *frame.Error) *ProtocolError {
