@@ -197,8 +197,13 @@ func (s *Server) publish(ctx context.Context, ns *Namespace, channel string, dat
 		return pos, &Error{ErrLimitExceeded.Code, "limit exceeded: too many channels with history in the namespace"}
 	}
 	if err != nil {
+		// The broker failed it (a connection broken under the call, a
+		// Cluster without a master for the slot, a timeout) before the
+		// node heard that its link is down: the same retryable answer
+		// as after, which a subscribe gets too. It may have been
+		// published.
 		s.log.Warn("publish failed", "channel", channel, "err", err)
-		return pos, ErrInternal
+		return pos, ErrUnavailable
 	}
 	s.metrics.publications.Inc()
 	return pos, nil
