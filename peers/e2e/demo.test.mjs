@@ -418,9 +418,14 @@ test('after the gateway restarts, pages reconnect by themselves and report the l
   }
 
   // Live again: new prices in the new epoch, and the chat takes messages.
+  // A stream is made by its first publication, not by a subscribe (PROTOCOL.md,
+  // "Subscribe"): a page that subscribed before the new server's first price
+  // was told no epoch, and takes the epoch of the first publication.
   const ticker = pages['demo:ticker'];
   const epoch = await ticker.evaluate(() => globalThis.e2eLog.subscribed[0].epoch);
-  await ticker.waitForFunction((e) => globalThis.e2eLog.pubs.some((p) => p.epoch === e), epoch, { timeout: 15000, polling: 50 });
+  const oldEpoch = positions['demo:ticker'].epoch;
+  await ticker.waitForFunction(([e, o]) => globalThis.e2eLog.pubs.some((p) => p.epoch !== o && (e === '' || p.epoch === e)),
+    [epoch, oldEpoch], { timeout: 15000, polling: 50 });
   const chat = pages['demo:chat'];
   const afterText = 'After the restart.';
   await say(chat, afterText);
