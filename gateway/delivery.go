@@ -16,9 +16,25 @@ import (
 // dropped. What history no longer holds becomes a gap push, so nothing is
 // lost silently. When the link comes back the node catches up every
 // channel the same way, without waiting for the next publication.
+//
+// A history read that fails says nothing of what history holds, so it
+// never becomes a gap: the catch-up tries again with backoff while the
+// broker counts as reachable, and otherwise holds the hole until the link
+// is back (a networked broker resumes deliveries, which reveal the hole,
+// a moment before it has proved the link and reports it back) or the
+// next publication tries again.
 
 // catchUpTimeout bounds one history read made to fill a hole.
 const catchUpTimeout = 3 * time.Second
+
+// A failed catch-up read is tried again after catchUpBackoff, doubling up
+// to catchUpMaxBackoff, for at most catchUpRetryFor; then the hole is
+// held, and the next publication or the link coming back tries again.
+const (
+	catchUpBackoff    = 50 * time.Millisecond
+	catchUpMaxBackoff = time.Second
+	catchUpRetryFor   = 10 * time.Second
+)
 
 // HandlePublication implements broker.Handler. It never waits for the
 // broker: a hole is filled by a catch-up of the channel in a goroutine of
@@ -41,10 +57,15 @@ func (h brokerHandler) HandlePublication(pub *broker.Publication) {
 	ch.deliver.Lock()
 	defer ch.deliver.Unlock()
 	pos := pub.Position
-	if ch.catching {
+	if ch.catching || ch.held {
 		// The catch-up reads it from history, in order.
 		if newer(pos, ch.want) {
 			ch.want = pos
+		}
+		if ch.held && !s.brokerDown.Load() {
+			// The reads failed while the broker answered otherwise: try
+			// again, now that it delivers.
+			s.startCatchUpLocked(ns, ch, ch.want)
 		}
 		return
 	}
@@ -100,7 +121,7 @@ func (s *Server) noteRead(channel string, pos broker.Position) {
 	}
 	ch.deliver.Lock()
 	defer ch.deliver.Unlock()
-	if ch.delivered || ch.catching {
+	if ch.delivered || ch.catching || ch.held {
 		return
 	}
 	if !ch.known || (pos.Epoch == ch.last.Epoch && pos.Offset < ch.last.Offset) {
@@ -108,35 +129,60 @@ func (s *Server) noteRead(channel string, pos broker.Position) {
 	}
 }
 
-// maxCatchUpReads bounds the history reads of one catch-up: publications
-// that keep arriving while it reads are read again, a few times, before
-// what is left is reported as a gap.
-const maxCatchUpReads = 4
+// maxIdleCatchUpReads bounds the history reads of one catch-up that bring
+// nothing new: publications that keep arriving while it reads are read
+// again for as long as each read makes progress, but what reads that find
+// nothing more still miss is reported as a gap.
+const maxIdleCatchUpReads = 3
 
 // startCatchUpLocked starts catching the channel up to want (zero: to the
 // stream's end, whatever it is). ch.deliver is held.
 func (s *Server) startCatchUpLocked(ns *Namespace, ch *hubChannel, want broker.Position) {
-	ch.catching, ch.want = true, want
+	ch.catching, ch.held, ch.want = true, false, want
 	s.wg.Add(1)
 	go s.catchUp(ns, ch)
 }
 
 // catchUp delivers what the stream holds after ch.last, until ch.want is
-// delivered or reported missing.
+// delivered or reported missing; a read that fails is tried again, or the
+// hole held (holdLocked), never reported missing.
 func (s *Server) catchUp(ns *Namespace, ch *hubChannel) {
 	defer s.wg.Done()
-	for reads := 1; ; reads++ {
+	var failingSince time.Time
+	backoff := catchUpBackoff
+	for idle := 0; ; {
 		ch.deliver.Lock()
 		from := ch.last
 		ch.deliver.Unlock()
 		h, err := s.readAfter(ch.name, from)
 		ch.deliver.Lock()
 		if err != nil {
-			s.log.Warn("history read to fill a hole failed", "channel", ch.name, "err", err)
-		} else {
-			s.deliverAfterLocked(ns, ch, h)
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+			}
+			if s.holdLocked(ch, err, time.Since(failingSince) >= catchUpRetryFor) {
+				ch.deliver.Unlock()
+				return
+			}
+			ch.deliver.Unlock()
+			s.log.Debug("history read to fill a hole failed; trying again", "channel", ch.name, "err", err, "after", backoff)
+			if !s.sleep(backoff) {
+				ch.deliver.Lock()
+				s.holdLocked(ch, err, true)
+				ch.deliver.Unlock()
+				return
+			}
+			backoff = min(2*backoff, catchUpMaxBackoff)
+			continue
 		}
-		if err == nil && reads < maxCatchUpReads && newer(ch.want, ch.last) {
+		failingSince, backoff = time.Time{}, catchUpBackoff
+		s.deliverAfterLocked(ns, ch, h)
+		if newer(ch.last, from) {
+			idle = 0
+		} else {
+			idle++
+		}
+		if idle < maxIdleCatchUpReads && newer(ch.want, ch.last) {
 			ch.deliver.Unlock()
 			continue
 		}
@@ -152,6 +198,38 @@ func (s *Server) catchUp(ns *Namespace, ch *hubChannel) {
 		ch.catching, ch.want = false, broker.Position{}
 		ch.deliver.Unlock()
 		return
+	}
+}
+
+// holdLocked decides, after a failed history read, whether the catch-up
+// ends holding the hole: when the broker is known unreachable (its
+// coming back catches the channel up), when the channel has no
+// subscribers here any more, or when giveUp says the reads failed long
+// enough. What is missing stays missing until a read succeeds; no gap is
+// pushed for it. ch.deliver is held.
+func (s *Server) holdLocked(ch *hubChannel, err error, giveUp bool) bool {
+	down := s.brokerDown.Load()
+	gone := s.hub.get(ch.name) != ch
+	if !down && !gone && !giveUp {
+		return false
+	}
+	ch.catching, ch.held = false, true
+	if !gone {
+		s.log.Warn("history read to fill a hole failed; holding it until the broker answers",
+			"channel", ch.name, "missing_after", ch.last.Offset, "broker_down", down, "err", err)
+	}
+	return true
+}
+
+// sleep waits for d, and reports false if the server stops first.
+func (s *Server) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.stop:
+		return false
 	}
 }
 
@@ -267,7 +345,13 @@ func (s *Server) catchUpAll() {
 		}
 		ch.deliver.Lock()
 		if ch.known && !ch.catching {
-			s.startCatchUpLocked(ns, ch, broker.Position{})
+			// A held hole is caught up to the newest position delivered
+			// meanwhile; any other channel to the stream's end.
+			want := broker.Position{}
+			if ch.held {
+				want = ch.want
+			}
+			s.startCatchUpLocked(ns, ch, want)
 		}
 		ch.deliver.Unlock()
 	}

@@ -51,6 +51,11 @@ type hubChannel struct {
 	// meanwhile.
 	catching bool
 	want     broker.Position
+	// held says that a catch-up could not read history (the broker was
+	// unreachable, or its reads failed for a while): the hole up to want
+	// is kept, not declared a gap, until the link is back or the next
+	// publication starts another catch-up.
+	held bool
 
 	presence presenceBatch // guarded by the shard's mu
 }
