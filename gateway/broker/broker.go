@@ -115,7 +115,11 @@ type Handler interface {
 	// back and every channel this node subscribed to is subscribed again.
 	// What was published while it was lost was not delivered here; the
 	// gateway recovers it from history. Calls alternate, starting with
-	// false. The memory broker never calls it.
+	// false. The memory broker never calls it. Deliveries may resume a
+	// moment before true is reported (the client library resubscribes
+	// before the broker has proved the link), and calls made in that
+	// moment may still fail as unavailable: a handler must not take such
+	// a failure for missing data.
 	HandleConnection(up bool)
 }
 
