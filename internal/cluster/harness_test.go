@@ -135,6 +135,13 @@ type cluster struct {
 // startCluster starts a broker of kind and n nodes on it.
 func startCluster(t *testing.T, kind brokerKind, n int) *cluster {
 	t.Helper()
+	return startClusterWith(t, kind, n, "")
+}
+
+// startClusterWith is startCluster with extra top-level YAML appended to
+// the nodes' configuration.
+func startClusterWith(t *testing.T, kind brokerKind, n int, extra string) *cluster {
+	t.Helper()
 	bin := duplexBinary(t)
 	c := &cluster{t: t, bin: bin, apiKey: randomHex(16), secret: randomHex(32)}
 	var cancel context.CancelFunc
@@ -142,7 +149,7 @@ func startCluster(t *testing.T, kind brokerKind, n int) *cluster {
 	t.Cleanup(cancel)
 	c.broker = kind.start(t)
 	c.config = filepath.Join(t.TempDir(), "duplex.yaml")
-	cfg := fmt.Sprintf(configTemplate, c.apiKey, c.secret, c.broker.url, presenceTTL, userLimit)
+	cfg := fmt.Sprintf(configTemplate, c.apiKey, c.secret, c.broker.url, presenceTTL, userLimit) + extra
 	if err := os.WriteFile(c.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
