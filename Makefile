@@ -14,7 +14,7 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME_SHORT ?= 10000x
 FUZZTIME       ?= 60s
 
-.PHONY: all test fmt-check vet staticcheck unit services web-test interop e2e fuzz-short fuzz conformance abuse abuse-short bench bench-gateway bench-gateway-smoke bench-peers bench-peers-smoke run tools clean
+.PHONY: all test fmt-check vet staticcheck unit cluster services web-test interop e2e fuzz-short fuzz conformance abuse abuse-short bench bench-gateway bench-gateway-smoke bench-cluster bench-cluster-smoke bench-peers bench-peers-smoke run tools clean
 
 all: test
 
@@ -22,7 +22,7 @@ all: test
 ## (conformance and the gateway included), the browser client's tests, the
 ## interop matrix, the browser end-to-end tests, a short run of every fuzz
 ## target and the short abuse suite.
-test: fmt-check vet staticcheck unit web-test interop e2e fuzz-short bench-gateway-smoke abuse-short
+test: fmt-check vet staticcheck unit web-test interop e2e fuzz-short bench-gateway-smoke bench-cluster-smoke abuse-short
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -44,6 +44,12 @@ staticcheck: $(STATICCHECK)
 ## (scripts/services.sh installs them) and fail, not skip, without them.
 unit: services
 	DUPLEX_REQUIRE_SERVICES=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+## cluster: the multi-node tests of internal/cluster at the issue's full
+## size (CLUSTER_FULL=1: a connect storm of 10,000 clients on one node and
+## on three per broker). `unit` runs them with 2,000.
+cluster: services
+	CLUSTER_FULL=1 DUPLEX_REQUIRE_SERVICES=1 $(GO) test -count=1 -v -timeout 30m ./internal/cluster/
 
 ## services: installs Debian's redis-server and builds nats-server into .tools/bin.
 services:
@@ -109,6 +115,25 @@ bench-gateway:
 ## it fails if any delivery is lost.
 bench-gateway-smoke:
 	$(GO) run ./internal/gwbench -conns 200 -duration 1s
+
+## bench-cluster: duplex serve nodes on one broker, 15,000 clients per node
+## from worker processes of at most 15,000 connections each (a process may
+## hold 20,000 descriptors): the memory broker on one node as the reference,
+## Redis on one node and on 4, NATS JetStream on 4 (60,000 connections);
+## deliveries/s to one channel of every client and to a channel per client,
+## publish-to-receive p50/p99 as fast as the nodes publish and at half that
+## rate, CPU of gateways, broker and load generators, RSS per connection;
+## then a connect storm of 10,000 clients onto one presence channel on one
+## node and on three. Fails if any publication is lost or repeated. About
+## 15 minutes. Not part of `test`.
+bench-cluster: services
+	$(GO) run ./internal/clusterbench -nodes 4 -clients 15000 -duration 10s -storm 10000
+
+## bench-cluster-smoke: the same on Redis and NATS with 2 nodes × 200
+## clients, 1 s a phase, and a storm of 200, inside `test` (about half a
+## minute): it fails if any delivery is lost or repeated.
+bench-cluster-smoke: services
+	$(GO) run ./internal/clusterbench -nodes 2 -clients 200 -duration 1s -setups redis:2,nats:2 -storm 200 -storm-setups memory:1,redis:2
 
 ## bench-peers: the side-by-side benchmarks against gorilla, coder, gws and
 ## gobwas (peers/bench, its own module): echo, idle memory, broadcast and

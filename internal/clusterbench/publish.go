@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/duplexws/duplex/internal/testgateway"
+)
+
+// The two channels every client of a throughput setup subscribes to:
+// one they all share, and one of its own.
+const (
+	sharedChannel    = "bench:all"
+	ownChannel       = "bench:c{i}"
+	broadcastBatch   = 100 // channels per broadcast request
+	drainTimeout     = 30 * time.Second
+	publishCallLimit = 30 * time.Second
+)
+
+// load is the clients of a throughput setup and what was published to
+// them so far, which the workers check every client against.
+type load struct {
+	c       *cluster
+	workers []*workerProc
+	clients int
+	opts    options
+
+	shared    atomic.Uint64 // publications to sharedChannel
+	broadcast atomic.Uint64 // broadcast requests, each to broadcastBatch own channels
+}
+
+// phase is what one publishing phase measured.
+type phase struct {
+	name        string // "one channel" or "channel per client"
+	paced       bool
+	published   int64   // publications
+	pubRate     float64 // publications per second while publishing
+	deliveries  int64
+	rate        float64 // deliveries per second, until the last arrived
+	p50, p99    time.Duration
+	maxLatency  time.Duration
+	lost        int64 // missing or, after the drain timeout, late
+	duplicated  int64 // repeated or beyond what was published
+	disconnects int
+	cpu         cpuShares
+}
+
+func (p phase) failed() bool { return p.lost > 0 || p.duplicated > 0 || p.disconnects > 0 }
+
+// publish publishes for d, to the shared channel or broadcasting to
+// broadcastBatch own channels a request, through every node in turn with
+// opts.inflight requests in flight per node; at rate requests per second
+// when rate > 0, else as fast as the nodes answer. It then waits for the
+// deliveries and has the workers check every client.
+func (l *load) publish(name string, shared bool, d time.Duration, rate float64) (phase, error) {
+	ph := phase{name: name, paced: rate > 0}
+	cpu := startCPU(l.c, l.workers)
+	var tick <-chan time.Time
+	if rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / rate))
+		defer t.Stop()
+		tick = t.C
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var (
+		wg        sync.WaitGroup
+		published atomic.Int64
+		errMu     sync.Mutex
+		firstErr  error
+	)
+	start := time.Now()
+	deadline := start.Add(d)
+	for i := range l.opts.inflight * len(l.c.nodes) {
+		node := l.c.nodes[i%len(l.c.nodes)]
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if tick != nil {
+					select {
+					case <-tick:
+					case <-ctx.Done():
+						return
+					}
+				}
+				if time.Now().After(deadline) {
+					return
+				}
+				// Counted before the call: the workers expect every
+				// publication it stands for, and a failed call ends the run.
+				var err error
+				if shared {
+					l.shared.Add(1)
+					err = publishShared(ctx, node)
+				} else {
+					err = publishOwn(ctx, node, l.broadcast.Add(1)-1, l.clients)
+				}
+				if err != nil {
+					errMu.Lock()
+					firstErr = errors.Join(firstErr, err)
+					errMu.Unlock()
+					cancel()
+					return
+				}
+				published.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return ph, firstErr
+	}
+	ph.published = published.Load()
+	ph.pubRate = float64(ph.published) / time.Since(start).Seconds()
+	want := ph.published * int64(l.clients)
+	if !shared {
+		want = ph.published * broadcastBatch
+	}
+
+	// Wait for every delivery, or for the drain timeout.
+	var got int64
+	last := time.Now()
+	for until := time.Now().Add(drainTimeout); time.Now().Before(until); time.Sleep(20 * time.Millisecond) {
+		a, _, err := ask(l.workers, command{Cmd: "count"})
+		if err != nil {
+			return ph, err
+		}
+		if a.Received > got {
+			got, last = a.Received, time.Now()
+		}
+		if got >= want {
+			break
+		}
+	}
+	ph.cpu = cpu.stop(last.Sub(start))
+	a, lat, err := ask(l.workers, command{Cmd: "collect", Expect: []expectation{
+		{Channel: sharedChannel, Count: l.shared.Load()},
+		{Channel: ownChannel, Positions: l.broadcast.Load() * broadcastBatch, Total: uint64(l.clients)},
+	}})
+	if err != nil {
+		return ph, err
+	}
+	ph.deliveries = a.Received
+	ph.rate = float64(a.Received) / last.Sub(start).Seconds()
+	ph.p50, ph.p99, ph.maxLatency = percentile(lat, 0.5), percentile(lat, 0.99), percentile(lat, 1)
+	ph.lost, ph.duplicated, ph.disconnects = a.Missing, a.Duplicates+a.Extra, a.Disconnected
+	if a.Received-a.Duplicates != want-a.Missing {
+		// The checks by offset and the count disagree: say so rather
+		// than report either.
+		fmt.Fprintf(os.Stderr, "clusterbench: %s: %d received, %d repeated, %d expected, %d missing\n",
+			name, a.Received, a.Duplicates, want, a.Missing)
+		ph.lost = max(ph.lost, want-(a.Received-a.Duplicates))
+	}
+	return ph, nil
+}
+
+// publishShared publishes one publication, which carries its time, to the
+// shared channel.
+func publishShared(ctx context.Context, node *testgateway.Node) error {
+	ctx, cancel := context.WithTimeout(ctx, publishCallLimit)
+	defer cancel()
+	_, err := node.Publish(ctx, sharedChannel, stamp())
+	return err
+}
+
+// publishOwn broadcasts one publication to the own channels of positions
+// k*broadcastBatch … (k+1)*broadcastBatch-1, modulo the clients.
+func publishOwn(ctx context.Context, node *testgateway.Node, k uint64, clients int) error {
+	ctx, cancel := context.WithTimeout(ctx, publishCallLimit)
+	defer cancel()
+	channels := make([]string, broadcastBatch)
+	for j := range channels {
+		channels[j] = "bench:c" + strconv.FormatUint((k*broadcastBatch+uint64(j))%uint64(clients), 10)
+	}
+	var res struct {
+		Results []struct {
+			Error *testgateway.Error `json:"error"`
+		} `json:"results"`
+	}
+	if err := node.API(ctx, "broadcast", map[string]any{"channels": channels, "data": stamp()}, &res); err != nil {
+		return err
+	}
+	for i, r := range res.Results {
+		if r.Error != nil {
+			return fmt.Errorf("broadcast to %s: %w", channels[i], r.Error)
+		}
+	}
+	return nil
+}
+
+// stampData is a publication's data: the time it was published, which the
+// workers subtract from the time it arrived, and 32 bytes of payload. The
+// time comes first, where the workers look for it.
+type stampData struct {
+	T int64  `json:"t"`
+	P string `json:"p"`
+}
+
+func stamp() stampData {
+	return stampData{T: time.Now().UnixNano(), P: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}
+}
