@@ -20,6 +20,10 @@ type echoFlags struct {
 	origins        []string
 	insecureOrigin bool
 	closeTimeout   time.Duration
+	frameRate      float64
+	frameBurst     int
+	byteRate       float64
+	byteBurst      int
 
 	compress          string
 	serverWindowBits  int
@@ -50,6 +54,16 @@ Browsers may connect only from pages of the server's own host unless
 connect with the user's cookies (cross-site WebSocket hijacking): use it
 only where nothing is worth protecting.
 
+Each connection may send --frame-rate frames a second, pings and other
+control frames included (10000 by default, in bursts of as many), and
+--byte-rate bytes a second (no limit by default); one over either is
+closed with 1008. A ping costs the server a pong, so without the limit a
+client pinging as fast as it can takes a core and the latency of everyone
+else. One or two connections that each send every message on the echo of
+the last, as fast as the round trips allow (duplex bench -c 1), may go
+faster than that on loopback: raise --frame-rate or set it to 0 to
+measure them.
+
 --compress agrees on permessage-deflate (RFC 7692) with clients that offer
 it. "no-context" compresses each message on its own and keeps nothing
 between messages: about 256 bytes per connection. "context" lets each
@@ -76,6 +90,11 @@ the defaults.`,
 		"also accept browsers from this origin, repeatable: a path.Match `pattern`\nof host[:port], such as \"*.example.com\"")
 	fl.BoolVar(&f.insecureOrigin, "insecure-origin", false, "accept browsers from every origin (dangerous: see above)")
 	fl.DurationVar(&f.closeTimeout, "close-timeout", 5*time.Second, "how long a closing handshake may take before the connection is dropped")
+	fl.Float64Var(&f.frameRate, "frame-rate", DefaultEchoFrameRate,
+		"frames a connection may send per `second`, pings included; over it the\nconnection is closed with 1008 (see above); 0 for no limit")
+	fl.IntVar(&f.frameBurst, "frame-burst", 0, "frames a connection may send at once, above --frame-rate; 0 for\nas many as --frame-rate")
+	fl.Float64Var(&f.byteRate, "byte-rate", 0, "bytes a connection may send per `second`, headers included; over it\nthe connection is closed with 1008; 0 for no limit")
+	fl.IntVar(&f.byteBurst, "byte-burst", 0, "bytes a connection may send at once, above --byte-rate, at least its\nlargest frame; 0 for twice --byte-rate, at least 1 MiB")
 	fl.StringVar(&f.compress, "compress", "off", "permessage-deflate `mode`: off, no-context or context (see above)")
 	fl.IntVar(&f.serverWindowBits, "server-window-bits", 15,
 		"largest window the server compresses with, 8 to 15 `bits`; a client may ask for less")
@@ -103,6 +122,10 @@ func (f *echoFlags) server(logger *slog.Logger, changed func(name string) bool) 
 	if err != nil {
 		return nil, err
 	}
+	rate, err := f.readRate(changed)
+	if err != nil {
+		return nil, err
+	}
 	return &EchoServer{
 		Accept: websocket.AcceptOptions{
 			Subprotocols:             f.subprotocols,
@@ -110,10 +133,43 @@ func (f *echoFlags) server(logger *slog.Logger, changed func(name string) bool) 
 			InsecureSkipVerifyOrigin: f.insecureOrigin,
 			CloseTimeout:             f.closeTimeout,
 			Compression:              compression,
+			ReadRate:                 rate,
 		},
 		ReadLimit: f.readLimit,
 		Logger:    logger,
 	}, nil
+}
+
+// readRate checks the rate flags and returns the limit they describe.
+func (f *echoFlags) readRate(changed func(name string) bool) (websocket.RateLimit, error) {
+	var r websocket.RateLimit
+	for _, v := range []struct {
+		flag  string
+		value float64
+	}{{"frame-rate", f.frameRate}, {"frame-burst", float64(f.frameBurst)}, {"byte-rate", f.byteRate}, {"byte-burst", float64(f.byteBurst)}} {
+		if v.value < 0 {
+			return r, usageError{fmt.Errorf("--%s must be 0 or more, not %v", v.flag, v.value)}
+		}
+	}
+	if f.frameRate == 0 && changed("frame-burst") {
+		return r, usageError{errors.New("--frame-burst needs a --frame-rate")}
+	}
+	if f.byteRate == 0 && changed("byte-burst") {
+		return r, usageError{errors.New("--byte-burst needs a --byte-rate")}
+	}
+	if f.frameRate > 0 {
+		r.Frames, r.FrameBurst = f.frameRate, f.frameBurst
+		if r.FrameBurst == 0 {
+			r.FrameBurst = int(min(max(f.frameRate, 1), 1<<30))
+		}
+	}
+	if f.byteRate > 0 {
+		r.Bytes, r.ByteBurst = f.byteRate, f.byteBurst
+		if r.ByteBurst == 0 {
+			r.ByteBurst = int(min(max(2*f.byteRate, 1<<20), 1<<40))
+		}
+	}
+	return r, nil
 }
 
 // compression checks the compression flags and returns the options they
