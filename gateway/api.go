@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"net"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -52,6 +52,13 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if !s.apiAuthorized(r) {
 		apiError(w, http.StatusUnauthorized, &Error{ErrPermissionDenied.Code, "invalid or missing API key"})
 		return
+	}
+	if s.cfg.APIKey == "" {
+		if status, e := browserShaped(r); status != 0 {
+			s.metrics.limitHits.With(limitAPIBrowser).Inc()
+			apiError(w, status, e)
+			return
+		}
 	}
 	var req apiRequest
 	body := http.MaxBytesReader(w, r.Body, maxAPIBody)
@@ -171,12 +178,35 @@ func (s *Server) apiCall(ctx context.Context, method string, req *apiRequest) (a
 // request comes from this machine.
 func (s *Server) apiAuthorized(r *http.Request) bool {
 	if s.cfg.APIKey == "" {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		ip := net.ParseIP(host)
-		return err == nil && ip != nil && ip.IsLoopback()
+		return s.loopbackClient(r)
 	}
 	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "apikey ")
 	return ok && subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.APIKey)) == 1
+}
+
+// limitAPIBrowser labels duplex_limit_hits_total for API requests refused
+// because a browser may have made them.
+const limitAPIBrowser = "api_browser"
+
+// browserShaped refuses, for an API without a key, what a web page could
+// make a browser send to a gateway on the page viewer's machine: a request
+// with an Origin (a page's fetch or form), one whose Host is not loopback
+// (a site's name rebound to 127.0.0.1), and one whose body is not declared
+// JSON (text/plain and form bodies are sent cross-origin without a
+// preflight; application/json is not). It returns 0 for a request a
+// backend on this machine would make.
+func browserShaped(r *http.Request) (int, *Error) {
+	if r.Header.Get("Origin") != "" {
+		return http.StatusForbidden, &Error{ErrPermissionDenied.Code, "requests from web pages are refused (Origin) without an API key"}
+	}
+	if !loopbackHost(r.Host) {
+		return http.StatusForbidden, &Error{ErrPermissionDenied.Code, "the Host must be loopback without an API key"}
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return http.StatusUnsupportedMediaType, badRequest("Content-Type must be application/json")
+	}
+	return 0, nil
 }
 
 func apiError(w http.ResponseWriter, status int, e *Error) {

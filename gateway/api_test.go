@@ -40,6 +40,7 @@ func TestAPIPublish(t *testing.T) {
 
 	// Whitespace in data is compacted away, so that it fits on one line.
 	req, _ := http.NewRequest("POST", base+"/api/publish", strings.NewReader("{\"channel\":\"chat:room\",\"data\":{\n  \"a\" : [1, 2]\n}}"))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -51,8 +52,14 @@ type Config struct {
 
 	// APIKey guards the backend HTTP API (header "Authorization: apikey
 	// <key>"). Default: empty, and then only loopback clients may use the
-	// API.
+	// API, with a loopback Host, a JSON body and no Origin (so that no web
+	// page can make a browser call it).
 	APIKey string
+
+	// MetricsToken guards /metrics (header "Authorization: Bearer
+	// <token>"). Default: empty, and then only loopback clients may read
+	// it.
+	MetricsToken string
 
 	// Broker carries publications, history and presence. Default: an
 	// in-memory broker, for a single node. The Server starts it and closes
@@ -212,9 +219,38 @@ type Limits struct {
 	HandshakeBurst int
 
 	// ClientIPHeader, when set, names a header holding the client address
-	// (such as "X-Real-IP") set by a trusted proxy in front. Default: the
-	// TCP peer's address.
+	// (such as "X-Real-IP" or "X-Forwarded-For") set by a proxy in front.
+	// It is believed only from peers in TrustedProxies, and of its
+	// comma-separated addresses the rightmost that is not a trusted proxy
+	// is the client's: those to its left were written by the client
+	// itself. Default: the TCP peer's address.
 	ClientIPHeader string
+	// TrustedProxies are the networks of the proxies whose ClientIPHeader
+	// is believed. Their connections are also exempt from
+	// MaxPendingConnectionsPerIP, as each carries many clients. Default:
+	// none, so ClientIPHeader is ignored until it is set.
+	TrustedProxies []netip.Prefix
+
+	// MaxHeaderBytes caps the request line and headers of every HTTP
+	// request, the WebSocket upgrade included; over it the server answers
+	// 431. Used by HTTPServer. Default: 16 KiB.
+	MaxHeaderBytes int
+	// ReadTimeout bounds reading one HTTP request that is not a WebSocket
+	// upgrade, its body included (an upgraded connection has no deadline
+	// from it). Used by HTTPServer. Default: 15 seconds.
+	ReadTimeout time.Duration
+	// IdleTimeout is how long a kept-alive HTTP connection may wait for
+	// its next request. Used by HTTPServer. Default: 60 seconds.
+	IdleTimeout time.Duration
+	// MaxPendingConnectionsPerIP caps the TCP connections from one peer
+	// address that have not (yet) upgraded to WebSocket: a request in
+	// progress, a kept-alive or a silent connection. Over it a new
+	// connection is closed at once. Used by HTTPServer. Default: 256;
+	// negative: no cap.
+	MaxPendingConnectionsPerIP int
+	// MaxPendingConnections caps all such connections of the server.
+	// Default: 10,000; negative: no cap.
+	MaxPendingConnections int
 
 	// MaxMessageSize caps a message from a client; a larger one closes the
 	// connection with 1009. Default: 64 KiB.
@@ -246,7 +282,8 @@ type Limits struct {
 type Hooks struct {
 	// Authenticate, when set, verifies connection tokens in place of the
 	// JWT verification configured in Auth. It gets the token (possibly
-	// empty) and the upgrade request's header (cookies included).
+	// empty) and the Cookie and Authorization headers of the upgrade
+	// request (no other header is kept until connect).
 	Authenticate func(ctx context.Context, token string, header http.Header) (*Credentials, error)
 
 	// ValidatePublish, when set, is called before a client's publication
@@ -306,6 +343,17 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if l.MaxQueueBytes == 0 {
 		l.MaxQueueBytes = 1 << 20
+	}
+	if l.MaxHeaderBytes == 0 {
+		l.MaxHeaderBytes = 16 << 10
+	}
+	def(&l.ReadTimeout, 15*time.Second)
+	def(&l.IdleTimeout, time.Minute)
+	if l.MaxPendingConnectionsPerIP == 0 {
+		l.MaxPendingConnectionsPerIP = 256
+	}
+	if l.MaxPendingConnections == 0 {
+		l.MaxPendingConnections = 10_000
 	}
 	if l.HandshakeRate > 0 && l.HandshakeBurst <= 0 {
 		l.HandshakeBurst = max(1, int(l.HandshakeRate))

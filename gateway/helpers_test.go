@@ -236,6 +236,7 @@ func apiPost(t testing.TB, base, method string, body any, header http.Header) (i
 	t.Helper()
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest("POST", base+"/api/"+method, bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json") // as a backend sends it
 	for k, v := range header {
 		req.Header[k] = v
 	}

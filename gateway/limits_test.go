@@ -63,6 +63,7 @@ func TestLimitMaxConnectionsPerIP(t *testing.T) {
 		ts := newServer(t, func(cfg *Config) {
 			cfg.Limits.MaxConnectionsPerIP = 1
 			cfg.Limits.ClientIPHeader = "X-Real-IP"
+			cfg.Limits.TrustedProxies = loopbackProxies // httptest's clients
 		})
 		base := ts.http.URL
 		from := func(ip string) *client {
@@ -73,7 +74,9 @@ func TestLimitMaxConnectionsPerIP(t *testing.T) {
 		}
 		a := from("10.0.0.1")
 		a.ok("connect", nil)
-		b := from("10.0.0.2, 192.168.1.1") // the first address of a list counts
+		// The rightmost address of a list that is not a trusted proxy
+		// counts: the others the client may have written itself.
+		b := from("192.168.1.1, 10.0.0.2")
 		b.ok("connect", nil)
 		expectClose(t, from("10.0.0.1"), CloseConnectionLimit, "connection limit: connections_per_ip")
 		expectClose(t, from("10.0.0.2"), CloseConnectionLimit, "connection limit: connections_per_ip")
@@ -128,6 +131,7 @@ func TestLimitHandshakeRate(t *testing.T) {
 		cfg.Limits.HandshakeRate = 1
 		cfg.Limits.HandshakeBurst = 2
 		cfg.Limits.ClientIPHeader = "X-Real-IP"
+		cfg.Limits.TrustedProxies = loopbackProxies
 	})
 	base := ts.http.URL
 	dial := func(ip string) (*websocket.Conn, *http.Response, error) {

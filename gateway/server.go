@@ -9,7 +9,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -44,6 +43,7 @@ type Server struct {
 	perIP      *ratelimit.PerKey
 	perUser    *ratelimit.PerKey
 	conns      atomic.Int64
+	pending    pendingConns // HTTP connections not upgraded (HTTPServer)
 
 	sessions sessionSet
 	usersMu  sync.Mutex
@@ -79,6 +79,7 @@ func New(cfg Config) (*Server, error) {
 		stop:       make(chan struct{}),
 	}
 	s.sessions.init()
+	s.pending.init(s)
 	for i := range c.Namespaces {
 		s.namespaces[c.Namespaces[i].Name] = &c.Namespaces[i]
 	}
@@ -144,7 +145,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWebSocket)
 	mux.HandleFunc("/api/", s.serveAPI)
-	mux.Handle("GET /metrics", s.metrics.registry.Handler())
+	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
@@ -264,27 +265,13 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.handshake.Observe(time.Since(start).Seconds())
 	conn.SetReadLimit(s.cfg.Limits.MaxMessageSize)
-	sess := newSession(s, conn, ip, r.Header.Clone())
+	sess := newSession(s, conn, ip, authHeader(r.Header, s.cfg.Hooks.Authenticate != nil))
 	// The session starts in a goroutine of its own, and this handler
 	// returns: net/http keeps its per-connection state (buffers, request,
 	// response, a stack grown by the handshake) until the handler returns,
 	// which would more than double what an idle connection costs. The
 	// session calls connWG.Done when it ends.
 	go sess.run()
-}
-
-func (s *Server) clientIP(r *http.Request) string {
-	if h := s.cfg.Limits.ClientIPHeader; h != "" {
-		if v := r.Header.Get(h); v != "" {
-			v, _, _ = strings.Cut(v, ",")
-			return strings.TrimSpace(v)
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // admit applies the connection limits to a new session.

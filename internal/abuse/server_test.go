@@ -93,7 +93,10 @@ func (c config) limits() map[string]any {
 
 // baseConfig is the configuration every serve case starts from: anonymous
 // connections, generous command rates (the cases that test the rate say
-// so), and one namespace per use.
+// so), no per-address connection cap or handshake rate (the attackers of
+// most cases share one address, and the defaults of duplex serve would
+// refuse them before the attack under test; TestDefaultsProtect attacks
+// the defaults), and one namespace per use.
 func baseConfig() config {
 	open := func(name string, extra map[string]any) map[string]any {
 		ns := map[string]any{"name": name, "anonymous": true, "publish": "authenticated"}
@@ -106,7 +109,7 @@ func baseConfig() config {
 		"listen": "127.0.0.1:0",
 		"demo":   false,
 		"auth":   map[string]any{"anonymous": true},
-		"limits": map[string]any{"message_rate": 1000, "message_burst": 2000},
+		"limits": map[string]any{"message_rate": 1000, "message_burst": 2000, "max_connections_per_ip": -1, "handshake_rate": -1},
 		"namespaces": []map[string]any{
 			open("health", nil), // the healthy client's own channel
 			open("chat", map[string]any{"history_size": 100, "history_ttl": "10m", "presence": true, "join_leave": true}),

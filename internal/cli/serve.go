@@ -52,12 +52,10 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		gw.Shutdown(context.Background())
 		return err
 	}
-	httpSrv := &http.Server{
-		Handler:           gw.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-	}
+	// The gateway's own http.Server: header cap, request deadlines and
+	// the caps on connections that have not upgraded.
+	httpSrv := gw.HTTPServer()
+	httpSrv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
 	serveErr := make(chan error, 1)
 	go func() {
 		if cfg.TLS.Cert != "" {
@@ -74,6 +72,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if cfg.APIKey != "" {
 		api = "API key required"
 	}
+	warnUnprotected(logger, gcfg.Limits)
 	fmt.Fprintf(cmd.OutOrStdout(), "duplex serve listening on %s://%s/\n", scheme, ln.Addr())
 	logger.Info("duplex serve listening", "addr", ln.Addr().String(), "url", scheme+"://"+ln.Addr().String()+"/",
 		"demo", cfg.demo(), "api", api, "broker", brokerName, "version", version())
@@ -126,6 +125,21 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// warnUnprotected warns at start about each per-address protection the
+// configuration turned off: one address could then take every connection
+// the process can hold, or flood it with handshakes.
+func warnUnprotected(logger *slog.Logger, l gateway.Limits) {
+	if l.MaxConnectionsPerIP <= 0 {
+		logger.Warn("no per-IP connection limit: one address may take every connection (set limits.max_connections_per_ip)")
+	}
+	if l.HandshakeRate <= 0 {
+		logger.Warn("no handshake rate limit: one address may flood handshakes (set limits.handshake_rate)")
+	}
+	if l.MaxPendingConnectionsPerIP < 0 {
+		logger.Warn("no per-IP limit on connections before the upgrade (set limits.max_pending_connections_per_ip)")
+	}
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

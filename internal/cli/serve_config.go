@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"reflect"
 	"strconv"
@@ -42,6 +43,9 @@ type serveConfig struct {
 	Demo *bool `yaml:"demo"`
 	// APIKey guards the backend API; empty serves only loopback clients.
 	APIKey string `yaml:"api_key"`
+	// MetricsToken guards /metrics (Authorization: Bearer <token>); empty
+	// serves it to loopback clients only.
+	MetricsToken string `yaml:"metrics_token"`
 	// Origins are the hosts whose pages may connect, besides the
 	// gateway's own (path.Match patterns).
 	Origins      []string      `yaml:"origins"`
@@ -61,23 +65,37 @@ type serveConfig struct {
 		Issuer        string        `yaml:"issuer"`
 		Audience      string        `yaml:"audience"`
 		Leeway        time.Duration `yaml:"leeway"`
-		Anonymous     bool          `yaml:"anonymous"` // allow connections without a token
+		// Anonymous allows connections without a token. Default: off,
+		// except that demo turns it on when the file does not say.
+		Anonymous *bool `yaml:"anonymous"`
 	} `yaml:"auth"`
 
 	Limits struct {
-		MaxConnections        int           `yaml:"max_connections"`
-		MaxConnectionsPerIP   int           `yaml:"max_connections_per_ip"`
-		MaxConnectionsPerUser int           `yaml:"max_connections_per_user"`
-		HandshakeRate         float64       `yaml:"handshake_rate"`
-		HandshakeBurst        int           `yaml:"handshake_burst"`
-		ClientIPHeader        string        `yaml:"client_ip_header"`
-		MaxMessageSize        int64         `yaml:"max_message_size"`
-		MessageRate           float64       `yaml:"message_rate"`
-		MessageBurst          int           `yaml:"message_burst"`
-		MaxChannels           int           `yaml:"max_channels"`
-		MaxQueueBytes         int           `yaml:"max_queue_bytes"`
-		ConnectTimeout        time.Duration `yaml:"connect_timeout"`
-		WriteTimeout          time.Duration `yaml:"write_timeout"`
+		MaxConnections        int     `yaml:"max_connections"`
+		MaxConnectionsPerIP   int     `yaml:"max_connections_per_ip"`
+		MaxConnectionsPerUser int     `yaml:"max_connections_per_user"`
+		HandshakeRate         float64 `yaml:"handshake_rate"`
+		HandshakeBurst        int     `yaml:"handshake_burst"`
+		ClientIPHeader        string  `yaml:"client_ip_header"`
+		// TrustedProxies are the CIDRs (or addresses) of the proxies
+		// whose client_ip_header is believed. Default: none.
+		TrustedProxies []string `yaml:"trusted_proxies"`
+		// The HTTP front (see gateway.Limits): header bytes (16 KiB),
+		// the read deadline of a request that is not an upgrade (15s),
+		// the keep-alive idle time (60s), and the connections not
+		// upgraded per peer address (256) and in all (10,000).
+		MaxHeaderBytes             int           `yaml:"max_header_bytes"`
+		ReadTimeout                time.Duration `yaml:"read_timeout"`
+		IdleTimeout                time.Duration `yaml:"idle_timeout"`
+		MaxPendingConnectionsPerIP int           `yaml:"max_pending_connections_per_ip"`
+		MaxPendingConnections      int           `yaml:"max_pending_connections"`
+		MaxMessageSize             int64         `yaml:"max_message_size"`
+		MessageRate                float64       `yaml:"message_rate"`
+		MessageBurst               int           `yaml:"message_burst"`
+		MaxChannels                int           `yaml:"max_channels"`
+		MaxQueueBytes              int           `yaml:"max_queue_bytes"`
+		ConnectTimeout             time.Duration `yaml:"connect_timeout"`
+		WriteTimeout               time.Duration `yaml:"write_timeout"`
 	} `yaml:"limits"`
 
 	// Broker is where the nodes of a cluster share publications, history
@@ -242,6 +260,7 @@ func (c *serveConfig) demo() bool { return c.Demo != nil && *c.Demo }
 // gatewayConfig turns the file's configuration into the gateway's.
 func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
 	g := gateway.Config{
+		MetricsToken:   c.MetricsToken,
 		OriginPatterns: c.Origins,
 		PingInterval:   c.PingInterval,
 		PongTimeout:    c.PongTimeout,
@@ -264,7 +283,7 @@ func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
 	a := &c.Auth
 	g.Auth = gateway.Auth{
 		Algorithm: a.Algorithm, Issuer: a.Issuer, Audience: a.Audience,
-		Leeway: a.Leeway, AllowAnonymous: a.Anonymous,
+		Leeway: a.Leeway, AllowAnonymous: a.Anonymous != nil && *a.Anonymous,
 	}
 	if a.Secret != "" {
 		g.Auth.Secret = []byte(a.Secret)
@@ -293,11 +312,29 @@ func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
 		MaxMessageSize: l.MaxMessageSize, MessageRate: l.MessageRate, MessageBurst: l.MessageBurst,
 		MaxChannels: l.MaxChannels, MaxQueueBytes: l.MaxQueueBytes,
 		ConnectTimeout: l.ConnectTimeout, WriteTimeout: l.WriteTimeout,
+		MaxHeaderBytes: l.MaxHeaderBytes, ReadTimeout: l.ReadTimeout, IdleTimeout: l.IdleTimeout,
+		MaxPendingConnectionsPerIP: l.MaxPendingConnectionsPerIP, MaxPendingConnections: l.MaxPendingConnections,
+	}
+	applyProtectiveDefaults(&g.Limits)
+	for _, p := range l.TrustedProxies {
+		prefix, err := parsePrefix(p)
+		if err != nil {
+			return g, fmt.Errorf("limits.trusted_proxies: %w", err)
+		}
+		g.Limits.TrustedProxies = append(g.Limits.TrustedProxies, prefix)
+	}
+	if l.ClientIPHeader != "" && len(l.TrustedProxies) == 0 {
+		return g, errors.New("limits.client_ip_header needs limits.trusted_proxies: the header is believed only from the proxies listed there")
 	}
 	namespaces := c.Namespaces
 	if c.demo() && !hasNamespace(namespaces, demoNamespace.Name) {
 		namespaces = append(namespaces, demoNamespace)
-		g.Auth.AllowAnonymous = true
+		// The demo pages connect without a token, unless the file says
+		// anonymous connections are off: demo must not open what auth
+		// closes.
+		if a.Anonymous == nil {
+			g.Auth.AllowAnonymous = true
+		}
 	}
 	for _, n := range namespaces {
 		g.Namespaces = append(g.Namespaces, gateway.Namespace{
@@ -318,4 +355,44 @@ func hasNamespace(list []namespaceConfig, name string) bool {
 		}
 	}
 	return false
+}
+
+// Protective defaults of duplex serve, where gateway.Limits (a library's
+// zero value) has none: one address may hold many connections (a NAT, an
+// office) but not the whole server, and may reconnect all of them within
+// seconds but not flood handshakes. A negative value in the configuration
+// turns a limit off; tests and benchmarks that open thousands of
+// connections from one loopback address say so in their configuration.
+const (
+	defaultMaxConnectionsPerIP = 1000
+	defaultHandshakeRate       = 100 // per second and address
+	defaultHandshakeBurst      = 200
+)
+
+// applyProtectiveDefaults fills the limits the file left at zero.
+func applyProtectiveDefaults(l *gateway.Limits) {
+	if l.MaxConnectionsPerIP == 0 {
+		l.MaxConnectionsPerIP = defaultMaxConnectionsPerIP
+	}
+	if l.HandshakeRate == 0 {
+		l.HandshakeRate = defaultHandshakeRate
+		if l.HandshakeBurst == 0 {
+			l.HandshakeBurst = defaultHandshakeBurst
+		}
+	}
+}
+
+// parsePrefix reads a CIDR, or a single address as a prefix of its full
+// length.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(strings.TrimSpace(s))
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }

@@ -128,6 +128,10 @@ func TestServeBinaryDrain(t *testing.T) {
 	ctx := testContext(t)
 	const clients = 1000
 	const window = 2 * time.Second
+	// All the clients come from one address, faster than the default
+	// handshake rate allows.
+	t.Setenv("DUPLEX_LIMITS_HANDSHAKE_RATE", "-1")
+	t.Setenv("DUPLEX_LIMITS_MAX_CONNECTIONS_PER_IP", "-1")
 	p := startBinary(t, ctx, `^duplex serve listening on (http://127\.0\.0\.1:\d+)/$`,
 		"serve", "--listen", "127.0.0.1:0", "--drain-window", window.String())
 	base, cmd, exited := p.addr, p.cmd, p.exited

@@ -24,13 +24,17 @@ import (
 // find a lost or repeated one; storm is the demo namespace's presence
 // (presence, join/leave, counts above 1,000 members). No limit of the
 // defaults is raised but the command rate, which subscribing to two
-// channels at connect does not approach anyway.
+// channels at connect does not approach anyway, and the per-address
+// connection cap and handshake rate of duplex serve: each of the workers'
+// few loopback source addresses stands for thousands of clients.
 const config = `demo: false
 auth:
   anonymous: true
 limits:
   message_rate: 1000
   max_channels: 4
+  max_connections_per_ip: -1
+  handshake_rate: -1
 namespaces:
   - name: bench
     anonymous: true
