@@ -52,7 +52,7 @@ drain window, and the process exits; a second signal exits at once.`,
   DUPLEX_API_KEY=secret duplex serve --config duplex.yaml
   duplex serve --listen 127.0.0.1:8081 --broker redis://127.0.0.1:6379/0
   duplex serve --listen 127.0.0.1:8082 --broker nats://127.0.0.1:4222
-  curl -d '{"channel":"demo:chat","data":{"text":"hi"}}' http://127.0.0.1:8080/api/publish`,
+  curl -H 'Content-Type: application/json' -d '{"channel":"demo:chat","data":{"text":"hi"}}' http://127.0.0.1:8080/api/publish`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServe(cmd, &f)
