@@ -135,12 +135,12 @@ type cluster struct {
 // startCluster starts a broker of kind and n nodes on it.
 func startCluster(t *testing.T, kind brokerKind, n int) *cluster {
 	t.Helper()
-	return startClusterWith(t, kind, n, "")
+	return startClusterWith(t, kind, n, presenceTTL, "")
 }
 
-// startClusterWith is startCluster with extra top-level YAML appended to
-// the nodes' configuration.
-func startClusterWith(t *testing.T, kind brokerKind, n int, extra string) *cluster {
+// startClusterWith is startCluster with the nodes' presence_ttl set to ttl
+// and extra top-level YAML appended to their configuration.
+func startClusterWith(t *testing.T, kind brokerKind, n int, ttl time.Duration, extra string) *cluster {
 	t.Helper()
 	bin := duplexBinary(t)
 	c := &cluster{t: t, bin: bin, apiKey: randomHex(16), secret: randomHex(32)}
@@ -149,7 +149,7 @@ func startClusterWith(t *testing.T, kind brokerKind, n int, extra string) *clust
 	t.Cleanup(cancel)
 	c.broker = kind.start(t)
 	c.config = filepath.Join(t.TempDir(), "duplex.yaml")
-	cfg := fmt.Sprintf(configTemplate, c.apiKey, c.secret, c.broker.url, presenceTTL, userLimit) + extra
+	cfg := fmt.Sprintf(configTemplate, c.apiKey, c.secret, c.broker.url, ttl, userLimit) + extra
 	if err := os.WriteFile(c.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
