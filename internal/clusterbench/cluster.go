@@ -26,8 +26,10 @@ import (
 // defaults is raised but the command rate, which subscribing to two
 // channels at connect does not approach anyway, and the per-address
 // connection cap and handshake rate of duplex serve: each of the workers'
-// few loopback source addresses stands for thousands of clients.
+// few loopback source addresses stands for thousands of clients. Nodes
+// stop at once: no clients are left to spread their closes over time.
 const config = `demo: false
+drain_window: 100ms
 auth:
   anonymous: true
 limits:

@@ -48,7 +48,7 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 15000, "clients per node")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "publishing time of each phase")
 	flag.IntVar(&o.inflight, "inflight", 4, "API requests in flight per node")
-	flag.Float64Var(&o.pacedShare, "paced", 0.5, "the paced phases publish at this share of the unpaced phase's rate")
+	flag.Float64Var(&o.pacedShare, "paced", 0.5, "the paced phases deliver at this share of the unpaced phase's deliveries/s")
 	flag.IntVar(&o.localAddrs, "local-addrs", 32, "source addresses 127.0.0.1 … 127.0.0.N the clients dial from")
 	setups := flag.String("setups", "", "broker:nodes list of throughput setups (default: memory:1,redis:1,redis:NODES,nats:NODES)")
 	stormClients := flag.Int("storm", 10000, "clients of the connect storm (0: none)")
@@ -175,7 +175,13 @@ func runThroughput(ctx context.Context, bin, configPath string, s setup, opts op
 		if err != nil {
 			return res, err
 		}
-		paced, err := l.publish(kind.name, kind.shared, opts.duration, fast.pubRate*opts.pacedShare)
+		// Paced by what was delivered, not by how fast the API answered:
+		// the API answers before the deliveries are made.
+		perPublication := float64(res.clients)
+		if !kind.shared {
+			perPublication = broadcastBatch
+		}
+		paced, err := l.publish(kind.name, kind.shared, opts.duration, fast.rate/perPublication*opts.pacedShare)
 		res.phases = append(res.phases, paced)
 		if err != nil {
 			return res, err

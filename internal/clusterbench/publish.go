@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -21,6 +22,7 @@ const (
 	broadcastBatch   = 100 // channels per broadcast request
 	drainTimeout     = 30 * time.Second
 	publishCallLimit = 30 * time.Second
+	maxRetries       = 100 // of a call answered 503, 100 ms apart
 )
 
 // load is the clients of a throughput setup and what was published to
@@ -49,6 +51,7 @@ type phase struct {
 	duplicated  int64 // repeated or beyond what was published
 	disconnects int
 	cpu         cpuShares
+	retries     int64 // API calls answered 503 and made again
 }
 
 func (p phase) failed() bool { return p.lost > 0 || p.duplicated > 0 || p.disconnects > 0 }
@@ -72,6 +75,7 @@ func (l *load) publish(name string, shared bool, d time.Duration, rate float64) 
 	var (
 		wg        sync.WaitGroup
 		published atomic.Int64
+		retries   atomic.Int64
 		errMu     sync.Mutex
 		firstErr  error
 	)
@@ -93,12 +97,28 @@ func (l *load) publish(name string, shared bool, d time.Duration, rate float64) 
 				}
 				// Counted before the call: the workers expect every
 				// publication it stands for, and a failed call ends the run.
-				var err error
+				var (
+					err error
+					k   uint64
+				)
 				if shared {
 					l.shared.Add(1)
 					err = publishShared(ctx, node)
 				} else {
-					err = publishOwn(ctx, node, l.broadcast.Add(1)-1, l.clients)
+					k = l.broadcast.Add(1) - 1
+					err = publishOwn(ctx, node, k, l.clients)
+				}
+				for tries := 0; isUnavailable(err) && tries < maxRetries; tries++ {
+					// 503: the node lost its broker for a moment (under
+					// this load, a health check that timed out); a client
+					// retries, and so do we, counting it.
+					retries.Add(1)
+					time.Sleep(100 * time.Millisecond)
+					if shared {
+						err = publishShared(ctx, node)
+					} else {
+						err = publishOwn(ctx, node, k, l.clients)
+					}
 				}
 				if err != nil {
 					errMu.Lock()
@@ -115,7 +135,7 @@ func (l *load) publish(name string, shared bool, d time.Duration, rate float64) 
 	if firstErr != nil {
 		return ph, firstErr
 	}
-	ph.published = published.Load()
+	ph.published, ph.retries = published.Load(), retries.Load()
 	ph.pubRate = float64(ph.published) / time.Since(start).Seconds()
 	want := ph.published * int64(l.clients)
 	if !shared {
@@ -157,6 +177,13 @@ func (l *load) publish(name string, shared bool, d time.Duration, rate float64) 
 		ph.lost = max(ph.lost, want-(a.Received-a.Duplicates))
 	}
 	return ph, nil
+}
+
+// isUnavailable says whether err is the API's 503: the node cannot reach
+// its broker.
+func isUnavailable(err error) bool {
+	var apiErr *testgateway.APIError
+	return errors.As(err, &apiErr) && apiErr.Status == http.StatusServiceUnavailable
 }
 
 // publishShared publishes one publication, which carries its time, to the

@@ -54,7 +54,10 @@ func (r report) print(w io.Writer) {
 		for _, p := range s.phases {
 			pace := "as fast as answered"
 			if p.paced {
-				pace = fmt.Sprintf("paced, %.0f/s", p.pubRate)
+				pace = fmt.Sprintf("paced, %.3g/s", p.pubRate)
+			}
+			if p.retries > 0 {
+				pace += fmt.Sprintf(" (%d retried after 503)", p.retries)
 			}
 			fmt.Fprintf(w, "| %v | %s | %s | %.0f | %.0f | %v | %v | %v | %.2f / %.2f / %.2f | %d / %d%s |\n",
 				s.setup, p.name, pace, p.rate, p.rate/float64(s.setup.nodes),

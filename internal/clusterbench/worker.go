@@ -219,7 +219,9 @@ func (w *worker) dial(j job, g int) (*benchClient, error) {
 	}
 	opts := &testgateway.DialOptions{OnPush: func(line []byte) { w.push(c, line) }}
 	if j.LocalAddrs > 0 {
-		opts.LocalIP = net.IPv4(127, 0, 0, byte(1+g%j.LocalAddrs))
+		// Not g%LocalAddrs: with as many nodes as divide it, each node
+		// would get only a few of the addresses.
+		opts.LocalIP = net.IPv4(127, 0, 0, byte(1+(g/len(j.URLs))%j.LocalAddrs))
 	}
 	conn, err := testgateway.Dial(ctx, j.URLs[g%len(j.URLs)], opts)
 	if err != nil {
