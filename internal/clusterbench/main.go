@@ -4,7 +4,7 @@
 // one node — with many real client connections on loopback. For each
 // setup it measures deliveries per second to one channel that every
 // client subscribes to and to a channel per client, publish-to-receive
-// latency as fast as the nodes publish and at half that rate, the CPU of
+// latency as fast as the clients receive and at half that rate, the CPU of
 // the gateways, the broker and the load generators, and memory per
 // connection; then a connect storm onto one presence channel. Every client
 // checks the offsets of what it receives: a publication lost, repeated or

@@ -19,8 +19,8 @@ import (
 const (
 	sharedChannel    = "bench:all"
 	ownChannel       = "bench:c{i}"
-	broadcastBatch   = 100 // channels per broadcast request
-	drainTimeout     = 30 * time.Second
+	broadcastBatch   = 100              // channels per broadcast request
+	drainTimeout     = 15 * time.Second // without a delivery: the rest are lost
 	publishCallLimit = 30 * time.Second
 	maxRetries       = 100 // of a call answered 503, 100 ms apart
 )
@@ -58,9 +58,9 @@ func (p phase) failed() bool { return p.lost > 0 || p.duplicated > 0 || p.discon
 
 // publish publishes for d, to the shared channel or broadcasting to
 // broadcastBatch own channels a request, through every node in turn with
-// opts.inflight requests in flight per node; at rate requests per second
-// when rate > 0, else as fast as the nodes answer. It then waits for the
-// deliveries and has the workers check every client.
+// opts.inflight requests in flight per node: at rate requests per second
+// when rate > 0, else as fast as the clients receive. It then waits for
+// the deliveries and has the workers check every client.
 func (l *load) publish(name string, shared bool, d time.Duration, rate float64) (phase, error) {
 	ph := phase{name: name, paced: rate > 0}
 	cpu := startCPU(l.c, l.workers)
@@ -79,6 +79,28 @@ func (l *load) publish(name string, shared bool, d time.Duration, rate float64) 
 		errMu     sync.Mutex
 		firstErr  error
 	)
+	// Unpaced, the publishers wait for the deliveries: the API answers
+	// once a publication is stored, before it is delivered, and left to
+	// itself it would pile up minutes of backlog. At most window
+	// publications' deliveries are outstanding.
+	perPublication := int64(l.clients)
+	if !shared {
+		perPublication = broadcastBatch
+	}
+	window := int64(l.opts.inflight*len(l.c.nodes)) * perPublication
+	var issued, delivered atomic.Int64
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		for ctx.Err() == nil {
+			a, _, err := ask(l.workers, command{Cmd: "count"})
+			if err != nil {
+				return
+			}
+			delivered.Store(a.Received)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
 	start := time.Now()
 	deadline := start.Add(d)
 	for i := range l.opts.inflight * len(l.c.nodes) {
@@ -92,9 +114,13 @@ func (l *load) publish(name string, shared bool, d time.Duration, rate float64) 
 						return
 					}
 				}
+				for tick == nil && issued.Load()-delivered.Load() >= window && ctx.Err() == nil && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+				}
 				if time.Now().After(deadline) {
 					return
 				}
+				issued.Add(perPublication)
 				// Counted before the call: the workers expect every
 				// publication it stands for, and a failed call ends the run.
 				var (
@@ -132,20 +158,19 @@ func (l *load) publish(name string, shared bool, d time.Duration, rate float64) 
 		})
 	}
 	wg.Wait()
+	cancel()
+	<-pollDone
 	if firstErr != nil {
 		return ph, firstErr
 	}
 	ph.published, ph.retries = published.Load(), retries.Load()
 	ph.pubRate = float64(ph.published) / time.Since(start).Seconds()
-	want := ph.published * int64(l.clients)
-	if !shared {
-		want = ph.published * broadcastBatch
-	}
+	want := ph.published * perPublication
 
-	// Wait for every delivery, or for the drain timeout.
+	// Wait for every delivery, for as long as they keep arriving.
 	var got int64
 	last := time.Now()
-	for until := time.Now().Add(drainTimeout); time.Now().Before(until); time.Sleep(20 * time.Millisecond) {
+	for time.Since(last) < drainTimeout {
 		a, _, err := ask(l.workers, command{Cmd: "count"})
 		if err != nil {
 			return ph, err
@@ -156,6 +181,7 @@ func (l *load) publish(name string, shared bool, d time.Duration, rate float64) 
 		if got >= want {
 			break
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	ph.cpu = cpu.stop(last.Sub(start))
 	a, lat, err := ask(l.workers, command{Cmd: "collect", Expect: []expectation{

@@ -52,7 +52,7 @@ func (r report) print(w io.Writer) {
 	fmt.Fprintf(w, "\n| setup | case | publishing | deliveries/s | per node | p50 | p99 | max | CPU (cores): gateways / broker / load | lost / repeated |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range r.setups {
 		for _, p := range s.phases {
-			pace := "as fast as answered"
+			pace := "as fast as delivered"
 			if p.paced {
 				pace = fmt.Sprintf("paced, %.3g/s", p.pubRate)
 			}
@@ -117,7 +117,7 @@ func (r report) printTargets(w io.Writer) {
 		}
 		for _, p := range s.phases {
 			fmt.Fprintf(w, "- %v, %s, %s: p99 %v at %d connections (target < 200 ms): %s\n",
-				s.setup, p.name, map[bool]string{true: "paced", false: "as fast as answered"}[p.paced],
+				s.setup, p.name, map[bool]string{true: "paced", false: "as fast as delivered"}[p.paced],
 				ms(p.p99), s.connected.Clients, verdict(p.p99 < 200*time.Millisecond))
 		}
 	}
