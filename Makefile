@@ -133,11 +133,11 @@ bench-gateway-smoke:
 ## hold 20,000 descriptors): the memory broker on one node as the reference,
 ## Redis on one node and on 4, NATS JetStream on 4 (60,000 connections);
 ## deliveries/s to one channel of every client and to a channel per client,
-## publish-to-receive p50/p99 as fast as the nodes publish and at half that
+## publish-to-receive p50/p99 as fast as the clients receive and at half that
 ## rate, CPU of gateways, broker and load generators, RSS per connection;
 ## then a connect storm of 10,000 clients onto one presence channel on one
 ## node and on three. Fails if any publication is lost or repeated. About
-## 15 minutes. Not part of `test`.
+## 20 minutes on 2 shared cores. Not part of `test`.
 bench-cluster: services
 	$(GO) run ./internal/clusterbench -nodes 4 -clients 15000 -duration 10s -storm 10000
 
