@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -48,6 +49,10 @@ func (sess *session) handle(ctx context.Context, cmd *command) {
 	}
 	if err != nil {
 		sess.reply(cmd.ID, nil, asError(err))
+		return
+	}
+	if page, ok := result.(*historyPage); ok {
+		sess.replyLine(encodeReplyWithPublications(cmd.ID, page.head, page.pubs, page.size))
 		return
 	}
 	sess.reply(cmd.ID, result, nil)
@@ -226,8 +231,10 @@ func (sess *session) subscribe(ctx context.Context, cmd *command) *Error {
 		return fail(ErrUnavailable)
 	}
 	res := subscribeResult{Latest: ns.SlowConsumer == SlowLatest}
-	var delivered broker.Position // the last position the reply delivers
-	var rest []byte               // a gap push for what the reply had no room for
+	var delivered broker.Position  // the last position the reply delivers
+	var rest []byte                // a gap push for what the reply had no room for
+	var pubs []*broker.Publication // the publications it recovers
+	var pubsSize int               // their size, encoded
 	if ns.HistorySize > 0 {
 		res.Recoverable = true
 		opts := broker.HistoryOptions{}
@@ -251,8 +258,8 @@ func (sess *session) subscribe(ctx context.Context, cmd *command) *Error {
 		if cmd.Since != nil {
 			recovered := recoveredAll(*cmd.Since, h)
 			res.Recovered = &recovered
-			var n int
-			res.Publications, n = srv.fitPublications(h.Publications)
+			n, size := srv.fitPublications(h.Publications)
+			pubs, pubsSize = h.Publications[:n], size
 			if recovered && n < len(h.Publications) {
 				// The reply holds the oldest it has room for; the client
 				// reads the rest with history.
@@ -280,7 +287,11 @@ func (sess *session) subscribe(ctx context.Context, cmd *command) *Error {
 	// then live publications.
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
-	sess.enqueueReplyLocked(encodeReply(cmd.ID, res, nil))
+	if len(pubs) > 0 {
+		sess.enqueueReplyLocked(encodeReplyWithPublications(cmd.ID, res, pubs, pubsSize))
+	} else {
+		sess.enqueueReplyLocked(encodeReply(cmd.ID, res, nil))
+	}
 	if rest != nil {
 		sess.enqueueReplyLocked(rest)
 	}
@@ -456,15 +467,55 @@ func (s *Server) readHistory(ctx context.Context, ns *Namespace, channel string,
 	if since != nil && since.Epoch != h.Position.Epoch {
 		return nil, ErrUnrecoverable
 	}
-	res := historyResult{Offset: h.Position.Offset, Epoch: h.Position.Epoch}
 	if !capped {
-		res.Publications = encodePublications(h.Publications)
-		return res, nil
+		return historyResult{Offset: h.Position.Offset, Epoch: h.Position.Epoch, Publications: encodePublications(h.Publications)}, nil
 	}
-	var n int
-	res.Publications, n = s.fitPublications(h.Publications)
-	res.Truncated = n < len(h.Publications)
-	return res, nil
+	n, size := s.fitPublications(h.Publications)
+	return &historyPage{
+		head: historyHead{Offset: h.Position.Offset, Epoch: h.Position.Epoch, Truncated: n < len(h.Publications)},
+		pubs: h.Publications[:n],
+		size: size,
+	}, nil
+}
+
+// historyPage is the result of a client's history command: the fields of
+// historyResult, and the publications the reply budget has room for.
+// handle encodes it with encodeReplyWithPublications.
+type historyPage struct {
+	head historyHead
+	pubs []*broker.Publication
+	size int // of pubs, encoded as a JSON array
+}
+
+// historyHead is historyResult without its publications.
+type historyHead struct {
+	Offset    uint64 `json:"offset"`
+	Epoch     string `json:"epoch"`
+	Truncated bool   `json:"truncated,omitempty"`
+}
+
+// encodeReplyWithPublications encodes the reply to id whose result is head
+// (a struct without publications) with "publications" set to pubs, whose
+// encoding takes size bytes (fitPublications), in one buffer of the
+// reply's size. json.Marshal would encode the publications once, then
+// check and copy each into a buffer grown by doubling, and copy that
+// once more: several times a page of history in garbage for each reply.
+func encodeReplyWithPublications(id uint64, head any, pubs []*broker.Publication, size int) []byte {
+	h, err := json.Marshal(head)
+	if err != nil || len(h) < 2 || h[0] != '{' {
+		return encodeReply(id, nil, ErrInternal) // the gateway's own types: a bug
+	}
+	b := make([]byte, 0, len(`{"id":,"result":,"publications":}`)+20+len(h)+size)
+	b = append(b, `{"id":`...)
+	b = strconv.AppendUint(b, id, 10)
+	b = append(b, `,"result":`...)
+	b = append(b, h[:len(h)-1]...)
+	if len(h) > 2 {
+		b = append(b, ',')
+	}
+	b = append(b, `"publications":`...)
+	b = appendPublications(b, pubs)
+	return append(b, "}}"...)
 }
 
 // Unsubscribe ends user's subscriptions to channel on every node; each

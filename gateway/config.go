@@ -262,6 +262,26 @@ type Limits struct {
 	MessageRate  float64
 	MessageBurst int
 
+	// FrameRate is how many WebSocket frames per second one connection
+	// may send, pings and other control frames included, with bursts of
+	// FrameBurst; over it the connection is closed with 1008 (ping
+	// floods, floods of empty frames). A client within MessageRate sends
+	// at most that many messages, so the default leaves it room: twice
+	// MessageRate, at least 1,000 per second (1,000 with the defaults),
+	// and no limit without a command rate; negative: no limit. FrameBurst
+	// default: twice FrameRate, or twice MessageBurst when that is more.
+	FrameRate  float64
+	FrameBurst int
+	// ByteRate is how many bytes per second one connection may send,
+	// frame headers included, with bursts of ByteBurst; over it the
+	// connection is closed with 1008. Default: MessageRate messages of
+	// MaxMessageSize, the most a client within both can send (6.25 MiB/s
+	// with the defaults), and no limit without both; negative: no limit.
+	// ByteBurst default: twice ByteRate, or MessageBurst messages of
+	// MaxMessageSize when that is more.
+	ByteRate  float64
+	ByteBurst int
+
 	// MaxChannels caps the subscriptions of one connection (error 106).
 	// Default: 128.
 	MaxChannels int
@@ -340,6 +360,20 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if l.MaxChannels == 0 {
 		l.MaxChannels = 128
+	}
+	// The frame and byte rates follow from the command rate and the
+	// message size; without those there is nothing to derive them from.
+	if l.FrameRate == 0 && l.MessageRate > 0 {
+		l.FrameRate = max(1000, 2*l.MessageRate)
+	}
+	if l.FrameRate > 0 && l.FrameBurst <= 0 {
+		l.FrameBurst = int(min(max(2*l.FrameRate, 2*float64(l.MessageBurst)), 1<<30))
+	}
+	if l.ByteRate == 0 && l.MessageRate > 0 && l.MaxMessageSize > 0 {
+		l.ByteRate = l.MessageRate * float64(l.MaxMessageSize)
+	}
+	if l.ByteRate > 0 && l.ByteBurst <= 0 {
+		l.ByteBurst = int(min(max(2*l.ByteRate, float64(l.MessageBurst)*float64(l.MaxMessageSize)), 1<<40))
 	}
 	if l.MaxQueueBytes == 0 {
 		l.MaxQueueBytes = 1 << 20

@@ -98,22 +98,62 @@ func (s *Server) replyBudget() int {
 	return 0
 }
 
-// fitPublications encodes, oldest first, the publications a reply has
-// room for, at least one; it reports how many it took.
-func (s *Server) fitPublications(pubs []*broker.Publication) ([]*json.RawMessage, int) {
+// fitPublications reports how many of pubs, oldest first, a reply has
+// room for (at least one, when there are any), and the bytes they take as
+// a JSON array. The reply is then encoded once, in a buffer of its size
+// (encodeReplyWithPublications): the pages of a large history otherwise
+// cost several times their size in garbage, whose collection delayed
+// every other client.
+func (s *Server) fitPublications(pubs []*broker.Publication) (n, size int) {
 	budget := s.replyBudget()
-	out := make([]*json.RawMessage, 0, len(pubs))
-	size := 0
+	size = 2 // []
 	for _, p := range pubs {
-		line := json.RawMessage(appendPublication(nil, p))
-		if budget > 0 && len(out) > 0 && size+len(line)+1 > budget {
+		add := publicationLen(p)
+		if n > 0 {
+			add++ // ,
+		}
+		if budget > 0 && n > 0 && size-2+add > budget {
 			s.metrics.limitHits.With(limitReplySize).Inc()
 			break
 		}
-		size += len(line) + 1
-		out = append(out, &line)
+		size += add
+		n++
 	}
-	return out, len(out)
+	return n, size
+}
+
+// publicationLen is the length of what appendPublication appends for p.
+func publicationLen(p *broker.Publication) int {
+	n := len(`{"push":"pub","channel":"`) + len(p.Channel) + len(`"`)
+	if p.Position.Epoch != "" {
+		n += len(`,"offset":`) + decimalLen(p.Position.Offset) + len(`,"epoch":"`) + len(p.Position.Epoch) + len(`"`)
+	}
+	n += len(`,"data":`) + len(p.Data)
+	if p.Info != nil {
+		info, _ := json.Marshal(p.Info)
+		n += len(`,"info":`) + len(info)
+	}
+	return n + len(`}`)
+}
+
+func decimalLen(v uint64) int {
+	n := 1
+	for ; v >= 10; v /= 10 {
+		n++
+	}
+	return n
+}
+
+// appendPublications appends pubs as a JSON array.
+func appendPublications(b []byte, pubs []*broker.Publication) []byte {
+	b = append(b, '[')
+	for i, p := range pubs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendPublication(b, p)
+	}
+	return append(b, ']')
 }
 
 // enqueueLocked queues a publication or push, applying the slow-consumer
@@ -150,6 +190,7 @@ func (sess *session) enqueueLocked(line []byte, pub *outPub) {
 			return
 		}
 		sess.mu.Unlock()
+		sess.abortOnClose()
 		sess.close(CloseSlowConsumer, "slow consumer", reasonSlowConsumer)
 		sess.mu.Lock()
 		return
@@ -417,9 +458,15 @@ func (sess *session) writeLoop() {
 		sess.mu.Unlock()
 
 		var err error
-		if len(batch) == 1 && batch[0].pub != nil && len(gaps) == 0 {
+		switch {
+		case len(batch) == 1 && len(gaps) == 0 && batch[0].pub != nil:
 			err = sess.write(nil, batch[0].pub.message(), len(batch[0].line), 1)
-		} else {
+		case len(batch) == 1 && len(gaps) == 0:
+			// A reply alone, as large replies are: written as it is,
+			// rather than copied into buf, which would then be too large
+			// to keep.
+			err = sess.write(batch[0].line, nil, len(batch[0].line), 1)
+		default:
 			buf, err = sess.writeBatch(buf[:0], batch, gaps)
 		}
 		clear(batch)

@@ -110,6 +110,7 @@ func New(cfg Config) (*Server, error) {
 		PingInterval:   pingInterval,
 		PongTimeout:    c.PongTimeout,
 		Compression:    c.Compression,
+		ReadRate:       readRate(&c.Limits),
 	}
 	if s.broker == nil {
 		s.broker = broker.NewMemory(nil)
@@ -258,7 +259,8 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// Registered before Accept so that Shutdown waits for a handshake in
 	// progress; released when the session ends.
 	s.connWG.Add(1)
-	conn, err := websocket.Accept(w, r, &s.accept)
+	hw := &hijackWatch{ResponseWriter: w}
+	conn, err := websocket.Accept(hw, r, &s.accept)
 	if err != nil {
 		s.connWG.Done()
 		return // Accept answered with the HTTP error.
@@ -266,6 +268,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	s.metrics.handshake.Observe(time.Since(start).Seconds())
 	conn.SetReadLimit(s.cfg.Limits.MaxMessageSize)
 	sess := newSession(s, conn, ip, authHeader(r.Header, s.cfg.Hooks.Authenticate != nil))
+	sess.netConn = hw.conn
 	// The session starts in a goroutine of its own, and this handler
 	// returns: net/http keeps its per-connection state (buffers, request,
 	// response, a stack grown by the handshake) until the handler returns,

@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -26,8 +28,11 @@ import (
 type session struct {
 	srv  *Server
 	conn *websocket.Conn
-	id   string
-	ip   string
+	// netConn is the connection conn took over, to abort it when the
+	// client is closed as a slow consumer (abort.go); nil when unknown.
+	netConn net.Conn
+	id      string
+	ip      string
 
 	// Owned by the reading chain.
 	header    http.Header // of the upgrade request, until connect
@@ -130,9 +135,8 @@ func (sess *session) resume() {
 		}
 		typ, msg, err := sess.conn.Read(context.Background())
 		if err != nil {
-			var pe *websocket.ProtocolError
-			if errors.As(err, &pe) && pe.Code == websocket.StatusMessageTooBig {
-				sess.srv.metrics.limitHits.With(limitMessageSize).Inc()
+			if limit, _ := readLimitHit(err); limit != "" {
+				sess.srv.metrics.limitHits.With(limit).Inc()
 			}
 			sess.finish(err)
 			return
@@ -167,14 +171,55 @@ func (sess *session) finish(err error) {
 	srv.connWG.Done()
 }
 
+// The disconnect reasons and limits of the per-connection read limits the
+// websocket package enforces (Limits.FrameRate and ByteRate, its fragment
+// cap and message timeout), each closed with 1008.
+const (
+	reasonReadRate       = "read_rate"
+	reasonFragments      = "fragments"
+	reasonMessageTimeout = "message_timeout"
+	limitReadRate        = "read_rate"
+	limitFragments       = "fragments"
+	limitMessageTimeout  = "message_timeout"
+)
+
+// readRate is the websocket.RateLimit of l, whose defaults are filled in:
+// only positive rates limit.
+func readRate(l *Limits) websocket.RateLimit {
+	var r websocket.RateLimit
+	if l.FrameRate > 0 {
+		r.Frames, r.FrameBurst = l.FrameRate, l.FrameBurst
+	}
+	if l.ByteRate > 0 {
+		r.Bytes, r.ByteBurst = l.ByteRate, l.ByteBurst
+	}
+	return r
+}
+
+// readLimitHit names the limit err reports the client went past, if any.
+func readLimitHit(err error) (limit, reason string) {
+	var pe *websocket.ProtocolError
+	switch {
+	case errors.Is(err, websocket.ErrRateLimited):
+		return limitReadRate, reasonReadRate
+	case errors.Is(err, websocket.ErrTooManyFragments):
+		return limitFragments, reasonFragments
+	case errors.Is(err, websocket.ErrMessageTimeout):
+		return limitMessageTimeout, reasonMessageTimeout
+	case errors.As(err, &pe) && pe.Code == websocket.StatusMessageTooBig:
+		return limitMessageSize, reasonMessageSize
+	}
+	return "", ""
+}
+
 // endReason names why a connection ended that this side did not close.
 func endReason(err error) string {
+	if _, reason := readLimitHit(err); reason != "" {
+		return reason
+	}
 	var pe *websocket.ProtocolError
 	if errors.As(err, &pe) {
-		switch pe.Code {
-		case websocket.StatusMessageTooBig:
-			return reasonMessageSize
-		case websocket.StatusPolicyViolation:
+		if pe.Code == websocket.StatusPolicyViolation {
 			return reasonNoPong
 		}
 		return reasonProtocol
@@ -271,6 +316,15 @@ func (sess *session) closeNow(metricReason string) {
 	}()
 }
 
+// abortOnClose makes the closing of a slow consumer's connection reset it
+// rather than leave the kernel holding what the client did not read. A
+// close frame that goes out before the close still does.
+func (sess *session) abortOnClose() {
+	if sess.netConn != nil && !abortOnClose(sess.netConn) {
+		sess.srv.log.Debug("cannot abort the connection of a slow consumer", "type", fmt.Sprintf("%T", sess.netConn))
+	}
+}
+
 // checkTimes is the janitor's visit.
 func (sess *session) checkTimes(now time.Time) {
 	l := &sess.srv.cfg.Limits
@@ -285,13 +339,18 @@ func (sess *session) checkTimes(now time.Time) {
 		return
 	}
 	if started := sess.writeStarted.Load(); l.WriteTimeout > 0 && started != 0 && now.UnixNano()-started > int64(l.WriteTimeout) {
+		sess.abortOnClose()
 		sess.closeNow(reasonSlowConsumer)
 	}
 }
 
 // reply queues the reply to a command.
 func (sess *session) reply(id uint64, result any, e *Error) {
-	line := encodeReply(id, result, e)
+	sess.replyLine(encodeReply(id, result, e))
+}
+
+// replyLine queues the reply to a command, encoded.
+func (sess *session) replyLine(line []byte) {
 	sess.mu.Lock()
 	sess.enqueueReplyLocked(line)
 	sess.mu.Unlock()

@@ -92,6 +92,10 @@ type serveConfig struct {
 		MaxMessageSize             int64         `yaml:"max_message_size"`
 		MessageRate                float64       `yaml:"message_rate"`
 		MessageBurst               int           `yaml:"message_burst"`
+		FrameRate                  float64       `yaml:"frame_rate"`
+		FrameBurst                 int           `yaml:"frame_burst"`
+		ByteRate                   float64       `yaml:"byte_rate"`
+		ByteBurst                  int           `yaml:"byte_burst"`
 		MaxChannels                int           `yaml:"max_channels"`
 		MaxQueueBytes              int           `yaml:"max_queue_bytes"`
 		ConnectTimeout             time.Duration `yaml:"connect_timeout"`
@@ -310,6 +314,7 @@ func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
 		MaxConnectionsPerUser: l.MaxConnectionsPerUser, HandshakeRate: l.HandshakeRate,
 		HandshakeBurst: l.HandshakeBurst, ClientIPHeader: l.ClientIPHeader,
 		MaxMessageSize: l.MaxMessageSize, MessageRate: l.MessageRate, MessageBurst: l.MessageBurst,
+		FrameRate: l.FrameRate, FrameBurst: l.FrameBurst, ByteRate: l.ByteRate, ByteBurst: l.ByteBurst,
 		MaxChannels: l.MaxChannels, MaxQueueBytes: l.MaxQueueBytes,
 		ConnectTimeout: l.ConnectTimeout, WriteTimeout: l.WriteTimeout,
 		MaxHeaderBytes: l.MaxHeaderBytes, ReadTimeout: l.ReadTimeout, IdleTimeout: l.IdleTimeout,
