@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -229,7 +230,15 @@ func (w *worker) dial(j job, g int) (*benchClient, error) {
 	}
 	c.conn = conn
 	for _, ch := range c.channels {
-		if _, err := conn.Subscribe(ctx, ch, nil); err != nil {
+		_, err := conn.Subscribe(ctx, ch, nil)
+		// 113: the node lost its broker for a moment (under this load, a
+		// health check that timed out); duplex.js retries it, and so do we.
+		var gwErr *testgateway.Error
+		for tries := 0; errors.As(err, &gwErr) && gwErr.Code == 113 && tries < 100; tries++ {
+			time.Sleep(100 * time.Millisecond)
+			_, err = conn.Subscribe(ctx, ch, nil)
+		}
+		if err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("subscribe %s: %w", ch, err)
 		}
