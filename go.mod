@@ -6,6 +6,7 @@ toolchain go1.27.3
 
 require (
 	github.com/creack/pty v1.1.24
+	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/nats-io/nats.go v1.56.0
 	github.com/redis/rueidis v1.0.80
 	github.com/spf13/cobra v1.10.2

@@ -96,7 +96,6 @@ func TestClaimsDecoding(t *testing.T) {
 		{"huge exp", `{"exp":9223372036854775807}`, func(c *Claims) bool { return c.ExpiresAt == 1<<63-1 }},
 		{"channel", `{"channel":"room:1"}`, func(c *Claims) bool { return c.Channel == "room:1" }},
 		{"info scalar", `{"info":42}`, func(c *Claims) bool { return string(c.Info) == "42" }},
-		{"duplicate takes last", `{"sub":"a","sub":"b"}`, func(c *Claims) bool { return c.Subject == "b" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := v.Verify(hsToken(`{"alg":"HS256"}`, tc.payload, secrets[0]))
@@ -227,7 +226,8 @@ func TestRefusals(t *testing.T) {
 		{"aud number", hs, hsSigned(map[string]any{"aud": 1}), ErrMalformed},
 		{"aud with null", hs, hsToken(`{"alg":"HS256"}`, `{"aud":["a",null]}`, sec), ErrMalformed},
 		{"channels string", hs, hsSigned(map[string]any{"channels": "a"}), ErrMalformed},
-		{"bad claim, bad signature", hs, tamper(hsSigned(map[string]any{"exp": "x"}), 2), ErrSignature},
+		// The strict checks run in front of golang-jwt, before the signature.
+		{"bad claim, bad signature", hs, tamper(hsSigned(map[string]any{"exp": "x"}), 2), ErrMalformed},
 
 		// Issuer and audience.
 		{"issuer and audience", withIss, hsSigned(map[string]any{"iss": "iss-a", "aud": "aud-a"}), nil},

@@ -1,18 +1,14 @@
 package jwt
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/hmac"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"strings"
 )
 
@@ -25,14 +21,42 @@ const (
 	minSecret = 32
 )
 
-func checkAlgorithm(alg Algorithm) error {
+// family is the kind of key an algorithm takes.
+func family(alg Algorithm) string {
 	switch alg {
-	case HS256, RS256, ES256, EdDSA:
-		return nil
-	case "":
+	case HS256:
+		return "oct"
+	case RS256, RS384, RS512, PS256, PS384, PS512:
+		return "RSA"
+	case ES256, ES384, ES512:
+		return "EC"
+	case EdDSA:
+		return "OKP"
+	}
+	return ""
+}
+
+// curve is the curve of an ES algorithm (RFC 7518 §3.4), nil for others.
+func curve(alg Algorithm) elliptic.Curve {
+	switch alg {
+	case ES256:
+		return elliptic.P256()
+	case ES384:
+		return elliptic.P384()
+	case ES512:
+		return elliptic.P521()
+	}
+	return nil
+}
+
+func checkAlgorithm(alg Algorithm) error {
+	if alg == "" {
 		return errors.New("jwt: Algorithm is not set")
 	}
-	return fmt.Errorf("jwt: algorithm %q is not supported; use HS256, RS256, ES256 or EdDSA", string(alg))
+	if family(alg) == "" {
+		return fmt.Errorf("jwt: algorithm %q is not supported; use HS256, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA", string(alg))
+	}
+	return nil
 }
 
 // checkSecret and checkRSA return errors without the "jwt: " prefix, for
@@ -44,9 +68,19 @@ func checkSecret(secret []byte) error {
 	return nil
 }
 
+func checkRSA(k *rsa.PublicKey) error {
+	if n := k.N.BitLen(); n < minRSABits {
+		return fmt.Errorf("RSA key is %d bits, at least %d are required", n, minRSABits)
+	}
+	if k.E < 3 || k.E%2 == 0 {
+		return fmt.Errorf("RSA key has an invalid public exponent %d", k.E)
+	}
+	return nil
+}
+
 // parsePublicKeyPEM reads the first PEM block of data as a public key for
-// alg; a certificate chain thus yields its leaf's key.
-func parsePublicKeyPEM(alg Algorithm, data []byte) (any, error) {
+// every alg of algs; a certificate chain thus yields its leaf's key.
+func parsePublicKeyPEM(algs []Algorithm, data []byte) (any, error) {
 	block, _ := pem.Decode(data)
 	if block == nil {
 		return nil, errors.New("jwt: PublicKeyPEM holds no PEM block")
@@ -72,61 +106,52 @@ func parsePublicKeyPEM(alg Algorithm, data []byte) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jwt: bad %s block in PublicKeyPEM: %v", block.Type, err)
 	}
-	return checkPublicKey(alg, pub)
+	for _, alg := range algs {
+		if err := checkPublicKey(alg, pub); err != nil {
+			return nil, fmt.Errorf("jwt: %v", err)
+		}
+	}
+	return pub, nil
 }
 
-// checkPublicKey returns pub if it is a sound key for alg.
-func checkPublicKey(alg Algorithm, pub any) (any, error) {
+// checkPublicKey checks that pub is a sound key for alg. Its errors have
+// no "jwt: " prefix.
+func checkPublicKey(alg Algorithm, pub any) error {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
-		if alg == RS256 {
-			if err := checkRSA(k); err != nil {
-				return nil, fmt.Errorf("jwt: %v", err)
-			}
-			return k, nil
+		if family(alg) == "RSA" {
+			return checkRSA(k)
 		}
 	case *ecdsa.PublicKey:
-		if alg == ES256 {
-			if k.Curve != elliptic.P256() {
-				return nil, fmt.Errorf("jwt: ES256 needs a P-256 key, not %s", k.Params().Name)
+		if c := curve(alg); c != nil {
+			if k.Curve != c {
+				return fmt.Errorf("%s needs a %s key, not %s", alg, c.Params().Name, k.Params().Name)
 			}
-			return k, nil
+			return nil
 		}
 	case ed25519.PublicKey:
 		if alg == EdDSA {
 			// ed25519.Verify panics on a key of another length.
 			if len(k) != ed25519.PublicKeySize {
-				return nil, fmt.Errorf("jwt: Ed25519 key is %d bytes, not %d", len(k), ed25519.PublicKeySize)
+				return fmt.Errorf("Ed25519 key is %d bytes, not %d", len(k), ed25519.PublicKeySize)
 			}
-			return k, nil
+			return nil
 		}
 	}
-	return nil, fmt.Errorf("jwt: %s needs %s, not %s", alg, keyKind(alg), keyName(pub))
-}
-
-func checkRSA(k *rsa.PublicKey) error {
-	if n := k.N.BitLen(); n < minRSABits {
-		return fmt.Errorf("RSA key is %d bits, at least %d are required", n, minRSABits)
-	}
-	if k.E < 3 || k.E%2 == 0 {
-		return fmt.Errorf("RSA key has an invalid public exponent %d", k.E)
-	}
-	return nil
+	return fmt.Errorf("%s needs %s, not %s", alg, keyKind(alg), keyName(pub))
 }
 
 // keyKind describes the key alg needs, for error messages.
 func keyKind(alg Algorithm) string {
-	switch alg {
-	case HS256:
+	switch family(alg) {
+	case "oct":
 		return "a secret"
-	case RS256:
+	case "RSA":
 		return "an RSA key"
-	case ES256:
-		return "an ECDSA P-256 key"
-	case EdDSA:
-		return "an Ed25519 key"
+	case "EC":
+		return "an ECDSA " + curve(alg).Params().Name + " key"
 	}
-	return "no key"
+	return "an Ed25519 key"
 }
 
 // keyName describes a key the caller gave, for error messages.
@@ -150,32 +175,6 @@ func keyName(key any) string {
 		return "nil"
 	}
 	return fmt.Sprintf("a %T", key)
-}
-
-// verifySignature reports whether sig signs input under key, whose type
-// NewVerifier has matched to alg.
-func verifySignature(alg Algorithm, key any, input string, sig []byte) bool {
-	switch alg {
-	case HS256:
-		mac := hmac.New(sha256.New, key.([]byte))
-		mac.Write([]byte(input))
-		return hmac.Equal(sig, mac.Sum(nil))
-	case RS256:
-		digest := sha256.Sum256([]byte(input))
-		return rsa.VerifyPKCS1v15(key.(*rsa.PublicKey), crypto.SHA256, digest[:], sig) == nil
-	case ES256:
-		// RFC 7518 §3.4: R and S as 32-byte big-endian integers, not ASN.1.
-		if len(sig) != 64 {
-			return false
-		}
-		digest := sha256.Sum256([]byte(input))
-		r := new(big.Int).SetBytes(sig[:32])
-		s := new(big.Int).SetBytes(sig[32:])
-		return ecdsa.Verify(key.(*ecdsa.PublicKey), digest[:], r, s)
-	case EdDSA:
-		return ed25519.Verify(key.(ed25519.PublicKey), []byte(input), sig)
-	}
-	return false
 }
 
 // ParsePrivateKeyPEM parses a private key for Sign from PEM: a "PRIVATE

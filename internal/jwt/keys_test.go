@@ -53,9 +53,15 @@ func TestNewVerifierErrors(t *testing.T) {
 	}{
 		{"no algorithm", VerifierConfig{Secret: secrets[0]}, "Algorithm is not set"},
 		{"alg none", VerifierConfig{Algorithm: "none", Secret: secrets[0]}, `algorithm "none" is not supported`},
-		{"RS512", VerifierConfig{Algorithm: "RS512", PublicKeyPEM: rsaPEM}, `"RS512" is not supported`},
+		{"HS512", VerifierConfig{Algorithm: "HS512", Secret: secrets[0]}, `"HS512" is not supported`},
+		{"Algorithm and Algorithms", VerifierConfig{Algorithm: RS256, Algorithms: []Algorithm{PS256}, PublicKeyPEM: rsaPEM}, "not both"},
+		{"HS256 in an allow-list", VerifierConfig{Algorithms: []Algorithm{RS256, HS256}, JWKS: jwks(t, jwkOf(t, "", signingKey(RS256, 0)))}, "HS256 cannot be allowed with other algorithms"},
+		{"key fits one algorithm of two", VerifierConfig{Algorithms: []Algorithm{RS256, ES256}, PublicKeyPEM: rsaPEM}, "ES256 needs an ECDSA P-256 key, not an RSA public key"},
+		{"P-256 key for ES384", VerifierConfig{Algorithm: ES384, PublicKeyPEM: ecPEM}, "ES384 needs a P-384 key, not P-256"},
+		{"bad JWKS URL", VerifierConfig{Algorithm: RS256, JWKSURL: "file:///etc/keys"}, "not an http or https URL"},
+		{"negative lifetime", VerifierConfig{Algorithm: HS256, Secret: secrets[0], MaxLifetime: -time.Second}, "is negative"},
 		{"no key", VerifierConfig{Algorithm: HS256}, "HS256 needs a key: set Secret or JWKS"},
-		{"no public key", VerifierConfig{Algorithm: ES256, Secret: []byte{}, PublicKeyPEM: []byte{}}, "ES256 needs a key: set PublicKeyPEM or JWKS"},
+		{"no public key", VerifierConfig{Algorithm: ES256, Secret: []byte{}, PublicKeyPEM: []byte{}}, "ES256 needs a key: set PublicKeyPEM, JWKS or JWKSURL"},
 		{"two keys", VerifierConfig{Algorithm: RS256, PublicKeyPEM: rsaPEM, JWKS: jwks(t, jwkOf(t, "", signingKey(RS256, 0)))}, "set only one of"},
 		{"HS256 with PEM", VerifierConfig{Algorithm: HS256, PublicKeyPEM: rsaPEM}, "HS256 takes Secret or JWKS"},
 		{"RS256 with secret", VerifierConfig{Algorithm: RS256, Secret: rsaPEM}, "Secret is for HS256"},
@@ -74,7 +80,7 @@ func TestNewVerifierErrors(t *testing.T) {
 		{"other PEM", VerifierConfig{Algorithm: ES256, PublicKeyPEM: []byte("-----BEGIN FOO-----\n-----END FOO-----\n")}, `holds a "FOO" block`},
 		{"not PEM", VerifierConfig{Algorithm: ES256, PublicKeyPEM: []byte("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE")}, "no PEM block"},
 		{"bad DER", VerifierConfig{Algorithm: ES256, PublicKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1, 2, 3}})}, "bad PUBLIC KEY block in PublicKeyPEM"},
-		{"negative leeway", VerifierConfig{Algorithm: HS256, Secret: secrets[0], Leeway: -time.Second}, "Leeway is negative"},
+		{"negative leeway", VerifierConfig{Algorithm: HS256, Secret: secrets[0], Leeway: -time.Second}, "Leeway (-1s) or MaxLifetime (0s) is negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, err := NewVerifier(tc.cfg)
