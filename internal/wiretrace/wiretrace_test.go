@@ -1,7 +1,8 @@
-package cli
+package wiretrace
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -25,17 +26,27 @@ func wireFrame(h frame.Header, payload string, key []byte) []byte {
 	return append(b, p...)
 }
 
-// traceOutput returns what was printed to con's log, without the times.
-func traceOutput(t *testing.T, log *lockedBuffer) []string {
-	t.Helper()
-	var lines []string
-	for line := range strings.SplitSeq(strings.TrimSuffix(log.String(), "\n"), "\n") {
-		if len(line) < len("15:04:05.000 ") {
-			t.Fatalf("line without a time: %q", line)
-		}
-		lines = append(lines, line[len("15:04:05.000 "):])
+// lines collects what a Tracer prints, a line per call.
+type lines []string
+
+func (l *lines) printf(format string, args ...any) { *l = append(*l, fmt.Sprintf(format, args...)) }
+
+// closeNames names the close codes of the tests as duplex connect does
+// (websocket.StatusCode), without linking package websocket here.
+func closeNames(code uint16) string {
+	switch code {
+	case 1000:
+		return "1000 (NormalClosure)"
+	case 1001:
+		return "1001 (GoingAway)"
 	}
-	return lines
+	return fmt.Sprint(code)
+}
+
+// newTestTracer returns a Tracer printing to the lines returned.
+func newTestTracer() (*Tracer, *lines) {
+	var out lines
+	return New(out.printf, closeNames), &out
 }
 
 // chunkings split a stream as reads and writes might: whole, a byte at a
@@ -105,29 +116,28 @@ func TestTraceStreams(t *testing.T) {
 
 	for _, ch := range chunkings {
 		t.Run(ch.name, func(t *testing.T) {
-			log := &lockedBuffer{}
-			tr := newTracer(&console{log: log})
+			tr, log := newTestTracer()
 			// The request goes first, then the response: a tracer learns
 			// from the response how to read RSV1.
 			for _, part := range ch.split(sent) {
-				tr.sent.feed(tr, part)
+				tr.Sent.Feed(tr, part)
 			}
 			for _, part := range ch.split(received) {
-				tr.received.feed(tr, part)
+				tr.Received.Feed(tr, part)
 			}
-			if got := traceOutput(t, log); !slices.Equal(got, append(slices.Clone(wantSent), wantReceived...)) {
+			if got := *log; !slices.Equal(got, append(slices.Clone(wantSent), wantReceived...)) {
 				t.Errorf("trace:\n%s\nwant:\n%s\n%s", strings.Join(got, "\n"), strings.Join(wantSent, "\n"), strings.Join(wantReceived, "\n"))
 			}
-			for _, want := range []wireMessage{{wire: 7, frames: 1, compressed: true}, {wire: 0, frames: 1}} {
-				if got, ok := tr.nextReceived(); !ok || got != want {
+			for _, want := range []Message{{Wire: 7, Frames: 1, Compressed: true}, {Wire: 0, Frames: 1}} {
+				if got, ok := tr.NextReceived(); !ok || got != want {
 					t.Errorf("message received: %+v %v, want %+v", got, ok, want)
 				}
 			}
-			if _, ok := tr.nextReceived(); ok {
+			if _, ok := tr.NextReceived(); ok {
 				t.Error("a message received too many")
 			}
-			if tr.sent.total != int64(len(sent)) || tr.received.total != int64(len(received)) {
-				t.Errorf("totals %d and %d, want %d and %d", tr.sent.total, tr.received.total, len(sent), len(received))
+			if tr.Sent.total != int64(len(sent)) || tr.Received.total != int64(len(received)) {
+				t.Errorf("totals %d and %d, want %d and %d", tr.Sent.total, tr.Received.total, len(sent), len(received))
 			}
 		})
 	}
@@ -136,18 +146,17 @@ func TestTraceStreams(t *testing.T) {
 func TestTraceProxyAndRefusal(t *testing.T) {
 	for _, ch := range chunkings {
 		t.Run(ch.name, func(t *testing.T) {
-			log := &lockedBuffer{}
-			tr := newTracer(&console{log: log})
-			feed := func(s *traceStream, b string) {
+			tr, log := newTestTracer()
+			feed := func(s *Stream, b string) {
 				for _, part := range ch.split([]byte(b)) {
-					s.feed(tr, part)
+					s.Feed(tr, part)
 				}
 			}
-			feed(&tr.sent, "CONNECT example.com:80 HTTP/1.1\r\nHost: example.com:80\r\n\r\n")
-			feed(&tr.received, "HTTP/1.1 200 OK\r\n\r\n")
-			feed(&tr.sent, "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
-			feed(&tr.received, "HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\n")
-			tr.received.feed(tr, []byte("nope"))
+			feed(&tr.Sent, "CONNECT example.com:80 HTTP/1.1\r\nHost: example.com:80\r\n\r\n")
+			feed(&tr.Received, "HTTP/1.1 200 OK\r\n\r\n")
+			feed(&tr.Sent, "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+			feed(&tr.Received, "HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\n")
+			tr.Received.Feed(tr, []byte("nope"))
 			want := []string{
 				">> CONNECT example.com:80 HTTP/1.1",
 				">> Host: example.com:80",
@@ -158,7 +167,7 @@ func TestTraceProxyAndRefusal(t *testing.T) {
 				"<< Content-Length: 4",
 				"<< 4 bytes (after the handshake failed: not decoded)",
 			}
-			if got := traceOutput(t, log); !slices.Equal(got[len(got)-len(want):], want) {
+			if got := *log; !slices.Equal(got[len(got)-len(want):], want) {
 				t.Errorf("trace:\n%s\nwant it to end with:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}
 		})
@@ -166,13 +175,12 @@ func TestTraceProxyAndRefusal(t *testing.T) {
 }
 
 func TestTraceInvalidFrame(t *testing.T) {
-	log := &lockedBuffer{}
-	tr := newTracer(&console{log: log})
-	tr.received.feed(tr, []byte("HTTP/1.1 101 Switching Protocols\r\n\r\n"))
+	tr, log := newTestTracer()
+	tr.Received.Feed(tr, []byte("HTTP/1.1 101 Switching Protocols\r\n\r\n"))
 	// A 16-bit length of 5: not minimally encoded (RFC 6455 section 5.2).
-	tr.received.feed(tr, []byte{0x81, 126, 0, 5, 'h', 'e', 'l', 'l', 'o'})
-	tr.received.feed(tr, []byte("more"))
-	got := traceOutput(t, log)
+	tr.Received.Feed(tr, []byte{0x81, 126, 0, 5, 'h', 'e', 'l', 'l', 'o'})
+	tr.Received.Feed(tr, []byte("more"))
+	got := *log
 	want := []string{
 		"<< invalid frame header (websocket: frame length not minimally encoded): the rest is not decoded",
 		"<< 5 bytes (not decoded)",
@@ -185,31 +193,55 @@ func TestTraceInvalidFrame(t *testing.T) {
 
 // FuzzTraceStream feeds arbitrary bytes, in arbitrary pieces, to either
 // direction, as frames or from the handshake on: the decoder must neither
-// panic nor hold more than a frame header and a control payload.
+// panic nor hold more than a frame header and a control payload, must count
+// every byte fed, and must print only well-formed lines. step's low four
+// bits give the piece size (1 to 16 bytes), the next two the direction and
+// the start: each execution decodes one way, so that it stays cheap, and
+// the seeds start each input in all four.
+//
+// Its binary is this package's alone, which keeps it fast (see the package
+// comment). Measured in CPU time, the fuzzing engine's included: about 57 µs
+// per execution, 17,000 per second per worker; in internal/cli, decoding all
+// four ways each time, it took 237 µs (110 µs here).
 func FuzzTraceStream(f *testing.F) {
-	f.Add([]byte{0x81, 0x85, 1, 2, 3, 4, 'h', 'e', 'l', 'l', 'o'}, uint8(3))
-	f.Add([]byte{0x88, 0x02, 0x03, 0xe8, 0x89, 0x7e, 0x00}, uint8(1))
-	f.Add(bytes.Repeat([]byte{0x7f}, 40), uint8(7))
-	f.Add([]byte("HTTP/1.1 101 Switching Protocols\r\n\r\n\x82\x01x"), uint8(5))
+	for _, seed := range [][]byte{
+		{0x81, 0x85, 1, 2, 3, 4, 'h', 'e', 'l', 'l', 'o'},
+		{0x88, 0x02, 0x03, 0xe8, 0x89, 0x7e, 0x00},
+		bytes.Repeat([]byte{0x7f}, 40),
+		[]byte("HTTP/1.1 101 Switching Protocols\r\n\r\n\x82\x01x"),
+		[]byte("CONNECT example.com:80 HTTP/1.1\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"),
+	} {
+		for mode := range uint8(4) {
+			f.Add(seed, mode<<4|uint8(len(seed)%16))
+		}
+	}
 	f.Fuzz(func(t *testing.T, data []byte, step uint8) {
-		for i := range 4 {
-			tr := newTracer(&console{log: &lockedBuffer{}})
-			s := &tr.received
-			if i%2 == 1 {
-				s = &tr.sent
+		tr := New(func(format string, args ...any) {
+			// Formatted as the console would: a verb that does not fit
+			// its argument shows as %!.
+			if line := fmt.Sprintf(format, args...); strings.Contains(line, "%!") {
+				t.Fatalf("misformatted line %q", line)
 			}
-			if i < 2 {
-				s.state = streamFrames
+		}, closeNames)
+		mode := step >> 4 & 3
+		s := &tr.Received
+		if mode&1 == 1 {
+			s = &tr.Sent
+		}
+		if mode < 2 {
+			s.state = streamFrames
+		}
+		n := int(step&15) + 1
+		for b := data; len(b) > 0; {
+			k := min(n, len(b))
+			s.Feed(tr, b[:k])
+			b = b[k:]
+			if len(s.ctrl) > frame.MaxControlPayload || s.hdrLen > frame.MaxHeaderSize {
+				t.Fatalf("holds %d bytes of control payload and %d of header", len(s.ctrl), s.hdrLen)
 			}
-			n := int(step%16) + 1
-			for b := data; len(b) > 0; {
-				k := min(n, len(b))
-				s.feed(tr, b[:k])
-				b = b[k:]
-				if len(s.ctrl) > frame.MaxControlPayload || s.hdrLen > frame.MaxHeaderSize {
-					t.Fatalf("holds %d bytes of control payload and %d of header", len(s.ctrl), s.hdrLen)
-				}
-			}
+		}
+		if s.Total() != int64(len(data)) {
+			t.Fatalf("fed %d bytes, counted %d", len(data), s.Total())
 		}
 	})
 }
