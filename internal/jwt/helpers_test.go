@@ -66,17 +66,33 @@ func genEd() ed25519.PrivateKey {
 	return k
 }
 
-var algorithms = []Algorithm{HS256, RS256, ES256, EdDSA}
+var algorithms = []Algorithm{HS256, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA}
+
+// The ES384 and ES512 keys, one each: those tests need no second key.
+var (
+	p384Key = sync.OnceValue(func() *ecdsa.PrivateKey { return genEC(elliptic.P384()) })
+	p521Key = sync.OnceValue(func() *ecdsa.PrivateKey { return genEC(elliptic.P521()) })
+)
 
 // signingKey returns the i'th (0 or 1) test key for alg, as Sign takes it.
 func signingKey(alg Algorithm, i int) any {
 	switch alg {
 	case HS256:
 		return secrets[i]
-	case RS256:
+	case RS256, RS384, RS512, PS256, PS384, PS512:
 		return rsaKeys()[i]
 	case ES256:
 		return ecKeys()[i]
+	case ES384:
+		if i == 0 {
+			return p384Key()
+		}
+		return genEC(elliptic.P384())
+	case ES512:
+		if i == 0 {
+			return p521Key()
+		}
+		return genEC(elliptic.P521())
 	}
 	return edKeys()[i]
 }
@@ -155,7 +171,8 @@ func jwkOf(t testing.TB, kid string, key any) map[string]any {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m["kty"], m["crv"], m["x"], m["y"] = "EC", k.Params().Name, enc(b[1:33]), enc(b[33:])
+		size := (len(b) - 1) / 2
+		m["kty"], m["crv"], m["x"], m["y"] = "EC", k.Params().Name, enc(b[1:1+size]), enc(b[1+size:])
 	case ed25519.PublicKey:
 		m["kty"], m["crv"], m["x"] = "OKP", "Ed25519", enc(k)
 	default:

@@ -222,6 +222,8 @@ func TestRefusals(t *testing.T) {
 		{"exp string", hs, hsSigned(map[string]any{"exp": "tomorrow"}), ErrMalformed},
 		{"exp out of range", hs, hsToken(`{"alg":"HS256"}`, `{"exp":1e19}`, sec), ErrMalformed},
 		{"exp null", hs, hsToken(`{"alg":"HS256"}`, `{"exp":null}`, sec), ErrMalformed},
+		{"nbf null", hs, hsToken(`{"alg":"HS256"}`, `{"nbf":null}`, sec), ErrMalformed},
+		{"nbf true", hs, hsToken(`{"alg":"HS256"}`, `{"nbf":true}`, sec), ErrMalformed},
 		{"sub number", hs, hsSigned(map[string]any{"sub": 1}), ErrMalformed},
 		{"aud number", hs, hsSigned(map[string]any{"aud": 1}), ErrMalformed},
 		{"aud with null", hs, hsToken(`{"alg":"HS256"}`, `{"aud":["a",null]}`, sec), ErrMalformed},
