@@ -82,7 +82,7 @@ func (sess *session) connect(ctx context.Context, cmd *command) {
 			sess.close(CloseTokenExpired, "token expired", reasonTokenExpired)
 			return
 		}
-		sess.close(CloseUnauthorized, truncateReason("unauthorized: "+err.Error()), reasonUnauthorized)
+		sess.close(CloseUnauthorized, truncateReason("unauthorized: "+srv.authReason(err)), reasonUnauthorized)
 		return
 	}
 	sess.user = creds.User
@@ -120,7 +120,7 @@ func (sess *session) connect(ctx context.Context, cmd *command) {
 		Version: srv.cfg.Version,
 	}
 	if !creds.ExpiresAt.IsZero() {
-		sess.expires.Store(creds.ExpiresAt.UnixNano())
+		sess.expires.Store(srv.expiryDeadline(creds.ExpiresAt))
 		res.Expires = creds.ExpiresAt.Unix()
 	}
 	sess.connectedFlag.Store(true)
@@ -149,16 +149,15 @@ func (sess *session) refresh(ctx context.Context, cmd *command) (any, error) {
 		err = errors.New("no credentials")
 	}
 	if err != nil {
-		return nil, &Error{ErrInvalidToken.Code, truncateReason("invalid token: " + err.Error())}
+		return nil, &Error{ErrInvalidToken.Code, truncateReason("invalid token: " + sess.srv.authReason(err))}
 	}
 	if creds.User != sess.user {
 		return nil, &Error{ErrInvalidToken.Code, "invalid token: another user"}
 	}
+	sess.regrant(creds)
 	var res refreshResult
-	if creds.ExpiresAt.IsZero() {
-		sess.expires.Store(0)
-	} else {
-		sess.expires.Store(creds.ExpiresAt.UnixNano())
+	sess.expires.Store(sess.srv.expiryDeadline(creds.ExpiresAt))
+	if !creds.ExpiresAt.IsZero() {
 		res.Expires = creds.ExpiresAt.Unix()
 	}
 	return res, nil
@@ -178,7 +177,7 @@ func (sess *session) mayUse(ns *Namespace, channel, token string) (viaToken bool
 	}
 	if token != "" {
 		if verr := sess.srv.verifyChannelToken(token, channel, sess.user); verr != nil {
-			return false, &Error{ErrPermissionDenied.Code, truncateReason("permission denied: " + verr.Error())}
+			return false, &Error{ErrPermissionDenied.Code, truncateReason("permission denied: " + sess.srv.authReason(verr))}
 		}
 		return true, nil
 	}

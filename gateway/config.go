@@ -173,31 +173,6 @@ const (
 	SlowLatest SlowConsumerPolicy = "latest"
 )
 
-// Auth configures token verification. Tokens are JWTs whose algorithm is
-// fixed here and never taken from the token.
-type Auth struct {
-	// Algorithm is "HS256", "RS256", "ES256" or "EdDSA". Default: empty,
-	// no token verifies (only anonymous connections, when allowed).
-	Algorithm string
-	// Secret is the HMAC key, for HS256.
-	Secret []byte
-	// PublicKeyPEM is the public key (or certificate) for RS256, ES256 and
-	// EdDSA.
-	PublicKeyPEM []byte
-	// JWKS is a JSON Web Key Set, an alternative to PublicKeyPEM; the
-	// token's "kid" header picks the key.
-	JWKS []byte
-	// Issuer and Audience, when set, must match the token's "iss" and be
-	// in its "aud".
-	Issuer, Audience string
-	// Leeway tolerates clock skew on "exp" and "nbf". Default: 0.
-	Leeway time.Duration
-
-	// AllowAnonymous accepts connect without a token, as user "".
-	// Default: false.
-	AllowAnonymous bool
-}
-
 // Limits protect the server. Zero fields take the defaults stated on them; a
 // negative value removes a limit that has a default.
 type Limits struct {

@@ -83,19 +83,8 @@ func New(cfg Config) (*Server, error) {
 	for i := range c.Namespaces {
 		s.namespaces[c.Namespaces[i].Name] = &c.Namespaces[i]
 	}
-	if c.Auth.Algorithm != "" {
-		s.verifier, err = jwt.NewVerifier(jwt.VerifierConfig{
-			Algorithm:    jwt.Algorithm(c.Auth.Algorithm),
-			Secret:       c.Auth.Secret,
-			PublicKeyPEM: c.Auth.PublicKeyPEM,
-			JWKS:         c.Auth.JWKS,
-			Issuer:       c.Auth.Issuer,
-			Audience:     c.Auth.Audience,
-			Leeway:       c.Auth.Leeway,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("gateway: auth: %w", err)
-		}
+	if s.verifier, err = newVerifier(c.Auth, c.Logger); err != nil {
+		return nil, fmt.Errorf("gateway: auth: %w", err)
 	}
 	if c.Limits.HandshakeRate > 0 {
 		s.handshakes = ratelimit.NewKeyed(c.Limits.HandshakeRate, c.Limits.HandshakeBurst, 1<<20)
@@ -119,6 +108,7 @@ func New(cfg Config) (*Server, error) {
 	err = s.broker.Start(startCtx, brokerHandler{s})
 	cancel()
 	if err != nil {
+		s.verifier.Close() // stops a JWKS refresh
 		return nil, fmt.Errorf("gateway: starting the broker: %w", err)
 	}
 	s.metrics.registry.GaugeFunc("duplex_draining", "1 while the server drains.", func() float64 {
@@ -467,6 +457,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.wg.Wait()
+	s.verifier.Close()
 	closeCtx := ctx
 	if closeCtx.Err() != nil {
 		var cancel context.CancelFunc
