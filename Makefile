@@ -79,7 +79,8 @@ e2e:
 fuzz-short:
 	FUZZTIME=$(FUZZTIME_SHORT) ./scripts/fuzz.sh
 
-## fuzz: every fuzz target for FUZZTIME (default 60s each).
+## fuzz: every fuzz target for FUZZTIME (default 60s each); FUZZ_PKGS
+## narrows the packages (FUZZ_PKGS=./gateway/... make fuzz).
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 

@@ -2,7 +2,8 @@
 # Runs every native Go fuzz target in the module for $FUZZTIME each: a
 # duration ("60s") or an execution count ("3000x"), as -fuzztime takes them.
 # Targets are discovered with `go test -list`, so a new fuzzer is picked up
-# without editing this file.
+# without editing this file. FUZZ_PKGS narrows the packages searched
+# (default ./...), as in FUZZ_PKGS=./gateway/... make fuzz.
 #
 # Go 1.26's fuzz coordinator can fail a duration-bounded run with a bare
 # "context deadline exceeded" when a worker is mid-call as the deadline
@@ -18,7 +19,8 @@ FUZZTIME=${FUZZTIME:-10s}
 status=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-for pkg in $(go list ./...); do
+# shellcheck disable=SC2086 # FUZZ_PKGS is a list of patterns
+for pkg in $(go list ${FUZZ_PKGS:-./...}); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		echo "fuzz $pkg $target ($FUZZTIME)"
