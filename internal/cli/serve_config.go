@@ -57,14 +57,25 @@ type serveConfig struct {
 	Compression string `yaml:"compression"`
 
 	Auth struct {
-		Algorithm     string        `yaml:"algorithm"` // HS256, RS256, ES256, EdDSA
-		Secret        string        `yaml:"secret"`    // HS256 key
-		SecretFile    string        `yaml:"secret_file"`
-		PublicKeyFile string        `yaml:"public_key_file"` // PEM, for RS256/ES256/EdDSA
-		JWKSFile      string        `yaml:"jwks_file"`
-		Issuer        string        `yaml:"issuer"`
-		Audience      string        `yaml:"audience"`
-		Leeway        time.Duration `yaml:"leeway"`
+		// Algorithm: HS256, RS256, RS384, RS512, PS256, PS384, PS512,
+		// ES256, ES384, ES512 or EdDSA; Algorithms: an allow-list instead.
+		Algorithm     string   `yaml:"algorithm"`
+		Algorithms    []string `yaml:"algorithms"`
+		Secret        string   `yaml:"secret"` // HS256 key
+		SecretFile    string   `yaml:"secret_file"`
+		PublicKeyFile string   `yaml:"public_key_file"` // PEM, for the public-key algorithms
+		JWKSFile      string   `yaml:"jwks_file"`
+		// JWKSURL is fetched every JWKSRefresh (default 15m) and on an
+		// unknown kid, at most once per JWKSMinRefresh (default 1m).
+		JWKSURL         string        `yaml:"jwks_url"`
+		JWKSRefresh     time.Duration `yaml:"jwks_refresh"`
+		JWKSMinRefresh  time.Duration `yaml:"jwks_min_refresh"`
+		Types           []string      `yaml:"types"` // header typ values, e.g. [at+jwt]; default: absent or JWT
+		Issuer          string        `yaml:"issuer"`
+		Audience        string        `yaml:"audience"`
+		Leeway          time.Duration `yaml:"leeway"`
+		RequireIssuedAt bool          `yaml:"require_iat"`
+		MaxLifetime     time.Duration `yaml:"max_lifetime"` // default 0: no limit
 		// Anonymous allows connections without a token. Default: off,
 		// except that demo turns it on when the file does not say.
 		Anonymous *bool `yaml:"anonymous"`
@@ -286,8 +297,10 @@ func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
 	}
 	a := &c.Auth
 	g.Auth = gateway.Auth{
-		Algorithm: a.Algorithm, Issuer: a.Issuer, Audience: a.Audience,
-		Leeway: a.Leeway, AllowAnonymous: a.Anonymous != nil && *a.Anonymous,
+		Algorithm: a.Algorithm, Algorithms: a.Algorithms, Issuer: a.Issuer, Audience: a.Audience,
+		JWKSURL: a.JWKSURL, JWKSRefreshInterval: a.JWKSRefresh, JWKSMinRefreshInterval: a.JWKSMinRefresh,
+		Types: a.Types, Leeway: a.Leeway, RequireIssuedAt: a.RequireIssuedAt, MaxLifetime: a.MaxLifetime,
+		AllowAnonymous: a.Anonymous != nil && *a.Anonymous,
 	}
 	if a.Secret != "" {
 		g.Auth.Secret = []byte(a.Secret)
