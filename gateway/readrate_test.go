@@ -109,6 +109,26 @@ func TestPingFloodClosed(t *testing.T) {
 	wantMetric(t, ts.http.URL, disconnects, `reason="read_rate"`, 1)
 }
 
+// TestFragmentFloodReason: endless empty continuation frames hit the
+// websocket package's cap on fragments (1,024) before the frame rate's
+// burst; the close says so in the metrics (it was counted as no_pong, the
+// only 1008 the gateway knew).
+func TestFragmentFloodReason(t *testing.T) {
+	ts := newServer(t, nil)
+	conn, br := rawUpgrade(t, ts.url)
+	conn.Write([]byte{0x01, 0x80, 0, 0, 0, 0}) // a text frame, not final, empty
+	done := flood(conn, []byte{0x00, 0x80, 0, 0, 0, 0}, 1500)
+	code, reason := readUntilClose(br)
+	conn.Close()
+	<-done
+	if code != websocket.StatusPolicyViolation || !strings.Contains(reason, "fragments") {
+		t.Fatalf("fragment flood closed with %d %q, want 1008 for the fragments", code, reason)
+	}
+	wantMetric(t, ts.http.URL, limitHits, `limit="fragments"`, 1)
+	wantMetric(t, ts.http.URL, disconnects, `reason="fragments"`, 1)
+	wantMetric(t, ts.http.URL, disconnects, `reason="no_pong"`, 0)
+}
+
 // TestByteRateClosed: messages that carry no command (blank lines) are
 // not held back by the command rate; the byte rate closes a client that
 // sends more of them than a client within the command rate and the
