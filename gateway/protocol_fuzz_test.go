@@ -255,14 +255,59 @@ func (r *exchangeResult) check(t *testing.T, how string, cmds []command, bad boo
 	case len(r.replies) > len(cmds):
 		t.Fatalf("%s: %d replies to %d commands", how, len(r.replies), len(cmds))
 	}
+	connected := false
 	for i, rep := range r.replies {
-		if rep.id != cmds[i].ID {
-			t.Fatalf("%s: reply %d has id %d, want %d", how, i, rep.id, cmds[i].ID)
+		c := &cmds[i]
+		if rep.id != c.ID {
+			t.Fatalf("%s: reply %d has id %d, want %d", how, i, rep.id, c.ID)
 		}
 		if !rep.result && !slices.Contains(protocolErrorCodes, rep.code) {
 			t.Fatalf("%s: reply %d: error code %d is not in PROTOCOL.md", how, i, rep.code)
 		}
+		if want, ok := documentedReply(c, connected); ok && rep.code != want {
+			t.Fatalf("%s: reply %d to %+v: code %d, want %d (0: a result)", how, i, c, rep.code, want)
+		}
+		if c.Method != "connect" && connected && rep.result && !acceptable(c) {
+			t.Fatalf("%s: reply %d: a result to %+v, which is outside the documented limits", how, i, c)
+		}
+		if c.Method == "connect" && rep.result {
+			connected = true
+		}
 	}
+}
+
+// channelMethods are the commands that name a channel.
+var channelMethods = []string{"subscribe", "unsubscribe", "publish", "presence", "presence_stats", "history"}
+
+// documentedReply returns the reply PROTOCOL.md fixes for c whatever the
+// server's state (0 for a result), if it fixes one: 112 to a second
+// connect, 101 to anything before connect, 104 to an unknown method, a
+// result to ping.
+func documentedReply(c *command, connected bool) (int, bool) {
+	switch {
+	case c.Method == "connect":
+		if connected {
+			return ErrAlreadyConnected.Code, true
+		}
+		return 0, false
+	case !connected:
+		return ErrNotConnected.Code, true
+	case c.Method == "ping":
+		return 0, true
+	case c.Method != "refresh" && !slices.Contains(channelMethods, c.Method):
+		return ErrMethodNotFound.Code, true
+	}
+	return 0, false
+}
+
+// acceptable reports whether c is within the documented limits, so that it
+// may get a result: a channel name of 1 to 255 printable ASCII bytes, no
+// negative history limit.
+func acceptable(c *command) bool {
+	if slices.Contains(channelMethods, c.Method) && !validChannel(c.Channel) {
+		return false
+	}
+	return c.Method != "history" || c.Limit == nil || *c.Limit >= 0
 }
 
 // exchange starts a gateway, sends msgs over one connection followed by
