@@ -406,12 +406,10 @@ func (sess *session) awaitRoom() bool {
 // stuck for the write timeout cuts the connection as always.
 func (sess *session) closeFlushed(code websocket.StatusCode, reason, metricReason string) {
 	sess.mu.Lock()
-	if sess.closing {
+	if !sess.startClosingLocked(metricReason) {
 		sess.mu.Unlock()
 		return
 	}
-	sess.closing = true
-	sess.srv.metrics.disconnects.With(metricReason).Inc()
 	if sess.out.writing {
 		sess.out.closeAfter = &closeRequest{code, reason}
 		sess.mu.Unlock()

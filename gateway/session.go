@@ -59,7 +59,13 @@ type session struct {
 	mu      sync.Mutex // guards what follows, and the outbound queue
 	subs    map[string]*subscription
 	closing bool
-	out     outbound
+	// endReason is why the session is closing, counted in
+	// duplex_disconnects_total by the call that recorded it; "" until
+	// then, also after a failed write set closing without a reason, so
+	// that finish counts the reason of the read error. Every session that
+	// ends is counted once, whichever way.
+	endReason string
+	out       outbound
 }
 
 // subscription is a session's subscription to one channel.
@@ -150,14 +156,13 @@ func (sess *session) resume() {
 func (sess *session) finish(err error) {
 	srv := sess.srv
 	sess.mu.Lock()
-	first := !sess.closing
 	sess.closing = true
+	if sess.endReason == "" {
+		sess.countEndLocked(endReason(err))
+	}
 	subs := sess.subs
 	sess.subs = nil
 	sess.mu.Unlock()
-	if first {
-		srv.metrics.disconnects.With(endReason(err)).Inc()
-	}
 	sess.conn.CloseNow()
 	for channel, sub := range subs {
 		sess.leave(channel, sub)
@@ -284,14 +289,12 @@ func (sess *session) isClosing() bool {
 // labels the disconnect metric. It does not block.
 func (sess *session) close(code websocket.StatusCode, reason, metricReason string) {
 	sess.mu.Lock()
-	if sess.closing {
+	if !sess.startClosingLocked(metricReason) {
 		sess.mu.Unlock()
 		return
 	}
-	sess.closing = true
 	sess.mu.Unlock()
 	srv := sess.srv
-	srv.metrics.disconnects.With(metricReason).Inc()
 	srv.wg.Add(1)
 	go func() {
 		defer srv.wg.Done()
@@ -299,16 +302,32 @@ func (sess *session) close(code websocket.StatusCode, reason, metricReason strin
 	}()
 }
 
+// startClosingLocked marks the session closing for reason, the label of
+// duplex_disconnects_total, and counts it, unless it already is closing;
+// it reports whether it did. The caller holds mu.
+func (sess *session) startClosingLocked(reason string) bool {
+	if sess.closing {
+		return false
+	}
+	sess.closing = true
+	sess.countEndLocked(reason)
+	return true
+}
+
+// countEndLocked counts the end of the session for reason: as soon as the
+// server decides to close, so the count does not wait out a closing
+// handshake. The caller holds mu.
+func (sess *session) countEndLocked(reason string) {
+	sess.endReason = reason
+	sess.srv.metrics.disconnects.With(reason).Inc()
+}
+
 // closeNow closes the connection without a handshake, for a connection
 // that cannot take one (its writes are stuck).
 func (sess *session) closeNow(metricReason string) {
 	sess.mu.Lock()
-	first := !sess.closing
-	sess.closing = true
+	sess.startClosingLocked(metricReason)
 	sess.mu.Unlock()
-	if first {
-		sess.srv.metrics.disconnects.With(metricReason).Inc()
-	}
 	sess.srv.wg.Add(1)
 	go func() {
 		defer sess.srv.wg.Done()
