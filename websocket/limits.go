@@ -29,13 +29,19 @@ const (
 	fragmentPerBytes    = 256
 )
 
-// RateLimit bounds what a peer may send, as two token buckets: every frame,
+// RateLimit bounds what a peer may send, as token buckets: every frame,
 // control frames included, takes one token of Frames per second (with
-// bursts of FrameBurst), and its bytes on the wire, header included, as
-// many of Bytes per second (with bursts of ByteBurst). A peer over either
-// fails the connection with StatusPolicyViolation (ErrRateLimited). It is
-// checked every few frames, not at each, so that it costs nearly nothing:
-// a peer may overrun a burst by a sixteenth of it before it is caught.
+// bursts of FrameBurst); every control frame (ping, pong, close) also takes
+// one of Controls per second (with bursts of ControlBurst); and its bytes on
+// the wire, header included, take as many of Bytes per second (with bursts
+// of ByteBurst). A peer over any fails the connection with
+// StatusPolicyViolation (ErrRateLimited). It is checked every few frames,
+// not at each, so that it costs nearly nothing: a peer may overrun a burst
+// by a sixteenth of it before it is caught.
+//
+// Controls is what tells a ping flood from a fast client: each ping costs
+// this endpoint a pong write, and a peer has no need for more than a few a
+// second, while a busy client may send tens of thousands of data frames.
 //
 // The zero value sets no limit.
 type RateLimit struct {
@@ -43,6 +49,11 @@ type RateLimit struct {
 	Frames float64
 	// FrameBurst default: Frames, at least 1.
 	FrameBurst int
+	// Controls: control frames per second. Default: 0, no limit beyond
+	// Frames.
+	Controls float64
+	// ControlBurst default: Controls, at least 1.
+	ControlBurst int
 	// Bytes per second. Default: 0, no limit.
 	Bytes float64
 	// ByteBurst must hold the largest frame the peer may send, which is
@@ -105,13 +116,14 @@ func (c *Conn) checkFragments() error {
 // settles them against the buckets, reading the clock, only every so many,
 // so that the common frame costs two additions and a compare.
 type readRate struct {
-	limit  RateLimit
-	frames bucket
-	bytes  bucket
+	limit    RateLimit
+	frames   bucket
+	controls bucket
+	bytes    bucket
 	// Charged since the last settlement, and how much makes one due.
-	owedFrames, owedBytes     int64
-	settleFrames, settleBytes int64
-	last                      time.Time
+	owedFrames, owedControls, owedBytes       int64
+	settleFrames, settleControls, settleBytes int64
+	last                                      time.Time
 }
 
 // bucket is a token bucket measured in tokens, refilled at rate per
@@ -121,10 +133,10 @@ type bucket struct {
 }
 
 func newReadRate(l RateLimit) *readRate {
-	if !(l.Frames > 0) && !(l.Bytes > 0) {
+	if !(l.Frames > 0) && !(l.Controls > 0) && !(l.Bytes > 0) {
 		return nil
 	}
-	r := &readRate{limit: l, last: time.Now(), settleFrames: 1 << 62, settleBytes: 1 << 62}
+	r := &readRate{limit: l, last: time.Now(), settleFrames: 1 << 62, settleControls: 1 << 62, settleBytes: 1 << 62}
 	if l.Frames > 0 {
 		burst := float64(l.FrameBurst)
 		if l.FrameBurst <= 0 {
@@ -132,6 +144,14 @@ func newReadRate(l RateLimit) *readRate {
 		}
 		r.frames = bucket{rate: l.Frames, burst: burst, tokens: burst}
 		r.settleFrames = int64(max(1, burst/16))
+	}
+	if l.Controls > 0 {
+		burst := float64(l.ControlBurst)
+		if l.ControlBurst <= 0 {
+			burst = max(l.Controls, 1)
+		}
+		r.controls = bucket{rate: l.Controls, burst: burst, tokens: burst}
+		r.settleControls = int64(max(1, burst/16))
 	}
 	if l.Bytes > 0 {
 		burst := float64(l.ByteBurst)
@@ -144,12 +164,15 @@ func newReadRate(l RateLimit) *readRate {
 	return r
 }
 
-// charge counts one frame of n bytes on the wire. It reports false when the
-// peer is over a limit.
-func (r *readRate) charge(n int64) bool {
+// charge counts one frame of n bytes on the wire, a control frame if
+// control. It reports false when the peer is over a limit.
+func (r *readRate) charge(n int64, control bool) bool {
 	r.owedFrames++
 	r.owedBytes += n
-	if r.owedFrames < r.settleFrames && r.owedBytes < r.settleBytes {
+	if control {
+		r.owedControls++
+	}
+	if r.owedFrames < r.settleFrames && r.owedBytes < r.settleBytes && r.owedControls < r.settleControls {
 		return true
 	}
 	return r.settle()
@@ -160,8 +183,12 @@ func (r *readRate) settle() bool {
 	now := time.Now()
 	elapsed := now.Sub(r.last).Seconds()
 	r.last = now
-	ok := r.frames.take(elapsed, r.owedFrames) && r.bytes.take(elapsed, r.owedBytes)
-	r.owedFrames, r.owedBytes = 0, 0
+	// Every bucket is refilled and charged, so that each stays true to the
+	// time even when another one is over.
+	ok := r.frames.take(elapsed, r.owedFrames)
+	ok = r.controls.take(elapsed, r.owedControls) && ok
+	ok = r.bytes.take(elapsed, r.owedBytes) && ok
+	r.owedFrames, r.owedControls, r.owedBytes = 0, 0, 0
 	return ok
 }
 
@@ -178,6 +205,8 @@ func (b *bucket) take(elapsed float64, n int64) bool {
 func (r *readRate) exceeded() *ProtocolError {
 	reason := "read rate exceeded"
 	switch {
+	case r.controls.rate != 0 && r.controls.tokens < 0:
+		reason = "more than " + strconv.FormatFloat(r.limit.Controls, 'g', -1, 64) + " control frames per second"
 	case r.frames.rate != 0 && r.frames.tokens < 0:
 		reason = "more than " + strconv.FormatFloat(r.limit.Frames, 'g', -1, 64) + " frames per second"
 	case r.bytes.rate != 0 && r.bytes.tokens < 0:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -316,6 +317,26 @@ func TestReadRate(t *testing.T) {
 			err := <-drainUntilError(c)
 			wantLimitFailure(t, err, ErrRateLimited, peer)
 		})
+		// Controls tells a ping flood from a fast client: as many data
+		// frames pass.
+		t.Run("pings over Controls", func(t *testing.T) {
+			c, peer := newRawPeer(t, client, &sideOptions{ReadRate: RateLimit{Controls: 100, ControlBurst: 100}, CloseTimeout: fastClose})
+			flood(peer, frame.OpPing, []byte("p"), 1000)
+			_, _, err := c.Read(context.Background())
+			wantLimitFailure(t, err, ErrRateLimited, peer)
+			if !strings.Contains(err.Error(), "control frames") {
+				t.Errorf("error %q does not name the control-frame rate", err)
+			}
+		})
+		t.Run("data under Controls", func(t *testing.T) {
+			c, peer := newRawPeer(t, client, &sideOptions{ReadRate: RateLimit{Controls: 100, ControlBurst: 100}, CloseTimeout: fastClose})
+			flood(peer, frame.OpBinary, []byte("d"), 1000)
+			for i := range 1000 {
+				if _, _, err := c.Read(context.Background()); err != nil {
+					t.Fatalf("data message %d under a control-frame rate: %v", i, err)
+				}
+			}
+		})
 		t.Run("within", func(t *testing.T) {
 			c, peer := newRawPeer(t, client, &sideOptions{ReadRate: RateLimit{Frames: 100, FrameBurst: 100, Bytes: 64 << 10, ByteBurst: 64 << 10}, CloseTimeout: fastClose})
 			flood(peer, frame.OpPing, []byte("p"), 50)
@@ -336,11 +357,11 @@ func TestReadRateBuckets(t *testing.T) {
 		t.Fatalf("settles every %d frames, want 2", r.settleFrames)
 	}
 	for i := range 32 {
-		if !r.charge(2) {
+		if !r.charge(2, false) {
 			t.Fatalf("frame %d of a burst of 32 refused", i)
 		}
 	}
-	if r.charge(2) && r.charge(2) {
+	if r.charge(2, false) && r.charge(2, false) {
 		t.Fatal("frames past the burst accepted")
 	}
 	if newReadRate(RateLimit{}) != nil {

@@ -501,7 +501,7 @@ func (c *Conn) readFrameHeader() (frame.Header, frame.Opcode, error) {
 		}
 		n = total
 	}
-	if c.rate != nil && !c.rate.charge(wire) {
+	if c.rate != nil && !c.rate.charge(wire, op.IsControl()) {
 		return h, 0, c.fail(c.rate.exceeded())
 	}
 	c.br.Discard(n)

@@ -18,20 +18,24 @@ import (
 // otherwise: 64 MiB. Messages are streamed, so a large limit costs no memory.
 const DefaultEchoReadLimit = 64 << 20
 
-// DefaultEchoFrameRate is how many frames per second, control frames
-// included, a connection of duplex echo may send unless --frame-rate says
-// otherwise (with bursts of as many); a connection over it is closed with
-// 1008. A ping costs the server a pong write, so a client that pings as
-// fast as the server answers took a core and the latency of every other
+// DefaultEchoControlRate is how many control frames (pings, pongs, closes)
+// per second a connection of duplex echo may send unless --control-rate
+// says otherwise (with bursts of as many); a connection over it is closed
+// with 1008. A ping costs the server a pong write, so a client that pings
+// as fast as the server answers took a core and the latency of every other
 // client: on the 2-core test machines, four such connections made some
-// 35,000 pings a second each, and the healthy client's p99 went from 3 to
-// over 100 ms with a limit of 20,000. The websocket package counts data
-// and control frames alike, so the limit cannot tell a fast client from a
-// ping flood. duplex bench with its default 10 connections sent about
-// 3,800 messages a second on each on the same machines, well under it;
-// a single connection sending each message on the echo of the last made
-// 15,000 to 26,000, over it, and needs --frame-rate 0.
-const DefaultEchoFrameRate = 10000
+// 35,000 pings a second each. A client has no use for more than a few
+// pings a second, while a fast one sends tens of thousands of messages (a
+// single connection of duplex bench, each message on the echo of the last,
+// made 15,000 to 26,000 a second): the control-frame rate tells the two
+// apart, which a limit on all frames could not.
+const DefaultEchoControlRate = 100
+
+// DefaultEchoFrameRate is how many frames per second, data and control, a
+// connection of duplex echo may send unless --frame-rate says otherwise:
+// a backstop far above what a client on loopback reaches (see
+// DefaultEchoControlRate).
+const DefaultEchoFrameRate = 100000
 
 // EchoServer is a WebSocket server that sends every data message back to
 // its sender with the same type, on every path. It streams each message

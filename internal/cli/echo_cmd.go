@@ -22,6 +22,8 @@ type echoFlags struct {
 	closeTimeout   time.Duration
 	frameRate      float64
 	frameBurst     int
+	controlRate    float64
+	controlBurst   int
 	byteRate       float64
 	byteBurst      int
 
@@ -54,15 +56,13 @@ Browsers may connect only from pages of the server's own host unless
 connect with the user's cookies (cross-site WebSocket hijacking): use it
 only where nothing is worth protecting.
 
-Each connection may send --frame-rate frames a second, pings and other
-control frames included (10000 by default, in bursts of as many), and
---byte-rate bytes a second (no limit by default); one over either is
-closed with 1008. A ping costs the server a pong, so without the limit a
-client pinging as fast as it can takes a core and the latency of everyone
-else. One or two connections that each send every message on the echo of
-the last, as fast as the round trips allow (duplex bench -c 1), may go
-faster than that on loopback: raise --frame-rate or set it to 0 to
-measure them.
+Each connection may send --control-rate pings, pongs and closes a second
+(100 by default, in bursts of as many), --frame-rate frames a second of
+any kind (100000), and --byte-rate bytes a second (no limit by default);
+one over any is closed with 1008. A ping costs the server a pong, so
+without the limit a client pinging as fast as it can takes a core and the
+latency of everyone else; a client sending data as fast as it can is
+echoed.
 
 --compress agrees on permessage-deflate (RFC 7692) with clients that offer
 it. "no-context" compresses each message on its own and keeps nothing
@@ -93,6 +93,9 @@ the defaults.`,
 	fl.Float64Var(&f.frameRate, "frame-rate", DefaultEchoFrameRate,
 		"frames a connection may send per `second`, pings included; over it the\nconnection is closed with 1008 (see above); 0 for no limit")
 	fl.IntVar(&f.frameBurst, "frame-burst", 0, "frames a connection may send at once, above --frame-rate; 0 for\nas many as --frame-rate")
+	fl.Float64Var(&f.controlRate, "control-rate", DefaultEchoControlRate,
+		"pings, pongs and closes a connection may send per `second`; over it the\nconnection is closed with 1008 (see above); 0 for no limit")
+	fl.IntVar(&f.controlBurst, "control-burst", 0, "control frames a connection may send at once, above --control-rate;\n0 for as many as --control-rate")
 	fl.Float64Var(&f.byteRate, "byte-rate", 0, "bytes a connection may send per `second`, headers included; over it\nthe connection is closed with 1008; 0 for no limit")
 	fl.IntVar(&f.byteBurst, "byte-burst", 0, "bytes a connection may send at once, above --byte-rate, at least its\nlargest frame; 0 for twice --byte-rate, at least 1 MiB")
 	fl.StringVar(&f.compress, "compress", "off", "permessage-deflate `mode`: off, no-context or context (see above)")
@@ -146,13 +149,16 @@ func (f *echoFlags) readRate(changed func(name string) bool) (websocket.RateLimi
 	for _, v := range []struct {
 		flag  string
 		value float64
-	}{{"frame-rate", f.frameRate}, {"frame-burst", float64(f.frameBurst)}, {"byte-rate", f.byteRate}, {"byte-burst", float64(f.byteBurst)}} {
+	}{{"frame-rate", f.frameRate}, {"frame-burst", float64(f.frameBurst)}, {"control-rate", f.controlRate}, {"control-burst", float64(f.controlBurst)}, {"byte-rate", f.byteRate}, {"byte-burst", float64(f.byteBurst)}} {
 		if v.value < 0 {
 			return r, usageError{fmt.Errorf("--%s must be 0 or more, not %v", v.flag, v.value)}
 		}
 	}
 	if f.frameRate == 0 && changed("frame-burst") {
 		return r, usageError{errors.New("--frame-burst needs a --frame-rate")}
+	}
+	if f.controlRate == 0 && changed("control-burst") {
+		return r, usageError{errors.New("--control-burst needs a --control-rate")}
 	}
 	if f.byteRate == 0 && changed("byte-burst") {
 		return r, usageError{errors.New("--byte-burst needs a --byte-rate")}
@@ -161,6 +167,12 @@ func (f *echoFlags) readRate(changed func(name string) bool) (websocket.RateLimi
 		r.Frames, r.FrameBurst = f.frameRate, f.frameBurst
 		if r.FrameBurst == 0 {
 			r.FrameBurst = int(min(max(f.frameRate, 1), 1<<30))
+		}
+	}
+	if f.controlRate > 0 {
+		r.Controls, r.ControlBurst = f.controlRate, f.controlBurst
+		if r.ControlBurst == 0 {
+			r.ControlBurst = int(min(max(f.controlRate, 1), 1<<30))
 		}
 	}
 	if f.byteRate > 0 {

@@ -12,10 +12,10 @@ import (
 
 // TestEchoPingFlood: a client that pings as fast as the server answers
 // took a core of duplex echo for as long as it liked (issue 12, defect 7).
-// With the default flags it is closed with 1008 once it is past the frame
-// rate. It sends five seconds' worth of the default rate, as fast as it
-// can, while it reads the pongs; without a default rate every ping gets
-// its pong and no close comes.
+// With the default flags it is closed with 1008 once it is past the
+// control-frame rate. It sends 50,000 pings, as fast as it can, while it
+// reads the pongs; without a default control rate every ping gets its pong
+// and no close comes.
 func TestEchoPingFlood(t *testing.T) {
 	url := startEchoCommand(t)
 	ctx := testContext(t)
@@ -24,7 +24,7 @@ func TestEchoPingFlood(t *testing.T) {
 	chunk := bytes.Repeat(ping, 1000)
 	writeDone := make(chan error, 1)
 	go func() {
-		for range 5 * DefaultEchoFrameRate / 1000 {
+		for range 50 {
 			if _, err := conn.Write(chunk); err != nil {
 				writeDone <- err // the server closed first
 				return
@@ -33,8 +33,8 @@ func TestEchoPingFlood(t *testing.T) {
 		writeDone <- nil
 	}()
 	code, reason := readCloseSkippingPongs(t, br)
-	if code != websocket.StatusPolicyViolation || !strings.Contains(reason, "frames per second") {
-		t.Errorf("ping flood closed with %d %q, want 1008 for the frame rate", code, reason)
+	if code != websocket.StatusPolicyViolation || !strings.Contains(reason, "control frames per second") {
+		t.Errorf("ping flood closed with %d %q, want 1008 for the control-frame rate", code, reason)
 	}
 	conn.Close()
 	<-writeDone
@@ -74,7 +74,9 @@ func TestEchoRateFlags(t *testing.T) {
 		f    echoFlags
 		want websocket.RateLimit
 	}{
-		{"default", echoFlags{frameRate: DefaultEchoFrameRate}, websocket.RateLimit{Frames: DefaultEchoFrameRate, FrameBurst: DefaultEchoFrameRate}},
+		{"default", echoFlags{frameRate: DefaultEchoFrameRate, controlRate: DefaultEchoControlRate},
+			websocket.RateLimit{Frames: DefaultEchoFrameRate, FrameBurst: DefaultEchoFrameRate, Controls: DefaultEchoControlRate, ControlBurst: DefaultEchoControlRate}},
+		{"control burst", echoFlags{controlRate: 5, controlBurst: 9}, websocket.RateLimit{Controls: 5, ControlBurst: 9}},
 		{"off", echoFlags{}, websocket.RateLimit{}},
 		{"bursts", echoFlags{frameRate: 50, frameBurst: 7, byteRate: 1000, byteBurst: 4 << 20},
 			websocket.RateLimit{Frames: 50, FrameBurst: 7, Bytes: 1000, ByteBurst: 4 << 20}},
@@ -99,6 +101,8 @@ func TestEchoRateUsageErrors(t *testing.T) {
 		{[]string{"--byte-burst", "-5", "--byte-rate", "10"}, "--byte-burst must be 0 or more, not -5"},
 		{[]string{"--frame-rate", "0", "--frame-burst", "10"}, "--frame-burst needs a --frame-rate"},
 		{[]string{"--byte-burst", "10"}, "--byte-burst needs a --byte-rate"},
+		{[]string{"--control-rate", "-2"}, "--control-rate must be 0 or more, not -2"},
+		{[]string{"--control-rate", "0", "--control-burst", "3"}, "--control-burst needs a --control-rate"},
 	} {
 		args := append([]string{"echo", "--listen", "127.0.0.1:0"}, tc.args...)
 		code, stdout, stderr := execute(t, args...)
