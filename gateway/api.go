@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/duplexws/duplex/gateway/broker"
 	"github.com/duplexws/duplex/websocket"
@@ -72,14 +71,6 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	// One object and nothing after it: a second would be ignored silently.
 	if _, err := dec.Token(); err != io.EOF {
 		apiError(w, http.StatusBadRequest, badRequest("body has more than one JSON value"))
-		return
-	}
-	// Data reaches subscribers in text frames, which must be UTF-8 (RFC
-	// 6455 section 8.1): a client fails the connection on anything else,
-	// and would again on each recovery. JSON decoding checks the strings
-	// it decodes, but data is kept raw.
-	if !utf8.Valid(req.Data) {
-		apiError(w, http.StatusBadRequest, badRequest("data is not valid UTF-8"))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)

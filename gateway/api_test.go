@@ -579,3 +579,26 @@ func TestAPIUnsubscribe(t *testing.T) {
 		t.Fatalf("unsubscribe without channel: %d", status)
 	}
 }
+
+// Publish refuses data that is not UTF-8, from the API and from a program
+// that embeds the gateway alike: it would reach subscribers in text
+// frames, which every client must fail (RFC 6455 section 8.1), and again
+// on each recovery.
+func TestPublishRefusesInvalidUTF8(t *testing.T) {
+	ts := newTestServer(t, nil)
+	bad := json.RawMessage("\"\xff\xfe\"")
+	if _, err := ts.Publish(t.Context(), "chat:room", bad); asError(err).Code != ErrBadRequest.Code {
+		t.Fatalf("Publish of invalid UTF-8: %v, want bad request", err)
+	}
+	body := []byte(`{"channel":"chat:room","data":"` + "\xff" + `"}`)
+	req, _ := http.NewRequest("POST", ts.http.URL+"/api/publish", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("API publish of invalid UTF-8: %d, want 400", resp.StatusCode)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/duplexws/duplex/gateway/broker"
 	"github.com/duplexws/duplex/internal/jwt"
@@ -222,6 +223,12 @@ func (s *Server) namespace(channel string) (*Namespace, error) {
 func compactJSON(data []byte) (json.RawMessage, error) {
 	if len(data) == 0 {
 		return nil, badRequest("data is required")
+	}
+	// Data reaches subscribers in text frames, which must be UTF-8 (RFC
+	// 6455 section 8.1): a client fails the connection on anything else,
+	// and would again on each recovery. json.Compact checks syntax only.
+	if !utf8.Valid(data) {
+		return nil, badRequest("data is not valid UTF-8")
 	}
 	var b bytes.Buffer
 	b.Grow(len(data))
