@@ -66,7 +66,7 @@ func (p *pendingConns) init(s *Server) {
 	p.perIP = ratelimit.NewPerKey(s.cfg.Limits.MaxPendingConnectionsPerIP)
 	p.max = s.cfg.Limits.MaxPendingConnections
 	p.tracked = make(map[net.Conn]string)
-	s.metrics.registry.GaugeFunc("duplex_pending_connections",
+	s.metrics.gaugeFunc("duplex_pending_connections",
 		"HTTP connections that have not upgraded to WebSocket: requests in progress, kept-alive and silent connections.",
 		func() float64 { return float64(p.total.Load()) })
 }
@@ -224,7 +224,7 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "metrics are served to loopback clients only (set a metrics token)", http.StatusForbidden)
 		return
 	}
-	s.metrics.registry.Handler().ServeHTTP(w, r)
+	s.metrics.handler.ServeHTTP(w, r)
 }
 
 // authHeader returns what a session keeps of its upgrade request's header

@@ -236,7 +236,7 @@ func TestPendingConnectionCaps(t *testing.T) {
 		t.Fatalf("readyz from another address: %d", st)
 	}
 	other.Close()
-	if n := fs.metrics.limitHits.With(limitPendingConnectionsPerIP).Value(); n != 1 {
+	if n := readValue(fs.metrics.limitHits.With(limitPendingConnectionsPerIP)); n != 1 {
 		t.Errorf("limit hits %v, want 1", n)
 	}
 
@@ -268,7 +268,7 @@ func TestPendingConnectionCaps(t *testing.T) {
 	if !closedWithin(dialFrom(t, "127.0.0.9", fs.addr), 2*time.Second) {
 		t.Fatal("a connection over the total cap was not closed")
 	}
-	if n := fs.metrics.limitHits.With(limitPendingConnections).Value(); n != 1 {
+	if n := readValue(fs.metrics.limitHits.With(limitPendingConnections)); n != 1 {
 		t.Errorf("total limit hits %v, want 1", n)
 	}
 }
@@ -347,7 +347,7 @@ func TestAPIRefusesBrowsers(t *testing.T) {
 	if st, body := apiPost(t, ts.http.URL, "history", msg{"channel": "chat:api"}, nil); st != http.StatusOK || body.num("offset") != 1 {
 		t.Fatalf("history: %d %v, want offset 1", st, body)
 	}
-	if n := ts.metrics.limitHits.With(limitAPIBrowser).Value(); n != 5 {
+	if n := readValue(ts.metrics.limitHits.With(limitAPIBrowser)); n != 5 {
 		t.Errorf("api_browser hits %v, want 5", n)
 	}
 }

@@ -543,8 +543,8 @@ func (sess *session) write(msg []byte, pm *websocket.PreparedMessage, size, line
 	}
 	sess.writeStarted.Store(0)
 	if err == nil {
-		sess.srv.metrics.messagesOut.Add(uint64(lines))
-		sess.srv.metrics.bytesOut.Add(uint64(size))
+		sess.srv.metrics.messagesOut.Add(float64(lines))
+		sess.srv.metrics.bytesOut.Add(float64(size))
 	}
 	return err
 }

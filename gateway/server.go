@@ -112,13 +112,13 @@ func New(cfg Config) (*Server, error) {
 		s.verifier.Close() // stops a JWKS refresh
 		return nil, fmt.Errorf("gateway: starting the broker: %w", err)
 	}
-	s.metrics.registry.GaugeFunc("duplex_draining", "1 while the server drains.", func() float64 {
+	s.metrics.gaugeFunc("duplex_draining", "1 while the server drains.", func() float64 {
 		if s.draining.Load() {
 			return 1
 		}
 		return 0
 	})
-	s.metrics.registry.GaugeFunc("duplex_broker_up", "1 while the broker is reachable.", func() float64 {
+	s.metrics.gaugeFunc("duplex_broker_up", "1 while the broker is reachable.", func() float64 {
 		if s.brokerReady() {
 			return 1
 		}
@@ -583,9 +583,9 @@ type Stats struct {
 func (s *Server) Stats() Stats {
 	m := s.metrics
 	return Stats{
-		Connections:   int(m.connections.Value()),
-		Subscriptions: int(m.subscriptions.Value()),
-		MessagesIn:    m.messagesIn.Value(),
-		MessagesOut:   m.messagesOut.Value(),
+		Connections:   int(readValue(m.connections)),
+		Subscriptions: int(readValue(m.subscriptions)),
+		MessagesIn:    uint64(readValue(m.messagesIn)),
+		MessagesOut:   uint64(readValue(m.messagesOut)),
 	}
 }

@@ -239,7 +239,7 @@ func endReason(err error) string {
 func (sess *session) handleMessage(typ websocket.MessageType, msg []byte) {
 	srv := sess.srv
 	ctx := context.Background()
-	srv.metrics.bytesIn.Add(uint64(len(msg)))
+	srv.metrics.bytesIn.Add(float64(len(msg)))
 	if sess.isClosing() {
 		return // the close handshake is under way; read until it ends
 	}

@@ -1,9 +1,0 @@
-package metrics
-
-import (
-	"testing"
-
-	"github.com/duplexws/duplex/internal/leakcheck"
-)
-
-func TestMain(m *testing.M) { leakcheck.Main(m) }
