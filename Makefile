@@ -14,19 +14,24 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME_SHORT ?= 10000x
 FUZZTIME       ?= 60s
 
-.PHONY: all test fmt-check vet staticcheck unit cluster services web-test interop e2e fuzz-short fuzz vulncheck conformance abuse abuse-short bench bench-gateway bench-gateway-smoke bench-cluster bench-cluster-smoke bench-peers bench-peers-smoke run tools clean
+.PHONY: all test fmt-check tidy-check vet staticcheck unit cluster services web-test interop e2e fuzz-short fuzz vulncheck conformance abuse abuse-short bench bench-gateway bench-gateway-smoke bench-cluster bench-cluster-smoke bench-peers bench-peers-smoke run tools clean
 
 all: test
 
-## test: everything CI checks — formatting, vet, staticcheck, race tests
+## test: everything CI checks — formatting, go mod tidy, vet, staticcheck, race tests
 ## (conformance and the gateway included), the browser client's tests, the
 ## interop matrix, the browser end-to-end tests, a short run of every fuzz
 ## target and the short abuse suite.
-test: fmt-check vet staticcheck unit web-test interop e2e fuzz-short bench-gateway-smoke bench-cluster-smoke abuse-short
+test: fmt-check tidy-check vet staticcheck unit web-test interop e2e fuzz-short bench-gateway-smoke bench-cluster-smoke abuse-short
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+## tidy-check: go.mod and go.sum are what `go mod tidy` makes of the
+## imports (prints the diff and fails otherwise).
+tidy-check:
+	$(GO) mod tidy -diff
 
 vet:
 	$(GO) vet ./...
