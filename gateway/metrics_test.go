@@ -204,6 +204,16 @@ func TestMetricsNegotiation(t *testing.T) {
 		t.Errorf("OpenMetrics exposition has no counter family duplex_disconnects")
 	}
 
+	// Other methods than GET and HEAD are refused (the route is GET's).
+	post, err := http.Post(ts.http.URL+"/metrics", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post.Body.Close()
+	if post.StatusCode != http.StatusMethodNotAllowed || post.Header.Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST /metrics: %s, Allow %q; want 405, GET, HEAD", post.Status, post.Header.Get("Allow"))
+	}
+
 	resp, body = scrape(t, ts.http.URL, "", "gzip")
 	if ce := resp.Header.Get("Content-Encoding"); ce != "gzip" {
 		t.Errorf("accepted gzip, got Content-Encoding %q", ce)
