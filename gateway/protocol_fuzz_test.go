@@ -190,8 +190,8 @@ const fuzzSentinelID = 1<<64 - 1
 // one message each, as a client may batch or not. Each command must get
 // exactly one reply, in order, with its id, either a result or an error
 // of PROTOCOL.md; the connection closes only with a close code a command
-// can cause (4500 for a line that is not a command, 4501, 4005), after
-// some or all of the replies before; pushes are of the documented kinds;
+// can cause (4500 for a line that is not a command, after every reply
+// before it; 4501; 4005), after some or all of the replies before; pushes are of the documented kinds;
 // and both ways of sending get the same replies and the same close.
 func FuzzSessionMessages(f *testing.F) {
 	addCommandSeeds(f)
@@ -252,6 +252,8 @@ func (r *exchangeResult) check(t *testing.T, how string, cmds []command, bad boo
 		t.Fatalf("%s: closed with %d, not a code a command causes", how, r.closed)
 	case r.closed == CloseBadRequest && !bad:
 		t.Fatalf("%s: closed with %d, but every line is a command", how, r.closed)
+	case r.closed == CloseBadRequest && len(r.replies) != len(cmds):
+		t.Fatalf("%s: closed with %d after %d replies to the %d commands before the bad line", how, r.closed, len(r.replies), len(cmds))
 	case len(r.replies) > len(cmds):
 		t.Fatalf("%s: %d replies to %d commands", how, len(r.replies), len(cmds))
 	}

@@ -260,13 +260,15 @@ func (sess *session) handleMessage(typ websocket.MessageType, msg []byte) {
 			sess.closeFlushed(CloseTooManyRequests, "too many requests", reasonMessageRate)
 			return
 		}
+		// A line that is not a command ends the session, after the
+		// replies to the commands before it, as the command rate does.
 		var cmd command
 		if err := json.Unmarshal(line, &cmd); err != nil {
-			sess.close(CloseBadRequest, "bad request: invalid JSON", reasonBadRequest)
+			sess.closeFlushed(CloseBadRequest, "bad request: invalid JSON", reasonBadRequest)
 			return
 		}
 		if cmd.ID == 0 {
-			sess.close(CloseBadRequest, "bad request: command without id", reasonBadRequest)
+			sess.closeFlushed(CloseBadRequest, "bad request: command without id", reasonBadRequest)
 			return
 		}
 		if !sess.awaitRoom() {
