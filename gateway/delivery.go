@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/duplexws/duplex/gateway/broker"
@@ -18,23 +19,33 @@ import (
 // channel the same way, without waiting for the next publication.
 //
 // A history read that fails says nothing of what history holds, so it
-// never becomes a gap: the catch-up tries again with backoff while the
-// broker counts as reachable, and otherwise holds the hole until the link
-// is back (a networked broker resumes deliveries, which reveal the hole,
-// a moment before it has proved the link and reports it back) or the
-// next publication tries again.
+// never becomes a gap: the catch-up tries again with backoff for as long
+// as the broker counts as reachable and the channel has subscribers here
+// (the publications it misses may be the channel's last, so no later one
+// would reveal the hole), and while the broker is known unreachable holds
+// the hole until the link is back (a networked broker resumes deliveries,
+// which reveal the hole, a moment before it has proved the link and
+// reports it back) or the next publication tries again.
 
-// catchUpTimeout bounds one history read made to fill a hole.
+// catchUpTimeout bounds one history read made to fill a hole, from when
+// it may start (see maxCatchUpReads).
 const catchUpTimeout = 3 * time.Second
 
 // A failed catch-up read is tried again after catchUpBackoff, doubling up
-// to catchUpMaxBackoff, for at most catchUpRetryFor; then the hole is
-// held, and the next publication or the link coming back tries again.
+// to catchUpMaxBackoff.
 const (
 	catchUpBackoff    = 50 * time.Millisecond
-	catchUpMaxBackoff = time.Second
-	catchUpRetryFor   = 10 * time.Second
+	catchUpMaxBackoff = 2 * time.Second
 )
+
+// errStopping is a catch-up read's error once the server stops.
+var errStopping = errors.New("gateway: stopping")
+
+// maxCatchUpReads bounds the catch-up reads of a node in flight at once.
+// When the link comes back every channel with subscribers catches up: at
+// 15,000 channels a node, all their reads at once queued behind each other
+// at the broker until each timed out, on a loaded machine again and again.
+const maxCatchUpReads = 16
 
 // HandlePublication implements broker.Handler. It never waits for the
 // broker: a hole is filled by a catch-up of the channel in a goroutine of
@@ -148,7 +159,6 @@ func (s *Server) startCatchUpLocked(ns *Namespace, ch *hubChannel, want broker.P
 // hole held (holdLocked), never reported missing.
 func (s *Server) catchUp(ns *Namespace, ch *hubChannel) {
 	defer s.wg.Done()
-	var failingSince time.Time
 	backoff := catchUpBackoff
 	for idle := 0; ; {
 		ch.deliver.Lock()
@@ -157,10 +167,7 @@ func (s *Server) catchUp(ns *Namespace, ch *hubChannel) {
 		h, err := s.readAfter(ch.name, from)
 		ch.deliver.Lock()
 		if err != nil {
-			if failingSince.IsZero() {
-				failingSince = time.Now()
-			}
-			if s.holdLocked(ch, err, time.Since(failingSince) >= catchUpRetryFor) {
+			if s.holdLocked(ch, err, false) {
 				ch.deliver.Unlock()
 				return
 			}
@@ -175,7 +182,7 @@ func (s *Server) catchUp(ns *Namespace, ch *hubChannel) {
 			backoff = min(2*backoff, catchUpMaxBackoff)
 			continue
 		}
-		failingSince, backoff = time.Time{}, catchUpBackoff
+		backoff = catchUpBackoff
 		s.deliverAfterLocked(ns, ch, h)
 		if newer(ch.last, from) {
 			idle = 0
@@ -204,8 +211,7 @@ func (s *Server) catchUp(ns *Namespace, ch *hubChannel) {
 // holdLocked decides, after a failed history read, whether the catch-up
 // ends holding the hole: when the broker is known unreachable (its
 // coming back catches the channel up), when the channel has no
-// subscribers here any more, or when giveUp says the reads failed long
-// enough. What is missing stays missing until a read succeeds; no gap is
+// subscribers here any more, or when giveUp says so (the server stops). What is missing stays missing until a read succeeds; no gap is
 // pushed for it. ch.deliver is held.
 func (s *Server) holdLocked(ch *hubChannel, err error, giveUp bool) bool {
 	down := s.brokerDown.Load()
@@ -236,6 +242,12 @@ func (s *Server) sleep(d time.Duration) bool {
 // readAfter reads what the channel's stream holds after from, or all of it
 // when from is of another epoch.
 func (s *Server) readAfter(channel string, from broker.Position) (broker.HistoryResult, error) {
+	select {
+	case s.catchUpReads <- struct{}{}:
+		defer func() { <-s.catchUpReads }()
+	case <-s.stop:
+		return broker.HistoryResult{}, errStopping
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
 	defer cancel()
 	if from.Epoch != "" {

@@ -55,6 +55,7 @@ type Server struct {
 
 	presenceDirty dirtySet      // channels with join/leave events to flush
 	stop          chan struct{} // closed by Shutdown: stops the janitor
+	catchUpReads  chan struct{} // a slot for each catch-up read in flight (maxCatchUpReads)
 	stopOnce      sync.Once
 	wg            sync.WaitGroup // every goroutine the server starts
 	connWG        sync.WaitGroup // the sessions, from upgrade to finish
@@ -67,17 +68,18 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:        c,
-		node:       newID(),
-		log:        c.Logger,
-		broker:     c.Broker,
-		namespaces: make(map[string]*Namespace, len(c.Namespaces)),
-		metrics:    newServerMetrics(),
-		hub:        newHub(),
-		perIP:      ratelimit.NewPerKey(c.Limits.MaxConnectionsPerIP),
-		perUser:    ratelimit.NewPerKey(c.Limits.MaxConnectionsPerUser),
-		users:      make(map[string]map[*session]struct{}),
-		stop:       make(chan struct{}),
+		cfg:          c,
+		node:         newID(),
+		log:          c.Logger,
+		broker:       c.Broker,
+		namespaces:   make(map[string]*Namespace, len(c.Namespaces)),
+		metrics:      newServerMetrics(),
+		hub:          newHub(),
+		perIP:        ratelimit.NewPerKey(c.Limits.MaxConnectionsPerIP),
+		perUser:      ratelimit.NewPerKey(c.Limits.MaxConnectionsPerUser),
+		users:        make(map[string]map[*session]struct{}),
+		stop:         make(chan struct{}),
+		catchUpReads: make(chan struct{}, maxCatchUpReads),
 	}
 	s.sessions.init()
 	s.pending.init(s)
