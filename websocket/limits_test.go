@@ -361,7 +361,7 @@ func TestReadRateBuckets(t *testing.T) {
 			t.Fatalf("frame %d of a burst of 32 refused", i)
 		}
 	}
-	if r.charge(2, false) && r.charge(2, false) {
+	if first, second := r.charge(2, false), r.charge(2, false); first && second {
 		t.Fatal("frames past the burst accepted")
 	}
 	if newReadRate(RateLimit{}) != nil {
