@@ -2,6 +2,7 @@ package abuse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -277,7 +279,15 @@ func TestBigUpgradeHeader(t *testing.T) {
 					defer func() { <-sem }()
 					c, status, err := dialWS(ctx, g, attackerIP, big, 0)
 					if err != nil && status == 0 {
-						seen.add("error")
+						// net/http answers 431, closes its side and, half a
+						// second later, the connection, which resets one
+						// still being written to: under load the answer
+						// can be lost with it. Refused all the same.
+						if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) {
+							seen.add("reset")
+						} else {
+							seen.add("error")
+						}
 						return
 					}
 					seen.add(strconv.Itoa(status))
@@ -293,8 +303,9 @@ func TestBigUpgradeHeader(t *testing.T) {
 			for _, c := range open {
 				c.Close()
 			}
-			if n := seen.get("431"); n != conns {
-				t.Errorf("big headers: statuses %s, want 431 for all %d", &seen, conns)
+			// Every request refused, most with the 431 in hand.
+			if n := seen.get("431"); n+seen.get("reset") != conns || n < conns*3/4 {
+				t.Errorf("big headers: statuses %s, want 431 for all %d (some may be lost to a reset)", &seen, conns)
 			}
 			return fmt.Sprintf("%d upgrades with a 1000 KiB header: %s", conns, &seen)
 		}})

@@ -78,15 +78,28 @@ func dialWS(ctx context.Context, g *target, ip net.IP, extra string, rcvbuf int)
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
-	if _, err := io.WriteString(c, upgradeRequest(g.addr, path, extra)); err != nil {
-		c.Close()
-		return nil, 0, err
-	}
+	// The request is written while the response is read, as an HTTP
+	// client does: a server may answer before it has read all of a
+	// request it refuses (431 for a header too large) and then close,
+	// which resets a connection still being written to; the answer came
+	// first.
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(c, upgradeRequest(g.addr, path, extra))
+		wrote <- err
+	}()
 	status, err := c.readResponseHead()
+	if status != 0 {
+		c.SetWriteDeadline(time.Now()) // a refused request need not be sent whole
+	}
+	werr := <-wrote
 	c.SetDeadline(time.Time{})
-	if err != nil {
+	if err == nil && status == 0 {
+		err = werr
+	}
+	if err != nil || (werr != nil && status == http.StatusSwitchingProtocols) {
 		c.Close()
-		return nil, status, err
+		return nil, status, errors.Join(err, werr)
 	}
 	return c, status, nil
 }
