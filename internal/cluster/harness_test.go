@@ -185,16 +185,6 @@ func (c *cluster) newNode() (*testgateway.Node, error) {
 	return testgateway.StartNode(c.ctx, testgateway.NodeOptions{Bin: c.bin, Config: c.config, APIKey: c.apiKey})
 }
 
-// restartNode starts node i again after it was killed; it gets a new port.
-func (c *cluster) restartNode(i int) {
-	c.t.Helper()
-	n, err := c.newNode()
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.nodes[i] = n
-}
-
 // stopNode ends node i, logging its output when the test failed.
 func (c *cluster) stopNode(i int) {
 	n := c.nodes[i]
