@@ -28,10 +28,12 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
-## tidy-check: go.mod and go.sum are what `go mod tidy` makes of the
-## imports (prints the diff and fails otherwise).
+## tidy-check: go.mod and go.sum, the main module's and peers/'s (which
+## requires the main one), are what `go mod tidy` makes of the imports
+## (prints the diff and fails otherwise).
 tidy-check:
 	$(GO) mod tidy -diff
+	cd peers && $(GO) mod tidy -diff
 
 vet:
 	$(GO) vet ./...
