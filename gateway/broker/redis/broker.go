@@ -221,10 +221,24 @@ func (b *Broker) fail(ctx context.Context, op string, err error) error {
 	switch {
 	case b.closed.Load() && (errors.Is(err, rueidis.ErrClosing) || errors.Is(err, net.ErrClosed)):
 		err = broker.ErrClosed
-	case ctx.Err() != nil && !errors.Is(err, ctx.Err()):
-		err = &causeError{ctx.Err(), err}
+	case ctxErr(ctx) != nil && !errors.Is(err, ctxErr(ctx)):
+		err = &causeError{ctxErr(ctx), err}
 	}
 	return &opError{op, err}
+}
+
+// ctxErr is ctx.Err(), or DeadlineExceeded once its deadline has passed
+// even if its timer has not fired yet: a dial bounded by the deadline
+// fails with its own timeout at that instant, and on a loaded machine the
+// context reports its end a little later.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // causeError is a context's error and what the call saw when it ended.
