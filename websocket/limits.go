@@ -136,32 +136,26 @@ func newReadRate(l RateLimit) *readRate {
 	if !(l.Frames > 0) && !(l.Controls > 0) && !(l.Bytes > 0) {
 		return nil
 	}
-	r := &readRate{limit: l, last: time.Now(), settleFrames: 1 << 62, settleControls: 1 << 62, settleBytes: 1 << 62}
-	if l.Frames > 0 {
-		burst := float64(l.FrameBurst)
-		if l.FrameBurst <= 0 {
-			burst = max(l.Frames, 1)
-		}
-		r.frames = bucket{rate: l.Frames, burst: burst, tokens: burst}
-		r.settleFrames = int64(max(1, burst/16))
-	}
-	if l.Controls > 0 {
-		burst := float64(l.ControlBurst)
-		if l.ControlBurst <= 0 {
-			burst = max(l.Controls, 1)
-		}
-		r.controls = bucket{rate: l.Controls, burst: burst, tokens: burst}
-		r.settleControls = int64(max(1, burst/16))
-	}
-	if l.Bytes > 0 {
-		burst := float64(l.ByteBurst)
-		if l.ByteBurst <= 0 {
-			burst = max(l.Bytes, 1<<20)
-		}
-		r.bytes = bucket{rate: l.Bytes, burst: burst, tokens: burst}
-		r.settleBytes = int64(max(1, burst/16))
-	}
+	r := &readRate{limit: l, last: time.Now()}
+	r.frames, r.settleFrames = newBucket(l.Frames, l.FrameBurst, 1)
+	r.controls, r.settleControls = newBucket(l.Controls, l.ControlBurst, 1)
+	r.bytes, r.settleBytes = newBucket(l.Bytes, l.ByteBurst, 1<<20)
 	return r
+}
+
+// newBucket returns the bucket of rate per second with bursts of burst
+// (default: rate, at least minBurst), full, and how many tokens owed make a
+// settlement due: a sixteenth of the burst. A rate of 0 or less is no
+// limit, never settled for.
+func newBucket(rate float64, burst int, minBurst float64) (bucket, int64) {
+	if !(rate > 0) {
+		return bucket{}, 1 << 62
+	}
+	b := float64(burst)
+	if burst <= 0 {
+		b = max(rate, minBurst)
+	}
+	return bucket{rate: rate, burst: b, tokens: b}, int64(max(1, b/16))
 }
 
 // charge counts one frame of n bytes on the wire, a control frame if
