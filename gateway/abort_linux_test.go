@@ -3,17 +3,17 @@ package gateway
 import (
 	"bufio"
 	"context"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/duplexws/duplex/internal/tcpstate"
 )
 
 // TestSlowConsumerAborted: a client closed as a slow consumer left the
@@ -87,22 +87,10 @@ func TestSlowConsumerAborted(t *testing.T) {
 
 // finWait1 counts the sockets on local port in FIN-WAIT-1.
 func finWait1(t *testing.T, port string) int {
-	want, _ := strconv.Atoi(port)
-	data, err := os.ReadFile("/proc/net/tcp")
+	p, _ := strconv.Atoi(port)
+	n, err := tcpstate.Count(p, tcpstate.FinWait1)
 	if err != nil {
 		t.Skipf("no /proc/net/tcp: %v", err)
-	}
-	n := 0
-	for _, line := range strings.Split(string(data), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) < 4 {
-			continue
-		}
-		_, p, ok := strings.Cut(f[1], ":")
-		b, err := hex.DecodeString(p)
-		if ok && err == nil && len(b) == 2 && int(b[0])<<8|int(b[1]) == want && f[3] == "04" {
-			n++
-		}
 	}
 	return n
 }

@@ -3,11 +3,9 @@ package abuse
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duplexws/duplex/internal/tcpstate"
 	"github.com/duplexws/duplex/websocket"
 )
 
@@ -268,24 +267,9 @@ func TestSlowConsumerSocketAborted(t *testing.T) {
 // finWait1 counts the sockets of the listener at addr in FIN-WAIT-1.
 func finWait1(t *testing.T, addr string) int {
 	port, _ := strconv.Atoi(portOf(addr))
-	data, err := os.ReadFile("/proc/net/tcp")
+	n, err := tcpstate.Count(port, tcpstate.FinWait1)
 	if err != nil {
 		t.Skipf("no /proc/net/tcp: %v", err)
-	}
-	n := 0
-	for _, line := range strings.Split(string(data), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) < 4 {
-			continue
-		}
-		_, p, ok := strings.Cut(f[1], ":")
-		b, err := hex.DecodeString(p)
-		if !ok || err != nil || len(b) != 2 {
-			continue
-		}
-		if int(b[0])<<8|int(b[1]) == port && f[3] == "04" { // TCP_FIN_WAIT1
-			n++
-		}
 	}
 	return n
 }
