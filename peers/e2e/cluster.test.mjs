@@ -16,7 +16,10 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { Gateway, buildDuplex, launchChromium, openPage, waitFor, withTimeout } from './harness.mjs';
+import {
+  Gateway, buildDuplex, chatClientId, chatMessages, chatPresence, launchChromium, openPage, say, waitFor, waitForMessage,
+  withTimeout,
+} from './harness.mjs';
 
 const REDIS = process.env.REDIS_SERVER || '/usr/bin/redis-server';
 const SECRET = randomBytes(32).toString('hex');
@@ -122,32 +125,6 @@ async function newContext(t, name) {
   return context;
 }
 
-const chatMessages = (page) => page.$$eval('#messages .msg', (items) => items.map((li) => ({
-  offset: li.dataset.offset,
-  who: li.querySelector('.who').textContent,
-  text: li.lastChild.textContent,
-})));
-
-const chatPresence = (page) => page.$$eval('#presence li', (items) =>
-  items.map((li) => ({ id: li.title, name: li.textContent })).sort((a, b) => a.name.localeCompare(b.name)));
-
-async function chatClientId(page) {
-  const you = await waitFor(async () => (await chatPresence(page)).find((p) => p.name.endsWith(' (you)')),
-    { message: 'the page to list itself as present' });
-  return you.id;
-}
-
-async function say(page, text) {
-  await page.fill('#text', text);
-  await page.press('#text', 'Enter');
-}
-
-function waitForMessage(page, who, text) {
-  return waitFor(async () => {
-    const msgs = await chatMessages(page);
-    return msgs.some((m) => m.who === who && m.text === text) && msgs;
-  }, { message: `${who}: ${text} on ${page.url()}` });
-}
 
 test('cluster: two pages on two nodes chat through Redis', { timeout: 90000 }, async (t) => {
   const [nodeA, nodeB] = nodes;
@@ -184,7 +161,11 @@ test('cluster: two pages on two nodes chat through Redis', { timeout: 90000 }, a
   const aliceSees = await chatMessages(alice);
   const bobSees = await chatMessages(bob);
   assert.deepEqual(aliceSees.map((m) => m.text), want, 'alice: every message once, in order');
-  assert.deepEqual(bobSees, aliceSees, 'both nodes deliver the same messages at the same offsets');
+  // What each page marks as its own (mine) differs; the rest must not.
+  const shared = (msgs) => msgs.map(({ offset, who, text }) => ({ offset, who, text }));
+  assert.deepEqual(shared(bobSees), shared(aliceSees), 'both nodes deliver the same messages at the same offsets');
+  assert.ok(aliceSees.every((m) => m.mine === (m.who === 'alice')) && bobSees.every((m) => m.mine === (m.who === 'bob')),
+    'each page marks its own messages');
   const offsets = aliceSees.map((m) => Number(m.offset));
   for (let i = 1; i < offsets.length; i++) assert.equal(offsets[i], offsets[i - 1] + 1, `offsets ${offsets} are one stream`);
 
@@ -193,7 +174,7 @@ test('cluster: two pages on two nodes chat through Redis', { timeout: 90000 }, a
   const carolContext = await newContext(t, 'carol');
   const carol = await openPage(carolContext, nodeA, '/chat.html');
   await waitForMessage(carol, 'backend', fromBackend);
-  assert.deepEqual(await chatMessages(carol), aliceSees, 'history on node A holds what went through B');
+  assert.deepEqual(shared(await chatMessages(carol)), shared(aliceSees), 'history on node A holds what went through B');
   await waitFor(async () => (await bob.textContent('#count')) === '3', { message: 'carol joining, seen on node B' });
   await carolContext.close();
   await waitFor(async () => (await bob.textContent('#count')) === '2', { message: 'carol leaving, seen on node B' });

@@ -14,8 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
-  Gateway, buildDuplex, canvasPainted, hs256Token, launchChromium, openPage, repoRoot, sleep, waitFor, waitForState,
-  waitSubscribed, withTimeout,
+  Gateway, buildDuplex, canvasPainted, chatClientId, chatMessages, chatPresence, hs256Token, launchChromium, openPage,
+  repoRoot, say, sleep, waitFor, waitForMessage, waitForState, waitSubscribed, withTimeout,
 } from './harness.mjs';
 
 const SCREENSHOTS = join(repoRoot, 'docs', 'screenshots');
@@ -82,36 +82,6 @@ function screenshot(page, name) {
 }
 
 // ---- chat ----
-
-const chatMessages = (page) => page.$$eval('#messages .msg', (items) => items.map((li) => ({
-  offset: li.dataset.offset,
-  who: li.querySelector('.who').textContent,
-  text: li.lastChild.textContent,
-  mine: li.classList.contains('mine'),
-})));
-
-const chatPresence = (page) => page.$$eval('#presence li', (items) =>
-  items.map((li) => ({ id: li.title, name: li.textContent })).sort((a, b) => a.name.localeCompare(b.name)));
-
-/** The page's own client id, which its presence list marks with "(you)". */
-async function chatClientId(page) {
-  const you = await waitFor(async () => (await chatPresence(page)).find((p) => p.name.endsWith(' (you)')),
-    { message: 'the page to list itself as present' });
-  return you.id;
-}
-
-async function say(page, text) {
-  await page.fill('#text', text);
-  await page.press('#text', 'Enter');
-}
-
-/** Waits until page shows the message text by who; returns the page's messages. */
-function waitForMessage(page, who, text) {
-  return waitFor(async () => {
-    const msgs = await chatMessages(page);
-    return msgs.some((m) => m.who === who && m.text === text) && msgs;
-  }, { message: `${who}: ${text}` });
-}
 
 test('chat: two pages see each other\'s messages and presence', { timeout: 60000 }, async (t) => {
   const alice = await openPage(await newContext(t, DESKTOP, 'alice'), gateway, '/chat.html');

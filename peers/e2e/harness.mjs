@@ -230,3 +230,38 @@ export async function waitSubscribed(page, channel, timeout = 15000) {
     throw new Error(`${page.url()}: not subscribed to ${channel}: ${JSON.stringify(seen)}`, { cause: err });
   }
 }
+
+// ---- the chat page (web/chat.html) ----
+
+/** The messages the chat page shows, oldest first. */
+export const chatMessages = (page) => page.$$eval('#messages .msg', (items) => items.map((li) => ({
+  offset: li.dataset.offset,
+  who: li.querySelector('.who').textContent,
+  text: li.lastChild.textContent,
+  mine: li.classList.contains('mine'),
+})));
+
+/** The page's presence list, by name. */
+export const chatPresence = (page) => page.$$eval('#presence li', (items) =>
+  items.map((li) => ({ id: li.title, name: li.textContent })).sort((a, b) => a.name.localeCompare(b.name)));
+
+/** The page's own client id, which its presence list marks with "(you)". */
+export async function chatClientId(page) {
+  const you = await waitFor(async () => (await chatPresence(page)).find((p) => p.name.endsWith(' (you)')),
+    { message: 'the page to list itself as present' });
+  return you.id;
+}
+
+/** Types text into the chat box and sends it. */
+export async function say(page, text) {
+  await page.fill('#text', text);
+  await page.press('#text', 'Enter');
+}
+
+/** Waits until page shows the message text by who; returns the page's messages. */
+export function waitForMessage(page, who, text) {
+  return waitFor(async () => {
+    const msgs = await chatMessages(page);
+    return msgs.some((m) => m.who === who && m.text === text) && msgs;
+  }, { message: `${who}: ${text} on ${page.url()}` });
+}
