@@ -1,11 +1,16 @@
 package abuse
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,120 +26,240 @@ import (
 // round trip is a publication to its own channel until it comes back
 // (command, broker, fan-out, queue, writer); against echo, a message
 // until its echo.
+//
+// It runs in a process of its own (this test binary, started again with
+// DUPLEX_ABUSE_PROBE set; see probeMain), as a healthy client on another
+// machine would: in the test process its reads would wait behind the
+// attacker's goroutines in the Go scheduler, and the server would be
+// charged with the attacker's CPU.
 type probe struct {
 	t       *testing.T
-	g       *target
-	conn    *websocket.Conn
-	stop    chan struct{}
-	done    chan struct{}
+	cmd     *exec.Cmd
+	stdin   io.Closer
+	done    chan struct{} // closed when the process has exited and its output is read
 	mu      sync.Mutex
 	samples []time.Duration
 	errs    []error
+	stopped bool
 }
 
 // probeTimeout is the longest round trip the probe waits for; one that
 // takes longer counts as this long, and as an error.
 const probeTimeout = 5 * time.Second
 
-// probeInterval is the pause between round trips: about 100 a second,
-// enough samples for a p99 and too few to load the server.
-const probeInterval = 10 * time.Millisecond
+// probeInterval is the pause between round trips: at most about 80 a
+// second, enough samples for a p99, too few to load the server, and
+// inside the default command rate (100 a second) that some cases attack.
+const probeInterval = 12 * time.Millisecond
+
+// Environment of the probe process.
+const (
+	probeEnv        = "DUPLEX_ABUSE_PROBE" // "kind url channel source-ip"
+	probeMaxRuntime = 15 * time.Minute     // it exits by itself after this
+)
 
 func (g *target) startProbe(t *testing.T) *probe {
 	t.Helper()
-	ctx := withTimeout(t, 10*time.Second)
-	opts := &websocket.DialOptions{NetDialContext: localDialer(healthyIP).DialContext}
-	url := "ws://" + g.addr + "/"
-	if g.kind == "serve" {
-		opts.Subprotocols = []string{"duplex.v1.json"}
-		url = "ws://" + g.addr + "/ws"
-	}
-	conn, _, err := websocket.Dial(ctx, url, opts)
-	if err != nil {
-		t.Fatalf("healthy client: %v", err)
-	}
-	conn.SetReadLimit(-1)
-	p := &probe{t: t, g: g, conn: conn, stop: make(chan struct{}), done: make(chan struct{})}
 	if g.probeChannel == "" {
 		g.probeChannel = "health:probe"
 	}
+	url := "ws://" + g.addr + "/"
 	if g.kind == "serve" {
-		if err := conn.Write(ctx, websocket.MessageText, []byte(`{"id":1,"method":"connect"}`+"\n"+`{"id":2,"method":"subscribe","channel":"`+g.probeChannel+`"}`)); err != nil {
-			t.Fatal(err)
-		}
-		for replies := 0; replies < 2; {
-			_, data, err := conn.Read(ctx)
-			if err != nil {
-				t.Fatalf("healthy client: %v", err)
-			}
-			if bytes.Contains(data, []byte(`"error"`)) {
-				t.Fatalf("healthy client: %s", data)
-			}
-			replies += bytes.Count(data, []byte(`"id":`))
-		}
+		url = "ws://" + g.addr + "/ws"
 	}
-	go p.loop()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), probeEnv+"="+strings.Join([]string{g.kind, url, g.probeChannel, healthyIP.String()}, " "))
+	cmd.Stderr = os.Stderr
+	cmd.WaitDelay = time.Second
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &probe{t: t, cmd: cmd, stdin: stdin, done: make(chan struct{})}
+	ready := make(chan error, 1)
+	go p.read(stdout, ready)
 	t.Cleanup(p.close)
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("healthy client: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("healthy client: not ready after 20 s")
+	}
 	return p
 }
 
-func (p *probe) close() {
-	select {
-	case <-p.stop:
-	default:
-		close(p.stop)
-	}
-	<-p.done
-	p.conn.CloseNow()
-}
-
-func (p *probe) loop() {
+// read takes the probe process's lines: "ready" or "fail <error>" first,
+// then one per round trip, "<nanoseconds>" or "<nanoseconds> <error>".
+func (p *probe) read(stdout io.Reader, ready chan<- error) {
 	defer close(p.done)
-	t := time.NewTicker(probeInterval)
-	defer t.Stop()
-	for seq := 3; ; seq++ {
-		select {
-		case <-p.stop:
-			return
-		case <-t.C:
+	defer p.cmd.Wait()
+	sc := bufio.NewScanner(stdout)
+	first := true
+	for sc.Scan() {
+		line := sc.Text()
+		if first {
+			first = false
+			if line != "ready" {
+				ready <- errors.New(strings.TrimPrefix(line, "fail "))
+				return
+			}
+			ready <- nil
+			continue
 		}
-		start := time.Now()
-		err := p.roundTrip(seq)
-		d := time.Since(start)
-		p.mu.Lock()
+		ns, msg, _ := strings.Cut(line, " ")
+		n, err := strconv.ParseInt(ns, 10, 64)
 		if err != nil {
-			p.errs = append(p.errs, err)
+			msg = "probe said " + strconv.Quote(line)
+		}
+		d := time.Duration(n)
+		p.mu.Lock()
+		if msg != "" {
+			p.errs = append(p.errs, errors.New(msg))
 			d = max(d, probeTimeout)
 		}
 		p.samples = append(p.samples, d)
 		p.mu.Unlock()
-		if err != nil {
-			return // the connection is unusable
-		}
+	}
+	if first {
+		ready <- errors.New("the probe process exited before it was ready")
+		return
+	}
+	p.mu.Lock()
+	if !p.stopped {
+		p.errs = append(p.errs, errors.New("the probe process exited"))
+	}
+	p.mu.Unlock()
+}
+
+// close stops the probe process (its stdin closes) and waits for it.
+func (p *probe) close() {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	p.stdin.Close()
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
 	}
 }
 
-func (p *probe) roundTrip(seq int) error {
+// probeMain is the probe process: it connects, says "ready", and makes a
+// round trip every probeInterval until its stdin closes.
+func probeMain(spec string) int {
+	f := strings.Fields(spec)
+	if len(f) != 4 {
+		fmt.Printf("fail %s=%q: want kind, URL, channel and source address\n", probeEnv, spec)
+		return 2
+	}
+	kind, url, channel, ip := f[0], f[1], f[2], net.ParseIP(f[3])
+	stop := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		close(stop)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	conn, err := probeDial(ctx, kind, url, channel, ip)
+	cancel()
+	if err != nil {
+		fmt.Printf("fail %v\n", err)
+		return 1
+	}
+	defer conn.CloseNow()
+	out := bufio.NewWriter(os.Stdout)
+	fmt.Fprintln(out, "ready")
+	out.Flush()
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	limit := time.After(probeMaxRuntime)
+	for seq := 3; ; seq++ {
+		select {
+		case <-stop:
+			return 0
+		case <-limit:
+			return 0
+		case <-t.C:
+		}
+		start := time.Now()
+		err := probeRoundTrip(conn, kind, channel, seq)
+		d := time.Since(start)
+		if err != nil {
+			fmt.Fprintf(out, "%d %s\n", d, strings.ReplaceAll(err.Error(), "\n", " "))
+			out.Flush()
+			return 1 // the connection is unusable
+		}
+		fmt.Fprintf(out, "%d\n", d)
+		out.Flush()
+	}
+}
+
+// probeDial connects from ip and, against serve, subscribes to channel.
+func probeDial(ctx context.Context, kind, url, channel string, ip net.IP) (*websocket.Conn, error) {
+	opts := &websocket.DialOptions{NetDialContext: localDialer(ip).DialContext}
+	if kind == "serve" {
+		opts.Subprotocols = []string{"duplex.v1.json"}
+	}
+	conn, _, err := websocket.Dial(ctx, url, opts)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetReadLimit(-1)
+	if kind != "serve" {
+		return conn, nil
+	}
+	if err := conn.Write(ctx, websocket.MessageText, []byte(`{"id":1,"method":"connect"}`+"\n"+`{"id":2,"method":"subscribe","channel":"`+channel+`"}`)); err != nil {
+		conn.CloseNow()
+		return nil, err
+	}
+	for replies := 0; replies < 2; {
+		_, data, err := conn.Read(ctx)
+		if err == nil && bytes.Contains(data, []byte(`"error"`)) {
+			err = fmt.Errorf("%s", data)
+		}
+		if err != nil {
+			conn.CloseNow()
+			return nil, err
+		}
+		replies += bytes.Count(data, []byte(`"id":`))
+	}
+	return conn, nil
+}
+
+func probeRoundTrip(conn *websocket.Conn, kind, channel string, seq int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
-	if p.g.kind != "serve" {
+	if kind != "serve" {
 		msg := []byte("probe " + strconv.Itoa(seq))
-		if err := p.conn.Write(ctx, websocket.MessageText, msg); err != nil {
+		if err := conn.Write(ctx, websocket.MessageText, msg); err != nil {
 			return err
 		}
-		_, data, err := p.conn.Read(ctx)
+		_, data, err := conn.Read(ctx)
 		if err == nil && !bytes.Equal(data, msg) {
 			err = fmt.Errorf("echo %q of %q", data, msg)
 		}
 		return err
 	}
-	cmd := fmt.Sprintf(`{"id":%d,"method":"publish","channel":%q,"data":{"seq":%d}}`, seq, p.g.probeChannel, seq)
-	if err := p.conn.Write(ctx, websocket.MessageText, []byte(cmd)); err != nil {
+	cmd := fmt.Sprintf(`{"id":%d,"method":"publish","channel":%q,"data":{"seq":%d}}`, seq, channel, seq)
+	if err := conn.Write(ctx, websocket.MessageText, []byte(cmd)); err != nil {
 		return err
 	}
 	want := []byte(fmt.Sprintf(`"data":{"seq":%d}`, seq))
 	for {
-		_, data, err := p.conn.Read(ctx)
+		_, data, err := conn.Read(ctx)
 		if err != nil {
 			return err
 		}
@@ -156,14 +281,14 @@ func (p *probe) window() (samples []time.Duration, errs []error) {
 	return samples, errs
 }
 
-// p99 is the 99th percentile of samples.
+// p99 is the 99th percentile of samples, by nearest rank.
 func p99(samples []time.Duration) time.Duration {
 	if len(samples) == 0 {
 		return 0
 	}
 	s := slices.Clone(samples)
 	slices.Sort(s)
-	return s[min(len(s)-1, len(s)*99/100)]
+	return s[(len(s)*99+99)/100-1]
 }
 
 // p99Bound is how high the healthy client's p99 may go during an attack:

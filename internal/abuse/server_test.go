@@ -2,7 +2,6 @@ package abuse
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -372,11 +371,4 @@ func (g *target) alive() {
 		g.t.Fatalf("duplex %s exited: %v; stderr:\n%s", g.kind, g.cmd.ProcessState, g.stderr)
 	default:
 	}
-}
-
-// withTimeout is a context for one step of a case.
-func withTimeout(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }
