@@ -261,3 +261,57 @@ func TestACLUser(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// slowHandler delivers each publication to a Recorder after a pause, as a
+// node that fans out to many clients does.
+type slowHandler struct {
+	*brokertest.Recorder
+	pause time.Duration
+}
+
+func (h slowHandler) HandlePublication(pub *broker.Publication) {
+	time.Sleep(h.pause)
+	h.Recorder.HandlePublication(pub)
+}
+
+// TestBusyIsNotLost: a node that reads its pub/sub connection slowly,
+// because it is busy delivering, has its PING answer queued behind the
+// messages it has not read yet. That is a busy link, not a lost one: it
+// must not be dropped (which loses what Redis had queued for it), and
+// every publication arrives, in order.
+func TestBusyIsNotLost(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	o := testOptions(redis.Options{Addrs: []string{srv.Addr()}})
+	o.HealthInterval, o.HealthTimeout = 50*time.Millisecond, 200*time.Millisecond
+	b, err := redis.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := brokertest.NewRecorder()
+	ctx := context.Background()
+	if err := b.Start(ctx, slowHandler{rec, 10 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	const ch, n = "busy", 150 // 1.5 s of reading, 7 health timeouts
+	if err := b.Subscribe(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if _, err := b.Publish(ctx, ch, []byte(fmt.Sprintf(`{"i":%d}`, i)), nil, broker.PublishOptions{HistorySize: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pubs := rec.WaitPublications(t, ch, n, 20*time.Second)
+	for i, p := range pubs {
+		if p.Position.Offset != uint64(i+1) {
+			t.Fatalf("publication %d has offset %d", i, p.Position.Offset)
+		}
+	}
+	if lost, _ := rec.Links(); lost != 0 {
+		t.Errorf("the link was reported lost %d times while it was busy", lost)
+	}
+	for _, v := range rec.Violations() {
+		t.Errorf("handler contract broken: %s", v)
+	}
+}

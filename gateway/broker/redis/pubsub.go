@@ -3,8 +3,10 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/duplexws/duplex/gateway/broker"
@@ -44,6 +46,8 @@ type shard struct {
 	lost    <-chan error // from SetPubSubHooks: the connection closed
 	moved   bool         // the server unsubscribed by itself (a slot moved)
 	synced  bool         // have covered want on this connection; counted by the Broker
+
+	lastRead atomic.Int64 // Unix nanoseconds when the last message was read, for ping
 }
 
 func newShard(b *Broker, i int, h broker.Handler) *shard {
@@ -147,6 +151,7 @@ func (s *shard) hooks(gen uint64) rueidis.PubSubHooks {
 }
 
 func (s *shard) onMessage(gen uint64, m rueidis.PubSubMessage) {
+	s.lastRead.Store(time.Now().UnixNano())
 	s.deliverMu.Lock()
 	defer s.deliverMu.Unlock()
 	s.mu.RLock()
@@ -292,6 +297,12 @@ func (s *shard) send(ctx context.Context, conn rueidis.DedicatedClient, subscrib
 	return conn.Do(ctx, cmd).Error()
 }
 
+// ping checks the connection with a PING. Its answer comes in order after
+// the messages the server has already sent, so a node that is busy
+// delivering reads it late: a connection whose messages are still being
+// read is busy, not lost, and dropping it would lose what the server had
+// queued for it. The PING fails only when neither its answer nor any
+// message has been read for HealthTimeout.
 func (s *shard) ping() error {
 	s.mu.RLock()
 	conn := s.conn
@@ -299,9 +310,27 @@ func (s *shard) ping() error {
 	if conn == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(s.b.life, s.b.opts.HealthTimeout)
-	defer cancel()
-	return conn.Do(ctx, conn.B().Ping().Build()).Error()
+	timeout := s.b.opts.HealthTimeout
+	ctx, cancel := context.WithCancel(s.b.life)
+	answer := make(chan error, 1)
+	go func() { answer <- conn.Do(ctx, conn.B().Ping().Build()).Error() }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-answer:
+			cancel()
+			return err
+		case <-t.C:
+			if quiet := time.Since(time.Unix(0, s.lastRead.Load())); quiet < timeout {
+				t.Reset(timeout - quiet)
+				continue
+			}
+			cancel()
+			<-answer
+			return fmt.Errorf("no answer to PING and no message for %v: %w", timeout, context.DeadlineExceeded)
+		}
+	}
 }
 
 // run owns the connection from Start to Close.
