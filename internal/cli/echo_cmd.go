@@ -8,24 +8,31 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/duplexws/duplex/websocket"
 )
 
 // echoFlags are the flags of duplex echo.
 type echoFlags struct {
-	listen         string
-	readLimit      int64
+	listen       string
+	readLimit    int64
+	closeTimeout time.Duration
+	frameRate    float64
+	frameBurst   int
+	controlRate  float64
+	controlBurst int
+	byteRate     float64
+	byteBurst    int
+	acceptFlags
+}
+
+// acceptFlags are the handshake and compression flags that the commands
+// which accept connections (echo, listen, exec) share.
+type acceptFlags struct {
 	subprotocols   []string
 	origins        []string
 	insecureOrigin bool
-	closeTimeout   time.Duration
-	frameRate      float64
-	frameBurst     int
-	controlRate    float64
-	controlBurst   int
-	byteRate       float64
-	byteBurst      int
 
 	compress          string
 	serverWindowBits  int
@@ -85,10 +92,7 @@ the defaults.`,
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:9001", "TCP `address` to listen on; port 0 picks a free one")
 	fl.Int64Var(&f.readLimit, "read-limit", DefaultEchoReadLimit,
 		"largest message echoed, in `bytes` (67108864 = 64 MiB); a larger one\ncloses the connection with 1009; -1 for no limit")
-	fl.StringArrayVar(&f.subprotocols, "subprotocol", nil, "subprotocol `name` to accept; repeat it, most preferred first")
-	fl.StringArrayVar(&f.origins, "origin", nil,
-		"also accept browsers from this origin, repeatable: a path.Match `pattern`\nof host[:port], such as \"*.example.com\"")
-	fl.BoolVar(&f.insecureOrigin, "insecure-origin", false, "accept browsers from every origin (dangerous: see above)")
+	f.registerHandshake(fl)
 	fl.DurationVar(&f.closeTimeout, "close-timeout", 5*time.Second, "how long a closing handshake may take before the connection is dropped")
 	fl.Float64Var(&f.frameRate, "frame-rate", DefaultEchoFrameRate,
 		"frames a connection may send per `second`, pings included; over it the\nconnection is closed with 1008 (see above); 0 for no limit")
@@ -98,6 +102,23 @@ the defaults.`,
 	fl.IntVar(&f.controlBurst, "control-burst", 0, "control frames a connection may send at once, above --control-rate;\n0 for as many as --control-rate")
 	fl.Float64Var(&f.byteRate, "byte-rate", 0, "bytes a connection may send per `second`, headers included; over it\nthe connection is closed with 1008; 0 for no limit")
 	fl.IntVar(&f.byteBurst, "byte-burst", 0, "bytes a connection may send at once, above --byte-rate, at least its\nlargest frame; 0 for twice --byte-rate, at least 1 MiB")
+	f.registerCompression(fl)
+	return cmd
+}
+
+// registerHandshake adds --subprotocol, --origin and --insecure-origin to
+// fl. The command's help explains origins and the danger of
+// --insecure-origin.
+func (f *acceptFlags) registerHandshake(fl *pflag.FlagSet) {
+	fl.StringArrayVar(&f.subprotocols, "subprotocol", nil, "subprotocol `name` to accept; repeat it, most preferred first")
+	fl.StringArrayVar(&f.origins, "origin", nil,
+		"also accept browsers from this origin, repeatable: a path.Match `pattern`\nof host[:port], such as \"*.example.com\"")
+	fl.BoolVar(&f.insecureOrigin, "insecure-origin", false, "accept browsers from every origin (dangerous: see above)")
+}
+
+// registerCompression adds --compress and the flags that tune it to fl.
+// The command's help explains the modes and their memory.
+func (f *acceptFlags) registerCompression(fl *pflag.FlagSet) {
 	fl.StringVar(&f.compress, "compress", "off", "permessage-deflate `mode`: off, no-context or context (see above)")
 	fl.IntVar(&f.serverWindowBits, "server-window-bits", 15,
 		"largest window the server compresses with, 8 to 15 `bits`; a client may ask for less")
@@ -106,7 +127,24 @@ the defaults.`,
 	fl.IntVar(&f.compressLevel, "compress-level", 1, "compression `level`, 1 (fastest) to 9 (smallest)")
 	fl.IntVar(&f.compressThreshold, "compress-threshold", websocket.DefaultCompressionThreshold,
 		"messages under this many `bytes` are echoed uncompressed; 0 compresses all\n(a message over 32 KiB is streamed back, always compressed)")
-	return cmd
+}
+
+// acceptOptions checks the handshake and compression flags and returns the
+// options they describe. changed reports whether a flag was given.
+func (f *acceptFlags) acceptOptions(changed func(name string) bool) (websocket.AcceptOptions, error) {
+	if f.insecureOrigin && len(f.origins) > 0 {
+		return websocket.AcceptOptions{}, usageError{errors.New("--origin and --insecure-origin exclude each other")}
+	}
+	compression, err := f.compression(changed)
+	if err != nil {
+		return websocket.AcceptOptions{}, err
+	}
+	return websocket.AcceptOptions{
+		Subprotocols:             f.subprotocols,
+		OriginPatterns:           f.origins,
+		InsecureSkipVerifyOrigin: f.insecureOrigin,
+		Compression:              compression,
+	}, nil
 }
 
 // server checks the flags and builds the server they describe. changed
@@ -118,10 +156,7 @@ func (f *echoFlags) server(logger *slog.Logger, changed func(name string) bool) 
 	if f.closeTimeout <= 0 {
 		return nil, usageError{fmt.Errorf("--close-timeout must be positive, not %v", f.closeTimeout)}
 	}
-	if f.insecureOrigin && len(f.origins) > 0 {
-		return nil, usageError{errors.New("--origin and --insecure-origin exclude each other")}
-	}
-	compression, err := f.compression(changed)
+	accept, err := f.acceptOptions(changed)
 	if err != nil {
 		return nil, err
 	}
@@ -129,15 +164,10 @@ func (f *echoFlags) server(logger *slog.Logger, changed func(name string) bool) 
 	if err != nil {
 		return nil, err
 	}
+	accept.CloseTimeout = f.closeTimeout
+	accept.ReadRate = rate
 	return &EchoServer{
-		Accept: websocket.AcceptOptions{
-			Subprotocols:             f.subprotocols,
-			OriginPatterns:           f.origins,
-			InsecureSkipVerifyOrigin: f.insecureOrigin,
-			CloseTimeout:             f.closeTimeout,
-			Compression:              compression,
-			ReadRate:                 rate,
-		},
+		Accept:    accept,
 		ReadLimit: f.readLimit,
 		Logger:    logger,
 	}, nil
@@ -186,7 +216,7 @@ func (f *echoFlags) readRate(changed func(name string) bool) (websocket.RateLimi
 
 // compression checks the compression flags and returns the options they
 // describe.
-func (f *echoFlags) compression(changed func(name string) bool) (opts websocket.CompressionOptions, err error) {
+func (f *acceptFlags) compression(changed func(name string) bool) (opts websocket.CompressionOptions, err error) {
 	switch f.compress {
 	case "off":
 		for _, name := range compressTuning {

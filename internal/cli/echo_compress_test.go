@@ -261,7 +261,7 @@ func readRawFrame(t *testing.T, br *bufio.Reader) (rsv1 bool, op byte, payload [
 // TestEchoCompressionFlags checks how the flags map onto
 // websocket.CompressionOptions.
 func TestEchoCompressionFlags(t *testing.T) {
-	defaults := echoFlags{compress: "off", serverWindowBits: 15, clientWindowBits: 15, compressLevel: 1, compressThreshold: 128}
+	defaults := echoFlags{acceptFlags: acceptFlags{compress: "off", serverWindowBits: 15, clientWindowBits: 15, compressLevel: 1, compressThreshold: 128}}
 	for _, tc := range []struct {
 		name string
 		edit func(f *echoFlags)
