@@ -116,6 +116,11 @@ func printSummary() {
 	sort.Strings(summary.rows)
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nabuse suite (%s): RSS and Go heap in MiB before / during (max) / after; healthy p99 before / during\n", mode)
+	if os.Geteuid() == 0 {
+		b.WriteString("(server and healthy client at nice -10, the attacker at 0)\n")
+	} else {
+		b.WriteString("(not root: server, healthy client and attacker at one CPU priority)\n")
+	}
 	b.WriteString("| case | result | RSS | heap | p99 |\n|---|---|---|---|---|\n")
 	for _, r := range summary.rows {
 		b.WriteString(r)

@@ -71,7 +71,7 @@ func (g *target) startProbe(t *testing.T) *probe {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(self)
+	cmd := prioritized(self)
 	cmd.Env = append(os.Environ(), probeEnv+"="+strings.Join([]string{g.kind, url, g.probeChannel, healthyIP.String()}, " "))
 	cmd.Stderr = os.Stderr
 	cmd.WaitDelay = time.Second
