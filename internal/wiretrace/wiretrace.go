@@ -150,7 +150,7 @@ func (s *Stream) feedHead(t *Tracer, b []byte) []byte {
 	head := string(s.head[:end-4])
 	s.head = nil
 	for line := range strings.SplitSeq(head, "\r\n") {
-		t.printf("%s %s", s.arrow, redactHeader(line))
+		t.printf("%s %s", s.arrow, RedactHeader(line))
 	}
 	s.afterHead(t, head)
 	return b[end-prev:]
@@ -189,8 +189,10 @@ func (s *Stream) afterHead(t *Tracer, head string) {
 	}
 }
 
-// redactHeader hides the value of a header line that carries credentials.
-func redactHeader(line string) string {
+// RedactHeader hides the value of a header line ("Name: value") that
+// carries credentials: Authorization, Proxy-Authorization, Cookie and
+// Set-Cookie. Other lines are returned as they are.
+func RedactHeader(line string) string {
 	name, value, ok := strings.Cut(line, ":")
 	if !ok {
 		return line
