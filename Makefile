@@ -71,7 +71,7 @@ web-test:
 ## coder) against our server and client; peers/setup.sh installs what is missing.
 interop:
 	./peers/setup.sh
-	cd peers && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+	cd peers && $(GO) vet -tags http2legacy ./... && $(GO) test -race -count=1 -tags http2legacy ./...
 
 ## e2e: duplex.js and the demo pages in Debian's Chromium (playwright-core)
 ## against a real duplex serve (peers/e2e): chat and presence between two

@@ -12,6 +12,7 @@ require (
 	github.com/lxzan/gws v1.8.9
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/redis/rueidis v1.0.80
+	golang.org/x/net v0.62.0
 )
 
 require (
@@ -21,6 +22,7 @@ require (
 	github.com/klauspost/compress v1.20.5 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/text v0.44.0 // indirect
 )
 
 replace github.com/duplexws/duplex => ../

@@ -88,6 +88,20 @@ type AcceptOptions struct {
 // request to a net/http handler and takes over the connection. Headers the
 // handler set on w, such as cookies, go out with the response.
 //
+// A request over HTTP/2 is taken when it is an extended CONNECT (RFC 8441)
+// for websocket: the Conn then runs over the request's stream, with every
+// option as over HTTP/1.1, and Await waits with a goroutine. Such a Conn
+// lives inside its handler: the handler must not return before the Conn
+// has ended (Close, CloseNow, or a Read that failed), since returning ends
+// the stream (END_STREAM, or RST_STREAM if the client has not ended its
+// side); after it has, writes fail. The server must speak HTTP/2 (TLS with
+// "h2" in NextProtos, as http.Server.ServeTLS and ListenAndServeTLS set
+// up) and advertise SETTINGS_ENABLE_CONNECT_PROTOCOL, which Go 1.27's
+// server does only with GODEBUG=http2xconnect=1: import
+// github.com/duplexws/duplex/websocket/http2xconnect in the program, or
+// set it in the environment. Without it browsers open their WebSockets
+// over HTTP/1.1, on connections of their own.
+//
 // A request that is not a valid WebSocket handshake, or whose origin is not
 // allowed, is answered with 400, 403 or 426 and a short plain-text reason,
 // and Accept returns an error saying why. The Conn does not outlive the
@@ -96,6 +110,9 @@ type AcceptOptions struct {
 func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn, error) {
 	if opts == nil {
 		opts = &AcceptOptions{}
+	}
+	if r.ProtoMajor == 2 {
+		return acceptHTTP2(w, r, opts)
 	}
 	if status, reason := checkClientHandshake(r); status != 0 {
 		if status == http.StatusUpgradeRequired {

@@ -62,6 +62,23 @@ type DialOptions struct {
 	// Compression configures permessage-deflate (RFC 7692): what to offer.
 	// The server may decline it. Default: disabled, nothing offered.
 	Compression CompressionOptions
+
+	// HTTP2Transport, when set, makes Dial open the WebSocket as a stream
+	// of an HTTP/2 connection (RFC 8441): it sends the extended CONNECT
+	// request through this transport, and Conns dialled through one
+	// transport share its connections to a server, as its requests do.
+	// TLS, proxies and dialling are then the transport's: TLSConfig and
+	// NetDialContext must be nil, and HTTPClient lends only its Jar and
+	// Timeout. Dial fails, saying so, when the server did not advertise
+	// SETTINGS_ENABLE_CONNECT_PROTOCOL; it does not fall back to HTTP/1.1.
+	//
+	// The transport must send a CONNECT request whose Header holds
+	// ":protocol" as that pseudo-header, and return the response once its
+	// headers arrive with the stream open both ways. net/http's Transport
+	// cannot in Go 1.27 (it refuses the header name); golang.org/x/net/http2's
+	// Transport can when built with the http2legacy tag (without it, in Go
+	// 1.27, it hands requests to net/http's). Default: nil, HTTP/1.1.
+	HTTP2Transport http.RoundTripper
 }
 
 // Dial opens a WebSocket connection to a ws:// or wss:// URL (http:// and
@@ -84,6 +101,19 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	if client == nil {
 		client = http.DefaultClient
 	}
+	for _, p := range opts.Subprotocols {
+		if !isToken(p) {
+			return nil, nil, errors.New("websocket: subprotocol " + quote(p) + " is not an HTTP token")
+		}
+	}
+	if opts.HTTP2Transport != nil {
+		if client.Timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, client.Timeout)
+			defer cancel()
+		}
+		return dialHTTP2(ctx, u, client, opts.HTTP2Transport, opts)
+	}
 	transport := http.DefaultTransport.(*http.Transport)
 	if client.Transport != nil {
 		var ok bool
@@ -95,11 +125,6 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, client.Timeout)
 		defer cancel()
-	}
-	for _, p := range opts.Subprotocols {
-		if !isToken(p) {
-			return nil, nil, errors.New("websocket: subprotocol " + quote(p) + " is not an HTTP token")
-		}
 	}
 
 	netConn, err := dialNet(ctx, u, transport, opts)
