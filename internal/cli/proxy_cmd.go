@@ -25,6 +25,7 @@ type proxyFlags struct {
 	insecure   bool
 	caFile     string
 	json       bool
+	maxShown   int
 	record     string
 	quiet      bool
 	filters    []string
@@ -58,8 +59,8 @@ upgrades (a page, its scripts) are passed on too, each printed on one line.
 Each frame is printed as
   TIME #CONN DIR OPCODE [fin] [rsv1] len=N: PAYLOAD
 where DIR is "in" from the client to the server and "out" from the server
-to the client, and the payload is text as it is, binary in hex, and close
-frames as their code and reason. With permessage-deflate, the message is
+to the client, and the payload is text as it is, binary in hex (the first
+--max-shown bytes of either), and close frames as their code and reason. With permessage-deflate, the message is
 inflated for display on its last frame, following each direction's context
 takeover and window; a message that does not inflate is printed as such
 and the relay goes on. Credential headers (Authorization, Cookie and their
@@ -105,6 +106,7 @@ both ends of every connection and exits with status 0.`,
 	fl.BoolVar(&f.insecure, "insecure", false, "accept any TLS certificate of the server of a wss:// --to (dangerous)")
 	fl.StringVar(&f.caFile, "ca", "", "trust the CA certificates in this PEM `file` for a wss:// --to, instead\nof the system's")
 	fl.BoolVar(&f.json, "json", false, "print JSON payloads indented")
+	fl.IntVar(&f.maxShown, "max-shown", 4096, "print at most this many `bytes` of each payload, then how many more\nthere are; 0 prints them whole")
 	fl.StringVar(&f.record, "record", "", "write every handshake and frame to this `file` as JSON lines")
 	fl.BoolVar(&f.quiet, "quiet", false, "print nothing but the listening line (with --record)")
 	fl.StringArrayVar(&f.filters, "filter", nil, "print only the frames that match `KEY=VALUE`; repeatable (see above)")
@@ -156,6 +158,9 @@ func (f *proxyFlags) config() (*proxyConfig, error) {
 	}
 	if f.quiet && f.record == "" {
 		return nil, usageError{errors.New("--quiet prints nothing: it needs --record")}
+	}
+	if f.maxShown < 0 {
+		return nil, usageError{fmt.Errorf("--max-shown must be 0 or more bytes, not %d", f.maxShown)}
 	}
 	if f.readLimit <= 0 {
 		return nil, usageError{fmt.Errorf("--read-limit must be a positive number of bytes, not %d", f.readLimit)}
@@ -239,7 +244,7 @@ func runProxy(cmd *cobra.Command, f *proxyFlags) error {
 	p := &proxy{
 		cfg:         cfg,
 		upstreamTLS: upstreamTLS,
-		printer:     newFramePrinter(out, cfg.json, cfg.quiet, cfg.filter),
+		printer:     newFramePrinter(out, cfg.json, f.maxShown, cfg.quiet, cfg.filter),
 		rec:         rec,
 		logger:      slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 	}

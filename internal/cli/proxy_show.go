@@ -265,15 +265,16 @@ func (f frameFilter) match(ev *frameEvent) bool {
 // payload indented with --json may take more). It is safe for concurrent
 // use: each connection's two readers print through it.
 type framePrinter struct {
-	mu     sync.Mutex
-	w      io.Writer
-	json   bool
-	quiet  bool
-	filter frameFilter
+	mu       sync.Mutex
+	w        io.Writer
+	json     bool
+	maxShown int // bytes of a payload printed; 0 for all
+	quiet    bool
+	filter   frameFilter
 }
 
-func newFramePrinter(w io.Writer, json, quiet bool, filter frameFilter) *framePrinter {
-	return &framePrinter{w: w, json: json, quiet: quiet, filter: filter}
+func newFramePrinter(w io.Writer, json bool, maxShown int, quiet bool, filter frameFilter) *framePrinter {
+	return &framePrinter{w: w, json: json, maxShown: maxShown, quiet: quiet, filter: filter}
 }
 
 // clockStamp is the time at the start of each line.
@@ -377,7 +378,7 @@ func (p *framePrinter) payloadText(ev *frameEvent) string {
 		}
 		return fmt.Sprintf("code=%s reason=%q", describeCode(websocket.StatusCode(code)), reason)
 	case ev.h.Opcode.IsControl():
-		return hex.EncodeToString(ev.payload)
+		return hex.EncodeToString(ev.payload) // at most 125 bytes
 	case ev.compressed && !ev.h.Fin:
 		return "(compressed; inflated on the last frame)"
 	case ev.compressed && ev.inflateErr != "":
@@ -391,16 +392,26 @@ func (p *framePrinter) payloadText(ev *frameEvent) string {
 // body formats a data payload: text as it is (JSON indented with --json),
 // binary in hex.
 func (p *framePrinter) body(op frame.Opcode, b []byte) string {
-	if op != frame.OpText {
-		return hex.EncodeToString(b)
+	more := ""
+	if p.maxShown > 0 && len(b) > p.maxShown {
+		cut := p.maxShown
+		if op == frame.OpText {
+			for cut > 0 && !utf8.RuneStart(b[cut]) {
+				cut-- // not inside a character
+			}
+		}
+		b, more = b[:cut], fmt.Sprintf("… (%d more bytes)", len(b)-cut)
 	}
-	if p.json && json.Valid(b) {
+	if op != frame.OpText {
+		return hex.EncodeToString(b) + more
+	}
+	if p.json && more == "" && json.Valid(b) {
 		var out bytes.Buffer
 		if json.Indent(&out, b, "", "  ") == nil {
 			return out.String()
 		}
 	}
-	return string(b)
+	return string(b) + more
 }
 
 // event prints a line about a connection.
