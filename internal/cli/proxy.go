@@ -167,13 +167,17 @@ func (p *proxy) upstreamRequest(r *http.Request) *http.Request {
 	if _, ok := h["User-Agent"]; !ok {
 		h["User-Agent"] = []string{""} // Request.Write would send Go's own otherwise
 	}
+	host := p.cfg.target.Host
+	if p.cfg.keepHost {
+		host = r.Host
+	}
 	return &http.Request{
 		Method:     http.MethodGet,
 		URL:        u,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Host:       p.cfg.target.Host,
+		Host:       host,
 		Header:     h,
 	}
 }
@@ -236,6 +240,9 @@ func (p *proxy) forwardHTTP(w http.ResponseWriter, r *http.Request) {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(&target)
+			if p.cfg.keepHost {
+				pr.Out.Host = pr.In.Host
+			}
 		},
 		Transport: &http.Transport{TLSClientConfig: p.upstreamTLS, Proxy: nil},
 		ModifyResponse: func(resp *http.Response) error {

@@ -24,6 +24,7 @@ type proxyFlags struct {
 	tlsServer  tlsServerFlags
 	insecure   bool
 	caFile     string
+	keepHost   bool
 	json       bool
 	maxShown   int
 	record     string
@@ -51,7 +52,9 @@ and extensions, so the client and the server negotiate end to end: a
 compressed session stays compressed, and the proxy relays the frames as they
 are, masked and compressed, without re-encoding them. Hop-by-hop headers
 (Connection, Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding) are
-dropped; the Host header names the server of --to. When --to has a path
+dropped; the Host header names the server of --to (with --keep-host, the
+client's Host is passed on: a server that checks a browser's Origin against
+its Host then accepts pages loaded through the proxy). When --to has a path
 other than "/", every connection goes to that path and query; otherwise the
 client's path and query are passed on. Requests that are not WebSocket
 upgrades (a page, its scripts) are passed on too, each printed on one line.
@@ -60,10 +63,10 @@ Each frame is printed as
   TIME #CONN DIR OPCODE [fin] [rsv1] len=N: PAYLOAD
 where DIR is "in" from the client to the server and "out" from the server
 to the client, and the payload is text as it is, binary in hex (the first
---max-shown bytes of either), and close frames as their code and reason. With permessage-deflate, the message is
-inflated for display on its last frame, following each direction's context
-takeover and window; a message that does not inflate is printed as such
-and the relay goes on. Credential headers (Authorization, Cookie and their
+--max-shown bytes of either), and close frames as their code and reason.
+With permessage-deflate, the message is inflated for display on its last
+frame, following each direction's context takeover and window; a message
+that does not inflate is printed as such and the relay goes on. Credential headers (Authorization, Cookie and their
 kin) are hidden, as connect --trace hides them.
 
 --filter KEY=VALUE chooses the frames printed; repeat it. Values of the same
@@ -105,6 +108,7 @@ both ends of every connection and exits with status 0.`,
 	f.tlsServer.register(fl)
 	fl.BoolVar(&f.insecure, "insecure", false, "accept any TLS certificate of the server of a wss:// --to (dangerous)")
 	fl.StringVar(&f.caFile, "ca", "", "trust the CA certificates in this PEM `file` for a wss:// --to, instead\nof the system's")
+	fl.BoolVar(&f.keepHost, "keep-host", false, "pass the client's Host header on instead of the host of --to (see above)")
 	fl.BoolVar(&f.json, "json", false, "print JSON payloads indented")
 	fl.IntVar(&f.maxShown, "max-shown", 4096, "print at most this many `bytes` of each payload, then how many more\nthere are; 0 prints them whole")
 	fl.StringVar(&f.record, "record", "", "write every handshake and frame to this `file` as JSON lines")
@@ -124,6 +128,7 @@ both ends of every connection and exits with status 0.`,
 type proxyConfig struct {
 	target     *url.URL // ws:// or wss://
 	dial       dialFlags
+	keepHost   bool
 	json       bool
 	quiet      bool
 	filter     frameFilter
@@ -192,6 +197,7 @@ func (f *proxyFlags) config() (*proxyConfig, error) {
 	return &proxyConfig{
 		target:     u,
 		dial:       dialFlags{insecure: f.insecure, caFile: f.caFile},
+		keepHost:   f.keepHost,
 		json:       f.json,
 		quiet:      f.quiet,
 		filter:     filter,
