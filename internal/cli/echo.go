@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -71,6 +72,14 @@ type EchoServer struct {
 	// Default: 5 seconds.
 	ShutdownTimeout time.Duration
 
+	// TLSConfig, when set, makes Serve speak TLS with it, offering HTTP/2
+	// and HTTP/1.1 (ALPN "h2" and "http/1.1"; its NextProtos are
+	// replaced). WebSockets then come over either: over HTTP/2 as extended
+	// CONNECT (RFC 8441), which the process must have enabled (GODEBUG
+	// http2xconnect=1, see websocket/http2xconnect), or else browsers use
+	// HTTP/1.1. Default: nil, plain TCP and HTTP/1.1.
+	TLSConfig *tls.Config
+
 	stats echoCounters
 }
 
@@ -125,7 +134,13 @@ func (s *EchoServer) Serve(ctx context.Context, ln net.Listener) error {
 	}
 
 	serveDone := make(chan error, 1)
-	go func() { serveDone <- srv.Serve(ln) }()
+	if s.TLSConfig != nil {
+		srv.TLSConfig = s.TLSConfig.Clone()
+		srv.TLSConfig.NextProtos = []string{"h2", "http/1.1"}
+		go func() { serveDone <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { serveDone <- srv.Serve(ln) }()
+	}
 	var err error
 	select {
 	case <-ctx.Done():

@@ -24,6 +24,7 @@ type echoFlags struct {
 	controlBurst int
 	byteRate     float64
 	byteBurst    int
+	tls          tlsServerFlags
 	acceptFlags
 }
 
@@ -78,8 +79,16 @@ message refer back to the ones before it, which compresses streams of
 similar messages far better, but keeps windows between messages: 4 KiB
 of history to compress (2^--server-window-bits at most) and
 2^--client-window-bits bytes to inflate, about 36 KiB per connection with
-the defaults.`,
+the defaults.
+
+With --tls-cert and --tls-key, or --tls-self-signed, the server speaks TLS
+and takes WebSockets over HTTP/1.1 and over HTTP/2 (RFC 8441 extended
+CONNECT) on the one port; browsers use HTTP/2 when a page of the same
+origin came over it. Go enables extended CONNECT only when GODEBUG holds
+http2xconnect=1 as the process starts, so echo runs itself again with it
+added when it is missing (on Unix; elsewhere set it yourself).`,
 		Example: `  duplex echo --listen 127.0.0.1:9001
+  duplex echo --listen 127.0.0.1:9443 --tls-self-signed
   duplex echo --listen 127.0.0.1:0 --subprotocol chat.v2 --subprotocol chat.v1
   duplex echo --compress context --client-window-bits 10`,
 		Args: noArgs,
@@ -103,6 +112,7 @@ the defaults.`,
 	fl.Float64Var(&f.byteRate, "byte-rate", 0, "bytes a connection may send per `second`, headers included; over it\nthe connection is closed with 1008; 0 for no limit")
 	fl.IntVar(&f.byteBurst, "byte-burst", 0, "bytes a connection may send at once, above --byte-rate, at least its\nlargest frame; 0 for twice --byte-rate, at least 1 MiB")
 	f.registerCompression(fl)
+	f.tls.register(fl)
 	return cmd
 }
 
@@ -262,6 +272,16 @@ func runEcho(cmd *cobra.Command, f *echoFlags) error {
 	if err != nil {
 		return err
 	}
+	scheme := "ws"
+	if f.tls.enabled() {
+		if err := enableExtendedConnect(); err != nil {
+			logger.Warn("WebSockets over HTTP/2 are off: set GODEBUG=http2xconnect=1", "error", err)
+		}
+		if srv.TLSConfig, err = f.tls.config(cmd.OutOrStdout()); err != nil {
+			return err
+		}
+		scheme = "wss"
+	}
 	ctx := cmd.Context()
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", f.listen)
 	if err != nil {
@@ -270,6 +290,6 @@ func runEcho(cmd *cobra.Command, f *echoFlags) error {
 	if f.insecureOrigin {
 		logger.Warn("accepting browsers from every origin (--insecure-origin): any web page can connect with its visitors' cookies")
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "duplex echo listening on ws://%s\n", ln.Addr())
+	fmt.Fprintf(cmd.OutOrStdout(), "duplex echo listening on %s://%s\n", scheme, ln.Addr())
 	return srv.Serve(ctx, ln)
 }

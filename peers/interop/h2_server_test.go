@@ -30,15 +30,29 @@ type h2Server struct {
 	handlers sync.WaitGroup
 }
 
-// startH2Server starts an h2Server accepting with opts; the handler
-// stays in place until the Conn ends, as Accept requires over HTTP/2.
-// handle, when not nil, serves each Conn instead of the echo loop.
+// startH2Server starts an h2Server accepting with opts, or with
+// permessage-deflate (context takeover) on paths under /deflate; the
+// handler stays in place until the Conn ends, as Accept requires over
+// HTTP/2. handle, when not nil, serves each Conn instead of the echo
+// loop. GET /page serves js/h2_page.html.
 func startH2Server(t *testing.T, certs *testCerts, opts *websocket.AcceptOptions, handle func(*http.Request, *websocket.Conn) error) *h2Server {
 	t.Helper()
 	s := &h2Server{}
 	s.http = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.handlers.Add(1)
 		defer s.handlers.Done()
+		switch r.URL.Path {
+		case "/page":
+			http.ServeFile(w, r, "js/h2_page.html")
+			return
+		case "/favicon.ico":
+			http.NotFound(w, r)
+			return
+		}
+		opts := opts
+		if strings.HasPrefix(r.URL.Path, "/deflate") {
+			opts = &websocket.AcceptOptions{Compression: websocket.CompressionOptions{Mode: websocket.CompressionContextTakeover}}
+		}
 		s.mu.Lock()
 		arrival := r.Proto + " " + r.Method
 		if p := r.Header.Get(":protocol"); p != "" {

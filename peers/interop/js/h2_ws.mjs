@@ -22,7 +22,7 @@ const WebSocket = require('ws');
 
 // wsOver makes a ws WebSocket of the given role over an HTTP/2 stream.
 function wsOver(stream, isServer) {
-  const ws = new WebSocket(null, undefined, {});
+  const ws = new WebSocket(null, undefined, { closeTimeout: 10000 });
   ws._isServer = isServer;
   ws.setSocket(stream, Buffer.alloc(0), { maxPayload: 64 << 20, allowSynchronousEvents: true });
   return ws;
