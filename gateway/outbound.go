@@ -53,7 +53,8 @@ func (it *outItem) droppable() bool {
 // to drop resumes where the last search stopped, so a publication costs
 // the same however long the queue.
 type outbound struct {
-	items    []outItem // items[head:] wait, oldest first
+	items    []outItem  // items[head:] wait, oldest first
+	box      *[]outItem // from itemsPool while items is not nil
 	head     int
 	scan     int // items[head:scan] hold nothing a policy may drop
 	holes    int // holes in items[head:]
@@ -215,6 +216,9 @@ func (sess *session) appendLocked(line []byte, pub *outPub) {
 	if len(q.items) == cap(q.items) && q.head+q.holes > 0 && 2*(q.head+q.holes) >= len(q.items) {
 		q.compact()
 	}
+	if q.items == nil {
+		q.take()
+	}
 	q.items = append(q.items, outItem{line: line, pub: pub})
 	sess.addQueuedLocked(len(line))
 	srv.metrics.queued.Inc()
@@ -363,7 +367,8 @@ func (sess *session) discardLocked() {
 	q := &sess.out
 	sess.srv.metrics.queued.Add(-float64(len(q.items) - q.head - q.holes))
 	sess.srv.metrics.queuedBytes.Add(-float64(q.held()))
-	q.items, q.head, q.scan, q.holes = nil, 0, 0, 0
+	q.release()
+	q.head, q.scan, q.holes = 0, 0, 0
 	q.queued, q.inflight = 0, 0
 	q.gaps = nil
 	clear(q.latest)
@@ -428,8 +433,13 @@ func (sess *session) writeLoop() {
 	srv := sess.srv
 	defer srv.wg.Done()
 	defer sess.writer.Done()
-	var batch []outItem
-	buf := make([]byte, 0, 512)
+	scratch := writerScratch.Get().(*writeScratch)
+	batch, buf := scratch.batch, scratch.buf
+	defer func() {
+		clear(batch[:cap(batch)])
+		scratch.batch, scratch.buf = batch[:0], buf[:0]
+		writerScratch.Put(scratch)
+	}()
 	for {
 		sess.mu.Lock()
 		q := &sess.out
@@ -445,7 +455,8 @@ func (sess *session) writeLoop() {
 			q.writing = false
 			req := q.closeAfter
 			q.closeAfter = nil
-			q.items, q.latest = nil, nil // an idle session holds no queue
+			q.release() // an idle session holds no queue
+			q.latest = nil
 			sess.signalRoomLocked()
 			sess.mu.Unlock()
 			if req != nil {
@@ -485,6 +496,43 @@ func (sess *session) writeLoop() {
 		sess.signalRoomLocked()
 		sess.mu.Unlock()
 	}
+}
+
+// A session's queue and its writer's batch and buffer exist only while it
+// has something to send (an idle session holds none: memory per
+// connection). A busy session takes them from these pools rather than
+// growing them anew each time, which under a flood of short sessions was
+// most of the gateway's allocation, and so of its GC pauses.
+var (
+	itemsPool     = sync.Pool{New: func() any { items := make([]outItem, 0, 16); return &items }}
+	writerScratch = sync.Pool{New: func() any { return &writeScratch{buf: make([]byte, 0, 512)} }}
+)
+
+// maxPooledItems bounds the queues kept in itemsPool: a queue that grew
+// past it for one burst is left to the collector.
+const maxPooledItems = 1024
+
+// writeScratch is what a session's writer reuses from one batch to the next.
+type writeScratch struct {
+	batch []outItem
+	buf   []byte
+}
+
+// take gives the queue a slice from itemsPool.
+func (q *outbound) take() {
+	q.box = itemsPool.Get().(*[]outItem)
+	q.items = (*q.box)[:0]
+}
+
+// release gives the queue's slice back to itemsPool, cleared, unless it
+// grew too large to keep, and leaves the queue without one.
+func (q *outbound) release() {
+	if q.box != nil && cap(q.items) <= maxPooledItems {
+		clear(q.items[:cap(q.items)])
+		*q.box = q.items[:0]
+		itemsPool.Put(q.box)
+	}
+	q.items, q.box = nil, nil
 }
 
 // writeBatch joins the batch's lines with newlines into messages of up to

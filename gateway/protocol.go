@@ -126,6 +126,13 @@ type emptyResult struct{}
 
 // encodeReply encodes a reply as one line of the protocol.
 func encodeReply(id uint64, result any, e *Error) []byte {
+	if _, ok := result.(emptyResult); ok && e == nil {
+		// ping's reply, the most frequent one, without reflection.
+		b := make([]byte, 0, len(`{"id":,"result":{}}`)+20)
+		b = append(b, `{"id":`...)
+		b = strconv.AppendUint(b, id, 10)
+		return append(b, `,"result":{}}`...)
+	}
 	b, err := json.Marshal(reply{ID: id, Result: result, Error: e})
 	if err != nil {
 		// Results are the gateway's own types; failing to encode one is a

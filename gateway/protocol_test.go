@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,5 +72,22 @@ func TestPubSub(t *testing.T) {
 			t.Fatalf("publication without info: %v", m)
 		}
 		break
+	}
+}
+
+// TestEncodeReplyEmpty: ping's reply, encoded by hand, is what the
+// generic encoder makes of it.
+func TestEncodeReplyEmpty(t *testing.T) {
+	for _, id := range []uint64{1, 42, 1<<64 - 1} {
+		want, err := json.Marshal(reply{ID: id, Result: emptyResult{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := encodeReply(id, emptyResult{}, nil); string(got) != string(want) {
+			t.Errorf("encodeReply(%d) = %s, want %s", id, got, want)
+		}
+	}
+	if got := encodeReply(7, emptyResult{}, ErrInternal); !strings.Contains(string(got), `"error"`) {
+		t.Errorf("an error with an empty result lost its error: %s", got)
 	}
 }

@@ -235,6 +235,9 @@ func endReason(err error) string {
 	return reasonNetwork
 }
 
+// commandPool holds the command values handleMessage decodes into.
+var commandPool = sync.Pool{New: func() any { return new(command) }}
+
 // handleMessage handles one message of the client: lines of commands.
 func (sess *session) handleMessage(typ websocket.MessageType, msg []byte) {
 	srv := sess.srv
@@ -247,6 +250,13 @@ func (sess *session) handleMessage(typ websocket.MessageType, msg []byte) {
 		sess.close(CloseBadRequest, "binary messages are not part of the protocol", reasonBadRequest)
 		return
 	}
+	// One command value for the message's lines, zeroed for each, from a
+	// pool rather than allocated per line: nothing keeps it past handle.
+	cmd := commandPool.Get().(*command)
+	defer func() {
+		*cmd = command{}
+		commandPool.Put(cmd)
+	}()
 	for len(msg) > 0 {
 		var line []byte
 		line, msg, _ = bytes.Cut(msg, []byte{'\n'})
@@ -262,8 +272,8 @@ func (sess *session) handleMessage(typ websocket.MessageType, msg []byte) {
 		}
 		// A line that is not a command ends the session, after the
 		// replies to the commands before it, as the command rate does.
-		var cmd command
-		if err := json.Unmarshal(line, &cmd); err != nil {
+		*cmd = command{}
+		if err := json.Unmarshal(line, cmd); err != nil {
 			sess.closeFlushed(CloseBadRequest, "bad request: invalid JSON", reasonBadRequest)
 			return
 		}
@@ -274,7 +284,7 @@ func (sess *session) handleMessage(typ websocket.MessageType, msg []byte) {
 		if !sess.awaitRoom() {
 			return
 		}
-		sess.handle(ctx, &cmd)
+		sess.handle(ctx, cmd)
 		if sess.isClosing() {
 			return
 		}
