@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/duplexws/duplex/websocket"
+)
+
+// startProxyCommand runs duplex proxy in-process, under the race detector
+// and the package's goroutine leak check, until ctx ends; it returns its
+// URL, its printout and its exit status.
+func startProxyCommand(t *testing.T, ctx context.Context, args ...string) (url string, stdout *lockedBuffer, exit <-chan int) {
+	t.Helper()
+	stdout, stderr := new(lockedBuffer), new(lockedBuffer)
+	exit = startCommand(t, ctx, strings.NewReader(""), stdout, stderr, append([]string{"proxy", "--listen", "127.0.0.1:0"}, args...)...)
+	re := regexp.MustCompile(proxyFirstLine)
+	deadline := time.Now().Add(testTimeout)
+	for {
+		if line, _, ok := strings.Cut(stdout.String(), "\n"); ok {
+			m := re.FindStringSubmatch(line)
+			if m == nil {
+				t.Fatalf("first line %q", line)
+			}
+			return m[1], stdout, exit
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("duplex proxy printed no address; stderr:\n%s", stderr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestProxyShutdown runs the proxy in-process: two connections, one of
+// them compressed, relay while it runs; when its context ends (SIGTERM in
+// the binary) both ends of each get 1001 and the command exits 0 with no
+// goroutine left (the package's TestMain checks).
+func TestProxyShutdown(t *testing.T) {
+	ctx := testContext(t)
+	echoURL := startEchoCommand(t, "--compress", "context", "--compress-threshold", "0")
+	proxyCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	url, stdout, exit := startProxyCommand(t, proxyCtx, "--to", echoURL, "--delay", "1ms")
+
+	compressed := dial(t, ctx, url, &websocket.DialOptions{
+		Compression: websocket.CompressionOptions{Mode: websocket.CompressionContextTakeover, Threshold: -1},
+	})
+	plain := dial(t, ctx, url, nil)
+	for i, c := range []*websocket.Conn{compressed, plain} {
+		for range 3 {
+			if err := c.Write(ctx, websocket.MessageText, []byte(strings.Repeat("in process ", 20))); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := c.Read(ctx); err != nil {
+				t.Fatalf("connection %d: %v", i+1, err)
+			}
+		}
+	}
+	waitFor(t, stdout, "(inflated to 220 bytes) in process")
+
+	stop()
+	for i, c := range []*websocket.Conn{compressed, plain} {
+		if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+			t.Errorf("connection %d after the proxy's shutdown: %v, want close 1001", i+1, err)
+		}
+	}
+	if code := waitExit(t, exit); code != exitOK {
+		t.Errorf("duplex proxy exit %d after its context ended, want 0", code)
+	}
+	out := stdout.String()
+	for _, n := range []string{"#1", "#2"} {
+		for _, want := range []string{
+			n + " out close fin len=21 (sent by the proxy): code=1001 (GoingAway) reason=\"proxy shutting down\"",
+			n + " in  close fin len=21 (sent by the proxy): code=1001 (GoingAway) reason=\"proxy shutting down\"",
+			n + " -- connection closed",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the printout lacks %q:\n%s", want, out)
+			}
+		}
+	}
+}
+
+// TestProxyRefusedAndUnreachable checks the handshakes that do not end in
+// a WebSocket: the server's refusal reaches the client as it is, and a
+// server that cannot be reached is a 502; other requests are passed on.
+func TestProxyRefusedAndUnreachable(t *testing.T) {
+	ctx := testContext(t)
+	echoURL := startEchoCommand(t)
+	proxyCtx, stop := context.WithCancel(ctx)
+	url, stdout, exit := startProxyCommand(t, proxyCtx, "--to", echoURL)
+
+	// duplex echo refuses a page of another site.
+	_, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://evil.example"}}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a refused handshake through the proxy: %v, %v; want the server's 403", resp, err)
+	}
+	waitFor(t, stdout, "#1 out HTTP/1.1 403 Forbidden")
+
+	// A plain request, passed on: duplex echo answers it with 426.
+	res, err := http.Get(strings.Replace(url, "ws://", "http://", 1) + "/page?q=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUpgradeRequired {
+		t.Errorf("a plain GET through the proxy: %s, want duplex echo's 426", res.Status)
+	}
+	waitFor(t, stdout, "http GET /page?q=1 -> 426 Upgrade Required")
+	stop()
+	waitExit(t, exit)
+
+	// Nothing listens at the target.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "ws://" + ln.Addr().String()
+	ln.Close()
+	proxyCtx, stop = context.WithCancel(ctx)
+	defer stop()
+	url, stdout, exit = startProxyCommand(t, proxyCtx, "--to", closed)
+	_, resp, err = websocket.Dial(ctx, url, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("a handshake to a server that is not there: %v, %v; want 502", resp, err)
+	}
+	waitFor(t, stdout, "#1 -- cannot reach "+closed+": ")
+	stop()
+	if code := waitExit(t, exit); code != exitOK {
+		t.Errorf("exit %d", code)
+	}
+}
