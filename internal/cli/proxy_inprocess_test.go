@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -133,5 +136,73 @@ func TestProxyRefusedAndUnreachable(t *testing.T) {
 	stop()
 	if code := waitExit(t, exit); code != exitOK {
 		t.Errorf("exit %d", code)
+	}
+}
+
+// TestProxyPassesHeaders checks what the server receives of a client's
+// handshake: its end-to-end headers, credentials included (they are
+// hidden only in the printout), without the hop-by-hop ones, and with the
+// server's Host, or the client's with --keep-host.
+func TestProxyPassesHeaders(t *testing.T) {
+	ctx := testContext(t)
+	got := make(chan *http.Request, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"chat"}, InsecureSkipVerifyOrigin: true})
+		if err != nil {
+			return
+		}
+		c.Close(websocket.StatusNormalClosure, "")
+	}))
+	defer srv.Close()
+	serverURL := "ws" + strings.TrimPrefix(srv.URL, "http")
+
+	for _, keepHost := range []bool{false, true} {
+		args := []string{"--to", serverURL}
+		if keepHost {
+			args = append(args, "--keep-host")
+		}
+		proxyCtx, stop := context.WithCancel(ctx)
+		url, stdout, exit := startProxyCommand(t, proxyCtx, args...)
+		addr := strings.TrimPrefix(url, "ws://")
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "GET /path?q=1 HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Hop\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat\r\n"+
+			"X-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nProxy-Authorization: Basic cHJveHk6c2VjcmV0\r\n"+
+			"Authorization: Bearer end-to-end\r\nX-End: 2\r\nOrigin: http://page.example\r\n\r\n", addr)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Sec-WebSocket-Protocol") != "chat" ||
+			resp.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+			t.Errorf("the client got %s %v", resp.Status, resp.Header)
+		}
+		r := <-got
+		for name, want := range map[string]string{
+			"Authorization": "Bearer end-to-end", "X-End": "2", "Origin": "http://page.example", "Sec-WebSocket-Protocol": "chat",
+			"X-Hop": "", "Keep-Alive": "", "Te": "", "Proxy-Authorization": "",
+		} {
+			if v := r.Header.Get(name); v != want {
+				t.Errorf("the server got %s: %q, want %q", name, v, want)
+			}
+		}
+		wantHost := strings.TrimPrefix(srv.URL, "http://")
+		if keepHost {
+			wantHost = addr
+		}
+		if r.Host != wantHost || r.URL.RequestURI() != "/path?q=1" {
+			t.Errorf("keep-host %v: the server got Host %q and %q, want %q and /path?q=1", keepHost, r.Host, r.URL.RequestURI(), wantHost)
+		}
+		waitFor(t, stdout, "#1 in  Authorization: [17 bytes hidden]")
+		if strings.Contains(stdout.String(), "end-to-end") {
+			t.Errorf("the printout shows the credential:\n%s", stdout)
+		}
+		conn.Close()
+		stop()
+		waitExit(t, exit)
 	}
 }

@@ -107,6 +107,7 @@ type recordLine struct {
 	InflatedBase64 []byte         `json:"inflated_base64"`
 	InflateError   string         `json:"inflate_error"`
 	CloseCode      int            `json:"close_code"`
+	CloseReason    string         `json:"close_reason"`
 	ByProxy        bool           `json:"by_proxy"`
 }
 
@@ -221,11 +222,13 @@ func readRecording(r io.Reader) ([]*replayConn, error) {
 		if l.Opcode == "close" {
 			switch {
 			case l.Dir == "in" && rc.clientClose == nil && !rc.serverClosedFirst:
+				// A close frame without a code (1005) cannot be sent
+				// again as it was: 1000 is sent instead.
 				code := websocket.StatusCode(l.CloseCode)
 				if code == 0 {
 					code = websocket.StatusNoStatusRcvd
 				}
-				rc.clientClose = &websocket.CloseError{Code: code}
+				rc.clientClose = &websocket.CloseError{Code: code, Reason: l.CloseReason}
 			case l.Dir == "out" && rc.clientClose == nil && !rc.serverClosedFirst:
 				rc.serverClosedFirst = true
 				rc.serverClose = websocket.StatusCode(l.CloseCode)
@@ -405,7 +408,7 @@ func replayOne(ctx context.Context, d *dialer, rc *replayConn, start time.Time, 
 	case closeErr != nil:
 	case rc.serverClosedFirst:
 		collect(time.Now().Add(f.wait), -1)
-	case rc.clientClose != nil:
+	case rc.clientClose != nil && rc.clientClose.Code != websocket.StatusNoStatusRcvd:
 		c.Close(rc.clientClose.Code, rc.clientClose.Reason)
 	default:
 		c.Close(websocket.StatusNormalClosure, "")
