@@ -32,6 +32,7 @@ type proxy struct {
 	logger      *slog.Logger
 
 	nextConn atomic.Int64 // numbers WebSocket connections from 1
+	showMu   sync.Mutex   // orders the lines printed and recorded, and their times
 
 	mu      sync.Mutex
 	relays  map[*relay]struct{} // guarded by mu
@@ -101,11 +102,13 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "duplex proxy: cannot reach the server: "+err.Error(), http.StatusBadGateway)
 		return
 	}
+	p.showMu.Lock()
 	now := time.Now()
 	p.printer.handshake(now, n, r.RemoteAddr, out, resp)
 	if p.rec != nil {
 		p.rec.handshake(now, n, r.RemoteAddr, out, resp)
 	}
+	p.showMu.Unlock()
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		defer server.Close()
 		copyHeader(w.Header(), resp.Header)

@@ -430,8 +430,14 @@ func (p *framePrinter) httpLine(at time.Time, method, uri string, status int) {
 	p.println(fmt.Sprintf("%s http %s %s -> %d %s", clockStamp(at), method, uri, status, http.StatusText(status)))
 }
 
-// showFrame prints and records a frame.
+// showFrame prints and records a frame, stamped with the time it is
+// shown: the two directions' readers show frames concurrently, and a
+// stamp taken under showMu keeps the times printed and recorded in the
+// order of the lines.
 func (p *proxy) showFrame(ev *frameEvent) {
+	p.showMu.Lock()
+	defer p.showMu.Unlock()
+	ev.at = time.Now()
 	p.printer.frame(ev)
 	if p.rec != nil {
 		p.rec.frame(ev)
@@ -440,6 +446,8 @@ func (p *proxy) showFrame(ev *frameEvent) {
 
 // event prints and records a line about connection n.
 func (p *proxy) event(n int64, text string) {
+	p.showMu.Lock()
+	defer p.showMu.Unlock()
 	now := time.Now()
 	p.printer.event(now, n, text)
 	if p.rec != nil {
