@@ -54,9 +54,10 @@ type relayDirection struct {
 
 // relayFrame is a frame as it came, header and payload.
 type relayFrame struct {
-	at   time.Time
-	h    frame.Header
-	wire []byte // header and payload as read (masked payload left masked)
+	at           time.Time
+	h            frame.Header
+	wire         []byte // header and payload as read (masked payload left masked)
+	shownDropped bool   // shown as not passed on
 }
 
 func newRelay(p *proxy, n int64, client net.Conn, clientR *bufio.Reader, server net.Conn, serverR *bufio.Reader, pmd *deflateParams) *relay {
@@ -128,7 +129,12 @@ func (r *relay) read(d *relayDirection) {
 			}
 			return
 		}
-		r.p.showFrame(d.view.observe(f.at, f.h, f.wire[len(f.wire)-int(f.h.Length):], false))
+		ev := d.view.observe(f.at, f.h, f.wire[len(f.wire)-int(f.h.Length):], false)
+		// Once the proxy has sent its own close, nothing more is passed
+		// on: the frame is shown as such.
+		ev.dropped = r.closing.Load()
+		f.shownDropped = ev.dropped
+		r.p.showFrame(ev)
 		select {
 		case d.frames <- f:
 		case <-r.kill:
@@ -152,7 +158,11 @@ func (r *relay) write(d *relayDirection) {
 			}
 		}
 		if r.closing.Load() {
-			continue // the proxy has closed this connection itself: not passed on
+			// The proxy has closed this connection itself: not passed on.
+			if !f.shownDropped {
+				r.p.event(r.n, fmt.Sprintf("%s: the %s frame before the close was not passed on", d.name, f.h.Opcode))
+			}
+			continue
 		}
 		d.dstMu.Lock()
 		_, err := d.dst.Write(f.wire)

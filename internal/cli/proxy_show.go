@@ -116,6 +116,7 @@ type frameEvent struct {
 	inflated   []byte       // on the last frame of a compressed message
 	inflateErr string       // ... or why it did not inflate
 	byProxy    bool         // a close frame of the proxy's own
+	dropped    bool         // not passed on: the proxy had closed the connection
 }
 
 // observe returns the event of a frame whose payload is wire (masked when
@@ -357,6 +358,9 @@ func (p *framePrinter) frame(ev *frameEvent) {
 	if ev.byProxy {
 		b.WriteString(" (sent by the proxy)")
 	}
+	if ev.dropped {
+		b.WriteString(" (not passed on: the proxy has closed)")
+	}
 	if s := p.payloadText(ev); s != "" {
 		b.WriteString(": " + s)
 	}
@@ -505,6 +509,7 @@ type (
 		CloseCode      int       `json:"close_code,omitempty"`
 		CloseReason    string    `json:"close_reason,omitempty"`
 		ByProxy        bool      `json:"by_proxy,omitempty"`
+		Dropped        bool      `json:"dropped,omitempty"` // not passed on
 	}
 	eventRecord struct {
 		Type  string    `json:"type"` // "event"
@@ -542,7 +547,7 @@ func (r *recorder) frame(ev *frameEvent) {
 	rec := frameRecord{
 		Type: "frame", Time: ev.at, Conn: ev.conn, Dir: ev.dir, Opcode: ev.h.Opcode.String(),
 		Fin: ev.h.Fin, RSV1: ev.h.RSV&frame.RSV1 != 0, Masked: ev.h.Masked, Length: ev.h.Length,
-		InflateError: ev.inflateErr, ByProxy: ev.byProxy,
+		InflateError: ev.inflateErr, ByProxy: ev.byProxy, Dropped: ev.dropped,
 	}
 	if ev.msgOp == frame.OpText && !ev.compressed && isText(ev.payload) {
 		s := string(ev.payload)

@@ -109,6 +109,7 @@ type recordLine struct {
 	CloseCode      int            `json:"close_code"`
 	CloseReason    string         `json:"close_reason"`
 	ByProxy        bool           `json:"by_proxy"`
+	Dropped        bool           `json:"dropped"`
 }
 
 // replayMessage is a data message of a recording.
@@ -216,8 +217,8 @@ func readRecording(r io.Reader) ([]*replayConn, error) {
 		if rc == nil {
 			return nil, fmt.Errorf("object %d: a frame of connection %d before its handshake", line, l.Conn)
 		}
-		if l.ByProxy {
-			continue
+		if l.ByProxy || (l.Dropped && l.Dir == "in") {
+			continue // the server never had it
 		}
 		if l.Opcode == "close" {
 			switch {
