@@ -35,7 +35,7 @@ type h2Server struct {
 // handler stays in place until the Conn ends, as Accept requires over
 // HTTP/2. handle, when not nil, serves each Conn instead of the echo
 // loop. GET /page serves js/h2_page.html.
-func startH2Server(t *testing.T, certs *testCerts, opts *websocket.AcceptOptions, handle func(*http.Request, *websocket.Conn) error) *h2Server {
+func startH2Server(t testing.TB, certs *testCerts, opts *websocket.AcceptOptions, handle func(*http.Request, *websocket.Conn) error) *h2Server {
 	t.Helper()
 	s := &h2Server{}
 	s.http = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
