@@ -223,20 +223,27 @@ func TestH2OurClientCloseHandshake(t *testing.T) {
 	})
 }
 
-// TestH2OurClientStreamReset: a stream reset (RST_STREAM, here by a
-// server whose handler panics with http.ErrAbortHandler) ends the client's
-// Conn with an error that says so, and the other streams of the
-// connection go on.
+// TestH2OurClientStreamReset: a stream reset (RST_STREAM) ends the Conn
+// at the other end with an error that says so, and the other streams of
+// the connection go on: the server resets one (its handler panics with
+// http.ErrAbortHandler), the client another (CloseNow, which sends
+// RST_STREAM when the stream has not ended).
 func TestH2OurClientStreamReset(t *testing.T) {
 	certs := newTestCerts(t)
 	tr := h2Transport(t, certs)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	reset := make(chan struct{})
+	clientReset := make(chan error, 1)
 	srv := startH2Server(t, certs, nil, func(r *http.Request, c *websocket.Conn) error {
-		if r.Header.Get("X-Role") == "reset" {
+		switch r.Header.Get("X-Role") {
+		case "reset":
 			<-reset
 			panic(http.ErrAbortHandler) // net/http resets the stream
+		case "client-resets":
+			_, _, err := c.Read(ctx)
+			clientReset <- err
+			return err
 		}
 		return echoUntilEnd(ctx, c)
 	})
@@ -262,6 +269,22 @@ func TestH2OurClientStreamReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, got, err := other.Read(ctx); err != nil || string(got) != "still here" {
+		t.Fatalf("the other stream read %q, %v", got, err)
+	}
+
+	resetter, _, err := websocket.Dial(ctx, srv.url, &websocket.DialOptions{HTTP2Transport: tr, HTTPHeader: http.Header{"X-Role": {"client-resets"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resetter.CloseNow()
+	err = <-clientReset
+	if err == nil || !strings.Contains(err.Error(), "HTTP/2 stream was reset") {
+		t.Fatalf("the server's Conn read %v after the client's reset, want an error naming the reset", err)
+	}
+	if err := other.Write(ctx, websocket.MessageText, []byte("after the reset")); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := other.Read(ctx); err != nil || string(got) != "after the reset" {
 		t.Fatalf("the other stream read %q, %v", got, err)
 	}
 	other.Close(websocket.StatusNormalClosure, "")
