@@ -32,6 +32,7 @@ type relay struct {
 	in, out        *relayDirection // client to server, server to client
 
 	messages atomic.Int64 // data messages passed on that the faults count
+	passMu   sync.Mutex   // with a fault: one direction passes a message on and counts it at a time
 	closing  atomic.Bool  // the proxy sent a close frame of its own: nothing more is relayed
 
 	killOnce sync.Once
@@ -157,31 +158,7 @@ func (r *relay) write(d *relayDirection) {
 				t.Stop()
 			}
 		}
-		if r.closing.Load() {
-			// The proxy has closed this connection itself: not passed on.
-			if !f.shownDropped {
-				r.p.event(r.n, fmt.Sprintf("%s: the %s frame before the close was not passed on", d.name, f.h.Opcode))
-			}
-			continue
-		}
-		d.dstMu.Lock()
-		_, err := d.dst.Write(f.wire)
-		d.dstMu.Unlock()
-		if err != nil {
-			r.closeBoth()
-			continue
-		}
-		if f.h.Opcode.IsControl() || !f.h.Fin || !cfg.counts(d.name) {
-			continue
-		}
-		m := r.messages.Add(1)
-		switch {
-		case cfg.dropAfter > 0 && m == int64(cfg.dropAfter):
-			r.p.event(r.n, fmt.Sprintf("cut without a close frame after %d messages (--drop-after)", m))
-			r.closeBoth()
-		case cfg.closeAfter > 0 && m == int64(cfg.closeAfter):
-			r.injectClose(cfg.closeCode, "", fmt.Sprintf("after %d messages (--close-after)", m))
-		}
+		r.passOn(d, f)
 	}
 	if d.eof {
 		// Pass the end of the stream on, so that the other end sees it
@@ -189,6 +166,44 @@ func (r *relay) write(d *relayDirection) {
 		if cw, ok := d.dst.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		}
+	}
+}
+
+// passOn writes f to d's destination unless the proxy has closed the
+// connection itself, and counts the messages the faults count. With a
+// fault configured, passing a message on and counting it is one step for
+// both directions (passMu): otherwise a message the other way could slip
+// through between the Nth and the fault.
+func (r *relay) passOn(d *relayDirection, f relayFrame) {
+	cfg := r.p.cfg
+	if cfg.dropAfter > 0 || cfg.closeAfter > 0 {
+		r.passMu.Lock()
+		defer r.passMu.Unlock()
+	}
+	if r.closing.Load() {
+		// The proxy has closed this connection itself: not passed on.
+		if !f.shownDropped {
+			r.p.event(r.n, fmt.Sprintf("%s: the %s frame before the close was not passed on", d.name, f.h.Opcode))
+		}
+		return
+	}
+	d.dstMu.Lock()
+	_, err := d.dst.Write(f.wire)
+	d.dstMu.Unlock()
+	if err != nil {
+		r.closeBoth()
+		return
+	}
+	if f.h.Opcode.IsControl() || !f.h.Fin || !cfg.counts(d.name) {
+		return
+	}
+	m := r.messages.Add(1)
+	switch {
+	case cfg.dropAfter > 0 && m == int64(cfg.dropAfter):
+		r.p.event(r.n, fmt.Sprintf("cut without a close frame after %d messages (--drop-after)", m))
+		r.closeBoth()
+	case cfg.closeAfter > 0 && m == int64(cfg.closeAfter):
+		r.injectClose(cfg.closeCode, "", fmt.Sprintf("after %d messages (--close-after)", m))
 	}
 }
 
