@@ -66,16 +66,13 @@ func acceptHTTP2(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		local = addrOf(a)
 	}
-	// A Write after the handler has returned would panic in net/http:
-	// once the stream's context ends (the handler returned, the peer
-	// reset the stream, the connection is gone) writes fail instead.
-	var stopWatch func() bool
 	s := newH2Stream(r.Body, w, rc.Flush,
 		func() { rc.SetWriteDeadline(aLongTimeAgo) }, // resets the stream
 		nil, // END_STREAM goes out when the handler returns
-		func() { stopWatch() },
-		cfg.readBufferSize, local, h2Addr(r.RemoteAddr))
-	stopWatch = context.AfterFunc(r.Context(), func() { s.ended.Store(true) })
+		nil, cfg.readBufferSize, local, h2Addr(r.RemoteAddr))
+	// The context ends before net/http closes the body, when the handler
+	// returns: a Write that follows a failed read sees it ended.
+	s.ctx = r.Context()
 	c := newConn(s, nil, false, subprotocol, cfg)
 	c.comp = comp
 	return c, nil

@@ -1,6 +1,7 @@
 package websocket
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -52,7 +53,10 @@ type h2Stream struct {
 	writing  atomic.Bool
 	aborted  atomic.Bool // abort ran: the stream is reset
 	timedOut atomic.Bool // abort ran for an expired write deadline
-	ended    atomic.Bool // the server's stream ended: its handler returned, or it was reset
+	// ctx, on the server, is the request's context, which ends when the
+	// handler returns or the stream is reset; a Write after that would
+	// panic in net/http, so it fails instead. Nil on the client.
+	ctx context.Context
 	writeDL  h2Deadline
 
 	closed    chan struct{}
@@ -173,7 +177,7 @@ func (s *h2Stream) Write(p []byte) (int, error) {
 	if s.aborted.Load() {
 		return 0, s.abortErr()
 	}
-	if s.ended.Load() {
+	if s.ctx != nil && s.ctx.Err() != nil {
 		return 0, errH2StreamEnded
 	}
 	n, err := s.w.Write(p)

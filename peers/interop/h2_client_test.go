@@ -15,6 +15,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -390,4 +391,52 @@ func echoUntilEnd(ctx context.Context, c *websocket.Conn) error {
 			return err
 		}
 	}
+}
+
+// TestH2HandlerReturnedEarly: a handler that returns right after Accept,
+// as servers written for HTTP/1.1 do, ends the stream; the Conn's writes
+// after that fail with an error saying why instead of panicking in
+// net/http (which would end the process), and the client learns that the
+// stream ended.
+func TestH2HandlerReturnedEarly(t *testing.T) {
+	certs := newTestCerts(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	accepted := make(chan *websocket.Conn, 1)
+	var handlers sync.WaitGroup
+	srv := httptestTLSServer(t, certs, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handlers.Add(1)
+		defer handlers.Done()
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			t.Errorf("Accept: %v", err)
+			return
+		}
+		accepted <- c // and return, leaving c to another goroutine
+	}))
+	c, _, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(srv.URL, "https"), &websocket.DialOptions{HTTP2Transport: h2Transport(t, certs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	sc := <-accepted
+	defer sc.CloseNow()
+	handlers.Wait()
+	err = sc.Write(ctx, websocket.MessageText, []byte("too late"))
+	if err == nil || !strings.Contains(err.Error(), "stream has ended") {
+		t.Fatalf("a write after the handler returned: %v, want an error saying the stream ended", err)
+	}
+	if _, _, err := c.Read(ctx); err == nil {
+		t.Fatal("the client read a message from a stream whose handler returned")
+	}
+}
+
+// httptestTLSServer starts a TLS server with HTTP/2 and certs' certificate.
+func httptestTLSServer(t *testing.T, certs *testCerts, h http.Handler) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{certs.cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
 }
