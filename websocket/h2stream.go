@@ -56,8 +56,8 @@ type h2Stream struct {
 	// ctx, on the server, is the request's context, which ends when the
 	// handler returns or the stream is reset; a Write after that would
 	// panic in net/http, so it fails instead. Nil on the client.
-	ctx context.Context
-	writeDL  h2Deadline
+	ctx     context.Context
+	writeDL h2Deadline
 
 	closed    chan struct{}
 	closeOnce sync.Once
