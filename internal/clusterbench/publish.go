@@ -20,7 +20,8 @@ const (
 	sharedChannel    = "bench:all"
 	ownChannel       = "bench:c{i}"
 	broadcastBatch   = 100              // channels per broadcast request
-	drainTimeout     = 15 * time.Second // without a delivery: the rest are lost
+	drainTimeout     = 15 * time.Second // without a delivery: the rest are late
+	lateTimeout      = time.Minute      // after drainTimeout: the rest are lost
 	publishCallLimit = 30 * time.Second
 	maxRetries       = 100 // of a call answered 503, 100 ms apart
 )
@@ -47,14 +48,18 @@ type phase struct {
 	rate        float64 // deliveries per second, until the last arrived
 	p50, p99    time.Duration
 	maxLatency  time.Duration
-	lost        int64 // missing or, after the drain timeout, late
+	lost        int64 // skipped without a gap push, or not arrived by the late timeout
+	gapped      int64 // announced missing by a gap push
+	late        int64 // arrived after drainTimeout without a delivery
 	duplicated  int64 // repeated or beyond what was published
 	disconnects int
 	cpu         cpuShares
 	retries     int64 // API calls answered 503 and made again
 }
 
-func (p phase) failed() bool { return p.lost > 0 || p.duplicated > 0 || p.disconnects > 0 }
+func (p phase) failed() bool {
+	return p.lost > 0 || p.gapped > 0 || p.duplicated > 0 || p.disconnects > 0
+}
 
 // publish publishes for d, to the shared channel or broadcasting to
 // broadcastBatch own channels a request, through every node in turn with
@@ -167,21 +172,33 @@ func (l *load) publish(name string, shared bool, d time.Duration, rate float64) 
 	ph.pubRate = float64(ph.published) / time.Since(start).Seconds()
 	want := ph.published * perPublication
 
-	// Wait for every delivery, for as long as they keep arriving.
-	var got int64
-	last := time.Now()
-	for time.Since(last) < drainTimeout {
+	// Wait for every delivery (or its gap push), for as long as they keep
+	// arriving; then, if some are still missing, tell late from lost.
+	var got, gapped int64
+	count := func() error {
 		a, _, err := ask(l.workers, command{Cmd: "count"})
-		if err != nil {
+		got, gapped = a.Received, a.Gapped
+		return err
+	}
+	last := time.Now()
+	for seen := int64(0); time.Since(last) < drainTimeout; time.Sleep(20 * time.Millisecond) {
+		if err := count(); err != nil {
 			return ph, err
 		}
-		if a.Received > got {
-			got, last = a.Received, time.Now()
+		if got+gapped > seen {
+			seen, last = got+gapped, time.Now()
 		}
-		if got >= want {
+		if got+gapped >= want {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+	}
+	if drained := got + gapped; drained < want {
+		for deadline := time.Now().Add(lateTimeout); time.Now().Before(deadline) && got+gapped < want; time.Sleep(100 * time.Millisecond) {
+			if err := count(); err != nil {
+				return ph, err
+			}
+		}
+		ph.late = got + gapped - drained
 	}
 	ph.cpu = cpu.stop(last.Sub(start))
 	a, lat, err := ask(l.workers, command{Cmd: "collect", Expect: []expectation{
@@ -194,13 +211,13 @@ func (l *load) publish(name string, shared bool, d time.Duration, rate float64) 
 	ph.deliveries = a.Received
 	ph.rate = float64(a.Received) / last.Sub(start).Seconds()
 	ph.p50, ph.p99, ph.maxLatency = percentile(lat, 0.5), percentile(lat, 0.99), percentile(lat, 1)
-	ph.lost, ph.duplicated, ph.disconnects = a.Missing, a.Duplicates+a.Extra, a.Disconnected
-	if a.Received-a.Duplicates != want-a.Missing {
+	ph.lost, ph.gapped, ph.duplicated, ph.disconnects = a.Missing, a.Gapped, a.Duplicates+a.Extra, a.Disconnected
+	if a.Received-a.Duplicates != want-a.Missing-a.Gapped {
 		// The checks by offset and the count disagree: say so rather
 		// than report either.
-		fmt.Fprintf(os.Stderr, "clusterbench: %s: %d received, %d repeated, %d expected, %d missing\n",
-			name, a.Received, a.Duplicates, want, a.Missing)
-		ph.lost = max(ph.lost, want-(a.Received-a.Duplicates))
+		fmt.Fprintf(os.Stderr, "clusterbench: %s: %d received, %d repeated, %d expected, %d missing, %d in gaps\n",
+			name, a.Received, a.Duplicates, want, a.Missing, a.Gapped)
+		ph.lost = max(ph.lost, want-(a.Received-a.Duplicates)-a.Gapped)
 	}
 	return ph, nil
 }

@@ -49,7 +49,7 @@ func (r report) print(w io.Writer) {
 		fmt.Fprintf(w, "| %v | %d | %.1f s | %.1f KiB |\n", s.setup, s.connected.Clients, s.connected.Seconds, s.rssPerConn/1024)
 	}
 
-	fmt.Fprintf(w, "\n| setup | case | publishing | deliveries/s | per node | p50 | p99 | max | CPU (cores): gateways / broker / load | lost / repeated |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "\n| setup | case | publishing | deliveries/s | per node | p50 | p99 | max | CPU (cores): gateways / broker / load | lost / in gaps / repeated | late |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range r.setups {
 		for _, p := range s.phases {
 			pace := "as fast as delivered"
@@ -59,10 +59,10 @@ func (r report) print(w io.Writer) {
 			if p.retries > 0 {
 				pace += fmt.Sprintf(" (%d retried after 503)", p.retries)
 			}
-			fmt.Fprintf(w, "| %v | %s | %s | %.0f | %.0f | %v | %v | %v | %.2f / %.2f / %.2f | %d / %d%s |\n",
+			fmt.Fprintf(w, "| %v | %s | %s | %.0f | %.0f | %v | %v | %v | %.2f / %.2f / %.2f | %d / %d / %d%s | %d |\n",
 				s.setup, p.name, pace, p.rate, p.rate/float64(s.setup.nodes),
 				ms(p.p50), ms(p.p99), ms(p.maxLatency),
-				p.cpu.gateways, p.cpu.broker, p.cpu.load, p.lost, p.duplicated, disconnects(p.disconnects))
+				p.cpu.gateways, p.cpu.broker, p.cpu.load, p.lost, p.gapped, p.duplicated, disconnects(p.disconnects), p.late)
 		}
 	}
 

@@ -88,7 +88,7 @@ func runStorm(ctx context.Context, bin, configPath string, s setup, n int, opts 
 		return res, err
 	}
 	res.delivered, res.pushes = a.Received, a.Pushes
-	res.lost, res.duplicated, res.disconnects = a.Missing, a.Duplicates+a.Extra, a.Disconnected
+	res.lost, res.duplicated, res.disconnects = a.Missing+a.Gapped, a.Duplicates+a.Extra, a.Disconnected
 	res.fanout = percentile(lat, 1)
 	return res, nil
 }

@@ -88,7 +88,8 @@ type answer struct {
 	Received int64 `json:"received"` // publications since the last collect
 	// From collect:
 	Duplicates   int64   `json:"duplicates"`   // offsets at or below one already received
-	Missing      int64   `json:"missing"`      // offsets skipped, or never received by the end
+	Missing      int64   `json:"missing"`      // offsets skipped without a gap push, or never received by the end
+	Gapped       int64   `json:"gapped"`       // offsets a gap push said are not to be had
 	Extra        int64   `json:"extra"`        // offsets beyond what was published
 	Disconnected int     `json:"disconnected"` // clients whose connection ended
 	Pushes       int64   `json:"pushes"`       // other pushes (join, leave, presence_count, gap)
@@ -116,6 +117,7 @@ type worker struct {
 	received   atomic.Int64
 	duplicates atomic.Int64
 	missing    atomic.Int64
+	gapped     atomic.Int64
 	pushes     atomic.Int64
 }
 
@@ -143,7 +145,7 @@ func runWorker() error {
 		var a answer
 		switch cmd.Cmd {
 		case "count":
-			a.Received = w.received.Load()
+			a.Received, a.Gapped = w.received.Load(), w.gapped.Load()
 		case "collect":
 			a = w.collect(j, cmd.Expect)
 		default:
@@ -247,6 +249,8 @@ func (w *worker) dial(j job, g int) (*benchClient, error) {
 }
 
 var (
+	gapPrefix     = []byte(`{"push":"gap","channel":"`)
+	toField       = []byte(`"to":`)
 	pubPrefix     = []byte(`{"push":"pub","channel":"`)
 	offsetField   = []byte(`"offset":`)
 	sentTimeField = []byte(`"data":{"t":`)
@@ -259,6 +263,10 @@ var (
 // share the machine's CPUs with the gateways they measure.
 func (w *worker) push(c *benchClient, line []byte) {
 	now := time.Now()
+	if rest, ok := bytes.CutPrefix(line, gapPrefix); ok {
+		w.gap(c, rest)
+		return
+	}
 	rest, ok := bytes.CutPrefix(line, pubPrefix)
 	if !ok {
 		w.pushes.Add(1)
@@ -287,6 +295,23 @@ func (w *worker) push(c *benchClient, line []byte) {
 	c.mu.Unlock()
 }
 
+// gap counts what a gap push says is missing, past the last offset
+// received, and moves the channel on to its end: those offsets are
+// announced, not silently lost. rest follows the channel's opening quote.
+func (w *worker) gap(c *benchClient, rest []byte) {
+	w.pushes.Add(1)
+	end := bytes.IndexByte(rest, '"')
+	ch := slices.Index(c.channels, string(rest[:end]))
+	to := uint64(numberAfter(rest, toField))
+	if ch < 0 || to == 0 {
+		return
+	}
+	if last := c.last[ch].Load(); to > last {
+		w.gapped.Add(int64(to - last))
+		c.last[ch].Store(to)
+	}
+}
+
 // numberAfter returns the decimal number following field in line, or 0.
 func numberAfter(line, field []byte) int64 {
 	i := bytes.Index(line, field)
@@ -309,6 +334,7 @@ func (w *worker) collect(j job, expect []expectation) answer {
 		Received:   w.received.Swap(0),
 		Duplicates: w.duplicates.Swap(0),
 		Missing:    w.missing.Swap(0),
+		Gapped:     w.gapped.Swap(0),
 		Pushes:     w.pushes.Swap(0),
 	}
 	var all []time.Duration

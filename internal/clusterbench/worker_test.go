@@ -16,6 +16,29 @@ func pubLine(channel string, offset uint64, sent time.Time) []byte {
 		channel, offset, sent.UnixNano())
 }
 
+// TestGapsAreNotSilentLoss: what a gap push announces is counted in gaps,
+// not missing, and the publication after it follows on; a gap that covers
+// offsets already received counts only the rest.
+func TestGapsAreNotSilentLoss(t *testing.T) {
+	w := &worker{}
+	c := &benchClient{channels: []string{"bench:all"}, last: make([]atomic.Uint64, 1)}
+	sent := time.Now()
+	w.push(c, pubLine("bench:all", 1, sent))
+	w.push(c, pubLine("bench:all", 2, sent))
+	w.push(c, []byte(`{"push":"gap","channel":"bench:all","epoch":"e1","from":2,"to":5}`)) // 3, 4, 5 new
+	w.push(c, pubLine("bench:all", 6, sent))
+	w.push(c, []byte(`{"push":"gap","channel":"bench:other","epoch":"e1","from":1,"to":9}`))
+	if got := w.gapped.Load(); got != 3 {
+		t.Errorf("in gaps %d, want 3", got)
+	}
+	if got := w.missing.Load(); got != 0 {
+		t.Errorf("missing %d, want 0: the gap announced them", got)
+	}
+	if missing, extra := c.settle(0, 6); missing != 0 || extra != 0 {
+		t.Errorf("settle at 6: %d missing, %d extra", missing, extra)
+	}
+}
+
 // TestOffsetsFindLossAndRepeats: a client's offsets must run 1, 2, 3 …;
 // a skipped one is counted missing, a repeated one duplicated, and what
 // has not arrived by the check is missing, once.

@@ -145,6 +145,7 @@ func ask(procs []*workerProc, cmd command) (answer, []weighted, error) {
 		sum.Received += a.Received
 		sum.Duplicates += a.Duplicates
 		sum.Missing += a.Missing
+		sum.Gapped += a.Gapped
 		sum.Extra += a.Extra
 		sum.Disconnected += a.Disconnected
 		sum.Pushes += a.Pushes
