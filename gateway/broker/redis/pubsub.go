@@ -47,7 +47,8 @@ type shard struct {
 	moved   bool         // the server unsubscribed by itself (a slot moved)
 	synced  bool         // have covered want on this connection; counted by the Broker
 
-	lastRead atomic.Int64 // Unix nanoseconds when the last message was read, for ping
+	lastRead   atomic.Int64 // Unix nanoseconds when a message was last read or delivered, for ping
+	delivering atomic.Bool  // a message is being delivered: the reader is ours, not stuck
 }
 
 func newShard(b *Broker, i int, h broker.Handler) *shard {
@@ -152,6 +153,11 @@ func (s *shard) hooks(gen uint64) rueidis.PubSubHooks {
 
 func (s *shard) onMessage(gen uint64, m rueidis.PubSubMessage) {
 	s.lastRead.Store(time.Now().UnixNano())
+	s.delivering.Store(true)
+	defer func() {
+		s.lastRead.Store(time.Now().UnixNano())
+		s.delivering.Store(false)
+	}()
 	s.deliverMu.Lock()
 	defer s.deliverMu.Unlock()
 	s.mu.RLock()
@@ -322,6 +328,10 @@ func (s *shard) ping() error {
 			cancel()
 			return err
 		case <-t.C:
+			if s.delivering.Load() {
+				t.Reset(timeout)
+				continue
+			}
 			if quiet := time.Since(time.Unix(0, s.lastRead.Load())); quiet < timeout {
 				t.Reset(timeout - quiet)
 				continue
