@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/duplexws/duplex/internal/testcert"
+	"github.com/duplexws/duplex/websocket"
 )
 
 // BenchmarkH2IdleMemory: the memory our server holds per idle WebSocket,
@@ -37,7 +38,20 @@ func BenchmarkH2IdleMemory(b *testing.B) {
 	certs := &testCerts{certFile: certFile, keyFile: keyFile, pool: cert.Pool, cert: cert.TLS}
 	for _, mode := range []string{"h1", "h2"} {
 		b.Run(mode, func(b *testing.B) {
-			srv := startH2Server(b, certs, nil, nil)
+			// A handler that holds nothing while it waits: Read allocates
+			// each message as it comes (wstest.Echo would hold a 32 KiB
+			// buffer per connection).
+			srv := startH2Server(b, certs, nil, func(_ *http.Request, c *websocket.Conn) error {
+				for {
+					typ, msg, err := c.Read(context.Background())
+					if err != nil {
+						return err
+					}
+					if err := c.Write(context.Background(), typ, msg); err != nil {
+						return err
+					}
+				}
+			})
 			// 1,000 streams on one connection: net/http allows 250 by
 			// default. Each connection reads the setting as it starts.
 			srv.http.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 2 * n}
