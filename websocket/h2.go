@@ -67,7 +67,14 @@ func acceptHTTP2(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*
 		local = addrOf(a)
 	}
 	s := newH2Stream(r.Body, w, rc.Flush,
-		func() { rc.SetWriteDeadline(aLongTimeAgo) }, // resets the stream
+		func() {
+			// A past write deadline resets the stream; once the context
+			// has ended the stream has too, and the handler may have
+			// returned, after which net/http must not be called.
+			if r.Context().Err() == nil {
+				rc.SetWriteDeadline(aLongTimeAgo)
+			}
+		},
 		nil, // END_STREAM goes out when the handler returns
 		nil, cfg.readBufferSize, local, h2Addr(r.RemoteAddr))
 	// The context ends before net/http closes the body, when the handler

@@ -133,12 +133,12 @@ func (e *h2StreamError) Unwrap() error { return e.err }
 func (s *h2Stream) Read(p []byte) (int, error) {
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
-	if len(s.pending) == 0 && s.readErr == nil {
+	for len(s.pending) == 0 && s.readErr == nil {
 		select {
 		case r := <-s.arrived:
 			s.pending, s.readErr = r.p, r.err
 			if len(r.p) == 0 && r.err == nil {
-				s.consumed <- struct{}{}
+				s.consumed <- struct{}{} // an empty read: wait for the next
 			}
 		case <-s.readDL.expired():
 			return 0, os.ErrDeadlineExceeded
@@ -147,10 +147,7 @@ func (s *h2Stream) Read(p []byte) (int, error) {
 		}
 	}
 	if len(s.pending) == 0 {
-		if s.readErr != nil {
-			return 0, s.readErr
-		}
-		return 0, nil // an empty read; the caller reads again
+		return 0, s.readErr
 	}
 	n := copy(p, s.pending)
 	s.pending = s.pending[n:]
