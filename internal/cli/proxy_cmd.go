@@ -82,7 +82,9 @@ filters; duplex replay plays it back. --quiet records without printing.
 Faults, for testing how clients cope. They count the data messages passed
 on, per connection, in both directions together unless --count says in
 (client to server) or out (server to client):
-  --delay D          hold each frame D before passing it on
+  --delay D          hold each frame D before passing it on (at most 1 MiB
+                     of frames, or one larger frame, wait in each
+                     direction: beyond it the sender is slowed)
   --drop-after N     after the Nth message, close both TCP connections
                      without a close frame (the client sees 1006)
   --close-after N    after the Nth message, send a close frame with

@@ -50,6 +50,7 @@ type relayDirection struct {
 	dstMu  sync.Mutex // serializes writes to dst: relayed frames and the proxy's own
 	view   *dirView
 	frames chan relayFrame // reader to writer
+	queued chan struct{}   // one token per relayQueueUnit bytes queued: the queue's byte budget
 	eof    bool            // set by the reader before it closes frames: src ended cleanly
 }
 
@@ -63,10 +64,10 @@ type relayFrame struct {
 
 func newRelay(p *proxy, n int64, client net.Conn, clientR *bufio.Reader, server net.Conn, serverR *bufio.Reader, pmd *deflateParams) *relay {
 	r := &relay{p: p, n: n, client: client, server: server, kill: make(chan struct{})}
-	r.in = &relayDirection{name: "in", src: clientR, dst: server, frames: make(chan relayFrame, 16),
-		view: newDirView(n, "in", pmd, false, p.cfg.readLimit)}
-	r.out = &relayDirection{name: "out", src: serverR, dst: client, frames: make(chan relayFrame, 16),
-		view: newDirView(n, "out", pmd, true, p.cfg.readLimit)}
+	r.in = &relayDirection{name: "in", src: clientR, dst: server, frames: make(chan relayFrame, relayQueueTokens),
+		queued: make(chan struct{}, relayQueueTokens), view: newDirView(n, "in", pmd, false, p.cfg.readLimit)}
+	r.out = &relayDirection{name: "out", src: serverR, dst: client, frames: make(chan relayFrame, relayQueueTokens),
+		queued: make(chan struct{}, relayQueueTokens), view: newDirView(n, "out", pmd, true, p.cfg.readLimit)}
 	return r
 }
 
@@ -136,11 +137,17 @@ func (r *relay) read(d *relayDirection) {
 		ev.dropped = r.closing.Load()
 		f.shownDropped = ev.dropped
 		r.p.showFrame(ev)
-		select {
-		case d.frames <- f:
-		case <-r.kill:
-			return
+		// Frames wait for the writer (and --delay) within a budget of
+		// relayQueueBytes, or one frame when it is larger: a slow end
+		// slows the other instead of filling the proxy's memory.
+		for range queueTokens(len(f.wire)) {
+			select {
+			case d.queued <- struct{}{}:
+			case <-r.kill:
+				return
+			}
 		}
+		d.frames <- f // never blocks: it has room for every token
 	}
 }
 
@@ -159,6 +166,9 @@ func (r *relay) write(d *relayDirection) {
 			}
 		}
 		r.passOn(d, f)
+		for range queueTokens(len(f.wire)) {
+			<-d.queued
+		}
 	}
 	if d.eof {
 		// Pass the end of the stream on, so that the other end sees it
@@ -253,6 +263,20 @@ type frameTooBigError struct {
 
 func (e *frameTooBigError) Error() string {
 	return fmt.Sprintf("a frame of %d bytes is over --read-limit %d", e.length, e.limit)
+}
+
+// The byte budget of the frames one direction holds between its reader and
+// its writer, counted in units so that small frames take one each.
+const (
+	relayQueueBytes  = 1 << 20
+	relayQueueUnit   = 4 << 10
+	relayQueueTokens = relayQueueBytes / relayQueueUnit
+)
+
+// queueTokens is how many units of the budget a frame of n bytes takes: a
+// frame larger than the budget takes all of it.
+func queueTokens(n int) int {
+	return min(max(1, (n+relayQueueUnit-1)/relayQueueUnit), relayQueueTokens)
 }
 
 // readRelayFrame reads one frame, decoded with internal/frame. io.EOF means
