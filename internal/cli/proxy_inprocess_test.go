@@ -206,3 +206,30 @@ func TestProxyPassesHeaders(t *testing.T) {
 		waitExit(t, exit)
 	}
 }
+
+// TestProxyReadLimit checks that a frame over --read-limit is not relayed:
+// both ends get 1009 from the proxy.
+func TestProxyReadLimit(t *testing.T) {
+	ctx := testContext(t)
+	echoURL := startEchoCommand(t)
+	proxyCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	url, stdout, exit := startProxyCommand(t, proxyCtx, "--to", echoURL, "--read-limit", "1000")
+	c := dial(t, ctx, url, nil)
+	if err := c.Write(ctx, websocket.MessageBinary, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := c.Read(ctx); err != nil || len(got) != 1000 {
+		t.Fatalf("a frame of --read-limit bytes: %d bytes back, %v", len(got), err)
+	}
+	c.Write(ctx, websocket.MessageBinary, make([]byte, 1001))
+	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+		t.Errorf("a frame over --read-limit: %v, want close 1009", err)
+	}
+	waitFor(t, stdout, "#1 -- in: a frame of 1001 bytes is over --read-limit 1000")
+	waitFor(t, stdout, "#1 in  close fin len=35 (sent by the proxy): code=1009 (MessageTooBig) reason=\"frame over the proxy's read limit\"")
+	waitFor(t, stdout, "(not passed on: the proxy has closed): code=1009") // the server's answer
+	waitFor(t, stdout, "#1 -- connection closed")
+	stop()
+	waitExit(t, exit)
+}
