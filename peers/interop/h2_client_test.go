@@ -440,3 +440,96 @@ func httptestTLSServer(t *testing.T, certs *testCerts, h http.Handler) *httptest
 	t.Cleanup(srv.Close)
 	return srv
 }
+
+// TestH2OurClientOptions: the options of the HTTP/1.1 path work over
+// HTTP/2 too: the server's choice of subprotocol, small buffers (frames
+// larger than them), keepalive pings answered over the stream while both
+// ends read, Ping, and the read limit, which fails the connection with
+// 1009.
+func TestH2OurClientOptions(t *testing.T) {
+	certs := newTestCerts(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	serverEnd := make(chan error, 1)
+	srv := startH2Server(t, certs, &websocket.AcceptOptions{
+		Subprotocols:    []string{"second", "first"},
+		ReadBufferSize:  256,
+		WriteBufferSize: 256,
+		PingInterval:    50 * time.Millisecond,
+	}, func(_ *http.Request, c *websocket.Conn) error {
+		if c.Subprotocol() != "second" {
+			return errors.New("server chose " + c.Subprotocol())
+		}
+		c.SetReadLimit(4096)
+		err := echoUntilEnd(ctx, c)
+		serverEnd <- err
+		return err
+	})
+	c, _, err := websocket.Dial(ctx, srv.url, &websocket.DialOptions{
+		HTTP2Transport:  h2Transport(t, certs),
+		Subprotocols:    []string{"first", "second"},
+		ReadBufferSize:  256,
+		WriteBufferSize: 256,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if c.Subprotocol() != "second" {
+		t.Fatalf("subprotocol %q, want the server's choice", c.Subprotocol())
+	}
+	msg := bytes.Repeat([]byte("0123456789"), 400) // 4,000 bytes: many frames of 256
+	for range 3 {
+		if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := c.Read(ctx); err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("echo: %d bytes, %v", len(got), err)
+		}
+	}
+	// Six keepalive intervals with both ends reading: the client answers
+	// the server's pings, or the server would fail the connection.
+	readCtx, stopReading := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, _, err = c.Read(readCtx)
+	stopReading()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("an idle read ended with %v, not its deadline", err)
+	}
+	// From here a goroutine reads, which also takes in the pongs.
+	type read struct {
+		msg []byte
+		err error
+	}
+	reads := make(chan read, 4)
+	go func() {
+		for {
+			_, msg, err := c.Read(ctx)
+			reads <- read{msg, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	if err := c.Write(ctx, websocket.MessageText, []byte("after ping")); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-reads; r.err != nil || string(r.msg) != "after ping" {
+		t.Fatalf("echo after the idle time: %q, %v", r.msg, r.err)
+	}
+	// Over the server's read limit of 4096.
+	if err := c.Write(ctx, websocket.MessageBinary, make([]byte, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-reads; websocket.CloseStatus(r.err) != websocket.StatusMessageTooBig {
+		t.Fatalf("read after an oversized message: %v, want close 1009", r.err)
+	}
+	if err := <-serverEnd; websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+		var pe *websocket.ProtocolError
+		if !errors.As(err, &pe) {
+			t.Fatalf("the server's Conn ended with %v, want the read limit", err)
+		}
+	}
+}
