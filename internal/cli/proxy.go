@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/duplexws/duplex/websocket"
 )
 
 // proxyHandshakeTimeout bounds dialing the server and its handshake answer.
@@ -64,7 +66,7 @@ func (p *proxy) serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config) 
 	p.mu.Lock()
 	p.closing = true
 	for r := range p.relays {
-		r.injectClose(1001, "proxy shutting down", "--")
+		r.injectClose(websocket.StatusGoingAway, "proxy shutting down", "(shutting down)")
 	}
 	p.mu.Unlock()
 	srv.Close()
