@@ -172,3 +172,30 @@ func TestReplayDiffers(t *testing.T) {
 		t.Errorf("replay against no server: exit %d, want 1, output:\n%s", code, stdout)
 	}
 }
+
+// TestReplayBadRecording checks that a file that is not a recording fails
+// with status 1 and says what is wrong, before any connection is made.
+func TestReplayBadRecording(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, content, want string
+	}{
+		{"empty", "", "no handshake in it: not a recording of duplex proxy --record"},
+		{"not-json", "hello\n", "object 1: invalid character"},
+		{"frame-first", `{"type":"frame","conn":1,"dir":"in","opcode":"text","fin":true,"text":"x"}` + "\n", "object 1: a frame of connection 1 before its handshake"},
+		{"continuation-first", `{"type":"handshake","conn":1,"response":{"status":101}}` + "\n" +
+			`{"type":"frame","conn":1,"dir":"in","opcode":"continuation","fin":true,"text":"x"}` + "\n", "object 2: a continuation frame with no message before it"},
+		{"client-message-not-inflated", `{"type":"handshake","conn":1,"response":{"status":101}}` + "\n" +
+			`{"type":"frame","conn":1,"dir":"in","opcode":"text","fin":true,"rsv1":true,"base64":"/w==","inflate_error":"inflate failed: x"}` + "\n",
+			"object 2: the client's message cannot be replayed: inflate failed: x"},
+	} {
+		path := filepath.Join(dir, tc.name)
+		if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := runCLI(t, strings.NewReader(""), "replay", path, "--to", "ws://127.0.0.1:1")
+		if code != exitError || stdout != "" || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and %q", tc.name, code, stdout, stderr, tc.want)
+		}
+	}
+}
