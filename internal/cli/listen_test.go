@@ -1,0 +1,312 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/duplexws/duplex/websocket"
+)
+
+// tool is a duplex binary that listens, run by startTool: the test writes
+// its stdin and reads its stdout and stderr.
+type tool struct {
+	cmd            *exec.Cmd
+	url            string // ws://127.0.0.1:port, from its first line
+	stdin          io.WriteCloser
+	stdout, stderr *lockedBuffer
+	exited         chan struct{} // closed when it exited
+	waitErr        error         // its exit status, once exited is closed
+}
+
+// startTool builds duplex and runs it with args, which must make it print
+// "duplex COMMAND listening on ws://ADDR" first, and waits for that line.
+// The process is killed when the test ends, if it is still running.
+func startTool(t *testing.T, args ...string) *tool {
+	t.Helper()
+	bin := buildDuplex(t, buildContext(t))
+	p := &tool{
+		cmd:    exec.Command(bin, args...),
+		stdout: new(lockedBuffer),
+		stderr: new(lockedBuffer),
+		exited: make(chan struct{}),
+	}
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	p.cmd.WaitDelay = time.Second
+	var err error
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("duplex stdout:\n%s\nduplex stderr:\n%s", p.stdout, p.stderr)
+		}
+	})
+	first := regexp.MustCompile(`^duplex \w+ listening on (ws://127\.0\.0\.1:\d+)\n`)
+	for deadline := time.Now().Add(testTimeout); ; time.Sleep(5 * time.Millisecond) {
+		if m := first.FindStringSubmatch(p.stdout.String()); m != nil {
+			p.url = m[1]
+			return p
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("duplex exited before listening: %v\n%s", p.waitErr, p.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("duplex printed no address; stdout %q", p.stdout)
+		}
+	}
+}
+
+// buildContext bounds building the binary, which takes more than
+// testTimeout when the build cache is cold and the machine busy.
+func buildContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// typeLine writes line and a newline to the tool's stdin.
+func (p *tool) typeLine(t *testing.T, line string) {
+	t.Helper()
+	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitExit waits for the tool to exit and returns its exit code.
+func (p *tool) waitExit(t *testing.T, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(within):
+		t.Fatalf("duplex still running after %v", within)
+		return -1
+	}
+}
+
+// readText reads a message from c and checks it is the text want.
+func readText(t *testing.T, ctx context.Context, c *websocket.Conn, want string) {
+	t.Helper()
+	typ, p, err := c.Read(ctx)
+	if err != nil || typ != websocket.MessageText || string(p) != want {
+		t.Fatalf("read %v %q %v; want text %q", typ, p, err, want)
+	}
+}
+
+func writeText(t *testing.T, ctx context.Context, c *websocket.Conn, text string) {
+	t.Helper()
+	if err := c.Write(ctx, websocket.MessageText, []byte(text)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dialRefused dials url and checks that the handshake is refused with
+// status.
+func dialRefused(t *testing.T, ctx context.Context, url string, status int) {
+	t.Helper()
+	c, resp, err := websocket.Dial(ctx, url, nil)
+	if err == nil {
+		c.CloseNow()
+		t.Fatalf("dial %s: accepted, want %d", url, status)
+	}
+	if resp == nil || resp.StatusCode != status {
+		t.Fatalf("dial %s: %v (response %v), want %d", url, err, resp, status)
+	}
+}
+
+// TestListenTwoClients runs duplex listen with two clients: each one's
+// messages are printed with its number, a line typed reaches both, /to N
+// reaches N alone, a client's close is printed with its code, and SIGTERM
+// closes the rest with 1001.
+func TestListenTwoClients(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the duplex binary")
+	}
+	ctx := testContext(t)
+	p := startTool(t, "listen", "--listen", "127.0.0.1:0")
+
+	c1 := dial(t, ctx, p.url+"/one?x=1", nil)
+	waitFor(t, p.stdout, "[1] connected from 127.0.0.1:")
+	c2 := dial(t, ctx, p.url+"/two", nil)
+	waitFor(t, p.stdout, "[2] connected from 127.0.0.1:")
+	writeText(t, ctx, c1, "from one")
+	writeText(t, ctx, c2, "from two")
+	if err := c2.Write(ctx, websocket.MessageBinary, []byte{0, 0xff}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, p.stdout, "[1] < text 8 B: from one")
+	waitFor(t, p.stdout, "[2] < text 8 B: from two")
+	waitFor(t, p.stdout, "[2] < binary 2 B: 00ff")
+
+	p.typeLine(t, "to everyone")
+	readText(t, ctx, c1, "to everyone")
+	readText(t, ctx, c2, "to everyone")
+	waitFor(t, p.stdout, "[1 2] > text 11 B: to everyone")
+
+	p.typeLine(t, "/to 2 only two")
+	p.typeLine(t, "/to 1 only one")
+	readText(t, ctx, c2, "only two")
+	readText(t, ctx, c1, "only one") // not "only two": /to 2 did not reach 1
+	p.typeLine(t, "/binary 01fe")
+	for _, c := range []*websocket.Conn{c1, c2} {
+		if typ, got, err := c.Read(ctx); err != nil || typ != websocket.MessageBinary || string(got) != "\x01\xfe" {
+			t.Fatalf("/binary: %v %q %v", typ, got, err)
+		}
+	}
+	p.typeLine(t, "/to 7 nobody")
+	waitFor(t, p.stderr, "no client 7")
+
+	if err := c2.Close(4000, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, p.stdout, `[2] disconnected: the client closed with 4000 "bye"`)
+	p.typeLine(t, "after two left")
+	readText(t, ctx, c1, "after two left")
+	waitFor(t, p.stdout, "[1] > text 14 B: after two left")
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c1.Read(ctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Errorf("after SIGTERM: %v, want close 1001", err)
+	}
+	if code := p.waitExit(t, 10*time.Second); code != 0 {
+		t.Errorf("after SIGTERM: exit %d, want 0", code)
+	}
+	waitFor(t, p.stdout, `[1] closed with 1001 (GoingAway) "server shutting down"`)
+}
+
+// TestListenCloseCommand checks that /close N closes client N alone, with
+// the code and reason typed.
+func TestListenCloseCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the duplex binary")
+	}
+	ctx := testContext(t)
+	p := startTool(t, "listen", "--listen", "127.0.0.1:0")
+	c1 := dial(t, ctx, p.url, nil)
+	waitFor(t, p.stdout, "[1] connected")
+	c2 := dial(t, ctx, p.url, nil)
+	waitFor(t, p.stdout, "[2] connected")
+	p.typeLine(t, "/close 1 4001 enough")
+	var ce *websocket.CloseError
+	if _, _, err := c1.Read(ctx); websocket.CloseStatus(err) != 4001 || !errors.As(err, &ce) || ce.Reason != "enough" {
+		t.Fatalf("/close 1 4001 enough: %v", err)
+	}
+	waitFor(t, p.stdout, `[1] closed with 4001 "enough"; the client answered`)
+	p.typeLine(t, "still here")
+	readText(t, ctx, c2, "still here")
+	waitFor(t, p.stdout, "[2] > text 10 B: still here")
+}
+
+// TestListenOnce checks --once: a second client is refused with 503 while
+// the first is connected, and duplex exits 0 when the first leaves.
+func TestListenOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the duplex binary")
+	}
+	ctx := testContext(t)
+	p := startTool(t, "listen", "--listen", "127.0.0.1:0", "--once")
+	c := dial(t, ctx, p.url, nil)
+	waitFor(t, p.stdout, "[1] connected")
+	dialRefused(t, ctx, p.url, http.StatusServiceUnavailable)
+	writeText(t, ctx, c, "only me")
+	waitFor(t, p.stdout, "[1] < text 7 B: only me")
+	select {
+	case <-p.exited:
+		t.Fatal("duplex exited while its client was connected")
+	default:
+	}
+	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.waitExit(t, 10*time.Second); code != 0 {
+		t.Errorf("--once: exit %d after the client left, want 0", code)
+	}
+	if !strings.Contains(p.stdout.String(), `[1] disconnected: the client closed with 1000 (NormalClosure) ""`) {
+		t.Errorf("the disconnect is not printed:\n%s", p.stdout)
+	}
+}
+
+// TestListenTerminal types on a terminal, in its usual cooked mode, where
+// Enter arrives as "\n": each line reaches the client.
+func TestListenTerminal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the duplex binary")
+	}
+	ctx := testContext(t)
+	term := openPTY(t)
+	bin := buildDuplex(t, buildContext(t))
+	cmd := exec.Command(bin, "listen", "--listen", "127.0.0.1:0")
+	var out lockedBuffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = term.tty, &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	defer func() {
+		cmd.Process.Kill()
+		<-exited
+	}()
+	waitFor(t, &out, "listening on ws://")
+	url := "ws://" + regexp.MustCompile(`127\.0\.0\.1:\d+`).FindString(out.String())
+	c := dial(t, ctx, url, nil)
+	waitFor(t, &out, "[1] connected")
+	term.typeLine(t, "typed on a terminal")
+	readText(t, ctx, c, "typed on a terminal")
+	term.typeLine(t, "/to 1 again")
+	readText(t, ctx, c, "again")
+	cmd.Process.Signal(syscall.SIGINT)
+	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Errorf("after SIGINT: %v, want close 1001", err)
+	}
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Errorf("after SIGINT: %v, want exit 0", waitErr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("duplex still running after SIGINT")
+	}
+}
+
+func TestListenUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		want string
+		args []string
+	}{
+		{"takes no arguments", []string{"listen", "extra"}},
+		{"--read-limit must be", []string{"listen", "--read-limit", "0"}},
+		{"--close-timeout must be positive", []string{"listen", "--close-timeout", "0s"}},
+		{"exclude each other", []string{"listen", "--origin", "a.example", "--insecure-origin"}},
+		{"--compress must be off, no-context or context", []string{"listen", "--compress", "always"}},
+		{"--server-window-bits needs --compress", []string{"listen", "--server-window-bits", "9"}},
+		{"--tls-cert and --tls-key go together", []string{"listen", "--tls-cert", "c.pem"}},
+	} {
+		wantUsageError(t, tc.want, tc.args...)
+	}
+}
