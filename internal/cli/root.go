@@ -80,7 +80,7 @@ func newRootCommand() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return usageError{err}
 	})
-	root.AddCommand(newServeCommand(), newEchoCommand(), newConnectCommand(), newBenchCommand(), newPublishCommand(), newProxyCommand(), newReplayCommand(), newListenCommand())
+	root.AddCommand(newServeCommand(), newEchoCommand(), newConnectCommand(), newBenchCommand(), newPublishCommand(), newProxyCommand(), newReplayCommand(), newListenCommand(), newExecCommand())
 	return root
 }
 
