@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -58,7 +60,7 @@ func startTool(t *testing.T, args ...string) *tool {
 			t.Logf("duplex stdout:\n%s\nduplex stderr:\n%s", p.stdout, p.stderr)
 		}
 	})
-	first := regexp.MustCompile(`^duplex \w+ listening on (ws://127\.0\.0\.1:\d+)\n`)
+	first := regexp.MustCompile(`^duplex \w+ listening on (wss?://127\.0\.0\.1:\d+)\n`)
 	for deadline := time.Now().Add(testTimeout); ; time.Sleep(5 * time.Millisecond) {
 		if m := first.FindStringSubmatch(p.stdout.String()); m != nil {
 			p.url = m[1]
@@ -292,6 +294,57 @@ func TestListenTerminal(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("duplex still running after SIGINT")
 	}
+}
+
+// TestListenTLSCompressSubprotocol runs duplex listen with
+// --tls-self-signed, --compress and --subprotocol: a client that checks
+// the certificate by the fingerprint printed connects over TLS, agrees on
+// permessage-deflate and the subprotocol, and talks both ways.
+func TestListenTLSCompressSubprotocol(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the duplex binary")
+	}
+	ctx := testContext(t)
+	p := startTool(t, "listen", "--listen", "127.0.0.1:0", "--tls-self-signed", "--compress", "context", "--subprotocol", "chat.v2")
+	if !strings.HasPrefix(p.url, "wss://") {
+		t.Fatalf("with --tls-self-signed the address is %s, want wss://", p.url)
+	}
+	waitFor(t, p.stdout, "SHA-256 fingerprint ")
+	m := regexp.MustCompile(`SHA-256 fingerprint ([0-9A-F:]+)\n`).FindStringSubmatch(p.stdout.String())
+	if m == nil {
+		t.Fatalf("no fingerprint line:\n%s", p.stdout)
+	}
+	tlsConfig := &tls.Config{
+		InsecureSkipVerify: true, // checked below, by the fingerprint printed
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if got := fingerprint(cs.PeerCertificates[0].Raw); got != m[1] {
+				return fmt.Errorf("certificate fingerprint %s, printed %s", got, m[1])
+			}
+			return nil
+		},
+	}
+	c, resp, err := websocket.Dial(ctx, p.url+"/secure", &websocket.DialOptions{
+		TLSConfig:    tlsConfig,
+		Subprotocols: []string{"chat.v1", "chat.v2"},
+		Compression:  websocket.CompressionOptions{Mode: websocket.CompressionContextTakeover},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); !strings.HasPrefix(ext, "permessage-deflate") {
+		t.Errorf("Sec-WebSocket-Extensions %q, want permessage-deflate", ext)
+	}
+	if c.Subprotocol() != "chat.v2" {
+		t.Errorf("subprotocol %q, want chat.v2", c.Subprotocol())
+	}
+	waitFor(t, p.stdout, "[1] connected from 127.0.0.1:")
+	waitFor(t, p.stdout, ": /secure, subprotocol chat.v2\n")
+	msg := strings.Repeat("compressed both ways ", 50)
+	writeText(t, ctx, c, msg)
+	waitFor(t, p.stdout, fmt.Sprintf("[1] < text %d B: compressed both ways", len(msg)))
+	p.typeLine(t, msg)
+	readText(t, ctx, c, msg)
 }
 
 func TestListenUsageErrors(t *testing.T) {
