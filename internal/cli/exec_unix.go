@@ -19,9 +19,9 @@ func setProcessGroup(cmd *exec.Cmd) {
 
 // endProcessGroup ends the process group pgid, whose leader's Wait
 // closes exited: it sends the group SIGTERM, waits up to grace for the
-// leader to be reaped and every other member to be gone, sends what is
-// left SIGKILL, and returns once the leader is reaped. A process that left
-// the group (setsid, setpgid) is out of reach.
+// leader to be reaped and every other member to be gone (or a zombie),
+// sends what is left SIGKILL, and returns once the leader is reaped. A
+// process that left the group (setsid, setpgid) is out of reach.
 func endProcessGroup(pgid int, exited <-chan struct{}, grace time.Duration) {
 	syscall.Kill(-pgid, syscall.SIGTERM)
 	deadline := time.NewTimer(grace)
@@ -31,9 +31,7 @@ func endProcessGroup(pgid int, exited <-chan struct{}, grace time.Duration) {
 	for {
 		select {
 		case <-exited:
-			// ESRCH: no process has the group's id any more. EPERM would
-			// be a member that may not be signalled: still there.
-			if syscall.Kill(-pgid, 0) == syscall.ESRCH {
+			if groupGone(pgid) {
 				return
 			}
 		default:
@@ -46,4 +44,14 @@ func endProcessGroup(pgid int, exited <-chan struct{}, grace time.Duration) {
 		case <-tick.C:
 		}
 	}
+}
+
+// groupGone reports whether no process of group pgid is left but zombies.
+func groupGone(pgid int) bool {
+	if gone, ok := groupGoneProc(pgid); ok {
+		return gone
+	}
+	// ESRCH: no process has the group's id any more. EPERM would be a
+	// member that may not be signalled: still there.
+	return syscall.Kill(-pgid, 0) == syscall.ESRCH
 }

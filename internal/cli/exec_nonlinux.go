@@ -11,3 +11,6 @@ const memoryLimitSupported = false
 func execWithMemoryLimit(uint64, string, []string) error {
 	return errors.New("--max-memory is supported on Linux only")
 }
+
+// groupGoneProc is for Linux only: elsewhere ok is false.
+func groupGoneProc(int) (gone, ok bool) { return false, false }
