@@ -129,8 +129,9 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	b.handler, b.down, b.up, b.reporting = h, 0, true, true
 	b.linkMu.Unlock()
 	for _, s := range b.shards {
-		b.wg.Add(1)
+		b.wg.Add(2)
 		go s.run()
+		go s.deliverLoop()
 	}
 	b.running.Store(true)
 	return nil

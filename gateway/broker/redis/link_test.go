@@ -328,3 +328,84 @@ func TestBusyIsNotLost(t *testing.T) {
 		})
 	}
 }
+
+// blockingHandler holds every publication until release is closed.
+type blockingHandler struct {
+	*brokertest.Recorder
+	release chan struct{}
+}
+
+func (h blockingHandler) HandlePublication(pub *broker.Publication) {
+	<-h.release
+	h.Recorder.HandlePublication(pub)
+}
+
+// TestTooSlowNode: a node that cannot keep up holds at most
+// MaxPendingBytes of what it read and did not deliver; past it the link
+// counts as lost (the gateway then catches its channels up from history)
+// and comes back by itself. What is delivered stays in order and is never
+// repeated.
+func TestTooSlowNode(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	o := testOptions(redis.Options{Addrs: []string{srv.Addr()}})
+	o.MaxPendingBytes = 64 << 10
+	b, err := redis.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := brokertest.NewRecorder()
+	h := blockingHandler{rec, make(chan struct{})}
+	ctx := context.Background()
+	if err := b.Start(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	defer func() {
+		if !released {
+			close(h.release)
+		}
+		b.Close(ctx)
+	}()
+	const ch, n = "slow", 200
+	if err := b.Subscribe(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte(`{"pad":"` + strings.Repeat("x", 1000) + `"}`)
+	for range n { // 200 KB, over the 64 KiB bound
+		if _, err := b.Publish(ctx, ch, data, nil, broker.PublishOptions{HistorySize: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.WaitLinkLost(t, 1, 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	// No new connection while the node has not caught up: it would
+	// overflow at once, again and again.
+	if lost, back := rec.Links(); lost != 1 || back != 0 {
+		t.Errorf("while the node is stuck: links lost %d, back %d; want 1, 0", lost, back)
+	}
+	close(h.release)
+	released = true
+	rec.WaitLinkBack(t, 1, 15*time.Second)
+	pos, err := b.Publish(ctx, ch, data, nil, broker.PublishOptions{HistorySize: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pubs := rec.Publications(ch)
+		if len(pubs) > 0 && pubs[len(pubs)-1].Position == pos {
+			if len(pubs) > 1+64 { // at most what fits in 64 KiB, then the last
+				t.Errorf("%d publications delivered, more than the bound lets a node hold", len(pubs))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			lost, back := rec.Links()
+			t.Fatalf("the publication after the link came back did not arrive (%d delivered; links lost %d, back %d)", len(pubs), lost, back)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, v := range rec.Violations() {
+		t.Errorf("handler contract broken: %s", v)
+	}
+}

@@ -68,21 +68,30 @@ type Options struct {
 	HealthInterval time.Duration
 	HealthTimeout  time.Duration
 
+	// MaxPendingBytes bounds the messages of one pub/sub connection read
+	// from Redis and not yet delivered (the connection's reader never
+	// waits for the node, so that a busy node is not mistaken for a dead
+	// link). Over it the node is too slow for its traffic: the connection
+	// counts as lost and its channels catch up from history. Default:
+	// 32 MiB, Redis's own hard limit on a subscriber's output buffer.
+	MaxPendingBytes int
+
 	// Logger receives the connection's changes (lost, restored) and the
 	// messages dropped as malformed; never a password. Default: no logs.
 	Logger *slog.Logger
 }
 
 const (
-	defaultAddr           = "127.0.0.1:6379"
-	defaultPrefix         = "duplex"
-	defaultClusterShards  = 16
-	defaultPresenceTTL    = 60 * time.Second
-	defaultDialTimeout    = 5 * time.Second
-	defaultConnTimeout    = 10 * time.Second
-	defaultHealthInterval = time.Second
-	defaultHealthTimeout  = 2 * time.Second
-	maxShards             = 1024
+	defaultAddr            = "127.0.0.1:6379"
+	defaultPrefix          = "duplex"
+	defaultClusterShards   = 16
+	defaultPresenceTTL     = 60 * time.Second
+	defaultMaxPendingBytes = 32 << 20
+	defaultDialTimeout     = 5 * time.Second
+	defaultConnTimeout     = 10 * time.Second
+	defaultHealthInterval  = time.Second
+	defaultHealthTimeout   = 2 * time.Second
+	maxShards              = 1024
 )
 
 // withDefaults returns o with its defaults filled in, or an error for a
@@ -123,6 +132,9 @@ func (o Options) withDefaults() (Options, error) {
 	setDefault(&o.ConnTimeout, defaultConnTimeout)
 	setDefault(&o.HealthInterval, defaultHealthInterval)
 	setDefault(&o.HealthTimeout, defaultHealthTimeout)
+	if o.MaxPendingBytes <= 0 {
+		o.MaxPendingBytes = defaultMaxPendingBytes
+	}
 	return o, nil
 }
 

@@ -30,10 +30,19 @@ type shard struct {
 	anchor string        // always wanted; "" when not needed
 	wake   chan struct{} // tells run that want or have changed
 
-	// deliverMu makes deliveries one at a time across connections: the
-	// old connection's reader may still run when the new one starts.
+	// deliverMu makes deliveries one at a time, and Close wait for the
+	// one under way.
 	deliverMu sync.Mutex
 	stopped   bool // by Close: no more deliveries; guarded by deliverMu
+
+	// The inbox: the connection's reader appends what it reads and never
+	// waits for the node; deliverLoop delivers it, in order.
+	inMu       sync.Mutex
+	inbox      []inMsg
+	inBytes    int
+	inReady    chan struct{} // a message was added
+	overflowed chan uint64   // the connection whose messages went over MaxPendingBytes
+	dropGen    uint64        // the connection whose messages overflowed; guarded by inMu
 
 	mu      sync.RWMutex
 	want    map[string]string // server channel name -> channel, what the node wants
@@ -47,24 +56,33 @@ type shard struct {
 	moved   bool         // the server unsubscribed by itself (a slot moved)
 	synced  bool         // have covered want on this connection; counted by the Broker
 
-	lastRead   atomic.Int64 // Unix nanoseconds when a message was last read or delivered, for ping
-	delivering atomic.Bool  // a message is being delivered: the reader is ours, not stuck
+	lastRead atomic.Int64 // Unix nanoseconds when a message was last read, for ping
+}
+
+// inMsg is a message read from connection gen.
+type inMsg struct {
+	gen           uint64
+	channel, body string
 }
 
 func newShard(b *Broker, i int, h broker.Handler) *shard {
 	s := &shard{
 		b: b, h: h, index: i, anchor: b.keys.anchors[i],
-		wake:    make(chan struct{}, 1),
-		want:    make(map[string]string),
-		have:    make(map[string]bool),
-		pending: make(map[string]bool),
-		changed: make(chan struct{}),
+		wake:       make(chan struct{}, 1),
+		want:       make(map[string]string),
+		have:       make(map[string]bool),
+		pending:    make(map[string]bool),
+		changed:    make(chan struct{}),
+		inReady:    make(chan struct{}, 1),
+		overflowed: make(chan uint64, 1),
 	}
 	if s.anchor != "" {
 		s.want[s.anchor] = ""
 	}
 	return s
 }
+
+var errTooSlow = errors.New("the node read more than MaxPendingBytes it had not delivered yet (too slow for its traffic)")
 
 var errMoved = errors.New("the server unsubscribed the shard's channels (its slot moved)")
 
@@ -151,24 +169,78 @@ func (s *shard) hooks(gen uint64) rueidis.PubSubHooks {
 	}
 }
 
+// onMessage runs on the connection's reading goroutine: it only queues
+// the message for deliverLoop. A node too slow for its traffic fills the
+// inbox to MaxPendingBytes; then the connection counts as lost (run
+// drops it), and its later messages are dropped with it.
 func (s *shard) onMessage(gen uint64, m rueidis.PubSubMessage) {
 	s.lastRead.Store(time.Now().UnixNano())
-	s.delivering.Store(true)
-	defer func() {
-		s.lastRead.Store(time.Now().UnixNano())
-		s.delivering.Store(false)
-	}()
+	s.inMu.Lock()
+	defer s.inMu.Unlock()
+	if gen == s.dropGen {
+		return
+	}
+	if s.inBytes+len(m.Message) > s.b.opts.MaxPendingBytes && len(s.inbox) > 0 {
+		s.dropGen = gen
+		select {
+		case s.overflowed <- gen:
+		default:
+		}
+		return
+	}
+	s.inbox = append(s.inbox, inMsg{gen, m.Channel, m.Message})
+	s.inBytes += len(m.Message)
+	select {
+	case s.inReady <- struct{}{}:
+	default:
+	}
+}
+
+// undelivered returns the bytes read and not yet delivered.
+func (s *shard) undelivered() int {
+	s.inMu.Lock()
+	defer s.inMu.Unlock()
+	return s.inBytes
+}
+
+// deliverLoop delivers the inbox, in order, from Start to Close.
+func (s *shard) deliverLoop() {
+	defer s.b.wg.Done()
+	var batch []inMsg
+	for {
+		select {
+		case <-s.b.stop:
+			return
+		case <-s.inReady:
+		}
+		s.inMu.Lock()
+		batch, s.inbox = s.inbox, batch[:0]
+		s.inMu.Unlock()
+		for i, m := range batch {
+			s.deliverOne(m)
+			s.inMu.Lock()
+			s.inBytes -= len(m.body)
+			s.inMu.Unlock()
+			batch[i] = inMsg{}
+		}
+	}
+}
+
+// deliverOne hands one message to the Handler, unless it is of a channel
+// no longer wanted, of a connection since replaced or lost (the link was
+// reported lost: its channels catch up), or Close has begun.
+func (s *shard) deliverOne(m inMsg) {
 	s.deliverMu.Lock()
 	defer s.deliverMu.Unlock()
 	s.mu.RLock()
-	channel, wanted := s.want[m.Channel]
-	current := s.gen == gen
+	channel, wanted := s.want[m.channel]
+	current := s.gen == m.gen
 	s.mu.RUnlock()
-	control := m.Channel == s.b.keys.control
+	control := m.channel == s.b.keys.control
 	if !wanted || !current || s.stopped || channel == "" && !control {
 		return // not subscribed, an old connection, or another shard's anchor
 	}
-	s.b.deliver(s.h, channel, control, m.Message)
+	s.b.deliver(s.h, channel, control, m.body)
 }
 
 // stopDelivery waits for a delivery under way and lets no other start.
@@ -328,10 +400,6 @@ func (s *shard) ping() error {
 			cancel()
 			return err
 		case <-t.C:
-			if s.delivering.Load() {
-				t.Reset(timeout)
-				continue
-			}
 			if quiet := time.Since(time.Unix(0, s.lastRead.Load())); quiet < timeout {
 				t.Reset(timeout - quiet)
 				continue
@@ -357,6 +425,13 @@ func (s *shard) run() {
 			if backoff > 0 && !s.sleep(backoff) {
 				return
 			}
+			// After an overflow, not before the node has caught up with
+			// half of it: a new connection would overflow at once.
+			for s.undelivered() > s.b.opts.MaxPendingBytes/2 {
+				if !s.sleep(10 * time.Millisecond) {
+					return
+				}
+			}
 			backoff = nextBackoff(backoff)
 			if err := s.connect(s.b.life); err != nil {
 				s.b.logger.Debug("redis broker: reconnection failed", "shard", s.index, "err", err)
@@ -373,6 +448,13 @@ func (s *shard) run() {
 			return
 		case err := <-lost:
 			s.lose(err)
+		case gen := <-s.overflowed:
+			s.mu.RLock()
+			current := s.gen == gen
+			s.mu.RUnlock()
+			if current {
+				s.lose(errTooSlow)
+			}
 		case <-s.wake:
 			if err := s.reconcile(s.b.life); err != nil {
 				s.lose(err)
