@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/duplexws/duplex/gateway/broker"
@@ -98,6 +99,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(result)
 }
 
+// maxBroadcastConcurrency bounds the publications of one broadcast in
+// flight at once.
+const maxBroadcastConcurrency = 32
+
 func (s *Server) apiCall(ctx context.Context, method string, req *apiRequest) (any, error) {
 	switch method {
 	case "publish":
@@ -114,18 +119,28 @@ func (s *Server) apiCall(ctx context.Context, method string, req *apiRequest) (a
 		if err != nil {
 			return nil, err
 		}
+		// The channels are published to concurrently: over a networked
+		// broker each publication is a round trip, and one after another
+		// a broadcast to 100 channels waited for 100 of them.
 		results := make([]apiBroadcastItem, len(req.Channels))
+		var wg sync.WaitGroup
+		slots := make(chan struct{}, maxBroadcastConcurrency)
 		for i, ch := range req.Channels {
-			ns, err := s.namespace(ch)
-			if err == nil {
-				var pos broker.Position
-				pos, err = s.publish(ctx, ns, ch, data, nil)
-				results[i] = apiBroadcastItem{Offset: pos.Offset, Epoch: pos.Epoch}
-			}
-			if err != nil {
-				results[i].Error = asError(err)
-			}
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				ns, err := s.namespace(ch)
+				if err == nil {
+					var pos broker.Position
+					pos, err = s.publish(ctx, ns, ch, data, nil)
+					results[i] = apiBroadcastItem{Offset: pos.Offset, Epoch: pos.Epoch}
+				}
+				if err != nil {
+					results[i].Error = asError(err)
+				}
+			})
 		}
+		wg.Wait()
 		return struct {
 			Results []apiBroadcastItem `json:"results"`
 		}{results}, nil
