@@ -65,6 +65,10 @@ and the reason "exit status N" or "signal: NAME". A program that runs over
 "over --max-time D: ...". A process that leaves the group (setsid) is out
 of reach.
 
+A program that stops reading its stdin holds back the client's messages,
+and with them the news that the client has left, until it reads again or
+ends: --max-time bounds how long.
+
 Connections over --max-procs are refused with 503 before the handshake.
 --max-memory limits each program's address space (RLIMIT_AS): duplex sets
 it and then becomes the program, so that it holds from the program's

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -326,6 +327,7 @@ echo end
 		{"default", nil, map[string]string{"HTTP_COOKIE": "unset", "HTTP_AUTHORIZATION": "unset"}},
 		{"pass credentials", []string{"--pass-header", "Cookie", "--pass-header", "authorization"},
 			map[string]string{"HTTP_COOKIE": "session=secret", "HTTP_AUTHORIZATION": "Bearer token"}},
+		{"tls", []string{"--tls-self-signed"}, map[string]string{"HTTP_COOKIE": "unset", "HTTP_AUTHORIZATION": "unset", "HTTPS": "on"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if testing.Short() {
@@ -346,6 +348,7 @@ echo end
 			header.Set("Proxy", "http://evil.example")
 			c := dial(t, ctx, p.url+"/some/path?q=1&r=%20", &websocket.DialOptions{
 				HTTPHeader: header,
+				TLSConfig:  &tls.Config{InsecureSkipVerify: true}, // a certificate made at start
 				NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 					conn, err := new(net.Dialer).DialContext(ctx, network, addr)
 					if err == nil {
@@ -367,7 +370,11 @@ echo end
 				got[k] = v
 			}
 			_, localPort, _ := net.SplitHostPort(localAddr.String())
-			_, serverPort, _ := net.SplitHostPort(strings.TrimPrefix(p.url, "ws://"))
+			_, serverPort, _ := net.SplitHostPort(p.url[strings.Index(p.url, "//")+2:])
+			https := tc.want["HTTPS"]
+			if https == "" {
+				https = "off"
+			}
 			want := map[string]string{
 				"REMOTE_ADDR":        "127.0.0.1",
 				"REMOTE_PORT":        localPort,
@@ -377,7 +384,7 @@ echo end
 				"QUERY_STRING":       "q=1&r=%20",
 				"REQUEST_URI":        "/some/path?q=1&r=%20",
 				"DUPLEX_CONNECTION":  "1",
-				"HTTPS":              "off",
+				"HTTPS":              https,
 				"HTTP_X_TEST":        "yes",
 				"HTTP_X_TWO":         "a, b",
 				"HTTP_USER_AGENT":    "Go-http-client/1.1",
@@ -507,5 +514,28 @@ func TestExecUsageErrors(t *testing.T) {
 	code, _, stderr := runCLI(t, strings.NewReader(""), "exec", "--listen", "127.0.0.1:0", "--", "/nonexistent/program")
 	if code != exitError || !strings.Contains(stderr, "/nonexistent/program") {
 		t.Errorf("a program that does not exist: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestExecHelp checks that the help states each flag's default and what
+// the program is told and when it is ended.
+func TestExecHelp(t *testing.T) {
+	code, stdout, stderr := execute(t, "exec", "--help")
+	if code != 0 || stderr != "" {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	for _, want := range []string{
+		"duplex exec [flags] -- PROGRAM [ARGS...]",
+		"--max-procs int", "(default 64)", "--grace duration", "(default 3s)", "--max-time duration",
+		"--max-memory bytes", "Linux only", "--pass-header header", "--binary",
+		"SIGTERM, then SIGKILL", "1011", "exit status N", "REMOTE_ADDR", "QUERY_STRING", "HTTP_USER_AGENT",
+		"Cookie, Authorization and Proxy-Authorization", "httpoxy", "--origin", "--tls-self-signed", "--compress",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("exec --help lacks %q", want)
+		}
+	}
+	if strings.Contains(stdout, memoryLimitFlag) {
+		t.Errorf("exec --help shows the internal --%s", memoryLimitFlag)
 	}
 }

@@ -363,3 +363,22 @@ func TestListenUsageErrors(t *testing.T) {
 		wantUsageError(t, tc.want, tc.args...)
 	}
 }
+
+// TestListenHelp checks that the help states the commands typed and each
+// flag's default.
+func TestListenHelp(t *testing.T) {
+	code, stdout, stderr := execute(t, "listen", "--help")
+	if code != 0 || stderr != "" {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	for _, want := range []string{
+		"/to N <line>", "/binary <hex|base64>", "/close N [code [reason]]", "/list", "//text",
+		"--once", `(default "127.0.0.1:9001")`, "(default 1048576)", "(default 5s)",
+		"--subprotocol", "--origin", "--insecure-origin", "cross-site WebSocket hijacking",
+		"--tls-cert", "--tls-self-signed", "--compress", "1001",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("listen --help lacks %q", want)
+		}
+	}
+}
