@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -537,5 +538,54 @@ func TestExecHelp(t *testing.T) {
 	}
 	if strings.Contains(stdout, memoryLimitFlag) {
 		t.Errorf("exec --help shows the internal --%s", memoryLimitFlag)
+	}
+}
+
+// pythonClient is a client written with Python's websockets (Debian's
+// python3-websockets): it sends each argument after the first, the URL, as
+// a text message, and prints each message received as "text: ..." or
+// "binary: HEX", and the close as "close: CODE REASON".
+const pythonClient = `
+import asyncio, sys, websockets
+
+def show(m):
+    return "binary: " + m.hex() if isinstance(m, bytes) else "text: " + m
+
+async def main(url, messages):
+    async with websockets.connect(url) as ws:
+        print(show(await ws.recv()), flush=True)
+        for m in messages:
+            await ws.send(m)
+            try:
+                print(show(await ws.recv()), flush=True)
+            except websockets.ConnectionClosed as e:
+                print("close:", e.code, e.reason, flush=True)
+                return
+
+asyncio.run(main(sys.argv[1], sys.argv[2:]))
+`
+
+// TestExecPythonClient runs a client of another implementation, Python's
+// websockets, against duplex exec: lines both ways, then the program's
+// crash seen by that client as 1011 with the exit status.
+func TestExecPythonClient(t *testing.T) {
+	python, err := exec.LookPath("/usr/bin/python3")
+	if err != nil || exec.Command(python, "-c", "import websockets").Run() != nil {
+		t.Skip("no Python websockets (Debian's python3-websockets)")
+	}
+	p := startExec(t, `echo hello
+while read -r line; do
+	[ "$line" = crash ] && exit 3
+	echo "you said $line"
+done
+`)
+	ctx := testContext(t)
+	out, err := exec.CommandContext(ctx, python, "-c", pythonClient, p.url+"/py", "one", "two", "crash").CombinedOutput()
+	if err != nil {
+		t.Fatalf("python client: %v\n%s", err, out)
+	}
+	want := "text: hello\ntext: you said one\ntext: you said two\nclose: 1011 exit status 3\n"
+	if string(out) != want {
+		t.Errorf("the Python client saw:\n%s\nwant:\n%s", out, want)
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -381,4 +383,47 @@ func TestListenHelp(t *testing.T) {
 			t.Errorf("listen --help lacks %q", want)
 		}
 	}
+}
+
+// nodeClient is a client written with Node's ws (peers/node_modules): it
+// sends "from node", prints the first message it gets, and closes with
+// 4001 "node done".
+const nodeClient = `
+const WebSocket = require("ws");
+const ws = new WebSocket(process.argv[1]);
+ws.on("open", () => ws.send("from node"));
+ws.on("message", (data, isBinary) => {
+  console.log((isBinary ? "binary " : "text ") + data.toString());
+  ws.close(4001, "node done");
+});
+ws.on("error", (err) => { console.error(err.message); process.exit(1); });
+`
+
+// TestListenNodeClient runs a client of another implementation, Node's
+// ws, against duplex listen: its message is printed, a typed line reaches
+// it, and its close code is printed.
+func TestListenNodeClient(t *testing.T) {
+	node, err := exec.LookPath("node")
+	modules, _ := filepath.Abs("../../peers/node_modules")
+	if _, statErr := os.Stat(filepath.Join(modules, "ws")); err != nil || statErr != nil {
+		t.Skip("no node, or no ws in peers/node_modules (npm ci in peers)")
+	}
+	p := startTool(t, "listen", "--listen", "127.0.0.1:0")
+	ctx := testContext(t)
+	client := exec.CommandContext(ctx, node, "-e", nodeClient, p.url+"/node")
+	client.Env = append(os.Environ(), "NODE_PATH="+modules)
+	var out lockedBuffer
+	client.Stdout, client.Stderr = &out, &out
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, p.stdout, "[1] < text 9 B: from node")
+	p.typeLine(t, "to node")
+	if err := client.Wait(); err != nil {
+		t.Fatalf("node client: %v\n%s", err, &out)
+	}
+	if out.String() != "text to node\n" {
+		t.Errorf("the node client printed %q, want %q", &out, "text to node\n")
+	}
+	waitFor(t, p.stdout, `[1] disconnected: the client closed with 4001 "node done"`)
 }
