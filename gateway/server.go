@@ -138,6 +138,12 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWebSocket)
+	// websocket.Accept takes RFC 8441's extended CONNECT over HTTP/2, but
+	// such a Conn lives inside its handler, and sessions here outlive
+	// theirs (serveWebSocket); the gateway serves WebSockets over HTTP/1.1.
+	mux.HandleFunc("CONNECT /ws", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "WebSocket over HTTP/2 is not served here: use HTTP/1.1", http.StatusHTTPVersionNotSupported)
+	})
 	mux.HandleFunc("/api/", s.serveAPI)
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
