@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -154,11 +155,13 @@ func TestEchoBinary(t *testing.T) {
 	}
 }
 
-// process is a duplex binary started by startBinary.
+// process is a duplex binary run by a test, with all its output.
 type process struct {
 	cmd     *exec.Cmd
-	addr    string        // the address its first line of output gave
-	stderr  *lockedBuffer // what it logged
+	addr    string // the group of firstLine in its first line of output
+	stdin   io.WriteCloser
+	stdout  *lockedBuffer
+	stderr  *lockedBuffer
 	exited  chan struct{} // closed when it exited
 	waitErr error         // its exit status, once exited is closed
 }
@@ -168,12 +171,21 @@ type process struct {
 // listens on. The process is killed when the test ends.
 func startBinary(t *testing.T, ctx context.Context, firstLine string, args ...string) *process {
 	t.Helper()
-	bin := buildDuplex(t, ctx)
-	stdout := &firstLineWriter{line: make(chan string, 1)}
-	p := &process{cmd: exec.CommandContext(ctx, bin, args...), stderr: new(lockedBuffer), exited: make(chan struct{})}
-	p.cmd.Stdout = stdout
-	p.cmd.Stderr = p.stderr
+	return startDuplex(t, ctx, buildDuplex(t, ctx), firstLine, args...)
+}
+
+// startDuplex runs the duplex binary bin with args until the test ends
+// (or ctx does), and waits for its first line of output to match
+// firstLine, whose group is returned as addr.
+func startDuplex(t *testing.T, ctx context.Context, bin, firstLine string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.CommandContext(ctx, bin, args...), stdout: new(lockedBuffer), stderr: new(lockedBuffer), exited: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	p.cmd.WaitDelay = time.Second
+	var err error
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -185,22 +197,29 @@ func startBinary(t *testing.T, ctx context.Context, firstLine string, args ...st
 		p.cmd.Process.Kill()
 		<-p.exited
 		if t.Failed() {
-			t.Logf("duplex stderr:\n%s", p.stderr)
+			t.Logf("duplex %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), p.stdout, p.stderr)
 		}
 	})
-	select {
-	case line := <-stdout.line:
-		m := regexp.MustCompile(firstLine).FindStringSubmatch(line)
-		if m == nil {
-			t.Fatalf("first line of output: %q", line)
+	re := regexp.MustCompile(firstLine)
+	deadline := time.Now().Add(testTimeout)
+	for {
+		if line, _, ok := strings.Cut(p.stdout.String(), "\n"); ok {
+			m := re.FindStringSubmatch(line)
+			if m == nil {
+				t.Fatalf("duplex %s: first line %q does not match %q", strings.Join(args, " "), line, firstLine)
+			}
+			p.addr = m[1]
+			return p
 		}
-		p.addr = m[1]
-	case <-p.exited:
-		t.Fatalf("duplex exited before listening: %v", p.waitErr)
-	case <-ctx.Done():
-		t.Fatal("duplex printed no address")
+		select {
+		case <-p.exited:
+			t.Fatalf("duplex %s exited before its first line: %v\n%s", strings.Join(args, " "), p.waitErr, p.stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("duplex %s printed no first line", strings.Join(args, " "))
+		}
 	}
-	return p
 }
 
 // buildDuplex builds cmd/duplex into a temporary directory.

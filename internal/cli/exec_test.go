@@ -37,7 +37,7 @@ func writeScript(t *testing.T, body string) string {
 }
 
 // startExec runs duplex exec with flags and the script body.
-func startExec(t *testing.T, script string, flags ...string) *tool {
+func startExec(t *testing.T, script string, flags ...string) *process {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the duplex binary")
@@ -125,7 +125,7 @@ while read -r line; do
 done
 `)
 	ctx := testContext(t)
-	c := dial(t, ctx, p.url, nil)
+	c := dial(t, ctx, p.addr, nil)
 	readText(t, ctx, c, "ready")
 	for _, m := range []string{"one", "two words", "ünïcødé ✓"} {
 		writeText(t, ctx, c, m)
@@ -150,7 +150,7 @@ done
 func TestExecLinesBinaryRefused(t *testing.T) {
 	p := startExec(t, "echo $$\nwhile read -r line; do :; done\n")
 	ctx := testContext(t)
-	c := dial(t, ctx, p.url, nil)
+	c := dial(t, ctx, p.addr, nil)
 	pids := readPIDs(t, ctx, c)
 	if err := c.Write(ctx, websocket.MessageBinary, []byte{1, 2, 3}); err != nil {
 		t.Fatal(err)
@@ -166,7 +166,7 @@ func TestExecLinesBinaryRefused(t *testing.T) {
 func TestExecBinary(t *testing.T) {
 	p := startExec(t, "exec cat\n", "--binary")
 	ctx := testContext(t)
-	c := dial(t, ctx, p.url, nil)
+	c := dial(t, ctx, p.addr, nil)
 	sent := []byte{0xff, 0xfe, 0x00, '\n', 0x80, 0xc3, 0x28, '\r', 0xf8}
 	big := payload(websocket.MessageBinary, 100<<10)
 	for _, msg := range [][]byte{sent, big} {
@@ -212,7 +212,7 @@ func TestExecProgramDies(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startExec(t, tc.script)
 			ctx := testContext(t)
-			c := dial(t, ctx, p.url, nil)
+			c := dial(t, ctx, p.addr, nil)
 			readText(t, ctx, c, "last words")
 			ce := readClose(t, ctx, c)
 			if ce.Code != tc.code || !strings.HasPrefix(ce.Reason, tc.reason) {
@@ -237,7 +237,7 @@ func TestExecClientLeaves(t *testing.T) {
 			t.Run(tc.name+"/"+leave, func(t *testing.T) {
 				p := startExec(t, tc.script, "--grace", tc.grace.String())
 				ctx := testContext(t)
-				c := dial(t, ctx, p.url, nil)
+				c := dial(t, ctx, p.addr, nil)
 				pids := readPIDs(t, ctx, c)
 				if len(pids) != 2 {
 					t.Fatalf("want the program's and its child's process ids, got %v", pids)
@@ -270,7 +270,7 @@ func TestExecClientLeaves(t *testing.T) {
 func TestExecChildOutlivesProgram(t *testing.T) {
 	p := startExec(t, "sleep 1000 &\necho $$ $!\nread -r line\nexit 4\n", "--grace", "500ms")
 	ctx := testContext(t)
-	c := dial(t, ctx, p.url, nil)
+	c := dial(t, ctx, p.addr, nil)
 	pids := readPIDs(t, ctx, c)
 	writeText(t, ctx, c, "go")
 	if ce := readClose(t, ctx, c); ce.Code != websocket.StatusInternalError || ce.Reason != "exit status 4" {
@@ -285,18 +285,18 @@ func TestExecChildOutlivesProgram(t *testing.T) {
 func TestExecMaxProcs(t *testing.T) {
 	p := startExec(t, "echo ready\nwhile read -r line; do :; done\n", "--max-procs", "2")
 	ctx := testContext(t)
-	c1 := dial(t, ctx, p.url, nil)
+	c1 := dial(t, ctx, p.addr, nil)
 	readText(t, ctx, c1, "ready")
-	c2 := dial(t, ctx, p.url, nil)
+	c2 := dial(t, ctx, p.addr, nil)
 	readText(t, ctx, c2, "ready")
-	dialRefused(t, ctx, p.url, http.StatusServiceUnavailable)
+	dialRefused(t, ctx, p.addr, http.StatusServiceUnavailable)
 	waitFor(t, p.stderr, "--max-procs programs are running")
 
 	if err := c1.Close(websocket.StatusNormalClosure, ""); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		c3, resp, err := websocket.Dial(ctx, p.url, nil)
+		c3, resp, err := websocket.Dial(ctx, p.addr, nil)
 		if err == nil {
 			t.Cleanup(func() { c3.CloseNow() })
 			readText(t, ctx, c3, "ready")
@@ -306,7 +306,7 @@ func TestExecMaxProcs(t *testing.T) {
 			t.Fatalf("after a client left: %v", err)
 		}
 	}
-	dialRefused(t, ctx, p.url, http.StatusServiceUnavailable)
+	dialRefused(t, ctx, p.addr, http.StatusServiceUnavailable)
 	writeText(t, ctx, c2, "still served")
 }
 
@@ -347,7 +347,7 @@ echo end
 			header.Set("Cookie", "session=secret")
 			header.Set("Authorization", "Bearer token")
 			header.Set("Proxy", "http://evil.example")
-			c := dial(t, ctx, p.url+"/some/path?q=1&r=%20", &websocket.DialOptions{
+			c := dial(t, ctx, p.addr+"/some/path?q=1&r=%20", &websocket.DialOptions{
 				HTTPHeader: header,
 				TLSConfig:  &tls.Config{InsecureSkipVerify: true}, // a certificate made at start
 				NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -371,7 +371,7 @@ echo end
 				got[k] = v
 			}
 			_, localPort, _ := net.SplitHostPort(localAddr.String())
-			_, serverPort, _ := net.SplitHostPort(p.url[strings.Index(p.url, "//")+2:])
+			_, serverPort, _ := net.SplitHostPort(p.addr[strings.Index(p.addr, "//")+2:])
 			https := tc.want["HTTPS"]
 			if https == "" {
 				https = "off"
@@ -408,7 +408,7 @@ echo end
 func TestExecMaxTime(t *testing.T) {
 	p := startExec(t, "sleep 1000 &\necho $$ $!\nwait\n", "--max-time", "300ms", "--grace", "500ms")
 	ctx := testContext(t)
-	c := dial(t, ctx, p.url, nil)
+	c := dial(t, ctx, p.addr, nil)
 	start := time.Now()
 	pids := readPIDs(t, ctx, c)
 	ce := readClose(t, ctx, c)
@@ -432,7 +432,7 @@ func TestExecMaxMemory(t *testing.T) {
 	const limit = 300 << 20
 	p := startExec(t, "echo $$\nulimit -v\n", "--max-memory", strconv.Itoa(limit))
 	ctx := testContext(t)
-	c := dial(t, ctx, p.url, nil)
+	c := dial(t, ctx, p.addr, nil)
 	_, pidLine, err := c.Read(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -455,7 +455,7 @@ func TestExecShutdown(t *testing.T) {
 	var all []int
 	var conns []*websocket.Conn
 	for range 2 {
-		c := dial(t, ctx, p.url, nil)
+		c := dial(t, ctx, p.addr, nil)
 		all = append(all, readPIDs(t, ctx, c)...)
 		conns = append(conns, c)
 	}
@@ -486,7 +486,7 @@ func TestExecOrigin(t *testing.T) {
 		t.Run(fmt.Sprint(tc.flags), func(t *testing.T) {
 			p := startExec(t, "echo hi\n", tc.flags...)
 			ctx := testContext(t)
-			c, resp, err := websocket.Dial(ctx, p.url, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://app.example.com"}}})
+			c, resp, err := websocket.Dial(ctx, p.addr, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://app.example.com"}}})
 			if err == nil {
 				defer c.CloseNow()
 			}
@@ -580,7 +580,7 @@ while read -r line; do
 done
 `)
 	ctx := testContext(t)
-	out, err := exec.CommandContext(ctx, python, "-c", pythonClient, p.url+"/py", "one", "two", "crash").CombinedOutput()
+	out, err := exec.CommandContext(ctx, python, "-c", pythonClient, p.addr+"/py", "one", "two", "crash").CombinedOutput()
 	if err != nil {
 		t.Fatalf("python client: %v\n%s", err, out)
 	}

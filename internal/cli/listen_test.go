@@ -19,64 +19,12 @@ import (
 	"github.com/duplexws/duplex/websocket"
 )
 
-// tool is a duplex binary that listens, run by startTool: the test writes
-// its stdin and reads its stdout and stderr.
-type tool struct {
-	cmd            *exec.Cmd
-	url            string // ws://127.0.0.1:port, from its first line
-	stdin          io.WriteCloser
-	stdout, stderr *lockedBuffer
-	exited         chan struct{} // closed when it exited
-	waitErr        error         // its exit status, once exited is closed
-}
-
 // startTool builds duplex and runs it with args, which must make it print
 // "duplex COMMAND listening on ws://ADDR" first, and waits for that line.
 // The process is killed when the test ends, if it is still running.
-func startTool(t *testing.T, args ...string) *tool {
+func startTool(t *testing.T, args ...string) *process {
 	t.Helper()
-	bin := buildDuplex(t, buildContext(t))
-	p := &tool{
-		cmd:    exec.Command(bin, args...),
-		stdout: new(lockedBuffer),
-		stderr: new(lockedBuffer),
-		exited: make(chan struct{}),
-	}
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	p.cmd.WaitDelay = time.Second
-	var err error
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("duplex stdout:\n%s\nduplex stderr:\n%s", p.stdout, p.stderr)
-		}
-	})
-	first := regexp.MustCompile(`^duplex \w+ listening on (wss?://127\.0\.0\.1:\d+)\n`)
-	for deadline := time.Now().Add(testTimeout); ; time.Sleep(5 * time.Millisecond) {
-		if m := first.FindStringSubmatch(p.stdout.String()); m != nil {
-			p.url = m[1]
-			return p
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("duplex exited before listening: %v\n%s", p.waitErr, p.stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("duplex printed no address; stdout %q", p.stdout)
-		}
-	}
+	return startDuplex(t, t.Context(), buildDuplex(t, buildContext(t)), `^duplex \w+ listening on (wss?://127\.0\.0\.1:\d+)$`, args...)
 }
 
 // buildContext bounds building the binary, which takes more than
@@ -88,7 +36,7 @@ func buildContext(t *testing.T) context.Context {
 }
 
 // typeLine writes line and a newline to the tool's stdin.
-func (p *tool) typeLine(t *testing.T, line string) {
+func (p *process) typeLine(t *testing.T, line string) {
 	t.Helper()
 	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
 		t.Fatal(err)
@@ -96,7 +44,7 @@ func (p *tool) typeLine(t *testing.T, line string) {
 }
 
 // waitExit waits for the tool to exit and returns its exit code.
-func (p *tool) waitExit(t *testing.T, within time.Duration) int {
+func (p *process) waitExit(t *testing.T, within time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.exited:
@@ -148,9 +96,9 @@ func TestListenTwoClients(t *testing.T) {
 	ctx := testContext(t)
 	p := startTool(t, "listen", "--listen", "127.0.0.1:0")
 
-	c1 := dial(t, ctx, p.url+"/one?x=1", nil)
+	c1 := dial(t, ctx, p.addr+"/one?x=1", nil)
 	waitFor(t, p.stdout, "[1] connected from 127.0.0.1:")
-	c2 := dial(t, ctx, p.url+"/two", nil)
+	c2 := dial(t, ctx, p.addr+"/two", nil)
 	waitFor(t, p.stdout, "[2] connected from 127.0.0.1:")
 	writeText(t, ctx, c1, "from one")
 	writeText(t, ctx, c2, "from two")
@@ -207,9 +155,9 @@ func TestListenCloseCommand(t *testing.T) {
 	}
 	ctx := testContext(t)
 	p := startTool(t, "listen", "--listen", "127.0.0.1:0")
-	c1 := dial(t, ctx, p.url, nil)
+	c1 := dial(t, ctx, p.addr, nil)
 	waitFor(t, p.stdout, "[1] connected")
-	c2 := dial(t, ctx, p.url, nil)
+	c2 := dial(t, ctx, p.addr, nil)
 	waitFor(t, p.stdout, "[2] connected")
 	p.typeLine(t, "/close 1 4001 enough")
 	var ce *websocket.CloseError
@@ -230,9 +178,9 @@ func TestListenOnce(t *testing.T) {
 	}
 	ctx := testContext(t)
 	p := startTool(t, "listen", "--listen", "127.0.0.1:0", "--once")
-	c := dial(t, ctx, p.url, nil)
+	c := dial(t, ctx, p.addr, nil)
 	waitFor(t, p.stdout, "[1] connected")
-	dialRefused(t, ctx, p.url, http.StatusServiceUnavailable)
+	dialRefused(t, ctx, p.addr, http.StatusServiceUnavailable)
 	writeText(t, ctx, c, "only me")
 	waitFor(t, p.stdout, "[1] < text 7 B: only me")
 	select {
@@ -308,8 +256,8 @@ func TestListenTLSCompressSubprotocol(t *testing.T) {
 	}
 	ctx := testContext(t)
 	p := startTool(t, "listen", "--listen", "127.0.0.1:0", "--tls-self-signed", "--compress", "context", "--subprotocol", "chat.v2")
-	if !strings.HasPrefix(p.url, "wss://") {
-		t.Fatalf("with --tls-self-signed the address is %s, want wss://", p.url)
+	if !strings.HasPrefix(p.addr, "wss://") {
+		t.Fatalf("with --tls-self-signed the address is %s, want wss://", p.addr)
 	}
 	waitFor(t, p.stdout, "SHA-256 fingerprint ")
 	m := regexp.MustCompile(`SHA-256 fingerprint ([0-9A-F:]+)\n`).FindStringSubmatch(p.stdout.String())
@@ -325,7 +273,7 @@ func TestListenTLSCompressSubprotocol(t *testing.T) {
 			return nil
 		},
 	}
-	c, resp, err := websocket.Dial(ctx, p.url+"/secure", &websocket.DialOptions{
+	c, resp, err := websocket.Dial(ctx, p.addr+"/secure", &websocket.DialOptions{
 		TLSConfig:    tlsConfig,
 		Subprotocols: []string{"chat.v1", "chat.v2"},
 		Compression:  websocket.CompressionOptions{Mode: websocket.CompressionContextTakeover},
@@ -410,7 +358,7 @@ func TestListenNodeClient(t *testing.T) {
 	}
 	p := startTool(t, "listen", "--listen", "127.0.0.1:0")
 	ctx := testContext(t)
-	client := exec.CommandContext(ctx, node, "-e", nodeClient, p.url+"/node")
+	client := exec.CommandContext(ctx, node, "-e", nodeClient, p.addr+"/node")
 	client.Env = append(os.Environ(), "NODE_PATH="+modules)
 	var out lockedBuffer
 	client.Stdout, client.Stderr = &out, &out

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -20,67 +19,13 @@ import (
 	"github.com/duplexws/duplex/websocket"
 )
 
-// duplexProcess is the duplex binary run by a test, with all its output.
-type duplexProcess struct {
-	cmd     *exec.Cmd
-	addr    string // the group of its first line
-	stdout  *lockedBuffer
-	stderr  *lockedBuffer
-	exited  chan struct{}
-	waitErr error
-}
-
-// startDuplex runs the duplex binary bin with args until the test ends,
-// and waits for its first line of output to match firstLine, whose group
-// is returned as addr.
-func startDuplex(t *testing.T, ctx context.Context, bin, firstLine string, args ...string) *duplexProcess {
-	t.Helper()
-	p := &duplexProcess{cmd: exec.CommandContext(ctx, bin, args...), stdout: new(lockedBuffer), stderr: new(lockedBuffer), exited: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	p.cmd.WaitDelay = time.Second
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("duplex %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), p.stdout, p.stderr)
-		}
-	})
-	re := regexp.MustCompile(firstLine)
-	deadline := time.Now().Add(testTimeout)
-	for {
-		if line, _, ok := strings.Cut(p.stdout.String(), "\n"); ok {
-			m := re.FindStringSubmatch(line)
-			if m == nil {
-				t.Fatalf("duplex %s: first line %q does not match %q", strings.Join(args, " "), line, firstLine)
-			}
-			p.addr = m[1]
-			return p
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("duplex %s exited before its first line: %v\n%s", strings.Join(args, " "), p.waitErr, p.stderr)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("duplex %s printed no first line", strings.Join(args, " "))
-		}
-	}
-}
-
 const (
 	echoFirstLine  = `^duplex echo listening on (ws://127\.0\.0\.1:\d+)$`
 	proxyFirstLine = `^duplex proxy listening on (wss?://127\.0\.0\.1:\d+), relaying to `
 )
 
 // startDuplexProxy runs duplex proxy from bin in front of to, with args.
-func startDuplexProxy(t *testing.T, ctx context.Context, bin, to string, args ...string) *duplexProcess {
+func startDuplexProxy(t *testing.T, ctx context.Context, bin, to string, args ...string) *process {
 	t.Helper()
 	return startDuplex(t, ctx, bin, proxyFirstLine, append([]string{"proxy", "--listen", "127.0.0.1:0", "--to", to}, args...)...)
 }
@@ -356,7 +301,7 @@ func TestProxyTLSBothSides(t *testing.T) {
 		t.Fatalf("echo through both proxies: %q %v", got, err)
 	}
 	c.Close(websocket.StatusNormalClosure, "")
-	for _, p := range []*duplexProcess{front, secure} {
+	for _, p := range []*process{front, secure} {
 		waitFor(t, p.stdout, "#1 out text fin len=8: over TLS")
 	}
 }
@@ -370,7 +315,7 @@ func TestProxyFilterAndQuiet(t *testing.T) {
 	record := filepath.Join(t.TempDir(), "quiet.jsonl")
 	filtered := startDuplexProxy(t, ctx, bin, echo.addr, "--filter", "dir=out", "--filter", "op=text", "--filter", "has=keep", "--filter", "has=also")
 	quiet := startDuplexProxy(t, ctx, bin, echo.addr, "--quiet", "--record", record)
-	for _, p := range []*duplexProcess{filtered, quiet} {
+	for _, p := range []*process{filtered, quiet} {
 		c := dial(t, ctx, p.addr, nil)
 		for _, m := range []string{"keep me", "drop me", "also me"} {
 			c.Write(ctx, websocket.MessageText, []byte(m))
