@@ -158,13 +158,21 @@ func startPeer(t *testing.T, timeout time.Duration, onLine func(string), name st
 	return p
 }
 
-// signalGroup signals the process group of a started command whose leader
-// has not been waited for (so the group is still the command's).
+// signalGroup signals the process group of a started command. It reads
+// only the PID: cmd.ProcessState is written by the goroutine in Wait, and
+// reading it here raced with that write. A group that is gone is
+// os.ErrProcessDone.
 func signalGroup(cmd *exec.Cmd, sig syscall.Signal) error {
-	if cmd.Process == nil || cmd.ProcessState != nil {
+	if cmd.Process == nil {
 		return os.ErrProcessDone
 	}
-	return syscall.Kill(-cmd.Process.Pid, sig)
+	if err := syscall.Kill(-cmd.Process.Pid, sig); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return os.ErrProcessDone
+		}
+		return err
+	}
+	return nil
 }
 
 func (p *peerProcess) waitExit(d time.Duration) bool {
