@@ -49,8 +49,11 @@ func TestIdleMemory(t *testing.T) {
 	if perPair > 64<<10 {
 		t.Errorf("%d bytes per idle pair, want under 64 KiB", perPair)
 	}
-	if perPair < 48<<10 {
-		t.Errorf("%d bytes per idle pair: less than the windows, the measure is wrong", perPair)
+	// A sanity floor, below the windows by the noise of the heap's
+	// figures (other garbage freed between the two readings, spread over
+	// 1,000 pairs under the race detector: 49,003 against 49,152 in CI).
+	if perPair < 46<<10 {
+		t.Errorf("%d bytes per idle pair: well under the windows, the measure is wrong", perPair)
 	}
 	// Without context takeover, nothing stays.
 	clear(conns)
