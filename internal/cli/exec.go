@@ -42,7 +42,6 @@ type execServer struct {
 	passHeader []string
 	accept     websocket.AcceptOptions
 	tls        bool
-	self       string // the duplex binary, for --max-memory
 	logger     *slog.Logger
 	stderr     io.Writer // safe for concurrent use, one line per Write
 
@@ -216,13 +215,15 @@ func (s *execServer) bridge(id int64, c *websocket.Conn, r *http.Request, attrs 
 }
 
 // command returns the command that runs the program for request r, the
-// id-th connection: the program itself, or with --max-memory duplex
-// exec's hidden first step, which sets the limit and becomes the program.
+// id-th connection: the program itself, or with --max-memory /bin/sh,
+// which sets the limit (ulimit -v, in KiB) and becomes the program. A
+// step of duplex's own could not: its Go runtime, over the limit as soon
+// as it is set, failed to map the memory it needed to exec.
 func (s *execServer) command(r *http.Request, id int64) *exec.Cmd {
 	var cmd *exec.Cmd
 	if s.maxMemory > 0 {
-		args := append([]string{"exec", "--" + memoryLimitFlag, strconv.FormatUint(s.maxMemory, 10), "--", s.path}, s.args...)
-		cmd = exec.Command(s.self, args...)
+		script := "ulimit -v " + strconv.FormatUint(s.maxMemory/1024, 10) + ` && exec "$0" "$@"`
+		cmd = exec.Command("/bin/sh", append([]string{"-c", script, s.path}, s.args...)...)
 	} else {
 		cmd = exec.Command(s.path, s.args...)
 	}

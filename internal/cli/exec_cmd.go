@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -13,11 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 )
-
-// memoryLimitFlag is the hidden flag of the first step of a program run
-// under --max-memory: duplex exec --memory-limit-step N -- PROGRAM ARGS
-// sets RLIMIT_AS to N bytes and becomes PROGRAM.
-const memoryLimitFlag = "memory-limit-step"
 
 // execFlags are the flags of duplex exec.
 type execFlags struct {
@@ -30,7 +24,6 @@ type execFlags struct {
 	readLimit    int64
 	closeTimeout time.Duration
 	passHeaders  []string
-	memoryStep   uint64
 	tls          tlsServerFlags
 	acceptFlags
 }
@@ -70,9 +63,10 @@ and with them the news that the client has left, until it reads again or
 ends: --max-time bounds how long.
 
 Connections over --max-procs are refused with 503 before the handshake.
---max-memory limits each program's address space (RLIMIT_AS): duplex sets
-it and then becomes the program, so that it holds from the program's
-first instruction; it is supported on Linux only, and refused elsewhere.
+--max-memory limits each program's address space (RLIMIT_AS, in whole
+KiB): /bin/sh sets it with ulimit -v and then becomes the program, so
+that it holds from the program's first instruction; it is supported on
+Linux only, and refused elsewhere.
 duplex exec runs on Unix systems only.
 
 The program's environment is duplex's, without any HTTP_* variable and
@@ -111,10 +105,6 @@ away), ends every program as above and exits with status 0.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if f.memoryStep > 0 {
-				err := execWithMemoryLimit(f.memoryStep, args[0], args[1:])
-				return &exitStatusError{code: 127, err: fmt.Errorf("cannot run %s: %w", args[0], err)}
-			}
 			return runExec(cmd, &f, args)
 		},
 	}
@@ -135,8 +125,6 @@ away), ends every program as above and exits with status 0.`,
 	f.registerHandshake(fl)
 	f.tls.register(fl)
 	f.registerCompression(fl)
-	fl.Uint64Var(&f.memoryStep, memoryLimitFlag, 0, "internal: the first step of a program under --max-memory")
-	fl.MarkHidden(memoryLimitFlag)
 	return cmd
 }
 
@@ -172,13 +160,6 @@ func runExec(cmd *cobra.Command, f *execFlags, args []string) error {
 	if err != nil {
 		return err
 	}
-	self := ""
-	if f.maxMemory > 0 {
-		if self, err = os.Executable(); err != nil {
-			return fmt.Errorf("--max-memory runs duplex itself before the program, and it cannot be found: %w", err)
-		}
-	}
-
 	stdout := cmd.OutOrStdout()
 	stderr := &lineWriter{w: cmd.ErrOrStderr()}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
@@ -203,7 +184,6 @@ func runExec(cmd *cobra.Command, f *execFlags, args []string) error {
 		passHeader: f.passHeaders,
 		accept:     accept,
 		tls:        scheme == "wss",
-		self:       self,
 		logger:     logger,
 		stderr:     stderr,
 	}

@@ -424,7 +424,7 @@ func TestExecMaxTime(t *testing.T) {
 // TestExecMaxMemory checks that --max-memory reaches the program as its
 // address-space limit (RLIMIT_AS), which sh's ulimit -v shows in KiB, and
 // that the program's process id is the one duplex started (the limit is
-// set by duplex itself, which then becomes the program).
+// set by /bin/sh, which then becomes the program).
 func TestExecMaxMemory(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("--max-memory is supported on Linux only")
@@ -535,9 +535,6 @@ func TestExecHelp(t *testing.T) {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("exec --help lacks %q", want)
 		}
-	}
-	if strings.Contains(stdout, memoryLimitFlag) {
-		t.Errorf("exec --help shows the internal --%s", memoryLimitFlag)
 	}
 }
 
