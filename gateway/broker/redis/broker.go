@@ -217,15 +217,27 @@ func (b *Broker) ready(ctx context.Context, op string) error {
 
 // fail wraps the error of a call to the server. A call whose context
 // ended fails with the context's error, whatever the client library saw
-// then (a dial's timeout, say).
+// then (a dial's timeout, say), and a network timeout wraps
+// context.DeadlineExceeded too.
 func (b *Broker) fail(ctx context.Context, op string, err error) error {
 	switch {
 	case b.closed.Load() && (errors.Is(err, rueidis.ErrClosing) || errors.Is(err, net.ErrClosed)):
 		err = broker.ErrClosed
 	case ctxErr(ctx) != nil && !errors.Is(err, ctxErr(ctx)):
 		err = &causeError{ctxErr(ctx), err}
+	case isTimeout(err) && !errors.Is(err, context.DeadlineExceeded):
+		// A network timeout before the call's own deadline (a dial that
+		// another call started, bounded by that call's context): a
+		// deadline all the same, to callers that test for one.
+		err = &causeError{context.DeadlineExceeded, err}
 	}
 	return &opError{op, err}
+}
+
+// isTimeout reports whether err is a network timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // ctxErr is ctx.Err(), or DeadlineExceeded once its deadline has passed
