@@ -144,8 +144,10 @@ func TestDeliveryFillsSkippedOffsets(t *testing.T) {
 	if v := metricValue(t, ts.http.URL, "duplex_broker_recovered_total", ""); v < 2 {
 		t.Errorf("duplex_broker_recovered_total %v, want at least 2", v)
 	}
-	if v := metricValue(t, ts.http.URL, "duplex_broker_duplicates_total", ""); v != 1 {
-		t.Errorf("duplex_broker_duplicates_total %v, want 1", v)
+	// 2, repeated by the broker; and 6 or 7 when the live one came after
+	// the catch-up had delivered it from history.
+	if v := metricValue(t, ts.http.URL, "duplex_broker_duplicates_total", ""); v < 1 || v > 3 {
+		t.Errorf("duplex_broker_duplicates_total %v, want 1 (2 repeated) to 3 (6 and 7 read from history first)", v)
 	}
 }
 
