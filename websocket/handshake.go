@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"net/http"
 	"strings"
+
+	"github.com/duplexws/duplex/internal/httptoken"
 )
 
 // keyGUID is appended to the client's key to compute Sec-WebSocket-Accept
@@ -21,16 +23,7 @@ func acceptKey(key string) string {
 // headerHasToken reports whether any value of header name, read as a
 // comma-separated token list, holds token, compared without case
 // (RFC 7230 section 3.2.6).
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
+var headerHasToken = httptoken.Has
 
 // headerTokens returns the tokens of every value of header name.
 func headerTokens(h http.Header, name string) []string {

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/duplexws/duplex/websocket"
+
+	"github.com/duplexws/duplex/internal/httptoken"
 )
 
 // proxyHandshakeTimeout bounds dialing the server and its handshake answer.
@@ -270,20 +272,7 @@ func (p *proxy) forwardHTTP(w http.ResponseWriter, r *http.Request) {
 // isWebSocketUpgrade reports whether a request asks for a WebSocket upgrade
 // (RFC 6455 section 4.1).
 func isWebSocketUpgrade(h http.Header) bool {
-	return headerHasToken(h, "Connection", "upgrade") && headerHasToken(h, "Upgrade", "websocket")
-}
-
-// headerHasToken reports whether the comma-separated values of header name
-// hold token, compared without case.
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
+	return httptoken.Has(h, "Connection", "upgrade") && httptoken.Has(h, "Upgrade", "websocket")
 }
 
 // hopByHop are the headers that concern one connection only (RFC 9110
