@@ -79,9 +79,22 @@ type AcceptOptions struct {
 	// Default: no limit.
 	ReadRate RateLimit
 
+	// ReadLimit is the largest message, in bytes, the Conn accepts, as if
+	// SetReadLimit had been called before the first read. Default: 0,
+	// which means DefaultReadLimit (32 KiB); negative: no limit.
+	ReadLimit int64
+
 	// Compression configures permessage-deflate (RFC 7692), used with
 	// clients that offer it. Default: disabled.
 	Compression CompressionOptions
+}
+
+// connConfig is the Conn's configuration the options give.
+func (o *AcceptOptions) connConfig() connConfig {
+	cfg := newConnConfig(o.ReadBufferSize, o.WriteBufferSize, o.PingInterval, o.PongTimeout, o.CloseTimeout)
+	cfg.limits = newReadLimits(o.MessageTimeout, o.MaxFragments, o.ReadRate)
+	cfg.readLimit = o.ReadLimit
+	return cfg
 }
 
 // Accept completes the WebSocket handshake (RFC 6455 section 4.2) of a
@@ -134,8 +147,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		http.Error(w, "websocket: the server cannot take over this connection", http.StatusInternalServerError)
 		return nil, errors.New("websocket: hijacking the connection: " + err.Error())
 	}
-	cfg := newConnConfig(opts.ReadBufferSize, opts.WriteBufferSize, opts.PingInterval, opts.PongTimeout, opts.CloseTimeout)
-	cfg.limits = newReadLimits(opts.MessageTimeout, opts.MaxFragments, opts.ReadRate)
+	cfg := opts.connConfig()
 
 	resp := appendResponse(nil, r.Header.Get("Sec-WebSocket-Key"), subprotocol, extHeader, w.Header())
 	netConn.SetWriteDeadline(time.Now().Add(cfg.closeTimeout))
