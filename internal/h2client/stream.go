@@ -44,13 +44,10 @@ type stream struct {
 // roundTrip opens a stream for req on cc, where reserve made room for it.
 func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	fields, err := requestFields(req)
-	cc.mu.Lock()
-	cc.reserved--
-	if err == nil {
-		err = cc.err
-	}
-	cc.mu.Unlock()
 	if err != nil {
+		cc.mu.Lock()
+		cc.reserved--
+		cc.mu.Unlock()
 		closeBody(req)
 		return nil, err
 	}
@@ -61,6 +58,7 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	// the id is taken and the HEADERS written under one hold of wmu.
 	cc.wmu.Lock()
 	cc.mu.Lock()
+	cc.reserved-- // the stream takes the room reserved for it
 	if cc.err != nil {
 		err := cc.err
 		cc.mu.Unlock()

@@ -49,11 +49,12 @@ type Transport struct {
 	// Trace, when not nil, is told what goes over the connections.
 	Trace *Trace
 
-	mu     sync.Mutex
-	pools  map[string][]*clientConn // by host:port; guarded by mu
-	closed bool                     // guarded by mu
-	dialed int                      // connections dialled so far; guarded by mu
-	wg     sync.WaitGroup           // the connections' read loops
+	mu      sync.Mutex
+	pools   map[string][]*clientConn // by scheme://host:port; guarded by mu
+	dialing map[string]*dialCall     // dials in progress, by pool; guarded by mu
+	closed  bool                     // guarded by mu
+	dialed  int                      // connections dialled so far; guarded by mu
+	wg      sync.WaitGroup           // the connections' read loops
 }
 
 // Trace has the functions a Transport calls as it works, any of them nil.
@@ -157,41 +158,73 @@ func (t *Transport) Close() error {
 var errTransportClosed = errors.New("h2client: the transport is closed")
 
 // conn returns a connection to addr with room for one more stream, and
-// reserves that room: the caller opens a stream on it or calls release.
+// reserves that room: the caller opens a stream on it. Callers that find
+// no room wait for one dial rather than each dialling its own.
 func (t *Transport) conn(ctx context.Context, scheme, addr string) (*clientConn, error) {
 	key := scheme + "://" + addr
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return nil, errTransportClosed
-	}
-	for _, cc := range t.pools[key] {
-		if cc.reserve(t.StreamsPerConn) {
+	for {
+		t.mu.Lock()
+		if t.closed {
 			t.mu.Unlock()
-			return cc, nil
+			return nil, errTransportClosed
 		}
-	}
-	t.dialed++
-	t.mu.Unlock()
-
-	cc, err := t.dial(ctx, scheme, addr)
-	if err != nil {
-		return nil, err
-	}
-	cc.reserve(0)
-	t.mu.Lock()
-	if t.closed {
+		for _, cc := range t.pools[key] {
+			if cc.reserve(t.StreamsPerConn) {
+				t.mu.Unlock()
+				return cc, nil
+			}
+		}
+		if call := t.dialing[key]; call != nil {
+			t.mu.Unlock()
+			select {
+			case <-call.done:
+				if call.err != nil {
+					return nil, call.err
+				}
+				continue // the new connection may have room
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		call := &dialCall{done: make(chan struct{})}
+		if t.dialing == nil {
+			t.dialing = map[string]*dialCall{}
+		}
+		t.dialing[key] = call
+		t.dialed++
 		t.mu.Unlock()
-		cc.fail(errTransportClosed)
-		return nil, errTransportClosed
+
+		cc, err := t.dial(ctx, scheme, addr)
+		t.mu.Lock()
+		delete(t.dialing, key)
+		call.err = err
+		if err == nil && t.closed {
+			call.err = errTransportClosed
+		}
+		if call.err == nil {
+			cc.key = key
+			cc.reserve(0)
+			if t.pools == nil {
+				t.pools = map[string][]*clientConn{}
+			}
+			t.pools[key] = append(t.pools[key], cc)
+		}
+		t.mu.Unlock()
+		close(call.done)
+		if call.err != nil {
+			if cc != nil {
+				cc.fail(call.err)
+			}
+			return nil, call.err
+		}
+		return cc, nil
 	}
-	if t.pools == nil {
-		t.pools = map[string][]*clientConn{}
-	}
-	cc.key = key
-	t.pools[key] = append(t.pools[key], cc)
-	t.mu.Unlock()
-	return cc, nil
+}
+
+// dialCall is a dial in progress, which others wait for.
+type dialCall struct {
+	done chan struct{}
+	err  error // once done is closed
 }
 
 // forget takes cc out of its pool, once it takes no new streams.

@@ -91,7 +91,7 @@ func dial(t *testing.T, ctx context.Context, url string, tr *h2client.Transport)
 	return c
 }
 
-// TestManyConnsOneConnectionLargeMessages: twenty WebSockets dialled
+// TestManyConnsOneConnectionLargeMessages: ten WebSockets dialled
 // through one Transport are streams of one TCP connection (the server
 // counts one, and sees each as HTTP/2), and each echoes 5 MiB messages
 // written while the echo of the one before is read, both ways at once,
@@ -105,7 +105,7 @@ func TestManyConnsOneConnectionLargeMessages(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	const conns = 20
+	const conns = 10
 	cs := make([]*websocket.Conn, conns)
 	for i := range cs {
 		cs[i] = dial(t, ctx, srv.wsURL(), tr)
@@ -165,8 +165,9 @@ func TestManyConnsOneConnectionLargeMessages(t *testing.T) {
 	}
 }
 
-// TestStreamsPerConn: with StreamsPerConn 5, twelve WebSockets take three
-// TCP connections.
+// TestStreamsPerConn: with StreamsPerConn 5, twelve WebSockets dialled
+// at once take three TCP connections: those that find no room wait for
+// the dial in progress instead of each dialling.
 func TestStreamsPerConn(t *testing.T) {
 	srv := startEcho(t, nil)
 	tr := srv.transport()
@@ -174,12 +175,23 @@ func TestStreamsPerConn(t *testing.T) {
 	defer tr.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for range 12 {
-		c := dial(t, ctx, srv.wsURL(), tr)
+	var wg sync.WaitGroup
+	cs := make([]*websocket.Conn, 12)
+	errs := make([]error, 12)
+	for i := range cs {
+		wg.Go(func() {
+			cs[i], _, errs[i] = websocket.Dial(ctx, srv.wsURL(), &websocket.DialOptions{HTTP2Transport: tr})
+		})
+	}
+	wg.Wait()
+	for i, c := range cs {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
 		defer c.CloseNow()
 	}
 	if n := srv.tcpConns.Load(); n != 3 {
-		t.Fatalf("%d TCP connections, want 3", n)
+		t.Fatalf("%d TCP connections, want 3 (the transport dialled %d)", n, tr.Connections())
 	}
 }
 
