@@ -158,7 +158,19 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	netConn.SetWriteDeadline(time.Time{})
 	c := newConn(netConn, buffered(brw.Reader), false, subprotocol, cfg)
 	c.comp = comp
+	releaseHijacked(brw)
 	return c, nil
+}
+
+// releaseHijacked frees the buffers of the bufio.Reader and Writer that
+// Hijack handed over. net/http keeps pointers to both, 4 KiB each, for as
+// long as the handler runs, which in the common pattern (Accept, then Read
+// in a loop) is the life of the connection: 8 KiB of every idle
+// connection. They are ours after Hijack, and net/http does nothing more
+// with them; the Conn has copied what the reader held (buffered).
+func releaseHijacked(brw *bufio.ReadWriter) {
+	*brw.Reader = bufio.Reader{}
+	*brw.Writer = bufio.Writer{}
 }
 
 // checkClientHandshake checks a request against section 4.2.1. It returns
