@@ -61,7 +61,7 @@ var smokePreset = map[string]string{
 func parseFlags() (*config, error) {
 	cfg := &config{}
 	var servers, cases, echoConns, sizes, idleConns, bcastSubs, compressConns, syscallConns, syscallSubs string
-	flag.StringVar(&servers, "servers", "duplex,gorilla,coder,gws,gobwas,nbio", "comma-separated `libraries` to run")
+	flag.StringVar(&servers, "servers", "duplex,duplex-handler,gorilla,coder,gws,gobwas,nbio", "comma-separated `libraries` to run")
 	flag.StringVar(&cases, "cases", "echo,idle,broadcast,compression,syscalls", "comma-separated `cases` to run")
 	flag.DurationVar(&cfg.duration, "duration", 8*time.Second, "measured time of each echo and broadcast run, after a warm-up of a tenth of it")
 	flag.IntVar(&cfg.reps, "reps", 3, "repetitions of every run; the report shows medians")

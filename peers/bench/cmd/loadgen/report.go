@@ -271,15 +271,22 @@ func (rep *report) table(b *bytes.Buffer, title string, ps []*point, v metricVie
 	for _, name := range rep.libNames {
 		fmt.Fprintf(b, " %s |", name)
 	}
-	hasDuplex := slices.Contains(rep.libNames, "duplex") && len(rep.libNames) > 1
-	if ratio && hasDuplex {
-		fmt.Fprintf(b, " duplex ÷ best peer |")
+	var ours []string // the Duplex rows that get a ratio column
+	if ratio {
+		for _, name := range rep.libNames {
+			if isOurs(name) {
+				ours = append(ours, name)
+			}
+		}
+		if len(ours) == len(rep.libNames) {
+			ours = nil // no peer to compare with
+		}
+	}
+	for _, name := range ours {
+		fmt.Fprintf(b, " %s ÷ best peer |", name)
 	}
 	fmt.Fprintf(b, "\n|---|")
-	for range rep.libNames {
-		fmt.Fprintf(b, "---:|")
-	}
-	if ratio && hasDuplex {
+	for range len(rep.libNames) + len(ours) {
 		fmt.Fprintf(b, "---:|")
 	}
 	b.WriteString("\n")
@@ -299,8 +306,8 @@ func (rep *report) table(b *bytes.Buffer, title string, ps []*point, v metricVie
 				fmt.Fprintf(b, " %s |", v.format(x))
 			}
 		}
-		if ratio && hasDuplex {
-			d, peer := v.value(p, "duplex"), rep.best(p, v, "duplex")
+		for _, name := range ours {
+			d, peer := v.value(p, name), rep.best(p, v, name)
 			if math.IsNaN(d) || math.IsNaN(peer) || peer == 0 {
 				b.WriteString(" – |")
 			} else {
@@ -312,13 +319,17 @@ func (rep *report) table(b *bytes.Buffer, title string, ps []*point, v metricVie
 	b.WriteString("\n")
 }
 
-// best returns the best median at p among the libraries other than
-// except, or NaN.
+// isOurs reports whether a server is Duplex's: duplex, or a variant of it
+// such as duplex-handler.
+func isOurs(name string) bool { return name == "duplex" || strings.HasPrefix(name, "duplex-") }
+
+// best returns the best median at p among the libraries other than except,
+// or NaN; when except is one of Duplex's servers, among the peers only.
 func (rep *report) best(p *point, v metricView, except string) float64 {
 	best := math.NaN()
 	for _, name := range rep.libNames {
 		x := v.value(p, name)
-		if name == except || math.IsNaN(x) {
+		if name == except || (isOurs(except) && isOurs(name)) || math.IsNaN(x) {
 			continue
 		}
 		if math.IsNaN(best) || (v.higher && x > best) || (!v.higher && x < best) {
