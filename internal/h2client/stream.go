@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -39,7 +40,12 @@ type stream struct {
 	done    bool  // no longer in cc.streams
 	err     error // why it ended, unless both sides ended it cleanly
 	stopCtx func() bool
+	grace   *time.Timer // cancelStream's delayed reset
 }
+
+// cancelGrace is how long a cancelled stream whose server side has ended
+// may take to end this side with END_STREAM before it is reset.
+const cancelGrace = time.Second
 
 // roundTrip opens a stream for req on cc, where reserve made room for it.
 func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
@@ -90,7 +96,7 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 
 	ctx := req.Context()
-	stop := context.AfterFunc(ctx, func() { cc.resetStream(st.id, http2.ErrCodeCancel, ctx.Err()) })
+	stop := context.AfterFunc(ctx, func() { cc.cancelStream(st, ctx.Err()) })
 	cc.mu.Lock()
 	st.stopCtx = stop
 	if st.done {
@@ -325,7 +331,33 @@ func (st *stream) finish(err error) {
 	if st.stopCtx != nil {
 		st.stopCtx()
 	}
+	if st.grace != nil {
+		st.grace.Stop()
+	}
 	st.cond.Broadcast()
+}
+
+// cancelStream ends the stream because req's context ended. A stream
+// whose server side has ended is, most likely, being closed: its request
+// body has ended or is ending (websocket.Dial's Conn closes the body, then
+// cancels), and the writer sends END_STREAM once it reads the end. It gets
+// cancelGrace to do so, so that the stream ends cleanly rather than with
+// RST_STREAM, as a TCP connection ends with FIN rather than a reset.
+func (cc *clientConn) cancelStream(st *stream, err error) {
+	cc.mu.Lock()
+	if st.done {
+		cc.mu.Unlock()
+		return
+	}
+	if st.recvEnd && !st.sentEnd {
+		if st.grace == nil {
+			st.grace = time.AfterFunc(cancelGrace, func() { cc.resetStream(st.id, http2.ErrCodeCancel, err) })
+		}
+		cc.mu.Unlock()
+		return
+	}
+	cc.mu.Unlock()
+	cc.resetStream(st.id, http2.ErrCodeCancel, err)
 }
 
 // resetStream ends the stream with RST_STREAM of code, and with err for
