@@ -46,6 +46,7 @@ func (s *Server) HTTPServer() *http.Server {
 		WriteTimeout: l.ReadTimeout + 15*time.Second,
 		IdleTimeout:  l.IdleTimeout,
 		ConnState:    s.pending.connState,
+		ConnContext:  withTCPConn, // for HTTP/2 WebSockets, which leave the pending caps (h2.go)
 	}
 }
 

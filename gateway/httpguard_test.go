@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -399,22 +398,5 @@ func TestMetricsProtection(t *testing.T) {
 	}
 }
 
-// TestRefusesHTTP2WebSocket: an extended CONNECT over HTTP/2 (RFC 8441),
-// which websocket.Accept would take, is refused with 505: the gateway's
-// sessions outlive their handler, which an HTTP/2 stream cannot.
-func TestRefusesHTTP2WebSocket(t *testing.T) {
-	ts := newTestServer(t, nil)
-	r := httptest.NewRequest(http.MethodGet, "https://example.test/ws", nil)
-	// As net/http's HTTP/2 server makes an extended CONNECT: the method,
-	// and the URL's path from :path.
-	r.Method = http.MethodConnect
-	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0
-	r.Header.Set(":protocol", "websocket")
-	r.Header.Set("Sec-WebSocket-Version", "13")
-	r.Header.Set("Sec-WebSocket-Protocol", Subprotocol)
-	w := httptest.NewRecorder()
-	ts.Handler().ServeHTTP(w, r)
-	if w.Code != http.StatusHTTPVersionNotSupported {
-		t.Fatalf("HTTP/2 extended CONNECT: %d %q, want 505", w.Code, w.Body)
-	}
-}
+// An extended CONNECT over HTTP/2 (RFC 8441) to /ws is served now, not
+// refused with 505: gateway/h2_test.go.

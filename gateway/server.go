@@ -138,12 +138,8 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWebSocket)
-	// websocket.Accept takes RFC 8441's extended CONNECT over HTTP/2, but
-	// such a Conn lives inside its handler, and sessions here outlive
-	// theirs (serveWebSocket); the gateway serves WebSockets over HTTP/1.1.
-	mux.HandleFunc("CONNECT /ws", func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "WebSocket over HTTP/2 is not served here: use HTTP/1.1", http.StatusHTTPVersionNotSupported)
-	})
+	// RFC 8441: a WebSocket over HTTP/2 is an extended CONNECT (h2.go).
+	mux.HandleFunc("CONNECT /ws", s.serveWebSocket)
 	mux.HandleFunc("/api/", s.serveAPI)
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -264,6 +260,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// Registered before Accept so that Shutdown waits for a handshake in
 	// progress; released when the session ends.
 	s.connWG.Add(1)
+	var stream *h2Stream // over HTTP/2 (h2.go); nil over HTTP/1.1
+	if r.ProtoMajor == 2 {
+		stream, w, r = newH2Stream(s, w, r)
+	}
 	hw := &hijackWatch{ResponseWriter: w}
 	conn, err := websocket.Accept(hw, r, &s.accept)
 	if err != nil {
@@ -274,6 +274,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	conn.SetReadLimit(s.cfg.Limits.MaxMessageSize)
 	sess := newSession(s, conn, ip, authHeader(r.Header, s.cfg.Hooks.Authenticate != nil))
 	sess.netConn = hw.conn
+	if stream != nil {
+		stream.serve(sess) // the stream is the request: the handler stays (h2.go)
+		return
+	}
 	// The session starts in a goroutine of its own, and this handler
 	// returns: net/http keeps its per-connection state (buffers, request,
 	// response, a stack grown by the handshake) until the handler returns,
