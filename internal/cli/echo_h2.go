@@ -11,9 +11,9 @@ import (
 // process accepts WebSockets (RFC 8441 extended CONNECT). Go 1.27 reads
 // GODEBUG=http2xconnect=1 once, as the process starts, and has no switch
 // per server; importing websocket/http2xconnect would turn it on for every
-// command of the binary, among them serve, whose gateway is not written
-// for WebSockets over HTTP/2. So echo, when GODEBUG does not say, replaces
-// itself (same process, same PID) with itself run with the setting added.
+// command of the binary, the clients' and their test binaries' too. So
+// echo and serve with TLS, when GODEBUG does not say, replace themselves
+// (same process, same PID) with themselves run with the setting added.
 // It returns only when the setting is in force, or with why it cannot be.
 func enableExtendedConnect() error {
 	debug := os.Getenv("GODEBUG")

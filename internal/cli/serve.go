@@ -36,6 +36,13 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		return usageError{err}
 	}
 	gcfg.Logger = logger
+	if cfg.TLS.Cert != "" {
+		// WebSockets over HTTP/2 (RFC 8441) beside HTTP/1.1 on the TLS
+		// port: the gateway serves extended CONNECT to /ws (gateway/h2.go).
+		if err := enableExtendedConnect(); err != nil {
+			logger.Warn("WebSockets over HTTP/2 are off: set GODEBUG=http2xconnect=1", "error", err)
+		}
+	}
 	gcfg.Fallback = webHandler(cfg.demo())
 	b, brokerName, err := cfg.Broker.open(logger)
 	if err != nil {
