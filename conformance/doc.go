@@ -44,6 +44,18 @@
 // whole, one byte per write, or in random-sized writes from an RNG seeded
 // with the test's name, over sockets with TCP_NODELAY. Subtests are named
 // case/role/mode, such as "TestFraming/1.1.3_text_126_bytes/client/one-byte".
+//
+// Every case of runWireCases and runDeflateCases also runs over HTTP/2
+// (h2_test.go, RFC 8441): the connection is a stream of an HTTP/2
+// connection over TLS opened with extended CONNECT, which the raw side
+// makes or checks itself with x/net's Framer and hpack; our client dials
+// through internal/h2client. The raw peer's writes are DATA frames, one
+// per write (one-byte delivery is one-byte DATA frames); END_STREAM stands
+// for TCP's FIN and RST_STREAM for a reset. Those subtests are named
+// case/role/h2/mode. A server that fails the connection ends its stream
+// at once (net/http's handler returns; there is no half-close to linger
+// on), and what the raw peer still sends is then dropped.
+//
 // Cases assert the exact bytes of frames (echoes, pongs, close frames) and
 // the close code; every socket operation has a deadline, so no case hangs.
 // One-byte delivery of a send over 128 KiB (the 1 MiB and 256 KiB cases)
