@@ -380,6 +380,9 @@ func (cc *clientConn) fail(err error) {
 	cc.mu.Unlock()
 	cc.t.forget(cc)
 	cc.nc.Close()
+	for _, st := range streams {
+		closeBody(st.req) // wakes its writer, which Transport.Close waits for
+	}
 }
 
 // headerBuffer collects one header block from the hpack encoder.

@@ -532,6 +532,9 @@ func (b *body) Read(p []byte) (int, error) {
 	st.roff += n
 	if st.roff == len(st.rbuf) {
 		st.rbuf, st.roff = st.rbuf[:0], 0
+		if cap(st.rbuf) > 64<<10 {
+			st.rbuf = nil // a large message's buffer does not stay with an idle stream
+		}
 	}
 	var streamIncr int64
 	if !st.recvEnd && !st.done {

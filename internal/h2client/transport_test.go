@@ -333,3 +333,37 @@ func plainH2Server(t *testing.T) (addr string, client *tls.Config, stop func()) 
 	})
 	return ln.Addr().String(), client, func() { ln.Close(); wg.Wait() }
 }
+
+// TestCloseWithOpenStreams: Transport.Close fails the WebSockets still
+// open on its connections and returns (its goroutines have ended, which
+// TestMain checks): their reads end with an error and their writes fail.
+func TestCloseWithOpenStreams(t *testing.T) {
+	srv := startEcho(t, nil)
+	tr := srv.transport()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, b := dial(t, ctx, srv.wsURL(), tr), dial(t, ctx, srv.wsURL(), tr)
+	defer a.CloseNow()
+	defer b.CloseNow()
+	readErr := make(chan error, 1)
+	go func() {
+		_, _, err := a.Read(ctx)
+		readErr <- err
+	}()
+	closed := make(chan struct{})
+	go func() {
+		tr.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		t.Fatal("Transport.Close did not return with WebSockets open")
+	}
+	if err := <-readErr; err == nil {
+		t.Fatal("a read went on after the transport closed")
+	}
+	if err := b.Write(ctx, websocket.MessageText, []byte("late")); err == nil {
+		t.Fatal("a write succeeded after the transport closed")
+	}
+}
