@@ -177,7 +177,15 @@ func dialHTTP2(ctx context.Context, u *url.URL, client *http.Client, rt http.Rou
 		comp, err = acceptExtensions(resp.Header, &opts.Compression)
 	}
 	if err != nil {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		// A refusal's body says why (its first 1 KiB, within ctx). After
+		// a 2xx the body is the stream's WebSocket frames, which need not
+		// end: it is not read.
+		var body []byte
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			stop := context.AfterFunc(ctx, cancelStream)
+			body, _ = io.ReadAll(io.LimitReader(resp.Body, 1024))
+			stop()
+		}
 		resp.Body.Close()
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 		cancelStream()
