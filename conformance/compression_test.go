@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/duplexws/duplex/websocket"
 )
@@ -974,6 +975,28 @@ func TestCompressionNegotiation(t *testing.T) {
 						p.expectEOF() // our client drops the connection it refused
 					})
 				}
+				t.Run("h2", func(t *testing.T) {
+					cl := startClientH2(t, endpointConfig{compression: c.options})
+					sc := cl.acceptH2(t, c.response...)
+					t.Cleanup(func() { sc.Close() })
+					res := cl.result(t)
+					if res.err == nil {
+						t.Fatalf("Dial accepted Sec-WebSocket-Extensions %q in answer to %q", c.response, sc.req.Header.Values("Sec-Websocket-Extensions"))
+					}
+					if !strings.HasPrefix(res.err.Error(), "websocket: ") || !strings.Contains(res.err.Error(), c.wantErr) {
+						t.Errorf("Dial's error %q does not say what is wrong (%q)", res.err, c.wantErr)
+					}
+					if res.resp == nil || res.resp.StatusCode != 200 {
+						t.Errorf("Dial returned the response %v, want the 200", res.resp)
+					}
+					// Our client abandons the stream it refused: RST_STREAM
+					// (or END_STREAM), nothing sent on it before.
+					sc.SetReadDeadline(time.Now().Add(ioTimeout))
+					var b [64]byte
+					if n, err := sc.Read(b[:]); n > 0 || isTimeout(err) {
+						t.Fatalf("got % x, %v after the refusal, want the stream ended", b[:n], err)
+					}
+				})
 			})
 		})
 	}

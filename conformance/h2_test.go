@@ -594,8 +594,8 @@ func startClientH2(t *testing.T, cfg endpointConfig) *clientH2 {
 // acceptH2 takes our client's connection as the raw server: it checks the
 // preface, advertises SETTINGS_ENABLE_CONNECT_PROTOCOL, reads the extended
 // CONNECT and checks it against RFC 8441 section 4–5, and answers 200 with
-// the extension response extResponse ("": none).
-func (cl *clientH2) acceptH2(t *testing.T, extResponse string) *h2Stream {
+// a Sec-WebSocket-Extensions field for each of extResponse ("": none).
+func (cl *clientH2) acceptH2(t *testing.T, extResponse ...string) *h2Stream {
 	t.Helper()
 	cl.ln.(*net.TCPListener).SetDeadline(time.Now().Add(ioTimeout))
 	raw, err := cl.ln.Accept()
@@ -649,8 +649,10 @@ func (cl *clientH2) acceptH2(t *testing.T, extResponse string) *h2Stream {
 	}
 	s.req = req
 	fields := []hpack.HeaderField{{Name: ":status", Value: "200"}}
-	if extResponse != "" {
-		fields = append(fields, hpack.HeaderField{Name: "sec-websocket-extensions", Value: extResponse})
+	for _, ext := range extResponse {
+		if ext != "" {
+			fields = append(fields, hpack.HeaderField{Name: "sec-websocket-extensions", Value: ext})
+		}
 	}
 	block := encodeFields(fields...)
 	if err := s.writeFrames(func() error {
