@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -215,4 +216,85 @@ func TestConnectHTTP2UsageErrors(t *testing.T) {
 	wantUsageError(t, "--http2 needs a wss:// URL", "connect", "--http2", "ws://127.0.0.1:1")
 	wantUsageError(t, "--http2 and --proxy exclude each other", "connect", "--http2", "--proxy", "http://127.0.0.1:2", "wss://127.0.0.1:1")
 	wantUsageError(t, "--http2 needs a wss:// URL", "bench", "--http2", "ws://127.0.0.1:1")
+}
+
+// startNodeH2Server runs Node's http2 module as an RFC 8441 WebSocket echo
+// server (peers/interop/js/h2_ws.mjs, ws's framing over each stream), with
+// SETTINGS_ENABLE_CONNECT_PROTOCOL when enable, and returns its wss:// URL
+// and its output; closing stdin ends it.
+func startNodeH2Server(t *testing.T, ctx context.Context, certFile, keyFile string, enable bool) (url string, stdin io.WriteCloser, wait func() string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if _, statErr := os.Stat("../../peers/node_modules/ws"); err != nil || statErr != nil {
+		t.Skip("no node, or no ws in peers/node_modules (npm ci in peers)")
+	}
+	flag := "0"
+	if enable {
+		flag = "1"
+	}
+	cmd := exec.CommandContext(ctx, node, "h2_ws.mjs", "server", certFile, keyFile, flag)
+	cmd.Dir = "../../peers/interop/js"
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = time.Second
+	if stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		stdin.Close()
+		cmd.Process.Kill()
+		<-done
+	})
+	waitFor(t, &out, "listening ")
+	m := regexp.MustCompile(`listening (\d+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("node printed %q", out.String())
+	}
+	return "wss://127.0.0.1:" + m[1], stdin, func() string {
+		stdin.Close()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Fatal("node did not exit")
+		}
+		return out.String()
+	}
+}
+
+// TestConnectHTTP2NodeServer: duplex connect --http2 (internal/h2client)
+// against a server of another implementation, Node's http2 module with
+// ws's framing: messages of 0 B to 1 MB echo, the close is 1000 on the
+// server's side, and the server saw an extended CONNECT for websocket.
+// Without SETTINGS_ENABLE_CONNECT_PROTOCOL, --http2 fails and says so.
+func TestConnectHTTP2NodeServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the duplex binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	certFile, keyFile := writeSelfSigned(t)
+	url, _, wait := startNodeH2Server(t, ctx, certFile, keyFile, true)
+	bin := buildDuplex(t, ctx)
+
+	big := strings.Repeat("node h2 ", 125_000) // 1 MB
+	in := "a\n\n" + big + "\nlast\n"
+	code, stdout, stderr := runDuplexInput(t, ctx, bin, in, "connect", "--http2", "--ca", certFile, "--wait", "2s", url+"/from-duplex")
+	if code != exitOK || stdout != in {
+		t.Fatalf("exit %d, %d bytes out of %d, stderr:\n%s", code, len(stdout), len(in), stderr)
+	}
+	out := wait()
+	if !strings.Contains(out, `"path":"/from-duplex","protocol":"websocket","messages":4,"closeCode":1000`) {
+		t.Fatalf("node saw:\n%s", out)
+	}
+
+	off, _, _ := startNodeH2Server(t, ctx, certFile, keyFile, false)
+	code, _, stderr = runDuplexInput(t, ctx, bin, "hi", "connect", "--http2", "--ca", certFile, "--once", off)
+	if code != exitError || !strings.Contains(stderr, "SETTINGS_ENABLE_CONNECT_PROTOCOL") {
+		t.Fatalf("without the setting: exit %d, stderr:\n%s", code, stderr)
+	}
 }
