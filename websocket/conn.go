@@ -143,6 +143,10 @@ type Conn struct {
 	awaitFn func()
 	parked  parkState
 
+	// Serve: what it calls and the connection's place in its loop; set
+	// once by Serve, then under readMu (serve.go).
+	serving *serveState
+
 	// The contexts whose end interrupts I/O: readWatch under readMu,
 	// writeWatch under frameMu.
 	readWatch  ctxWatch
@@ -231,6 +235,7 @@ func (c *Conn) closeNetConn(why error) {
 	}
 	close(c.closed)
 	c.unpark() // before the descriptor closes: it is still in the poller
+	c.unserve()
 	c.netConn.Close()
 	c.stopKeepalive()
 	// A long-lived context must not keep registrations of closed Conns.

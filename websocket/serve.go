@@ -1,0 +1,251 @@
+package websocket
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+var errServeBusy = errors.New("websocket: Serve while reading, awaiting or serving")
+
+// Serve reads c's messages without a goroutine of c's own and calls
+// onMessage with each, then, once reading has ended, closes c with
+// CloseNow and calls onEnd, in a goroutine of its own, with the reason
+// (as Read would have returned it). It returns at once; the error it
+// returns says why serving did not start, and then neither function is
+// called.
+//
+// This is the way to serve many connections. On Linux, a TCP or Unix
+// connection waits in one of a few epoll sets the process shares (one per
+// GOMAXPROCS), each drained by one goroutine that, for every ready
+// connection, reads once what the kernel holds and calls onMessage for
+// every whole message that read completed: the epoll set says when more
+// has arrived, so no read finds nothing, and a busy connection costs about
+// one read and one write per message. An idle connection holds neither a
+// goroutine nor a read buffer. Elsewhere, and for TLS and wrapped
+// connections, a goroutine reads as Read would.
+//
+// onMessage runs on the goroutine that drains the set, one message at a
+// time for each connection, so it must not wait long: it may Write (which
+// waits only while the peer's receive window is full), and should hand
+// slow work to another goroutine. p is valid only until onMessage returns;
+// copy what must outlive the call. A message that does not fit the read
+// buffer (AcceptOptions.ReadBufferSize) is read by a goroutine of its own,
+// which then hands the connection back. Pings are answered and pongs
+// handled as Read does. Close, which waits for the peer's close frame,
+// must not be called from onMessage: call CloseNow there, or Close in a
+// goroutine.
+//
+// Serve counts as a read for good: Read, Reader and Await fail while it
+// serves (they wait for the read lock; Serve holds it until reading ends).
+// Message timeouts (AcceptOptions.MessageTimeout) do not apply to a
+// message the set is waiting for the rest of.
+func (c *Conn) Serve(onMessage func(typ MessageType, p []byte), onEnd func(err error)) error {
+	if onMessage == nil || onEnd == nil {
+		return errors.New("websocket: Serve needs onMessage and onEnd")
+	}
+	if c.readClosed.Load() {
+		return errReadClosed
+	}
+	if !c.readMu.tryLock() {
+		return errServeBusy
+	}
+	c.unwatch(reading)
+	c.serving = &serveState{onMessage: onMessage, onEnd: onEnd}
+	c.serveFrom(nil)
+	return nil
+}
+
+// serveState is a served Conn's: what to call, and its place in a loop.
+type serveState struct {
+	onMessage func(MessageType, []byte)
+	onEnd     func(error)
+	loopState // the connection's place in its loop (serve_linux.go)
+}
+
+// serveAction is what dispatch leaves to do.
+type serveAction int
+
+const (
+	serveWait    serveAction = iota // nothing whole is buffered: wait for more
+	serveHandOff                    // the next message cannot fit the buffer
+	serveEnded                      // reading has ended
+)
+
+// serveFrom delivers what c has buffered, then waits for more in a loop,
+// or, without one, reads in this goroutine. l is the loop whose scratch
+// buffer to use, or nil. The caller holds readMu for Serve.
+func (c *Conn) serveFrom(l *serveLoop) {
+	c.br.noWait = true
+	switch c.dispatch(scratchOf(l)) {
+	case serveEnded:
+		c.serveEnd()
+		return
+	case serveHandOff:
+		go c.serveBlocking()
+		return
+	}
+	if !c.enterLoop() {
+		go c.serveBlocking()
+	}
+}
+
+// dispatch calls onMessage for every whole message buffered, handling the
+// control frames between them, and says what is left to do. Nothing it
+// does reads the network: the buffer holds every byte it parses.
+func (c *Conn) dispatch(scratch *[]byte) serveAction {
+	s := c.serving
+	for {
+		if c.readErr != nil {
+			return serveEnded
+		}
+		buf := c.br.buf[c.br.r:c.br.w]
+		whole, fits := scanMessage(buf, c.br.Size())
+		if !whole {
+			if c.br.r == c.br.w {
+				c.br.release() // an idle connection holds no buffer
+			}
+			if !fits {
+				return serveHandOff
+			}
+			return serveWait
+		}
+		if buf[0]&0x08 != 0 && c.skipLeft == 0 {
+			h, op, err := c.readFrameHeader()
+			if err == nil {
+				err = c.handleControl(op, c.ctrl[:h.Length])
+			}
+			if err != nil {
+				c.readError(context.Background(), err)
+			}
+			continue
+		}
+		typ, p, err := c.readWhole(scratch)
+		if err == errWouldBlock {
+			continue // what remains is frames discarded after Close
+		}
+		if err != nil {
+			c.readError(context.Background(), err)
+			continue
+		}
+		s.onMessage(typ, p)
+	}
+}
+
+// readWhole reads a message whose frames are all buffered into *scratch,
+// growing it, and returns its type and payload.
+func (c *Conn) readWhole(scratch *[]byte) (MessageType, []byte, error) {
+	if err := c.nextMessage(); err != nil {
+		return 0, nil, err
+	}
+	p := (*scratch)[:0]
+	for {
+		if len(p) == cap(p) {
+			p = append(p, 0)[:len(p)]
+			*scratch = p[:0]
+		}
+		n, err := c.readPayload(p[len(p):cap(p)])
+		p = p[:len(p)+n]
+		if err == io.EOF {
+			return c.msgType, p, nil
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+}
+
+// scanMessage reports whether b begins with a whole control frame or with
+// whole frames up to the end of a data message; when not, fits reports
+// whether they could still arrive whole in a buffer of size bytes and be
+// delivered in time: a control frame between the frames of a message that
+// has not arrived whole is answered at once by a goroutine that reads the
+// message (which fits is false for), not when the message ends.
+func scanMessage(b []byte, size int) (whole, fits bool) {
+	off := 0
+	control := false // a whole control frame follows a data frame
+	for {
+		if len(b)-off < 2 {
+			return false, !control
+		}
+		hl := 2
+		switch b[off+1] & 0x7f {
+		case 126:
+			hl = 4
+		case 127:
+			hl = 10
+		}
+		if b[off+1]&0x80 != 0 {
+			hl += 4
+		}
+		if len(b)-off < hl {
+			return false, !control
+		}
+		var length uint64
+		switch b[off+1] & 0x7f {
+		case 126:
+			length = uint64(b[off+2])<<8 | uint64(b[off+3])
+		case 127:
+			for _, x := range b[off+2 : off+10] {
+				length = length<<8 | uint64(x)
+			}
+		default:
+			length = uint64(b[off+1] & 0x7f)
+		}
+		if length > uint64(size) || off+hl+int(length) > size {
+			return false, false
+		}
+		end := off + hl + int(length)
+		if end > len(b) {
+			return false, !control
+		}
+		if b[off]&0x08 != 0 {
+			if off == 0 {
+				return true, true
+			}
+			control = true
+		} else if b[off]&0x80 != 0 {
+			return true, true
+		}
+		off = end
+	}
+}
+
+// serveBlocking reads c's messages in this goroutine, as Read does, until
+// the next one fits the buffer whole; then c goes back to a loop.
+func (c *Conn) serveBlocking() {
+	s := c.serving
+	for {
+		c.br.noWait = false
+		c.beginMessageWatch()
+		msg, err := c.readMessage()
+		c.endMessageWatch()
+		if err != nil {
+			c.readError(context.Background(), err)
+			c.serveEnd()
+			return
+		}
+		s.onMessage(c.msgType, msg)
+		if c.br.raw != nil && loopsAvailable() {
+			c.serveFrom(nil)
+			return
+		}
+	}
+}
+
+// serveEnd ends serving once reading has ended: it releases the read lock,
+// then closes c and calls onEnd in a goroutine.
+func (c *Conn) serveEnd() {
+	s := c.serving
+	if c.readErr == nil {
+		c.readErr = c.endErr(errConnClosed)
+	}
+	err := c.readErr
+	c.br.noWait = false
+	c.br.release()
+	c.readMu.unlock()
+	go func() {
+		c.CloseNow()
+		s.onEnd(err)
+	}()
+}

@@ -1,0 +1,314 @@
+package websocket
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/duplexws/duplex/internal/frame"
+)
+
+// serveEcho serves c, echoing every message; the returned channel gets
+// the error onEnd is called with.
+func serveEcho(t testing.TB, c *Conn) <-chan error {
+	t.Helper()
+	ended := make(chan error, 1)
+	err := c.Serve(func(typ MessageType, p []byte) {
+		if err := c.Write(context.Background(), typ, p); err != nil {
+			t.Errorf("echo: %v", err)
+		}
+	}, func(err error) { ended <- err })
+	if err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	return ended
+}
+
+// Served connections echo messages of every size, whole (those larger
+// than the read buffer go through a goroutine and come back to the loop),
+// refuse a second reader, and end with the peer's close
+// frame, whose code onEnd reports.
+func TestServeEcho(t *testing.T) {
+	const conns = 16
+	sizes := []int{0, 1, 16, 125, 126, 1024, 4000, 4096, 10 << 10, 16, 70 << 10, 3}
+	var wg sync.WaitGroup
+	for i := range conns {
+		client, server := newPair(t, nil, nil)
+		server.SetReadLimit(1 << 20)
+		client.SetReadLimit(1 << 20)
+		ended := serveEcho(t, server)
+		if _, err := server.Await(func() {}); err != errAwaitBusy {
+			t.Errorf("Await while serving = %v, want errAwaitBusy", err)
+		}
+		if err := server.Serve(func(MessageType, []byte) {}, func(error) {}); err != errServeBusy {
+			t.Errorf("a second Serve = %v, want errServeBusy", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			for round := range 3 {
+				for j, n := range sizes {
+					typ := MessageBinary
+					msg := pattern(i*100+round*10+j, n)
+					if j%3 == 1 {
+						typ, msg = MessageText, bytes.Repeat([]byte("é"), n/2)
+					}
+					if err := client.Write(ctx, typ, msg); err != nil {
+						t.Errorf("conn %d: Write: %v", i, err)
+						return
+					}
+					gotTyp, got, err := client.Read(ctx)
+					if err != nil || gotTyp != typ || !bytes.Equal(got, msg) {
+						t.Errorf("conn %d size %d: echo %v %d bytes, %v; want %v %d bytes", i, n, gotTyp, len(got), err, typ, len(msg))
+						return
+					}
+				}
+			}
+			if err := client.Close(StatusNormalClosure, "bye"); err != nil {
+				t.Errorf("conn %d: Close: %v", i, err)
+			}
+			select {
+			case err := <-ended:
+				var ce *CloseError
+				if !errors.As(err, &ce) || ce.Code != StatusNormalClosure || ce.Reason != "bye" {
+					t.Errorf("conn %d: onEnd(%v), want the peer's close 1000 bye", i, err)
+				}
+			case <-ctx.Done():
+				t.Errorf("conn %d: onEnd not called", i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Many messages sent at once in one write arrive together: each is
+// delivered, in order, from the one read.
+func TestServeBatched(t *testing.T) {
+	client, server := newPair(t, nil, nil)
+	var mu sync.Mutex
+	var got []string
+	done := make(chan struct{})
+	if err := server.Serve(func(_ MessageType, p []byte) {
+		mu.Lock()
+		got = append(got, string(p))
+		if len(got) == 200 {
+			close(done)
+		}
+		mu.Unlock()
+	}, func(error) {}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	w, err := client.Writer(ctx, MessageText) // frames of one message, then others
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("frag"))
+	w.Close()
+	for i := 1; i < 200; i++ {
+		if err := client.Write(ctx, MessageText, fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not every message was delivered")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, s := range got {
+		want := fmt.Sprintf("m%d", i)
+		if i == 0 {
+			want = "frag"
+		}
+		if s != want {
+			t.Fatalf("message %d = %q, want %q", i, s, want)
+		}
+	}
+}
+
+// CloseNow from another goroutine ends serving: onEnd is called once,
+// the peer sees the connection end, and Read afterwards fails.
+func TestServeCloseNow(t *testing.T) {
+	client, server := newPair(t, nil, nil)
+	ended := serveEcho(t, server)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := client.Write(ctx, MessageText, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := client.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	server.CloseNow()
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Error("onEnd(nil) after CloseNow")
+		}
+	case <-ctx.Done():
+		t.Fatal("onEnd not called after CloseNow")
+	}
+	if _, _, err := client.Read(ctx); err == nil {
+		t.Error("the peer still reads after CloseNow")
+	}
+	if _, _, err := server.Read(ctx); err == nil {
+		t.Error("Read after serving ended succeeded")
+	}
+}
+
+// Pings are answered while served, also one cut in two and one between
+// the frames of a message, and the message still arrives whole.
+func TestServePing(t *testing.T) {
+	a, peer := newRawPeer(t, false, nil)
+	got := make(chan string, 1)
+	if err := a.Serve(func(_ MessageType, p []byte) { got <- string(p) }, func(error) {}); err != nil {
+		t.Fatal(err)
+	}
+	pong := func(want string) {
+		t.Helper()
+		h, p, err := peer.readFrame()
+		if err != nil || h.Opcode != frame.OpPong || string(p) != want {
+			t.Fatalf("peer read %v %q, %v; want the pong %q", h.Opcode, p, err, want)
+		}
+	}
+	peer.writeFrame(true, frame.OpPing, []byte("p1"))
+	pong("p1")
+	ping := frameBytes(peer.client, true, frame.OpPing, []byte("p2"))
+	peer.write(ping[:3])
+	time.Sleep(10 * time.Millisecond)
+	peer.write(ping[3:])
+	pong("p2")
+	peer.writeFrame(false, frame.OpText, []byte("hel"))
+	peer.writeFrame(true, frame.OpPing, []byte("p3"))
+	pong("p3")
+	peer.writeFrame(true, frame.OpContinuation, []byte("lo"))
+	select {
+	case m := <-got:
+		if m != "hello" {
+			t.Fatalf("delivered %q, want hello", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the message was not delivered")
+	}
+}
+
+// A peer that breaks the protocol is failed with the right close code
+// while served.
+func TestServeProtocolError(t *testing.T) {
+	a, peer := newRawPeer(t, false, nil)
+	ended := make(chan error, 1)
+	if err := a.Serve(func(MessageType, []byte) {}, func(err error) { ended <- err }); err != nil {
+		t.Fatal(err)
+	}
+	peer.write([]byte{0x83, 0x80, 0, 0, 0, 0}) // opcode 3 is reserved
+	select {
+	case err := <-ended:
+		var pe *ProtocolError
+		if !errors.As(err, &pe) || pe.Code != StatusProtocolError {
+			t.Fatalf("onEnd(%v), want a protocol error 1002", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("onEnd not called")
+	}
+	h, p, err := peer.readFrame()
+	if err != nil || h.Opcode != 8 || len(p) < 2 || StatusCode(int(p[0])<<8|int(p[1])) != StatusProtocolError {
+		t.Fatalf("peer read %v %x, %v; want a close frame with 1002", h.Opcode, p, err)
+	}
+}
+
+// Idle served connections hold no goroutine, and a message to each still
+// comes back.
+func TestServeHoldsNoGoroutine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("only Linux has the loops")
+	}
+	const n = 500
+	clients, servers := make([]net.Conn, n), make([]*Conn, n)
+	for i := range n {
+		a, b := tcpPair(t)
+		clients[i], servers[i] = a, newConn(b, nil, false, "", newConnConfig(0, 0, 0, 0, 0))
+	}
+	defer func() {
+		for i := range n {
+			clients[i].Close()
+			servers[i].CloseNow()
+		}
+	}()
+	before := runtime.NumGoroutine()
+	for _, c := range servers {
+		serveEcho(t, c)
+	}
+	if grew := runtime.NumGoroutine() - before; grew > runtime.GOMAXPROCS(0) {
+		t.Fatalf("%d goroutines for %d served connections, want the loops' alone", grew, n)
+	}
+	msg := frameBytes(true, true, frame.OpText, []byte("wake"))
+	for _, c := range clients {
+		c.Write(msg)
+	}
+	want := frameBytes(false, true, frame.OpText, []byte("wake"))
+	for i, c := range clients {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("conn %d: echo %x, %v; want %x", i, got, err, want)
+		}
+	}
+}
+
+// Echoing through Serve allocates nothing per message, in the whole
+// process: the served side's loop and write, and the client's Write and
+// Reader.
+func TestServeAllocs(t *testing.T) {
+	if testing.Short() || raceEnabled() {
+		t.Skip("counts allocations over loopback TCP")
+	}
+	client, server := newPair(t, nil, nil)
+	serveEcho(t, server)
+	ctx := context.Background()
+	for _, size := range []int{16, 1024} {
+		msg := pattern(size, size)
+		buf := make([]byte, 4096)
+		echo := func() {
+			if err := client.Write(ctx, MessageBinary, msg); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := readToEOF(ctx, client, buf); err != nil || n != size {
+				t.Fatalf("echo of %d bytes: %d, %v", size, n, err)
+			}
+		}
+		echo()
+		if allocs := testing.AllocsPerRun(500, echo); allocs != 0 {
+			t.Errorf("%d bytes: %v allocations per echoed message, want 0", size, allocs)
+		}
+	}
+}
+
+// BenchmarkServeEcho echoes messages through a served connection.
+func BenchmarkServeEcho(b *testing.B) {
+	for _, size := range []int{16, 1024} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			client, server := newPair(b, nil, nil)
+			serveEcho(b, server)
+			ctx := context.Background()
+			msg := pattern(size, size)
+			buf := make([]byte, 4096)
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				client.Write(ctx, MessageBinary, msg)
+				readToEOF(ctx, client, buf)
+			}
+		})
+	}
+}
