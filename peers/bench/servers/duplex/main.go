@@ -1,13 +1,11 @@
-// Command duplex is the benchmark server for Duplex (peers/bench/README.md).
-// Echo connections, busy all the time, read in their handler's goroutine,
-// through Reader into a buffer each reuses.
-// Idle connections and broadcast subscribers wait for their next message
-// with Conn.Await, which holds no goroutine, and their handler returns, so
+// Command duplex is the benchmark server for Duplex (peers/bench/README.md),
+// written in the serving mode for scale: every connection is served with
+// Conn.Serve, which holds no goroutine per connection (the epoll sets the
+// process shares deliver each message), and its handler returns, so
 // net/http frees its state too.
 package main
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 
@@ -15,24 +13,13 @@ import (
 	"github.com/duplexws/duplex/websocket"
 )
 
-// serve calls handle with each message of c until reading ends, then
-// closes c and calls end.
-func serve(c *websocket.Conn, handle func(websocket.MessageType, []byte) error, end func()) {
-	var next func()
-	next = func() {
-		for {
-			if ready, _ := c.Await(next); !ready {
-				return // next runs when a message comes
-			}
-			typ, p, err := c.Read(context.Background())
-			if err != nil || handle(typ, p) != nil {
-				c.CloseNow()
-				end()
-				return
-			}
-		}
+// serve delivers c's messages to handle; end runs once reading has ended
+// and c is closed.
+func serve(c *websocket.Conn, handle func(websocket.MessageType, []byte), end func()) {
+	if c.Serve(handle, func(error) { end() }) != nil {
+		c.CloseNow()
+		end()
 	}
-	next()
 }
 
 func main() {
@@ -52,37 +39,29 @@ func main() {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/echo", accept(func(_ *http.Request, c *websocket.Conn) {
-		defer c.CloseNow()
 		c.SetReadLimit(benchsrv.MaxMessage)
-		var msg bytes.Buffer // reused: reading through Reader allocates nothing
-		for {
-			typ, r, err := c.Reader(ctx)
-			if err != nil {
-				return
+		serve(c, func(typ websocket.MessageType, p []byte) {
+			if c.Write(ctx, typ, p) != nil {
+				c.CloseNow()
 			}
-			msg.Reset()
-			if _, err := msg.ReadFrom(r); err != nil || c.Write(ctx, typ, msg.Bytes()) != nil {
-				return
-			}
-		}
+		}, func() {})
 	}))
 	mux.HandleFunc("/idle", accept(func(_ *http.Request, c *websocket.Conn) {
-		serve(c, func(websocket.MessageType, []byte) error { return nil }, func() {})
+		serve(c, func(websocket.MessageType, []byte) {}, func() {})
 	}))
 	mux.HandleFunc("/broadcast", accept(func(r *http.Request, c *websocket.Conn) {
 		if !benchsrv.IsPublisher(r) {
 			hub.Add(c)
-			serve(c, func(websocket.MessageType, []byte) error { return nil }, func() { hub.Remove(c) })
+			serve(c, func(websocket.MessageType, []byte) {}, func() { hub.Remove(c) })
 			return
 		}
 		var subs []*websocket.Conn
-		serve(c, func(_ websocket.MessageType, p []byte) error {
+		serve(c, func(_ websocket.MessageType, p []byte) {
 			pm, _ := websocket.NewPreparedMessage(websocket.MessageBinary, p)
 			subs = hub.Snapshot(subs[:0])
 			for _, s := range subs {
 				s.WritePrepared(ctx, pm)
 			}
-			return nil
 		}, func() {})
 	}))
 	benchsrv.Run(flags, mux)
