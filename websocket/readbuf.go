@@ -2,6 +2,7 @@ package websocket
 
 import (
 	"io"
+	"math/bits"
 	"net"
 	"os"
 	"syscall"
@@ -21,9 +22,10 @@ type readBuffer struct {
 	src  net.Conn
 	raw  syscall.RawConn // src's descriptor; nil when it reads through src
 	pool *bufferPool
-	bp   *[]byte // the buffer, from pool; nil while there is none
-	buf  []byte  // *bp at full length, or a larger buffer of early bytes
-	r, w int     // buf[r:w] is unread
+	bp   *[]byte     // the buffer, from pool; nil while there is none
+	big  *bufferPool // where bp came from when grow took it; nil: pool
+	buf  []byte      // *bp at full length, or a larger buffer of early bytes
+	r, w int         // buf[r:w] is unread
 
 	// noWait makes a raw read that finds nothing fail with errWouldBlock
 	// instead of waiting (see Conn.Await).
@@ -111,9 +113,32 @@ func (b *readBuffer) release() {
 		return
 	}
 	if b.bp != nil {
-		b.pool.put(b.bp)
+		if b.big != nil {
+			b.big.put(b.bp)
+		} else {
+			b.pool.put(b.bp)
+		}
 	}
-	b.bp, b.buf = nil, nil
+	b.bp, b.buf, b.big = nil, nil, nil
+}
+
+// canGrow reports whether grow can grow the buffer.
+func (b *readBuffer) canGrow() bool { return b.raw != nil }
+
+// grow makes the buffer hold at least n bytes, keeping what it holds: it
+// takes one of the next power of two in size from a pool of that size, to
+// which release returns it. Only a connection read raw grows (Serve's
+// loops do, for a message larger than the buffer): others never release.
+func (b *readBuffer) grow(n int) {
+	if n <= len(b.buf) || b.raw == nil {
+		return
+	}
+	p := poolFor(1 << bits.Len(uint(n-1)))
+	bp := p.get()
+	buf := (*bp)[:p.size]
+	k := copy(buf, b.buf[b.r:b.w])
+	b.release()
+	b.bp, b.buf, b.big, b.r, b.w = bp, buf, p, 0, k
 }
 
 // Read reads up to len(p) bytes: what is buffered, or else what one read

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+
+	"github.com/duplexws/duplex/internal/frame"
 )
 
 var errServeBusy = errors.New("websocket: Serve while reading, awaiting or serving")
@@ -100,13 +102,16 @@ func (c *Conn) dispatch(scratch *[]byte) serveAction {
 			return serveEnded
 		}
 		buf := c.br.buf[c.br.r:c.br.w]
-		whole, fits := scanMessage(buf, c.br.Size())
+		whole, need := scanMessage(buf, c.serveLimit())
 		if !whole {
 			if c.br.r == c.br.w {
 				c.br.release() // an idle connection holds no buffer
 			}
-			if !fits {
+			if need < 0 {
 				return serveHandOff
+			}
+			if need > len(c.br.buf) {
+				c.br.grow(need) // for a message larger than the buffer
 			}
 			return serveWait
 		}
@@ -156,17 +161,23 @@ func (c *Conn) readWhole(scratch *[]byte) (MessageType, []byte, error) {
 }
 
 // scanMessage reports whether b begins with a whole control frame or with
-// whole frames up to the end of a data message; when not, fits reports
-// whether they could still arrive whole in a buffer of size bytes and be
-// delivered in time: a control frame between the frames of a message that
-// has not arrived whole is answered at once by a goroutine that reads the
-// message (which fits is false for), not when the message ends.
-func scanMessage(b []byte, size int) (whole, fits bool) {
+// whole frames up to the end of a data message. When not, need is the
+// length b must reach for the frames whose headers it holds, or -1 when
+// the message is not to be assembled in the buffer: its frames would take
+// more than limit bytes, or a control frame between them, which must be
+// answered at once, waits behind a frame that has not arrived whole.
+func scanMessage(b []byte, limit int) (whole bool, need int) {
 	off := 0
 	control := false // a whole control frame follows a data frame
+	more := func(n int) (bool, int) {
+		if control {
+			return false, -1
+		}
+		return false, n
+	}
 	for {
 		if len(b)-off < 2 {
-			return false, !control
+			return more(off + 2)
 		}
 		hl := 2
 		switch b[off+1] & 0x7f {
@@ -179,7 +190,7 @@ func scanMessage(b []byte, size int) (whole, fits bool) {
 			hl += 4
 		}
 		if len(b)-off < hl {
-			return false, !control
+			return more(off + hl)
 		}
 		var length uint64
 		switch b[off+1] & 0x7f {
@@ -192,23 +203,40 @@ func scanMessage(b []byte, size int) (whole, fits bool) {
 		default:
 			length = uint64(b[off+1] & 0x7f)
 		}
-		if length > uint64(size) || off+hl+int(length) > size {
-			return false, false
+		if length > uint64(limit) || off+hl+int(length) > limit {
+			return false, -1
 		}
 		end := off + hl + int(length)
 		if end > len(b) {
-			return false, !control
+			return more(end)
 		}
 		if b[off]&0x08 != 0 {
 			if off == 0 {
-				return true, true
+				return true, end
 			}
 			control = true
 		} else if b[off]&0x80 != 0 {
-			return true, true
+			return true, end
 		}
 		off = end
 	}
+}
+
+// maxServeBuffer bounds the messages a loop assembles in a connection's
+// read buffer, grown for them; larger ones are read by a goroutine.
+const maxServeBuffer = 256 << 10
+
+// serveLimit is the most a loop lets c's read buffer hold: the buffer's
+// size, or up to maxServeBuffer for a message within the read limit.
+func (c *Conn) serveLimit() int {
+	limit := maxServeBuffer + frame.MaxHeaderSize
+	if rl := c.readLimit.Load(); rl >= 0 && rl < maxServeBuffer {
+		limit = int(rl) + frame.MaxHeaderSize
+	}
+	if !c.br.canGrow() {
+		limit = 0
+	}
+	return max(limit, c.br.Size())
 }
 
 // serveBlocking reads c's messages in this goroutine, as Read does, until

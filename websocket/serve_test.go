@@ -32,12 +32,13 @@ func serveEcho(t testing.TB, c *Conn) <-chan error {
 }
 
 // Served connections echo messages of every size, whole (those larger
-// than the read buffer go through a goroutine and come back to the loop),
+// than the read buffer grow it, those over maxServeBuffer go through a
+// goroutine and come back to the loop),
 // refuse a second reader, and end with the peer's close
 // frame, whose code onEnd reports.
 func TestServeEcho(t *testing.T) {
 	const conns = 16
-	sizes := []int{0, 1, 16, 125, 126, 1024, 4000, 4096, 10 << 10, 16, 70 << 10, 3}
+	sizes := []int{0, 1, 16, 125, 126, 1024, 4000, 4096, 10 << 10, 16, 70 << 10, 3, 300 << 10, 5}
 	var wg sync.WaitGroup
 	for i := range conns {
 		client, server := newPair(t, nil, nil)
