@@ -130,7 +130,7 @@ func (b *readBuffer) canGrow() bool { return b.raw != nil }
 // which release returns it. Only a connection read raw grows (Serve's
 // loops do, for a message larger than the buffer): others never release.
 func (b *readBuffer) grow(n int) {
-	if n <= len(b.buf) || b.raw == nil {
+	if n <= max(len(b.buf), b.pool.size) || b.raw == nil {
 		return
 	}
 	p := poolFor(1 << bits.Len(uint(n-1)))

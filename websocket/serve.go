@@ -110,7 +110,7 @@ func (c *Conn) dispatch(scratch *[]byte) serveAction {
 			if need < 0 {
 				return serveHandOff
 			}
-			if need > len(c.br.buf) {
+			if need > c.br.Size() && need > len(c.br.buf) {
 				c.br.grow(need) // for a message larger than the buffer
 			}
 			return serveWait

@@ -313,3 +313,40 @@ func BenchmarkServeEcho(b *testing.B) {
 		})
 	}
 }
+
+// A served connection's buffer is the pool's between messages of the
+// buffer's size and below, grows for a larger one and goes back after it.
+func TestServeBufferSize(t *testing.T) {
+	client, server := newPair(t, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sizes := make(chan [2]int, 1)
+	if err := server.Serve(func(_ MessageType, p []byte) {
+		sizes <- [2]int{len(p), len(server.br.buf)}
+	}, func(error) {}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{16, 1024, 20 << 10, 16} {
+		// Two messages in one write: the first is delivered with the
+		// second still buffered, so the buffer is still there to measure.
+		for range 2 {
+			if err := client.Write(ctx, MessageBinary, make([]byte, n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 2 {
+			var got [2]int
+			select {
+			case got = <-sizes:
+			case <-ctx.Done():
+				t.Fatal("message not delivered")
+			}
+			if got[0] != n {
+				t.Fatalf("delivered %d bytes, want %d", got[0], n)
+			}
+			if want := server.br.Size(); n < want && got[1] != want && got[1] != 0 {
+				t.Fatalf("a %d-byte message read with a %d-byte buffer, want %d", n, got[1], want)
+			}
+		}
+	}
+}
