@@ -54,7 +54,9 @@
 // for TCP's FIN and RST_STREAM for a reset. Those subtests are named
 // case/role/h2/mode. A server that fails the connection ends its stream
 // at once (net/http's handler returns; there is no half-close to linger
-// on), and what the raw peer still sends is then dropped.
+// on), and what the raw peer still sends is then dropped. The opening
+// handshake of RFC 8441 has cases of its own (h2_handshake_test.go,
+// numbered 10.h2.*), in both roles.
 //
 // Cases assert the exact bytes of frames (echoes, pongs, close frames) and
 // the close code; every socket operation has a deadline, so no case hangs.

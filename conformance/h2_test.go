@@ -150,6 +150,7 @@ type h2Stream struct {
 	writeDL    time.Time
 
 	closeOnce sync.Once
+	pumping   bool // start ran; set before any Close
 	pumpDone  chan struct{}
 }
 
@@ -225,6 +226,12 @@ func (s *h2Stream) handleControl(f http2.Frame) (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// start starts the pump, which Close then waits for.
+func (s *h2Stream) start() {
+	s.pumping = true
+	go s.pump()
 }
 
 // pump reads frames until the connection ends.
@@ -396,7 +403,9 @@ func (s *h2Stream) Close() error {
 			s.writeFrames(func() error { return s.fr.WriteRSTStream(s.id, http2.ErrCodeCancel) })
 		}
 		s.nc.Close()
-		<-s.pumpDone
+		if s.pumping {
+			<-s.pumpDone
+		}
 	})
 	return nil
 }
@@ -467,6 +476,37 @@ func encodeFields(fields ...hpack.HeaderField) []byte {
 // SETTINGS_ENABLE_CONNECT_PROTOCOL (section 3) and answered 200.
 func dialH2(t *testing.T, srv *server, offer []string) *h2Stream {
 	t.Helper()
+	fields := extendedConnect(srv.addr())
+	for _, o := range offer {
+		fields = append(fields, hpack.HeaderField{Name: "sec-websocket-extensions", Value: o})
+	}
+	s, h := requestH2(t, srv, fields)
+	if st := h.PseudoValue("status"); st != "200" || h.StreamEnded() {
+		s.Close()
+		t.Fatalf("the extended CONNECT got :status %s (END_STREAM %v), want 200 and an open stream", st, h.StreamEnded())
+	}
+	s.resp.StatusCode = 200
+	s.start()
+	return s
+}
+
+// extendedConnect is the header block of a valid extended CONNECT to /.
+func extendedConnect(authority string) []hpack.HeaderField {
+	return []hpack.HeaderField{
+		{Name: ":method", Value: "CONNECT"},
+		{Name: ":protocol", Value: "websocket"},
+		{Name: ":scheme", Value: "https"},
+		{Name: ":authority", Value: authority},
+		{Name: ":path", Value: "/"},
+		{Name: "sec-websocket-version", Value: "13"},
+	}
+}
+
+// requestH2 opens an HTTP/2 connection to our server as the raw client,
+// sends fields as the HEADERS of stream 1 and returns the stream, not yet
+// pumped, with the response's header block (also in s.resp.Header).
+func requestH2(t *testing.T, srv *server, fields []hpack.HeaderField) (*h2Stream, *http2.MetaHeadersFrame) {
+	t.Helper()
 	cfg := srv.srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 	cfg.NextProtos = []string{"h2"}
 	d := &net.Dialer{Timeout: ioTimeout}
@@ -506,17 +546,6 @@ func dialH2(t *testing.T, srv *server, offer []string) *h2Stream {
 		t.Fatal("the server did not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL = 1")
 	}
 	s.handleControl(sf)
-	fields := []hpack.HeaderField{
-		{Name: ":method", Value: "CONNECT"},
-		{Name: ":protocol", Value: "websocket"},
-		{Name: ":scheme", Value: "https"},
-		{Name: ":authority", Value: srv.addr()},
-		{Name: ":path", Value: "/"},
-		{Name: "sec-websocket-version", Value: "13"},
-	}
-	for _, o := range offer {
-		fields = append(fields, hpack.HeaderField{Name: "sec-websocket-extensions", Value: o})
-	}
 	block := encodeFields(fields...)
 	if err := s.writeFrames(func() error {
 		return s.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndHeaders: true})
@@ -529,14 +558,8 @@ func dialH2(t *testing.T, srv *server, offer []string) *h2Stream {
 	for _, f := range h.RegularFields() {
 		s.resp.Header.Add(f.Name, f.Value)
 	}
-	if st := h.PseudoValue("status"); st != "200" || h.StreamEnded() {
-		nc.Close()
-		t.Fatalf("the extended CONNECT got :status %s (END_STREAM %v), want 200 and an open stream", st, h.StreamEnded())
-	}
-	s.resp.StatusCode = 200
 	nc.SetDeadline(time.Time{})
-	go s.pump()
-	return s
+	return s, h
 }
 
 // clientH2 is our client under test over HTTP/2: Dial through
@@ -547,8 +570,9 @@ type clientH2 struct {
 	tls *tls.Config
 }
 
-// startClientH2 listens (TLS, h2) and has our client dial it with cfg.
-func startClientH2(t *testing.T, cfg endpointConfig) *clientH2 {
+// startClientH2 listens (TLS, h2) and has our client dial it with cfg,
+// offering subprotocols.
+func startClientH2(t *testing.T, cfg endpointConfig, subprotocols ...string) *clientH2 {
 	t.Helper()
 	certSrv := httptest.NewUnstartedServer(nil)
 	certSrv.EnableHTTP2 = true
@@ -568,7 +592,7 @@ func startClientH2(t *testing.T, cfg endpointConfig) *clientH2 {
 	go func() {
 		defer close(done)
 		c, resp, err := websocket.Dial(ctx, "wss://"+ln.Addr().String()+"/", &websocket.DialOptions{
-			HTTP2Transport: tr, Compression: cfg.compression, WriteBufferSize: cfg.writeBuffer,
+			HTTP2Transport: tr, Compression: cfg.compression, WriteBufferSize: cfg.writeBuffer, Subprotocols: subprotocols,
 		})
 		if err != nil {
 			cl.results <- dialResult{resp: resp, err: err}
@@ -596,6 +620,44 @@ func startClientH2(t *testing.T, cfg endpointConfig) *clientH2 {
 // CONNECT and checks it against RFC 8441 section 4–5, and answers 200 with
 // a Sec-WebSocket-Extensions field for each of extResponse ("": none).
 func (cl *clientH2) acceptH2(t *testing.T, extResponse ...string) *h2Stream {
+	t.Helper()
+	s := cl.acceptConnect(t)
+	fields := []hpack.HeaderField{{Name: ":status", Value: "200"}}
+	for _, ext := range extResponse {
+		if ext != "" {
+			fields = append(fields, hpack.HeaderField{Name: "sec-websocket-extensions", Value: ext})
+		}
+	}
+	s.respond(t, fields, nil)
+	s.start()
+	return s
+}
+
+// respond sends the raw server's response HEADERS, and when body is not
+// nil, body as DATA with END_STREAM.
+func (s *h2Stream) respond(t *testing.T, fields []hpack.HeaderField, body []byte) {
+	t.Helper()
+	block := encodeFields(fields...)
+	err := s.writeFrames(func() error {
+		if err := s.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: s.id, BlockFragment: block, EndHeaders: true}); err != nil {
+			return err
+		}
+		if body != nil {
+			s.sentEnd = true
+			return s.fr.WriteData(s.id, true, body)
+		}
+		return nil
+	})
+	if err != nil {
+		s.nc.Close()
+		t.Fatal(err)
+	}
+}
+
+// acceptConnect takes our client's connection as the raw server and reads
+// its extended CONNECT, checked against RFC 8441 section 4–5, leaving the
+// response to the caller.
+func (cl *clientH2) acceptConnect(t *testing.T) *h2Stream {
 	t.Helper()
 	cl.ln.(*net.TCPListener).SetDeadline(time.Now().Add(ioTimeout))
 	raw, err := cl.ln.Accept()
@@ -648,19 +710,6 @@ func (cl *clientH2) acceptH2(t *testing.T, extResponse ...string) *h2Stream {
 		fail("the extended CONNECT carries Sec-WebSocket-Key, Upgrade or Connection, which RFC 8441 section 5 leaves out: %v", req.Header)
 	}
 	s.req = req
-	fields := []hpack.HeaderField{{Name: ":status", Value: "200"}}
-	for _, ext := range extResponse {
-		if ext != "" {
-			fields = append(fields, hpack.HeaderField{Name: "sec-websocket-extensions", Value: ext})
-		}
-	}
-	block := encodeFields(fields...)
-	if err := s.writeFrames(func() error {
-		return s.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: s.id, BlockFragment: block, EndHeaders: true})
-	}); err != nil {
-		fail("%v", err)
-	}
 	nc.SetDeadline(time.Time{})
-	go s.pump()
 	return s
 }
