@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,9 @@ import (
 // --http2 against it, both the real binary: the gateway serves /ws over
 // HTTP/2 (an extended CONNECT on stream 1, answered 200, in the trace) and
 // the session works there: connect, subscribe, publish and the
-// publication back, then a clean close. A client without the gateway's
+// publication back, then a clean close; duplex bench --mode subscribe
+// --http2 delivers every publication to subscribers on shared TCP
+// connections. A client without the gateway's
 // subprotocol is closed with 4505 over HTTP/2 as over HTTP/1.1 (exit 3).
 func TestServeBinaryHTTP2(t *testing.T) {
 	if testing.Short() {
@@ -48,6 +51,24 @@ func TestServeBinaryHTTP2(t *testing.T) {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("trace lacks %q:\n%s", want, stderr)
 		}
+	}
+
+	// The fan-out bench over HTTP/2: 20 subscribers on 2 TCP connections
+	// get every publication.
+	code, stdout, stderr = runDuplexInput(t, ctx, bin, "", "bench", "--mode", "subscribe", "--http2", "--ca", certFile,
+		"-c", "20", "--http2-streams", "10", "--messages", "5", "--rate", "20", "--progress", "0", "--json", url)
+	if code != exitOK {
+		t.Fatalf("bench --mode subscribe --http2: exit %d, stderr %q, stdout:\n%s", code, stderr, stdout)
+	}
+	var r benchReport
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("%v in:\n%s", err, stdout)
+	}
+	if want := (benchHTTP2Report{Streams: 20, TCPConnections: 2, StreamsPerConn: 10}); r.HTTP2 == nil || *r.HTTP2 != want {
+		t.Errorf("http2 report %+v, want %+v", r.HTTP2, want)
+	}
+	if d := r.Deliveries; d == nil || d.Expected != 100 || d.Received != 100 || d.Lost != 0 {
+		t.Errorf("deliveries %+v, want 100 of 100", d)
 	}
 
 	code, _, stderr = runDuplexInput(t, ctx, bin, "hi", "connect", "--http2", "--ca", certFile, "--once", url)
