@@ -165,22 +165,22 @@ func (s *Server) flushPresence(ch *hubChannel, now time.Time) {
 
 	if countOnly {
 		if sendCount {
-			line := encodePresenceCount(ch.name, stats)
+			out := &outNotice{n: &notice{kind: noticePresenceCount, channel: ch.name, stats: stats}}
 			s.metrics.presencePush.With("count").Inc()
-			s.hub.each(ch.name, func(sess *session) { sess.deliverLine(ch.name, line) })
+			s.hub.each(ch.name, func(sess *session) { sess.deliverNotice(out) })
 		}
 		return
 	}
 	for _, e := range events {
-		kind := "leave"
+		kind, label := noticeLeave, "leave"
 		if e.join {
-			kind = "join"
+			kind, label = noticeJoin, "join"
 		}
-		line := encodePresenceEvent(kind, ch.name, e.info)
-		s.metrics.presencePush.With(kind).Inc()
+		out := &outNotice{n: &notice{kind: kind, channel: ch.name, info: e.info}}
+		s.metrics.presencePush.With(label).Inc()
 		s.hub.each(ch.name, func(sess *session) {
 			if sess.id != e.info.Client {
-				sess.deliverLine(ch.name, line)
+				sess.deliverNotice(out)
 			}
 		})
 	}

@@ -272,14 +272,26 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.handshake.Observe(time.Since(start).Seconds())
 	conn.SetReadLimit(s.cfg.Limits.MaxMessageSize)
-	sess := newSession(s, conn, ip, authHeader(r.Header, s.cfg.Hooks.Authenticate != nil))
-	sess.netConn = hw.conn
+	tr := &wsTransport{conn: conn, netConn: hw.conn}
+	header := authHeader(r.Header, s.cfg.Hooks.Authenticate != nil)
 	// The session starts in a goroutine of its own, and this handler
 	// returns: net/http keeps its per-connection state (buffers, request,
 	// response, a stack grown by the handshake) until the handler returns,
 	// which would more than double what an idle connection costs. The
 	// session calls connWG.Done when it ends.
-	go sess.run()
+	go s.startDuplex(tr, ip, header)
+}
+
+// startDuplex starts a session of duplex.v1.json over a WebSocket
+// connection, which must have chosen its subprotocol.
+func (s *Server) startDuplex(tr *wsTransport, ip string, header http.Header) {
+	if tr.conn.Subprotocol() != Subprotocol {
+		s.metrics.disconnects.With(reasonNoSubprotocol).Inc()
+		tr.close(CloseSubprotocolRequired, "subprotocol "+Subprotocol+" required")
+		s.connWG.Done()
+		return
+	}
+	tr.serve(newSession(s, tr, duplexProtocol{}, ip, header))
 }
 
 // admit applies the connection limits to a new session.
