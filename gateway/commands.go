@@ -22,6 +22,16 @@ func (duplexProtocol) index() int { return 0 }
 
 func (duplexProtocol) joinsLines() bool { return true }
 
+func (duplexProtocol) echoes() bool { return true }
+
+// opened does nothing: a duplex client speaks first (connect).
+func (duplexProtocol) opened(*session) {}
+
+// closing keeps the close codes of PROTOCOL.md, which are duplex's own.
+func (duplexProtocol) closing(code websocket.StatusCode, reason string) (websocket.StatusCode, string, []byte) {
+	return code, reason, nil
+}
+
 func (duplexProtocol) encodePublication(pub *broker.Publication) []byte {
 	return appendPublication(nil, pub)
 }

@@ -133,7 +133,25 @@ type subscribeRequest struct {
 	Channel string
 	Token   string
 	Since   *broker.Position
+
+	// Granted says the protocol authorized the subscription by a rule of
+	// its own (Pusher's channel signature): the namespace's permissions
+	// and the client's grants are not consulted.
+	Granted bool
+	// Member, when not nil, is how the client appears in the channel's
+	// presence, in place of its connection's info.
+	Member *broker.ClientInfo
+	// MaxMembers, when positive, caps the distinct users in the channel's
+	// presence: a client whose user is not among them yet is refused.
+	MaxMembers int
+	// Members asks for the channel's presence in the result, read after
+	// the client joined it.
+	Members bool
 }
+
+// ErrMemberLimit refuses a subscription to a presence channel that has
+// subscribeRequest.MaxMembers users already.
+var ErrMemberLimit = &Error{ErrLimitExceeded.Code, "limit exceeded: too many members in the presence channel"}
 
 // subscribed is what subscribing brought: the result, the publications it
 // recovers (their encoding as a JSON array takes pubsSize bytes), and, when
@@ -143,6 +161,7 @@ type subscribed struct {
 	pubs     []*broker.Publication
 	pubsSize int
 	rest     *notice
+	members  map[string]*broker.ClientInfo // by client id, when asked for
 }
 
 // subscribe subscribes the client to a channel: permissions, the channel
@@ -156,14 +175,26 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 	if err != nil {
 		return asError(err)
 	}
-	viaToken, perr := sess.mayUse(ns, req.Channel, req.Token)
-	if perr != nil {
-		return perr
+	viaToken := req.Granted
+	if !req.Granted {
+		var perr *Error
+		if viaToken, perr = sess.mayUse(ns, req.Channel, req.Token); perr != nil {
+			return perr
+		}
 	}
 	if !srv.brokerReady() {
 		return ErrUnavailable
 	}
-	sub := &subscription{ns: ns, viaToken: viaToken, buffering: true}
+	member := sess.info
+	if req.Member != nil {
+		member = req.Member
+	}
+	if ns.Presence && req.MaxMembers > 0 {
+		if e := srv.checkMemberLimit(ctx, req.Channel, member, req.MaxMembers); e != nil {
+			return e
+		}
+	}
+	sub := &subscription{ns: ns, viaToken: viaToken, buffering: true, member: req.Member}
 	sess.mu.Lock()
 	if sess.subs[req.Channel] != nil {
 		sess.mu.Unlock()
@@ -233,13 +264,26 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 	}
 	if ns.Presence {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := srv.broker.AddPresence(pctx, req.Channel, sess.info, srv.cfg.PresenceTTL)
+		err := srv.broker.AddPresence(pctx, req.Channel, member, srv.cfg.PresenceTTL)
 		if err == nil && ns.JoinLeave {
-			err = srv.broker.PublishJoin(pctx, req.Channel, sess.info)
+			err = srv.broker.PublishJoin(pctx, req.Channel, member)
+		}
+		if err == nil && req.Members {
+			out.members, err = srv.broker.Presence(pctx, req.Channel)
 		}
 		cancel()
 		if err != nil {
 			srv.log.Warn("presence failed", "channel", req.Channel, "err", err)
+		}
+		if req.Members && out.members == nil {
+			// The client cannot be told who is there: it must not
+			// believe it is alone.
+			srv.unsubscribe(req.Channel, sess)
+			sess.mu.Lock()
+			delete(sess.subs, req.Channel)
+			sess.mu.Unlock()
+			sess.leavePresence(req.Channel, sub)
+			return ErrUnavailable
 		}
 	}
 
@@ -257,6 +301,32 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 	}
 	sub.buffered = nil
 	return nil
+}
+
+// checkMemberLimit refuses member in channel's presence when max distinct
+// users are there already and member's user is not among them. Nodes that
+// admit members at the same moment may each let one more in.
+func (s *Server) checkMemberLimit(ctx context.Context, channel string, member *broker.ClientInfo, max int) *Error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := s.broker.PresenceStats(ctx, channel)
+	if err != nil {
+		return ErrUnavailable
+	}
+	if st.Users < max {
+		return nil
+	}
+	members, err := s.broker.Presence(ctx, channel)
+	if err != nil {
+		return ErrUnavailable
+	}
+	for _, m := range members {
+		if m.User == member.User {
+			return nil
+		}
+	}
+	s.metrics.limitHits.With(limitMembers).Inc()
+	return ErrMemberLimit
 }
 
 // recoveredAll reports whether h holds every publication after since,

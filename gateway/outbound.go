@@ -402,7 +402,7 @@ func (sess *session) closeFlushed(code websocket.StatusCode, reason, metricReaso
 	sess.srv.wg.Add(1)
 	go func() {
 		defer sess.srv.wg.Done()
-		sess.tr.close(code, reason)
+		sess.closeTransport(code, reason)
 	}()
 }
 
@@ -438,7 +438,7 @@ func (sess *session) writeLoop() {
 			sess.signalRoomLocked()
 			sess.mu.Unlock()
 			if req != nil {
-				sess.tr.close(req.code, req.reason)
+				sess.closeTransport(req.code, req.reason)
 			}
 			return
 		}

@@ -171,6 +171,9 @@ func (s *Server) flushPresence(ch *hubChannel, now time.Time) {
 		}
 		return
 	}
+	if ns.perUserEvents && len(events) > 0 {
+		s.pushMemberEvents(ch, events)
+	}
 	for _, e := range events {
 		kind, label := noticeLeave, "leave"
 		if e.join {
@@ -183,6 +186,66 @@ func (s *Server) flushPresence(ch *hubChannel, now time.Time) {
 				sess.deliverNotice(out)
 			}
 		})
+	}
+}
+
+// pushMemberEvents pushes, for the users of events (the interval's, one
+// per client), that a user's first connection joined or its last left the
+// channel's presence. The broker's member list now, less the interval's
+// joins and plus its leaves, is the list before: a user present in one and
+// not the other was added or removed, whichever node its connections are
+// on. When the list cannot be read the interval's user events are lost,
+// and logged.
+func (s *Server) pushMemberEvents(ch *hubChannel, events []pendingPresence) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	members, err := s.broker.Presence(ctx, ch.name)
+	cancel()
+	if err != nil {
+		s.log.Warn("presence read for member events failed", "channel", ch.name, "err", err)
+		return
+	}
+	now := make(map[string]int)
+	for _, m := range members {
+		now[m.User]++
+	}
+	type change struct {
+		delta int
+		info  *broker.ClientInfo
+	}
+	changes := make(map[string]*change)
+	var order []string
+	for _, e := range events {
+		c := changes[e.info.User]
+		if c == nil {
+			c = &change{}
+			changes[e.info.User] = c
+			order = append(order, e.info.User)
+		}
+		if e.join {
+			c.delta++
+			c.info = e.info
+		} else {
+			c.delta--
+			if c.info == nil {
+				c.info = e.info
+			}
+		}
+	}
+	for _, user := range order {
+		c := changes[user]
+		after := now[user]
+		before := after - c.delta
+		var n *notice
+		switch {
+		case before <= 0 && after > 0:
+			n = &notice{kind: noticeMemberAdded, channel: ch.name, user: user, info: c.info}
+		case before > 0 && after <= 0:
+			n = &notice{kind: noticeMemberRemoved, channel: ch.name, user: user, info: c.info}
+		default:
+			continue
+		}
+		out := &outNotice{n: n}
+		s.hub.each(ch.name, func(sess *session) { sess.deliverNotice(out) })
 	}
 }
 
@@ -209,8 +272,8 @@ func (s *Server) refreshPresence() {
 	s.sessions.each(func(sess *session) {
 		sess.mu.Lock()
 		for channel, sub := range sess.subs {
-			if sub.ns.Presence && !sub.buffering && sess.info != nil {
-				entries = append(entries, presenceEntry{channel, sess.info})
+			if info := sub.presenceInfo(sess); sub.ns.Presence && !sub.buffering && info != nil {
+				entries = append(entries, presenceEntry{channel, info})
 			}
 		}
 		if sess.userEntry != nil {

@@ -17,6 +17,10 @@ type protocol interface {
 	// index is the protocol's slot in the encodings cached per protocol
 	// (sharedLines): below numProtocols, distinct for each protocol.
 	index() int
+	// opened is called once the session is admitted, before its first
+	// message is read: a protocol that greets its clients queues the
+	// greeting.
+	opened(sess *session)
 	// handleMessage decodes one message of the client, text or binary,
 	// and runs what it asks, queueing the replies. The transport's
 	// reading chain calls it, one message at a time, in order.
@@ -30,10 +34,18 @@ type protocol interface {
 	// joinsLines reports whether several of its lines may go in one
 	// message of the transport, separated by newlines.
 	joinsLines() bool
+	// closing spells the end of a session that the node closes with code
+	// and reason, the close codes of PROTOCOL.md: the code and reason the
+	// transport sends, and a last line to send before them (nil: none).
+	closing(code websocket.StatusCode, reason string) (websocket.StatusCode, string, []byte)
+	// echoes reports whether a client receives its own publications;
+	// when not, a publication whose info names the session is not
+	// delivered to it.
+	echoes() bool
 }
 
 // numProtocols is how many protocols the node speaks.
-const numProtocols = 1
+const numProtocols = 2
 
 // The pushes of the node about a channel, which each protocol spells its
 // own way (protocol.encodeNotice).
@@ -43,6 +55,8 @@ const (
 	noticeLeave                // and left it
 	noticePresenceCount        // the channel's presence counts
 	noticeUnsubscribe          // the server ended the subscription
+	noticeMemberAdded          // a user's first connection joined the channel's presence
+	noticeMemberRemoved        // a user's last connection left it
 )
 
 // notice is a push of the node about a channel.
@@ -54,8 +68,12 @@ type notice struct {
 	epoch    string
 	from, to uint64
 	reset    bool
-	// noticeJoin, noticeLeave
+	// noticeJoin, noticeLeave; noticeMemberAdded (info of one of its
+	// connections), noticeMemberRemoved
 	info *broker.ClientInfo
+	// noticeMemberAdded, noticeMemberRemoved: the user, whose own
+	// connections do not get the notice
+	user string
 	// noticePresenceCount
 	stats broker.PresenceStats
 	// noticeUnsubscribe

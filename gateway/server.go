@@ -40,6 +40,10 @@ type Server struct {
 	hub        *hub
 	accept     websocket.AcceptOptions
 
+	pusherApps   map[string]*pusherApp // by key
+	pusherByID   map[string]*pusherApp
+	pusherAccept websocket.AcceptOptions // no subprotocol
+
 	handshakes *ratelimit.Keyed // nil without a handshake rate
 	perIP      *ratelimit.PerKey
 	perUser    *ratelimit.PerKey
@@ -104,6 +108,15 @@ func New(cfg Config) (*Server, error) {
 		Compression:    c.Compression,
 		ReadRate:       readRate(&c.Limits),
 	}
+	s.pusherAccept = s.accept
+	s.pusherAccept.Subprotocols = nil
+	s.pusherApps = make(map[string]*pusherApp, len(c.Pusher.Apps))
+	s.pusherByID = make(map[string]*pusherApp, len(c.Pusher.Apps))
+	for _, a := range c.Pusher.Apps {
+		app := &pusherApp{PusherApp: a}
+		app.protocol = &pusherProtocol{app: app}
+		s.pusherApps[a.Key], s.pusherByID[a.ID] = app, app
+	}
 	if s.broker == nil {
 		s.broker = broker.NewMemory(nil)
 	}
@@ -145,6 +158,10 @@ func (s *Server) Handler() http.Handler {
 		http.Error(w, "WebSocket over HTTP/2 is not served here: use HTTP/1.1", http.StatusHTTPVersionNotSupported)
 	})
 	mux.HandleFunc("/api/", s.serveAPI)
+	if len(s.pusherApps) > 0 {
+		mux.HandleFunc("GET /app/{key}", s.servePusher)
+		mux.HandleFunc("POST /apps/{id}/events", s.servePusherEvents)
+	}
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -246,15 +263,26 @@ func compactJSON(data []byte) (json.RawMessage, error) {
 	return json.RawMessage(b.Bytes()), nil
 }
 
-// serveWebSocket accepts a client connection and serves it until it ends.
+// serveWebSocket accepts a client connection of duplex.v1.json and serves
+// it until it ends.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	header := authHeader(r.Header, s.cfg.Hooks.Authenticate != nil)
+	s.acceptWebSocket(w, r, &s.accept, func(tr *wsTransport, ip string) {
+		s.startDuplex(tr, ip, header)
+	})
+}
+
+// acceptWebSocket applies the limits of a handshake, accepts the WebSocket
+// connection with opts, and starts its session with start, which owns a
+// count of connWG from then on.
+func (s *Server) acceptWebSocket(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions, start func(tr *wsTransport, ip string)) {
+	begin := time.Now()
 	if s.draining.Load() {
 		http.Error(w, "draining", http.StatusServiceUnavailable)
 		return
 	}
 	ip := s.clientIP(r)
-	if s.handshakes != nil && !s.handshakes.Allow(ip, start) {
+	if s.handshakes != nil && !s.handshakes.Allow(ip, begin) {
 		s.metrics.limitHits.With(limitHandshakeRate).Inc()
 		// The time one handshake's token takes to come back.
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(1/s.cfg.Limits.HandshakeRate))))
@@ -265,21 +293,20 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// progress; released when the session ends.
 	s.connWG.Add(1)
 	hw := &hijackWatch{ResponseWriter: w}
-	conn, err := websocket.Accept(hw, r, &s.accept)
+	conn, err := websocket.Accept(hw, r, opts)
 	if err != nil {
 		s.connWG.Done()
 		return // Accept answered with the HTTP error.
 	}
-	s.metrics.handshake.Observe(time.Since(start).Seconds())
+	s.metrics.handshake.Observe(time.Since(begin).Seconds())
 	conn.SetReadLimit(s.cfg.Limits.MaxMessageSize)
 	tr := &wsTransport{conn: conn, netConn: hw.conn}
-	header := authHeader(r.Header, s.cfg.Hooks.Authenticate != nil)
 	// The session starts in a goroutine of its own, and this handler
 	// returns: net/http keeps its per-connection state (buffers, request,
 	// response, a stack grown by the handshake) until the handler returns,
 	// which would more than double what an idle connection costs. The
 	// session calls connWG.Done when it ends.
-	go s.startDuplex(tr, ip, header)
+	go start(tr, ip)
 }
 
 // startDuplex starts a session of duplex.v1.json over a WebSocket
@@ -287,7 +314,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 func (s *Server) startDuplex(tr *wsTransport, ip string, header http.Header) {
 	if tr.conn.Subprotocol() != Subprotocol {
 		s.metrics.disconnects.With(reasonNoSubprotocol).Inc()
-		tr.close(CloseSubprotocolRequired, "subprotocol "+Subprotocol+" required")
+		tr.close(CloseSubprotocolRequired, "subprotocol "+Subprotocol+" required", nil)
 		s.connWG.Done()
 		return
 	}

@@ -38,6 +38,10 @@ type session struct {
 	info      *broker.ClientInfo
 	channels  map[string]bool // granted by the connection token
 	rate      ratelimit.Bucket
+	// publishRate limits the client's publications where its protocol
+	// has a rate of its own for them (Pusher's client events); nil
+	// until its first.
+	publishRate *ratelimit.Bucket
 
 	// Read by the janitor; written by the reading chain.
 	user            string       // set once, before connectedAt
@@ -72,6 +76,18 @@ type subscription struct {
 	// buffered so that recovered ones go first.
 	buffering bool
 	buffered  []*outPub
+	// member is how the client appears in the channel's presence when not
+	// as its connection's info (a Pusher presence channel's channel_data).
+	member *broker.ClientInfo
+}
+
+// presenceInfo is how sess appears in the channel's presence; nil when it
+// does not.
+func (sub *subscription) presenceInfo(sess *session) *broker.ClientInfo {
+	if sub.member != nil {
+		return sub.member
+	}
+	return sess.info
 }
 
 // newID returns a random id of 16 URL-safe characters.
@@ -102,7 +118,7 @@ func (sess *session) start() bool {
 	if ok, limit := srv.admit(sess); !ok {
 		srv.metrics.limitHits.With(limit).Inc()
 		srv.metrics.disconnects.With(reasonConnLimit).Inc()
-		sess.tr.close(CloseConnectionLimit, "connection limit: "+limit)
+		sess.closeTransport(CloseConnectionLimit, "connection limit: "+limit)
 		srv.connWG.Done()
 		return false
 	}
@@ -112,6 +128,7 @@ func (sess *session) start() bool {
 		// Shutdown may have listed the sessions before this one joined.
 		sess.close(websocket.StatusGoingAway, "server shutting down", reasonShutdown)
 	}
+	sess.proto.opened(sess)
 	return true
 }
 
@@ -175,8 +192,16 @@ func (sess *session) close(code websocket.StatusCode, reason, metricReason strin
 	srv.wg.Add(1)
 	go func() {
 		defer srv.wg.Done()
-		sess.tr.close(code, reason)
+		sess.closeTransport(code, reason)
 	}()
+}
+
+// closeTransport closes the transport with code and reason, the close
+// codes of PROTOCOL.md, as the session's protocol spells them. It may block
+// for the closing handshake.
+func (sess *session) closeTransport(code websocket.StatusCode, reason string) {
+	code, reason, last := sess.proto.closing(code, reason)
+	sess.tr.close(code, reason, last)
 }
 
 // startClosingLocked marks the session closing for reason, the label of
@@ -250,9 +275,16 @@ func (sess *session) queueReply(line []byte) {
 
 // leave ends a subscription: the hub, presence and the leave event.
 func (sess *session) leave(channel string, sub *subscription) {
+	sess.srv.unsubscribe(channel, sess)
+	sess.leavePresence(channel, sub)
+}
+
+// leavePresence removes the client from channel's presence and publishes
+// its leave event, where the namespace has them.
+func (sess *session) leavePresence(channel string, sub *subscription) {
 	srv := sess.srv
-	srv.unsubscribe(channel, sess)
-	if !sub.ns.Presence || sess.info == nil {
+	member := sub.presenceInfo(sess)
+	if !sub.ns.Presence || member == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -266,7 +298,7 @@ func (sess *session) leave(channel string, sub *subscription) {
 		srv.log.Warn("presence remove failed", "channel", channel, "err", err)
 	}
 	if sub.ns.JoinLeave {
-		if err := srv.broker.PublishLeave(ctx, channel, sess.info); err != nil {
+		if err := srv.broker.PublishLeave(ctx, channel, member); err != nil {
 			srv.log.Warn("leave event failed", "channel", channel, "err", err)
 		}
 	}
@@ -298,6 +330,9 @@ func (sess *session) deliverPub(p *outPub) {
 	if sub == nil {
 		return
 	}
+	if p.pub.Info != nil && p.pub.Info.Client == sess.id && !sess.proto.echoes() {
+		return
+	}
 	if sub.buffering {
 		sub.buffered = append(sub.buffered, p)
 		return
@@ -317,8 +352,12 @@ func (sess *session) enqueuePubLocked(p *outPub) {
 func (sess *session) deliverNotice(n *outNotice) {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
-	if sub := sess.subs[n.n.channel]; sub == nil || sub.buffering {
+	sub := sess.subs[n.n.channel]
+	if sub == nil || sub.buffering {
 		return
+	}
+	if n.n.user != "" && sub.member != nil && sub.member.User == n.n.user {
+		return // the user's own connections know
 	}
 	if line := n.lineFor(sess.proto); line != nil {
 		sess.enqueueLocked(line, nil)

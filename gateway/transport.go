@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"time"
 
 	"github.com/duplexws/duplex/websocket"
 )
@@ -18,7 +19,7 @@ import (
 //
 // The writer calls write and writeShared from one goroutine at a time;
 // close, closeNow and abortOnClose may be called from any goroutine, at
-// any time, also after the connection ended.
+// any time, also after the connection ended, and while the writer writes.
 type transport interface {
 	// write writes msg, one message of the protocol holding one or more
 	// of its lines, and reports whether it went out.
@@ -27,9 +28,10 @@ type transport interface {
 	// publication): the transport may encode it once for all of them.
 	writeShared(line *sharedLine) error
 	// close ends the connection in order, telling the client code and
-	// reason, the close codes of PROTOCOL.md; it may block for the
+	// reason; last, when not nil, is a line of the protocol written just
+	// before (within a second, or not at all). It may block for the
 	// closing handshake.
-	close(code websocket.StatusCode, reason string)
+	close(code websocket.StatusCode, reason string, last []byte)
 	// closeNow ends the connection without telling the client.
 	closeNow()
 	// abortOnClose makes the closing of the connection discard what the
@@ -60,7 +62,19 @@ func (t *wsTransport) writeShared(line *sharedLine) error {
 	return t.conn.WritePrepared(context.Background(), line.frame())
 }
 
-func (t *wsTransport) close(code websocket.StatusCode, reason string) { t.conn.Close(code, reason) }
+// lastLineTimeout bounds the writing of a protocol's last line before a
+// close: a client that does not read gets the close frame, or nothing, as
+// without it.
+const lastLineTimeout = time.Second
+
+func (t *wsTransport) close(code websocket.StatusCode, reason string, last []byte) {
+	if last != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), lastLineTimeout)
+		t.conn.Write(ctx, websocket.MessageText, last)
+		cancel()
+	}
+	t.conn.Close(code, reason)
+}
 
 func (t *wsTransport) closeNow() { t.conn.CloseNow() }
 
