@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -164,6 +166,15 @@ func TestPusherPublicChannels(t *testing.T) {
 		}
 	}
 	other.quiet(100 * time.Millisecond)
+	// The backend API of PROTOCOL.md reaches the app's channel too: data
+	// that is no Pusher event comes as the event "message".
+	if st, res := apiPost(t, ts.http.URL, "publish", msg{"channel": "$pusher.app1:news", "data": msg{"x": 1}}, nil); st != 200 {
+		t.Fatalf("api publish: %d %v", st, res)
+	}
+	if m := a.nextEvent("message"); m.str("channel") != "news" || m.obj("data")["x"] != float64(1) {
+		t.Fatalf("api publication: %v", m)
+	}
+	other.quiet(50 * time.Millisecond)
 	a.mu.Lock()
 	for _, raw := range a.raw {
 		if strings.Contains(string(raw), "\n") {
@@ -295,9 +306,15 @@ func TestPusherPresence(t *testing.T) {
 	if added.str("channel") != "presence-room" || added.str("data") != `{"user_id":"bob","user_info":{"name":"bob!"}}` {
 		t.Fatalf("member_added %v", added)
 	}
-	// Bob's second connection is no new member; a third user is over the
-	// cap of 2.
+	// A client event on a presence channel carries its sender's user id.
+	bob.pusherSend("client-wave", "presence-room", map[string]any{"hi": 1})
+	if m := alice.nextEvent("client-wave"); m.str("user_id") != "bob" || m.obj("data")["hi"] != float64(1) {
+		t.Fatalf("client event on presence: %v", m)
+	}
+	// Bob's second connection is no new member, for alice nor for bob; a
+	// third user is over the cap of 2.
 	bob2, _ := join("bob")
+	bob.quiet(100 * time.Millisecond)
 	carol, m := join("carol")
 	if m.str("event") != "pusher:subscription_error" || m.obj("data").num("status") != 429 {
 		t.Fatalf("carol over the cap: %v", m)
@@ -318,6 +335,30 @@ func TestPusherPresence(t *testing.T) {
 	c.nextEvent("pusher:subscription_error")
 }
 
+// TestPusherPresenceMember: channel_data's user_id may be a string or a
+// number; anything else is refused.
+func TestPusherPresenceMember(t *testing.T) {
+	for data, want := range map[string]string{
+		`{"user_id":"u1","user_info":{"a":1}}`: "u1",
+		`{"user_id":42}`:                       "42",
+		`{"user_id":4.5e1}`:                    "4.5e1",
+		`{"user_id":""}`:                       "",
+		`{"user_id":null}`:                     "",
+		`{"user_id":{}}`:                       "",
+		`{}`:                                   "",
+		`[1]`:                                  "",
+		``:                                     "",
+	} {
+		m, err := presenceMember("1.2", data)
+		switch {
+		case want == "" && err == nil:
+			t.Errorf("%s: accepted as %+v", data, m)
+		case want != "" && (err != nil || m.User != want || m.Client != "1.2"):
+			t.Errorf("%s: %+v, %v; want user %q", data, m, err, want)
+		}
+	}
+}
+
 // TestPusherLimitsClose: the gateway's limits apply to Pusher clients,
 // closing with Pusher's codes and a pusher:error first.
 func TestPusherLimitsClose(t *testing.T) {
@@ -335,6 +376,51 @@ func TestPusherLimitsClose(t *testing.T) {
 		t.Fatalf("closed with %d, want 4100", code)
 	}
 	waitMetric(t, ts.http.URL, "duplex_disconnects_total", `reason="message_rate"`, func(v float64) bool { return v == 1 })
+
+	// A binary message is no Pusher event: 4000, which pusher-js does not
+	// retry.
+	c, _ = dialPusher(t, ts, "key1")
+	if err := c.conn.Write(context.Background(), websocket.MessageBinary, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	c.nextEvent("pusher:error")
+	if code, _ := c.closed(); code != 4000 {
+		t.Fatalf("binary message: closed with %d, want 4000", code)
+	}
+}
+
+// TestPusherChannelLimitAndDrain: the channel limit answers 429; a drain
+// closes Pusher clients with 4200, which pusher-js retries at once.
+func TestPusherChannelLimitAndDrain(t *testing.T) {
+	srv, err := New(Config{
+		Pusher: Pusher{Apps: testPusherApps},
+		Limits: Limits{MaxChannels: 1},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	ts := &testServer{Server: srv, http: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+	c, _ := dialPusher(t, ts, "key1")
+	c.pusherSend("pusher:subscribe", "", map[string]any{"channel": "one"})
+	c.nextEvent("pusher_internal:subscription_succeeded")
+	c.pusherSend("pusher:subscribe", "", map[string]any{"channel": "two"})
+	if m := c.nextEvent("pusher:subscription_error"); m.obj("data").num("status") != 429 {
+		t.Fatalf("over max_channels: %v", m)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m := c.nextEvent("pusher:error"); int(m.obj("data").num("code")) != 4200 {
+		t.Fatalf("drain: %v", m)
+	}
+	if code, _ := c.closed(); code != 4200 {
+		t.Fatalf("drain: closed with %d, want 4200", code)
+	}
 }
 
 // signedPusherRequest signs a request of the HTTP API as Pusher's SDKs do.
