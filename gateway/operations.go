@@ -226,6 +226,7 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 	out := subscribed{result: subscribeResult{Latest: ns.SlowConsumer == SlowLatest}}
 	res := &out.result
 	var delivered broker.Position // the last position the reply delivers
+	var membersAt time.Time       // when out.members was read
 	if ns.HistorySize > 0 {
 		res.Recoverable = true
 		opts := broker.HistoryOptions{}
@@ -269,7 +270,10 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 			err = srv.broker.PublishJoin(pctx, req.Channel, member)
 		}
 		if err == nil && req.Members {
-			out.members, err = srv.broker.Presence(pctx, req.Channel)
+			membersAt = time.Now()
+			if out.members, err = srv.broker.Presence(pctx, req.Channel); err == nil && ns.perUserEvents {
+				srv.noteMembers(req.Channel, out.members, membersAt)
+			}
 		}
 		cancel()
 		if err != nil {
@@ -292,6 +296,7 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	reply(&out)
+	sub.membersAt = membersAt
 	sub.buffering = false
 	for _, p := range sub.buffered {
 		if p.pos.Epoch != "" && p.pos.Epoch == delivered.Epoch && p.pos.Offset <= delivered.Offset {
@@ -376,6 +381,14 @@ func (sess *session) unsubscribe(channel string) error {
 
 // publish publishes data, JSON, to channel as the client.
 func (sess *session) publish(ctx context.Context, channel string, data json.RawMessage) (broker.Position, error) {
+	return sess.publishAs(ctx, channel, data, false)
+}
+
+// publishAs publishes as publish does; granted says the protocol allowed
+// it by a rule of its own (a Pusher client event), so the namespace's
+// permission is not consulted. Validation, Hooks.ValidatePublish and the
+// broker's answer apply alike.
+func (sess *session) publishAs(ctx context.Context, channel string, data json.RawMessage, granted bool) (broker.Position, error) {
 	var none broker.Position
 	srv := sess.srv
 	ns, err := srv.namespace(channel)
@@ -383,6 +396,7 @@ func (sess *session) publish(ctx context.Context, channel string, data json.RawM
 		return none, err
 	}
 	switch {
+	case granted:
 	case ns.Publish == PermissionServer:
 		return none, ErrPermissionDenied
 	case sess.user == "" && !ns.Anonymous:

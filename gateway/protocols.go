@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"sync"
+	"time"
 
 	"github.com/duplexws/duplex/gateway/broker"
 	"github.com/duplexws/duplex/websocket"
@@ -72,8 +73,10 @@ type notice struct {
 	// connections), noticeMemberRemoved
 	info *broker.ClientInfo
 	// noticeMemberAdded, noticeMemberRemoved: the user, whose own
-	// connections do not get the notice
+	// connections do not get the notice, and when its latest event
+	// reached this node
 	user string
+	at   time.Time
 	// noticePresenceCount
 	stats broker.PresenceStats
 	// noticeUnsubscribe

@@ -264,12 +264,7 @@ func (p *pusherProtocol) clientEvent(ctx context.Context, sess *session, m *push
 		refuse(0, "client event data is not valid JSON")
 		return
 	}
-	ns, err := sess.srv.namespace(channel)
-	if err != nil {
-		refuse(0, "unknown channel")
-		return
-	}
-	if _, err := sess.srv.publish(ctx, ns, channel, data, sess.info); err != nil {
+	if _, err := sess.publishAs(ctx, channel, data, true); err != nil {
 		refuse(0, "client event not delivered: "+asError(err).Message)
 	}
 }

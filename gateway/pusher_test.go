@@ -508,3 +508,34 @@ func TestPusherHTTPEvents(t *testing.T) {
 }
 
 func ioNopCloser(s string) io.ReadCloser { return io.NopCloser(strings.NewReader(s)) }
+
+// TestPusherClientEventHook: Hooks.ValidatePublish sees client events, as
+// any client's publication, and can refuse them.
+func TestPusherClientEventHook(t *testing.T) {
+	ts := newPusherServer(t, func(cfg *Config) {
+		cfg.Hooks.ValidatePublish = func(ctx context.Context, p PublishRequest) error {
+			if strings.Contains(string(p.Data), "forbidden") {
+				return fmt.Errorf("no forbidden words")
+			}
+			return nil
+		}
+	})
+	a, sa := dialPusher(t, ts, "key1")
+	b, sb := dialPusher(t, ts, "key1")
+	for _, p := range []struct {
+		c      *client
+		socket string
+	}{{a, sa}, {b, sb}} {
+		p.c.pusherSend("pusher:subscribe", "", map[string]any{"channel": "private-room", "auth": channelAuth("key1", "secret1", p.socket+":private-room")})
+		p.c.nextEvent("pusher_internal:subscription_succeeded")
+	}
+	a.pusherSend("client-say", "private-room", map[string]any{"text": "forbidden"})
+	if m := a.nextEvent("pusher:error"); !strings.Contains(m.obj("data").str("message"), "no forbidden words") {
+		t.Fatalf("refused client event: %v", m)
+	}
+	a.pusherSend("client-say", "private-room", map[string]any{"text": "fine"})
+	if m := b.nextEvent("client-say"); m.obj("data").str("text") != "fine" {
+		t.Fatalf("client event: %v", m)
+	}
+	b.quiet(50 * time.Millisecond)
+}

@@ -79,6 +79,9 @@ type subscription struct {
 	// member is how the client appears in the channel's presence when not
 	// as its connection's info (a Pusher presence channel's channel_data).
 	member *broker.ClientInfo
+	// membersAt is when the member list the subscriber got was read; zero
+	// when it got none.
+	membersAt time.Time
 }
 
 // presenceInfo is how sess appears in the channel's presence; nil when it
@@ -356,8 +359,10 @@ func (sess *session) deliverNotice(n *outNotice) {
 	if sub == nil || sub.buffering {
 		return
 	}
-	if n.n.user != "" && sub.member != nil && sub.member.User == n.n.user {
-		return // the user's own connections know
+	if n.n.user != "" && (sub.member != nil && sub.member.User == n.n.user || n.n.at.Before(sub.membersAt)) {
+		// The user's own connections know, and so does a subscriber
+		// whose member list was read after the change.
+		return
 	}
 	if line := n.lineFor(sess.proto); line != nil {
 		sess.enqueueLocked(line, nil)
