@@ -34,7 +34,8 @@ const (
 	pusherTimestampWindow = 600 * time.Second
 )
 
-// pusherEvent is the body of POST /apps/{id}/events.
+// pusherEvent is the body of POST /apps/{id}/events, and an item of
+// batch_events (with Channel).
 type pusherEvent struct {
 	Name     string          `json:"name"`
 	Data     json.RawMessage `json:"data"`
@@ -43,20 +44,34 @@ type pusherEvent struct {
 	SocketID string          `json:"socket_id"`
 }
 
-// servePusherEvents triggers an event on up to 100 channels of the app.
-func (s *Server) servePusherEvents(w http.ResponseWriter, r *http.Request) {
+// pusherMaxBatch is how many events one batch_events request may hold, as
+// on Pusher.
+const pusherMaxBatch = 10
+
+// pusherAPIRequest reads and checks a request of the app the path names:
+// its signature and body. It answers refusals itself, and returns nil.
+func (s *Server) pusherAPIRequest(w http.ResponseWriter, r *http.Request) (*pusherApp, []byte) {
 	app := s.pusherByID[r.PathValue("id")]
 	if app == nil {
 		pusherAPIError(w, http.StatusNotFound, "Unknown app "+strconv.Quote(truncateReason(r.PathValue("id"))))
-		return
+		return nil, nil
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, pusherAPIMaxBody))
 	if err != nil {
 		pusherAPIError(w, http.StatusRequestEntityTooLarge, "Request body over "+strconv.Itoa(pusherAPIMaxBody)+" bytes")
-		return
+		return nil, nil
 	}
 	if status, msg := app.checkRequest(r, body, time.Now()); status != 0 {
 		pusherAPIError(w, status, msg)
+		return nil, nil
+	}
+	return app, body
+}
+
+// servePusherEvents triggers an event on up to 100 channels of the app.
+func (s *Server) servePusherEvents(w http.ResponseWriter, r *http.Request) {
+	app, body := s.pusherAPIRequest(w, r)
+	if app == nil {
 		return
 	}
 	var ev pusherEvent
@@ -64,41 +79,79 @@ func (s *Server) servePusherEvents(w http.ResponseWriter, r *http.Request) {
 		pusherAPIError(w, http.StatusBadRequest, "Body is not a JSON object of an event")
 		return
 	}
-	if ev.Channel != "" {
-		ev.Channels = append(ev.Channels, ev.Channel)
-	}
-	switch {
-	case ev.Name == "" || len(ev.Name) > 200:
-		pusherAPIError(w, http.StatusBadRequest, "Event name must be 1 to 200 characters")
-		return
-	case len(ev.Channels) == 0 || len(ev.Channels) > pusherMaxChannels:
-		pusherAPIError(w, http.StatusBadRequest, "An event goes to 1 to 100 channels")
-		return
-	case len(ev.Data) == 0:
-		pusherAPIError(w, http.StatusBadRequest, "Event data is required")
-		return
-	case len(ev.Data) > pusherMaxData:
-		pusherAPIError(w, http.StatusRequestEntityTooLarge, "Event data over 10 KB")
+	s.pusherEvents(r.Context(), w, app, []pusherEvent{ev})
+}
+
+// servePusherBatch triggers up to 10 events, each on one channel.
+func (s *Server) servePusherBatch(w http.ResponseWriter, r *http.Request) {
+	app, body := s.pusherAPIRequest(w, r)
+	if app == nil {
 		return
 	}
-	for _, c := range ev.Channels {
-		if !validPusherName(c) {
-			pusherAPIError(w, http.StatusBadRequest, "Invalid channel name "+strconv.Quote(truncateReason(c)))
+	var req struct {
+		Batch []pusherEvent `json:"batch"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		pusherAPIError(w, http.StatusBadRequest, `Body is not a JSON object {"batch": [events]}`)
+		return
+	}
+	if len(req.Batch) == 0 || len(req.Batch) > pusherMaxBatch {
+		pusherAPIError(w, http.StatusBadRequest, "A batch holds 1 to 10 events")
+		return
+	}
+	for _, ev := range req.Batch {
+		if len(ev.Channels) > 0 || ev.Channel == "" {
+			pusherAPIError(w, http.StatusBadRequest, "Each event of a batch names one channel, in \"channel\"")
 			return
 		}
 	}
-	var info *broker.ClientInfo
-	if ev.SocketID != "" {
-		info = &broker.ClientInfo{Client: ev.SocketID} // not delivered to that connection
+	s.pusherEvents(r.Context(), w, app, req.Batch)
+}
+
+// pusherEvents checks every event, then triggers them in order, and
+// answers.
+func (s *Server) pusherEvents(ctx context.Context, w http.ResponseWriter, app *pusherApp, events []pusherEvent) {
+	envelopes := make([][]byte, len(events))
+	for i := range events {
+		ev := &events[i]
+		if ev.Channel != "" {
+			ev.Channels = append(ev.Channels, ev.Channel)
+		}
+		switch {
+		case ev.Name == "" || len(ev.Name) > 200:
+			pusherAPIError(w, http.StatusBadRequest, "Event name must be 1 to 200 characters")
+			return
+		case len(ev.Channels) == 0 || len(ev.Channels) > pusherMaxChannels:
+			pusherAPIError(w, http.StatusBadRequest, "An event goes to 1 to 100 channels")
+			return
+		case len(ev.Data) == 0:
+			pusherAPIError(w, http.StatusBadRequest, "Event data is required")
+			return
+		case len(ev.Data) > pusherMaxData:
+			pusherAPIError(w, http.StatusRequestEntityTooLarge, "Event data over 10 KB")
+			return
+		}
+		for _, c := range ev.Channels {
+			if !validPusherName(c) {
+				pusherAPIError(w, http.StatusBadRequest, "Invalid channel name "+strconv.Quote(truncateReason(c)))
+				return
+			}
+		}
+		var err error
+		if envelopes[i], err = json.Marshal(pusherEnvelope{Event: ev.Name, Data: ev.Data}); err != nil {
+			pusherAPIError(w, http.StatusBadRequest, "Event data is not valid JSON")
+			return
+		}
 	}
-	data, err := json.Marshal(pusherEnvelope{Event: ev.Name, Data: ev.Data})
-	if err != nil {
-		pusherAPIError(w, http.StatusBadRequest, "Event data is not valid JSON")
-		return
-	}
-	if err := s.pusherTrigger(r.Context(), &app.PusherApp, ev.Channels, data, info); err != nil {
-		pusherAPIError(w, http.StatusServiceUnavailable, asError(err).Message)
-		return
+	for i, ev := range events {
+		var info *broker.ClientInfo
+		if ev.SocketID != "" {
+			info = &broker.ClientInfo{Client: ev.SocketID} // not delivered to that connection
+		}
+		if err := s.pusherTrigger(ctx, &app.PusherApp, ev.Channels, envelopes[i], info); err != nil {
+			pusherAPIError(w, http.StatusServiceUnavailable, asError(err).Message)
+			return
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write([]byte("{}"))

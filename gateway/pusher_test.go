@@ -539,3 +539,41 @@ func TestPusherClientEventHook(t *testing.T) {
 	}
 	b.quiet(50 * time.Millisecond)
 }
+
+// TestPusherHTTPBatch: POST /apps/{id}/batch_events triggers up to 10
+// events, each on its channel, in order; larger or malformed batches are
+// refused whole.
+func TestPusherHTTPBatch(t *testing.T) {
+	ts := newPusherServer(t, nil)
+	a, _ := dialPusher(t, ts, "key1")
+	for _, ch := range []string{"one", "two"} {
+		a.pusherSend("pusher:subscribe", "", map[string]any{"channel": ch})
+		a.nextEvent("pusher_internal:subscription_succeeded")
+	}
+	post := func(body string) int {
+		req := signedPusherRequest(t, ts.http.URL, "POST", "/apps/app1/batch_events", "key1", "secret1", []byte(body), time.Now().Unix())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := post(`{"batch":[{"channel":"one","name":"e1","data":"1"},{"channel":"two","name":"e2","data":"2"},{"channel":"one","name":"e3","data":"3"}]}`); st != 200 {
+		t.Fatalf("status %d", st)
+	}
+	for _, want := range []string{"e1:one:1", "e2:two:2", "e3:one:3"} {
+		m := a.next()
+		if got := m.str("event") + ":" + m.str("channel") + ":" + m.str("data"); got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
+	eleven := `{"batch":[` + strings.Repeat(`{"channel":"one","name":"e","data":"1"},`, 10) + `{"channel":"one","name":"e","data":"1"}]}`
+	for _, body := range []string{eleven, `{"batch":[]}`, `{"batch":[{"channels":["one"],"name":"e","data":"1"}]}`,
+		`{"batch":[{"channel":"one","name":"ok","data":"1"},{"channel":"bad name","name":"e","data":"1"}]}`} {
+		if st := post(body); st != http.StatusBadRequest {
+			t.Errorf("%.60s…: status %d, want 400", body, st)
+		}
+	}
+	a.quiet(100 * time.Millisecond)
+}

@@ -161,6 +161,7 @@ func (s *Server) Handler() http.Handler {
 	if len(s.pusherApps) > 0 {
 		mux.HandleFunc("GET /app/{key}", s.servePusher)
 		mux.HandleFunc("POST /apps/{id}/events", s.servePusherEvents)
+		mux.HandleFunc("POST /apps/{id}/batch_events", s.servePusherBatch)
 	}
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

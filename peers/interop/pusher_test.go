@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +50,8 @@ func (p *pusherPeer) send(cmd map[string]any) {
 }
 
 // await returns the next line of type typ (and channel, when not empty),
-// skipping state changes; another line fails the test.
+// skipping state changes; another line fails the test. An empty typ takes
+// any line.
 func (p *pusherPeer) await(typ, channel string) map[string]any {
 	p.t.Helper()
 	timeout := time.After(20 * time.Second)
@@ -58,6 +60,9 @@ func (p *pusherPeer) await(typ, channel string) map[string]any {
 		case m := <-p.lines:
 			if m["type"] == "state" && typ != "state" {
 				continue
+			}
+			if typ == "" {
+				return m // any line but a state change
 			}
 			if m["type"] != typ || (channel != "" && m["channel"] != channel) {
 				p.t.Fatalf("%s: got %v, want %s on %q", p.name, m, typ, channel)
@@ -201,6 +206,32 @@ func TestPusherJS(t *testing.T) {
 			t.Fatalf("bob got %v", m)
 		}
 		a.quiet(200 * time.Millisecond)
+		// batch_events, as the SDK's triggerBatch sends it.
+		a.send(map[string]any{"op": "trigger_batch", "batch": []map[string]any{
+			{"channel": "news", "name": "first", "data": map[string]any{"n": 1}},
+			{"channel": "news", "name": "second", "data": map[string]any{"n": 2}},
+		}})
+		// The events may overtake the HTTP response, in order.
+		var events []string
+		for len(events) < 3 {
+			m := a.await("", "")
+			switch {
+			case m["type"] == "trigger" && m["status"] == float64(200):
+				events = append(events, "response")
+			case m["type"] == "event" && m["channel"] == "news":
+				events = append(events, fmt.Sprint(m["event"], m["data"]))
+			default:
+				t.Fatalf("alice: %v", m)
+			}
+		}
+		if got := strings.Join(slices.DeleteFunc(events, func(e string) bool { return e == "response" }), ", "); got != "firstmap[n:1], secondmap[n:2]" {
+			t.Fatalf("alice got %v", events)
+		}
+		for _, want := range []string{"first", "second"} {
+			if m := b.await("event", "news"); m["event"] != want {
+				t.Fatalf("bob got %v, want %s", m, want)
+			}
+		}
 		// A request signed with another secret is refused.
 		a.send(map[string]any{"op": "trigger", "channels": []string{"news"}, "event": "greet", "data": "x", "secret": "wrong"})
 		if m := a.await("trigger", ""); m["status"] != float64(401) {

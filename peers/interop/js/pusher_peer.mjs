@@ -12,6 +12,7 @@
 //   {"op":"client_event","channel":C,"event":E,"data":D}
 //   {"op":"trigger","channels":[…],"event":E,"data":D,"exclude_self":bool,"secret":S}
 //       (through the HTTP API, signed by the SDK)
+//   {"op":"trigger_batch","batch":[{"channel":C,"name":E,"data":D},…]}
 //   {"op":"disconnect"}
 // What happens comes out as JSON lines on standard output: state, event,
 // subscribed, subscription_error, member_added, member_removed, error,
@@ -92,6 +93,15 @@ async function run(cmd) {
       const params = cmd.exclude_self ? { socket_id: client.connection.socket_id } : undefined;
       try {
         const res = await sdk(cmd.secret).trigger(cmd.channels, cmd.event, cmd.data, params);
+        out({ type: 'trigger', status: res.status });
+      } catch (err) {
+        out({ type: 'trigger', status: err.status || 0, body: String(err.body || err.message) });
+      }
+      break;
+    }
+    case 'trigger_batch': {
+      try {
+        const res = await sdk(cmd.secret).triggerBatch(cmd.batch);
         out({ type: 'trigger', status: res.status });
       } catch (err) {
         out({ type: 'trigger', status: err.status || 0, body: String(err.body || err.message) });
