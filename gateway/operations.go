@@ -34,23 +34,7 @@ func (sess *session) connect(ctx context.Context, token string) *Credentials {
 		sess.close(CloseUnauthorized, truncateReason("unauthorized: "+srv.authReason(err)), reasonUnauthorized)
 		return nil
 	}
-	sess.user = creds.User
-	if !srv.addUser(sess) {
-		srv.metrics.limitHits.With(limitConnectionsPerUser).Inc()
-		sess.user = "" // not counted, so not released
-		sess.close(CloseConnectionLimit, "connection limit: "+limitConnectionsPerUser, reasonConnLimit)
-		return nil
-	}
-	if ok, err := srv.admitUser(ctx, sess); !ok {
-		if err != nil {
-			// The limit cannot be checked across nodes now: refuse, and
-			// let the client come back.
-			srv.log.Warn("per-user connection count failed", "err", err)
-			sess.close(CloseServerError, "server error: broker unavailable", reasonServerError)
-			return nil
-		}
-		srv.metrics.limitHits.With(limitConnectionsPerUser).Inc()
-		sess.close(CloseConnectionLimit, "connection limit: "+limitConnectionsPerUser, reasonConnLimit)
+	if !sess.becomeUser(ctx, creds.User) {
 		return nil
 	}
 	sess.header = nil
@@ -80,6 +64,33 @@ func truncateReason(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
+}
+
+// becomeUser makes the client user's, within the per-user connection
+// limit of this node and of all nodes; it reports whether it went on, or
+// closed the session. The caller checks that the client has no user yet.
+func (sess *session) becomeUser(ctx context.Context, user string) bool {
+	srv := sess.srv
+	sess.user = user
+	if !srv.addUser(sess) {
+		srv.metrics.limitHits.With(limitConnectionsPerUser).Inc()
+		sess.user = "" // not counted, so not released
+		sess.close(CloseConnectionLimit, "connection limit: "+limitConnectionsPerUser, reasonConnLimit)
+		return false
+	}
+	if ok, err := srv.admitUser(ctx, sess); !ok {
+		if err != nil {
+			// The limit cannot be checked across nodes now: refuse, and
+			// let the client come back.
+			srv.log.Warn("per-user connection count failed", "err", err)
+			sess.close(CloseServerError, "server error: broker unavailable", reasonServerError)
+			return false
+		}
+		srv.metrics.limitHits.With(limitConnectionsPerUser).Inc()
+		sess.close(CloseConnectionLimit, "connection limit: "+limitConnectionsPerUser, reasonConnLimit)
+		return false
+	}
+	return true
 }
 
 // refresh renews the client's credentials with token, of the same user,

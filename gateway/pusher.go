@@ -105,6 +105,23 @@ func (a *PusherApp) pusherChannel(name string) string {
 	return "$pusher." + a.ID + ":" + name
 }
 
+// pusherUserChannel begins the name of the channel of events to one user
+// (Pusher's sendToUser).
+const pusherUserChannel = "#server-to-user-"
+
+// pusherUser is the gateway's user of the app's signed-in user id: users
+// of different apps, and of duplex tokens, never meet.
+func (a *PusherApp) pusherUser(id string) string { return "$pusher." + a.ID + ":" + id }
+
+// validPusherChannel reports whether name may name a channel of an app:
+// a name of validPusherName, or the channel of a user's events.
+func validPusherChannel(name string) bool {
+	if id, ok := strings.CutPrefix(name, pusherUserChannel); ok {
+		return validPusherName(id)
+	}
+	return validPusherName(name)
+}
+
 // pusherName is the app's name of a channel of the gateway that
 // pusherChannel named.
 func pusherName(channel string) string {

@@ -132,7 +132,7 @@ func (s *Server) pusherEvents(ctx context.Context, w http.ResponseWriter, app *p
 			return
 		}
 		for _, c := range ev.Channels {
-			if !validPusherName(c) {
+			if !validPusherChannel(c) {
 				pusherAPIError(w, http.StatusBadRequest, "Invalid channel name "+strconv.Quote(truncateReason(c)))
 				return
 			}
@@ -152,6 +152,26 @@ func (s *Server) pusherEvents(ctx context.Context, w http.ResponseWriter, app *p
 			pusherAPIError(w, http.StatusServiceUnavailable, asError(err).Message)
 			return
 		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write([]byte("{}"))
+}
+
+// servePusherTerminate closes every connection of a signed-in user of the
+// app, on every node, with 4009 (Pusher clients do not reconnect).
+func (s *Server) servePusherTerminate(w http.ResponseWriter, r *http.Request) {
+	app, _ := s.pusherAPIRequest(w, r)
+	if app == nil {
+		return
+	}
+	user := r.PathValue("user")
+	if !validPusherName(user) {
+		pusherAPIError(w, http.StatusBadRequest, "Invalid user id "+strconv.Quote(truncateReason(user)))
+		return
+	}
+	if _, err := s.Disconnect(r.Context(), app.pusherUser(user), CloseDisconnected, "connections terminated by the server"); err != nil {
+		pusherAPIError(w, http.StatusServiceUnavailable, asError(err).Message)
+		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write([]byte("{}"))
@@ -181,7 +201,7 @@ func (s *Server) PusherTrigger(ctx context.Context, appID, event string, channel
 		return badRequest("unknown Pusher app " + strconv.Quote(appID))
 	}
 	for _, c := range channels {
-		if !validPusherName(c) {
+		if !validPusherChannel(c) {
 			return badRequest("invalid Pusher channel name " + strconv.Quote(c))
 		}
 	}

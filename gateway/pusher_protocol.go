@@ -90,11 +90,13 @@ func (p *pusherProtocol) handleMessage(sess *session, text bool, msg []byte) {
 		sess.queueReply(encodePusherEvent("pusher:pong", "", json.RawMessage(`"{}"`)))
 	case m.Event == "pusher:subscribe":
 		p.subscribe(ctx, sess, m.Data)
+	case m.Event == "pusher:signin":
+		p.signin(ctx, sess, m.Data)
 	case m.Event == "pusher:unsubscribe":
 		var d struct {
 			Channel string `json:"channel"`
 		}
-		if json.Unmarshal(unquoteData(m.Data), &d) == nil && validPusherName(d.Channel) {
+		if json.Unmarshal(unquoteData(m.Data), &d) == nil && validPusherChannel(d.Channel) {
 			sess.unsubscribe(p.app.pusherChannel(d.Channel)) // not subscribed: nothing to do
 		}
 	case strings.HasPrefix(m.Event, "client-"):
@@ -126,7 +128,7 @@ type pusherSubscribe struct {
 // subscribe, which applies the limits every protocol has.
 func (p *pusherProtocol) subscribe(ctx context.Context, sess *session, data json.RawMessage) {
 	var d pusherSubscribe
-	if err := json.Unmarshal(unquoteData(data), &d); err != nil || !validPusherName(d.Channel) {
+	if err := json.Unmarshal(unquoteData(data), &d); err != nil || !validPusherChannel(d.Channel) {
 		sess.queueReply(encodePusherError(0, "pusher:subscribe needs a valid channel name"))
 		return
 	}
@@ -135,9 +137,15 @@ func (p *pusherProtocol) subscribe(ctx context.Context, sess *session, data json
 	}
 	req := subscribeRequest{Channel: p.app.pusherChannel(d.Channel), Granted: true}
 	switch {
+	case strings.HasPrefix(d.Channel, pusherUserChannel):
+		// The channel of events to one user: only its signed-in
+		// connections.
+		if sess.user == "" || sess.user != p.app.pusherUser(strings.TrimPrefix(d.Channel, pusherUserChannel)) {
+			fail("AuthError", "only the connections signed in as the user may subscribe to "+d.Channel, 403)
+			return
+		}
 	case strings.HasPrefix(d.Channel, "private-encrypted-"), strings.HasPrefix(d.Channel, "cache-"),
-		strings.HasPrefix(d.Channel, "private-cache-"), strings.HasPrefix(d.Channel, "presence-cache-"),
-		strings.HasPrefix(d.Channel, "#"):
+		strings.HasPrefix(d.Channel, "private-cache-"), strings.HasPrefix(d.Channel, "presence-cache-"):
 		fail("UnsupportedChannel", "this server does not serve channels like "+d.Channel+" yet", 400)
 		return
 	case strings.HasPrefix(d.Channel, "private-"):
@@ -175,6 +183,45 @@ func (p *pusherProtocol) subscribe(ctx context.Context, sess *session, data json
 		status = 429
 	}
 	fail("SubscriptionError", e.Message, status)
+}
+
+// signin checks a pusher:signin, whose auth signs
+// "socket_id::user::user_data" and whose user_data is a JSON object with an
+// "id", and makes the connection that user's: the per-user connection
+// limits apply to it, POST /apps/{id}/users/{user}/terminate_connections
+// closes it, and it may subscribe to the user's #server-to-user- channel.
+func (p *pusherProtocol) signin(ctx context.Context, sess *session, data json.RawMessage) {
+	var d struct {
+		Auth     string `json:"auth"`
+		UserData string `json:"user_data"`
+	}
+	refuse := func(msg string) { sess.queueReply(encodePusherError(0, "pusher:signin refused: "+msg)) }
+	if err := json.Unmarshal(unquoteData(data), &d); err != nil {
+		refuse("its data is not a JSON object")
+		return
+	}
+	if sess.user != "" {
+		refuse("the connection is signed in already")
+		return
+	}
+	if !p.app.validAuth(d.Auth, sess.id+"::user::"+d.UserData) {
+		refuse("invalid signature: expected HMAC-SHA256 of socket_id::user::user_data with the app's secret")
+		return
+	}
+	var user struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal([]byte(d.UserData), &user) != nil || !validPusherName(user.ID) {
+		refuse(`user_data needs an "id" of the characters of channel names`)
+		return
+	}
+	if !sess.becomeUser(ctx, p.app.pusherUser(user.ID)) {
+		return // closed
+	}
+	reply, _ := json.Marshal(struct {
+		UserData string `json:"user_data"`
+	}{d.UserData})
+	sess.queueReply(encodePusherEvent("pusher:signin_success", "", reply))
 }
 
 // validAuth checks an auth field, "key:signature", where signature is the

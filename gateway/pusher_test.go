@@ -577,3 +577,71 @@ func TestPusherHTTPBatch(t *testing.T) {
 	}
 	a.quiet(100 * time.Millisecond)
 }
+
+// signin signs c in as user with the app's secret (or another).
+func signin(c *client, socket, user, secret string) {
+	data := fmt.Sprintf(`{"id":%q}`, user)
+	c.pusherSend("pusher:signin", "", map[string]any{"user_data": data, "auth": channelAuth("key1", secret, socket+"::user::"+data)})
+}
+
+// TestPusherUsers: pusher:signin with its signature; the user's
+// #server-to-user- channel, for its connections only; terminating a
+// user's connections through the HTTP API; the per-user connection limit.
+func TestPusherUsers(t *testing.T) {
+	ts := newPusherServer(t, func(cfg *Config) { cfg.Limits.MaxConnectionsPerUser = 2 })
+	alice, sa := dialPusher(t, ts, "key1")
+	signin(alice, sa, "alice", "wrong")
+	alice.nextEvent("pusher:error")
+	signin(alice, sa, "alice", "secret1")
+	if m := alice.nextEvent("pusher:signin_success"); m.obj("data").str("user_data") != `{"id":"alice"}` {
+		t.Fatalf("signin: %v", m)
+	}
+	signin(alice, sa, "alice", "secret1")
+	alice.nextEvent("pusher:error") // once only
+	alice.pusherSend("pusher:subscribe", "", map[string]any{"channel": "#server-to-user-bob"})
+	if m := alice.nextEvent("pusher:subscription_error"); m.obj("data").num("status") != 403 {
+		t.Fatalf("alice on bob's channel: %v", m)
+	}
+	var bobs []*client
+	for range 2 {
+		bob, sb := dialPusher(t, ts, "key1")
+		signin(bob, sb, "bob", "secret1")
+		bob.nextEvent("pusher:signin_success")
+		bob.pusherSend("pusher:subscribe", "", map[string]any{"channel": "#server-to-user-bob"})
+		bob.nextEvent("pusher_internal:subscription_succeeded")
+		bobs = append(bobs, bob)
+	}
+	if err := ts.PusherTrigger(context.Background(), "app1", "note", []string{"#server-to-user-bob"}, json.RawMessage(`"hi"`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, bob := range bobs {
+		if m := bob.nextEvent("note"); m.str("channel") != "#server-to-user-bob" || m.str("data") != "hi" {
+			t.Fatalf("bob: %v", m)
+		}
+	}
+	// A third connection of bob's is over the per-user limit of 2.
+	third, s3 := dialPusher(t, ts, "key1")
+	signin(third, s3, "bob", "secret1")
+	third.nextEvent("pusher:error")
+	if code, _ := third.closed(); code != 4100 {
+		t.Fatalf("over the per-user limit: closed with %d, want 4100", code)
+	}
+
+	req := signedPusherRequest(t, ts.http.URL, "POST", "/apps/app1/users/bob/terminate_connections", "key1", "secret1", []byte("{}"), time.Now().Unix())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("terminate_connections: status %d", resp.StatusCode)
+	}
+	for _, bob := range bobs {
+		bob.nextEvent("pusher:error")
+		if code, _ := bob.closed(); code != 4009 {
+			t.Fatalf("terminated: closed with %d, want 4009", code)
+		}
+	}
+	alice.pusherSend("pusher:ping", "", map[string]any{})
+	alice.nextEvent("pusher:pong")
+}

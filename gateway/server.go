@@ -162,6 +162,7 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("GET /app/{key}", s.servePusher)
 		mux.HandleFunc("POST /apps/{id}/events", s.servePusherEvents)
 		mux.HandleFunc("POST /apps/{id}/batch_events", s.servePusherBatch)
+		mux.HandleFunc("POST /apps/{id}/users/{user}/terminate_connections", s.servePusherTerminate)
 	}
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

@@ -281,6 +281,65 @@ func TestPusherJS(t *testing.T) {
 	})
 }
 
+// TestPusherJSUsers: pusher-js signs in (the SDK's authenticateUser signs
+// it), gets the events the SDK's sendToUser sends, and is closed for good
+// by the SDK's terminateUserConnections.
+func TestPusherJSUsers(t *testing.T) {
+	requireNode(t)
+	addr := startPusherGateway(t, []pusherApp{{id: "5", key: "k5", secret: "s5"}})
+	bob := startPusherPeer(t, "bob", addr, "k5", "5", "s5")
+	carol := startPusherPeer(t, "carol", addr, "k5", "5", "s5")
+	for _, p := range []*pusherPeer{bob, carol} {
+		p.connected()
+	}
+	bob.send(map[string]any{"op": "signin", "user": map[string]any{"id": "bob", "name": "Bob"}})
+	if m := bob.await("signed_in", ""); m["channel_subscribed"] != true || fmt.Sprint(m["user"]) != "map[id:bob name:Bob]" {
+		t.Fatalf("signin: %v", m)
+	}
+	carol.send(map[string]any{"op": "send_to_user", "user": "bob", "event": "note", "data": map[string]any{"text": "hello"}})
+	if m := carol.await("trigger", ""); m["status"] != float64(200) {
+		t.Fatalf("sendToUser: %v", m)
+	}
+	if m := bob.await("user_event", ""); m["event"] != "note" || fmt.Sprint(m["data"]) != "map[text:hello]" {
+		t.Fatalf("bob got %v", m)
+	}
+	carol.send(map[string]any{"op": "terminate", "user": "bob"})
+	if m := carol.await("trigger", ""); m["status"] != float64(200) {
+		t.Fatalf("terminateUserConnections: %v", m)
+	}
+	// Bob's pusher-js is told 4009 and leaves the connected state for
+	// good; carol's stays.
+	if m := bob.await("error", ""); fmt.Sprint(m["error"]) != "map[code:4009 message:connections terminated by the server]" {
+		t.Fatalf("bob: %v", m)
+	}
+	timeout := time.After(3 * time.Second)
+	for left := false; ; {
+		select {
+		case m := <-bob.lines:
+			if m["type"] == "error" {
+				// pusher-js reports the close too, with its code.
+				if e, _ := m["error"].(map[string]any); e == nil || e["code"] != float64(4009) {
+					t.Fatalf("bob: %v", m)
+				}
+				continue
+			}
+			if m["type"] != "state" {
+				t.Fatalf("bob: %v", m)
+			}
+			if m["current"] == "connected" {
+				t.Fatalf("bob reconnected after termination: %v", m)
+			}
+			left = true
+		case <-timeout:
+			if !left {
+				t.Fatalf("bob's pusher-js did not leave the connected state")
+			}
+			carol.quiet(10 * time.Millisecond)
+			return
+		}
+	}
+}
+
 // TestPusherJSUnknownKey: pusher-js told the key is unknown gets Pusher's
 // error 4001 and does not keep reconnecting.
 func TestPusherJSUnknownKey(t *testing.T) {

@@ -13,10 +13,12 @@
 //   {"op":"trigger","channels":[…],"event":E,"data":D,"exclude_self":bool,"secret":S}
 //       (through the HTTP API, signed by the SDK)
 //   {"op":"trigger_batch","batch":[{"channel":C,"name":E,"data":D},…]}
+//   {"op":"signin","user":{"id":U,…}}  (pusher-js signin, signed by the SDK)
+//   {"op":"send_to_user","user":U,"event":E,"data":D}, {"op":"terminate","user":U}
 //   {"op":"disconnect"}
 // What happens comes out as JSON lines on standard output: state, event,
 // subscribed, subscription_error, member_added, member_removed, error,
-// client_event_sent, trigger. The process exits when standard input ends.
+// client_event_sent, trigger, signed_in, user_event. The process exits when standard input ends.
 import { createRequire } from 'node:module';
 import readline from 'node:readline';
 
@@ -29,6 +31,7 @@ const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 const sdk = (s) => new PusherServer({ appId, key, secret: s || secret, host, port, useTLS: false });
 const signing = {}; // channel → {user, secret} of its subscribe command
+let signinUser = null; // the user_data of the signin command
 
 const client = new Pusher(key, {
   cluster: 'local',
@@ -37,6 +40,15 @@ const client = new Pusher(key, {
   forceTLS: false,
   enabledTransports: ['ws'],
   disableStats: true,
+  userAuthentication: {
+    customHandler: (params, callback) => {
+      try {
+        callback(null, sdk().authenticateUser(params.socketId, signinUser));
+      } catch (err) {
+        callback(err, null);
+      }
+    },
+  },
   channelAuthorization: {
     customHandler: (params, callback) => {
       const s = signing[params.channelName] || {};
@@ -102,6 +114,31 @@ async function run(cmd) {
     case 'trigger_batch': {
       try {
         const res = await sdk(cmd.secret).triggerBatch(cmd.batch);
+        out({ type: 'trigger', status: res.status });
+      } catch (err) {
+        out({ type: 'trigger', status: err.status || 0, body: String(err.body || err.message) });
+      }
+      break;
+    }
+    case 'signin': {
+      // Signed in once pusher-js has the user's #server-to-user- channel.
+      signinUser = cmd.user;
+      client.user.bind_global((event, data) => out({ type: 'user_event', event, data }));
+      client.signin();
+      await client.user.signinDonePromise;
+      for (let i = 0; i < 500 && !(client.user.serverToUserChannel && client.user.serverToUserChannel.subscribed); i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const ch = client.user.serverToUserChannel;
+      out({ type: 'signed_in', user: client.user.user_data, channel_subscribed: !!(ch && ch.subscribed) });
+      break;
+    }
+    case 'send_to_user':
+    case 'terminate': {
+      try {
+        const res = cmd.op === 'terminate'
+          ? await sdk().terminateUserConnections(cmd.user)
+          : await sdk().sendToUser(cmd.user, cmd.event, cmd.data);
         out({ type: 'trigger', status: res.status });
       } catch (err) {
         out({ type: 'trigger', status: err.status || 0, body: String(err.body || err.message) });
