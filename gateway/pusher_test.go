@@ -503,6 +503,26 @@ func TestPusherHTTPEvents(t *testing.T) {
 	if st := do(signedPusherRequest(t, ts.http.URL, "POST", "/apps/nope/events", "key1", "secret1", body, now)); st != http.StatusNotFound {
 		t.Errorf("unknown app: status %d", st)
 	}
+	// Pusher's bounds: 100 channels and 10 KB of data per event.
+	many := make([]string, 101)
+	for i := range many {
+		many[i] = fmt.Sprintf("c%d", i)
+	}
+	for name, tc := range map[string]struct {
+		body   any
+		status int
+	}{
+		"101 channels": {msg{"name": "e", "channels": many, "data": "1"}, http.StatusBadRequest},
+		"100 channels": {msg{"name": "e", "channels": many[:100], "data": "1"}, http.StatusOK},
+		"10 KB + 1":    {msg{"name": "e", "channel": "x", "data": strings.Repeat("x", 10<<10-1)}, http.StatusRequestEntityTooLarge},
+		"no name":      {msg{"channel": "x", "data": "1"}, http.StatusBadRequest},
+		"no data":      {msg{"name": "e", "channel": "x"}, http.StatusBadRequest},
+	} {
+		b, _ := json.Marshal(tc.body)
+		if st := do(signedPusherRequest(t, ts.http.URL, "POST", "/apps/app1/events", "key1", "secret1", b, time.Now().Unix())); st != tc.status {
+			t.Errorf("%s: status %d, want %d", name, st, tc.status)
+		}
+	}
 	a.quiet(50 * time.Millisecond)
 	b.quiet(50 * time.Millisecond)
 }
