@@ -7,22 +7,43 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duplexws/duplex/gateway/broker"
 	"github.com/duplexws/duplex/gateway/broker/nats"
+	"github.com/duplexws/duplex/gateway/broker/redis"
 	"github.com/duplexws/duplex/internal/testnats"
+	"github.com/duplexws/duplex/internal/testredis"
 )
 
-// TestPusherTwoNodes: two gateway nodes on one nats-server. Events
+// TestPusherTwoNodes: two gateway nodes on one nats-server, and on one
+// redis-server. Events
 // triggered on one node reach Pusher subscribers on the other; presence
 // is the channel's across nodes: the member list on subscribe, and
 // member_added and member_removed once per user, whichever node its
 // connections are on.
 func TestPusherTwoNodes(t *testing.T) {
-	ns := testnats.Start(t, testnats.Options{})
-	prefix := fmt.Sprintf("pusher_%d", time.Now().UnixNano())
-	node := func() *testServer {
-		return newPusherServer(t, func(cfg *Config) {
-			cfg.Broker = nats.New(nats.Options{Servers: []string{ns.Addr()}, Prefix: prefix, ReconnectWait: 50 * time.Millisecond})
+	t.Run("nats", func(t *testing.T) {
+		ns := testnats.Start(t, testnats.Options{})
+		prefix := fmt.Sprintf("pusher_%d", time.Now().UnixNano())
+		testPusherTwoNodes(t, func() broker.Broker {
+			return nats.New(nats.Options{Servers: []string{ns.Addr()}, Prefix: prefix, ReconnectWait: 50 * time.Millisecond})
 		})
+	})
+	t.Run("redis", func(t *testing.T) {
+		rs := testredis.Start(t, testredis.Options{})
+		prefix := fmt.Sprintf("pusher_%d", time.Now().UnixNano())
+		testPusherTwoNodes(t, func() broker.Broker {
+			b, err := redis.New(redis.Options{Addrs: []string{rs.Addr()}, Prefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		})
+	})
+}
+
+func testPusherTwoNodes(t *testing.T, newBroker func() broker.Broker) {
+	node := func() *testServer {
+		return newPusherServer(t, func(cfg *Config) { cfg.Broker = newBroker() })
 	}
 	a, b := node(), node()
 
