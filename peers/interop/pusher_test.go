@@ -366,3 +366,53 @@ func TestPusherJSUnknownKey(t *testing.T) {
 		}
 	}
 }
+
+// TestPusherJSChromium: pusher-js's web build in Chromium, on a page of
+// the gateway's own origin: public, private and presence channels (the
+// SDK signing in Node), events triggered by the SDK, and a client event
+// between two pusher-js clients of the page, not echoed.
+func TestPusherJSChromium(t *testing.T) {
+	requireChromium(t)
+	addr := startPusherGateway(t, []pusherApp{{id: "9", key: "k9", secret: "s9", clientEvents: true}})
+	proc := startPeer(t, 2*time.Minute, nil, "node", "js/pusher_chromium.mjs", addr, "k9", "9", "s9", t.TempDir())
+	lines := proc.output(t)
+	if len(lines) != 1 {
+		t.Fatalf("output %q", lines)
+	}
+	var out struct {
+		Browser    string
+		Subscribed []struct {
+			Tag, Channel string
+			Count        *int
+		}
+		Events []struct {
+			Tag, Channel, Event string
+			Data                map[string]any
+		}
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &out); err != nil {
+		t.Fatal(err)
+	}
+	recordVersion(t, "chromium", out.Browser)
+	for _, s := range out.Subscribed {
+		if s.Channel == "presence-lobby" && (s.Count == nil || *s.Count < 1) {
+			t.Errorf("%s subscribed to presence-lobby with count %v", s.Tag, s.Count)
+		}
+	}
+	var got []string
+	for _, e := range out.Events {
+		got = append(got, fmt.Sprintf("%s %s %s %v", e.Tag, e.Channel, e.Event, e.Data))
+	}
+	slices.Sort(got)
+	want := []string{
+		"a news greet map[on:news]",
+		"a presence-lobby greet map[on:presence-lobby]",
+		"a private-room greet map[on:private-room]",
+		"b presence-lobby greet map[on:presence-lobby]",
+		"b private-room client-hello map[from:ann]",
+		"b private-room greet map[on:private-room]",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events in the page:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
