@@ -18,6 +18,16 @@ import (
 // pusher server SDK signs its channel authorizations and calls the HTTP
 // API, so that the gateway's signature code is checked against the SDK's.
 
+// requirePusherJS fails the test unless node and the npm packages pusher-js
+// and pusher are installed, and records their versions.
+func requirePusherJS(t *testing.T) {
+	t.Helper()
+	requireNode(t)
+	for _, pkg := range []string{"pusher-js", "pusher"} {
+		recordVersion(t, pkg, npmVersion(t, pkg))
+	}
+}
+
 // pusherPeer is one pusher-js client in a Node process (js/pusher_peer.mjs).
 type pusherPeer struct {
 	t      *testing.T
@@ -168,10 +178,7 @@ func startPusherGateway(t *testing.T, apps []pusherApp) string {
 // gateway: public, private and presence channels, client events, and the
 // HTTP API, with the SDK's signatures, right and wrong.
 func TestPusherJS(t *testing.T) {
-	requireNode(t)
-	for _, pkg := range []string{"pusher-js", "pusher"} {
-		recordVersion(t, pkg, npmVersion(t, pkg))
-	}
+	requirePusherJS(t)
 	addr := startPusherGateway(t, []pusherApp{
 		{id: "42", key: "app-key", secret: "app-secret", clientEvents: true},
 		{id: "43", key: "other-key", secret: "other-secret"},
@@ -285,7 +292,7 @@ func TestPusherJS(t *testing.T) {
 // it), gets the events the SDK's sendToUser sends, and is closed for good
 // by the SDK's terminateUserConnections.
 func TestPusherJSUsers(t *testing.T) {
-	requireNode(t)
+	requirePusherJS(t)
 	addr := startPusherGateway(t, []pusherApp{{id: "5", key: "k5", secret: "s5"}})
 	bob := startPusherPeer(t, "bob", addr, "k5", "5", "s5")
 	carol := startPusherPeer(t, "carol", addr, "k5", "5", "s5")
@@ -343,7 +350,7 @@ func TestPusherJSUsers(t *testing.T) {
 // TestPusherJSUnknownKey: pusher-js told the key is unknown gets Pusher's
 // error 4001 and does not keep reconnecting.
 func TestPusherJSUnknownKey(t *testing.T) {
-	requireNode(t)
+	requirePusherJS(t)
 	addr := startPusherGateway(t, []pusherApp{{id: "1", key: "k", secret: "s"}})
 	p := startPusherPeer(t, "stranger", addr, "no-such-key", "1", "s")
 	m := p.await("error", "")
@@ -373,6 +380,7 @@ func TestPusherJSUnknownKey(t *testing.T) {
 // between two pusher-js clients of the page, not echoed.
 func TestPusherJSChromium(t *testing.T) {
 	requireChromium(t)
+	requirePusherJS(t)
 	addr := startPusherGateway(t, []pusherApp{{id: "9", key: "k9", secret: "s9", clientEvents: true}})
 	proc := startPeer(t, 2*time.Minute, nil, "node", "js/pusher_chromium.mjs", addr, "k9", "9", "s9", t.TempDir())
 	lines := proc.output(t)
