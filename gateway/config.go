@@ -93,6 +93,11 @@ type Config struct {
 
 	// Hooks let the embedding program decide what configuration cannot.
 	Hooks Hooks
+
+	// Pusher serves the Pusher Channels protocol, version 7, to the apps
+	// it lists, at /app/{key} beside /ws, on the same hub and broker
+	// (docs/pusher.md). Default: no apps, and /app/ answers 404.
+	Pusher Pusher
 }
 
 // Namespace is the policy of the channels "Name:…".
@@ -140,6 +145,11 @@ type Namespace struct {
 	// SlowConsumer is what happens when a subscriber's outbound queue is
 	// full. Default: SlowDisconnect.
 	SlowConsumer SlowConsumerPolicy
+
+	// perUserEvents: the node also pushes, per user, when its first
+	// connection joins the presence and when its last leaves (Pusher's
+	// member_added and member_removed).
+	perUserEvents bool
 }
 
 // Permission says who may subscribe to or publish in a namespace.
@@ -417,6 +427,15 @@ func (c *Config) withDefaults() (Config, error) {
 		if ns.JoinLeave && !ns.Presence {
 			return cfg, fmt.Errorf("gateway: namespace %q: join/leave events need presence on", ns.Name)
 		}
+	}
+	if err := cfg.Pusher.check(); err != nil {
+		return cfg, err
+	}
+	cfg.Pusher.Apps = append([]PusherApp(nil), cfg.Pusher.Apps...)
+	for i := range cfg.Pusher.Apps {
+		app := &cfg.Pusher.Apps[i]
+		app.withDefaults()
+		cfg.Namespaces = append(cfg.Namespaces, app.namespaces()...)
 	}
 	return cfg, nil
 }

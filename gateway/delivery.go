@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -113,12 +112,7 @@ func newer(a, b broker.Position) bool {
 
 // fanOut queues pub for the channel's subscribers here.
 func (s *Server) fanOut(ns *Namespace, pub *broker.Publication) {
-	out := &outPub{
-		line:    appendPublication(nil, pub),
-		channel: pub.Channel,
-		pos:     pub.Position,
-		policy:  ns.SlowConsumer,
-	}
+	out := newOutPub(pub, ns.SlowConsumer)
 	s.hub.each(pub.Channel, func(sess *session) { sess.deliverPub(out) })
 }
 
@@ -196,9 +190,9 @@ func (s *Server) catchUp(ns *Namespace, ch *hubChannel) {
 		if w := ch.want; newer(w, ch.last) {
 			// Not to be had now: say what is missing, and go on from it.
 			if w.Epoch == ch.last.Epoch {
-				s.pushGap(ch, encodeGap(ch.name, w.Epoch, ch.last.Offset+1, w.Offset))
+				s.pushGap(ch, gapNotice(ch.name, w.Epoch, ch.last.Offset+1, w.Offset))
 			} else {
-				s.pushGap(ch, encodeReset(ch.name, w.Epoch, w.Offset))
+				s.pushGap(ch, resetNotice(ch.name, w.Epoch, w.Offset))
 			}
 			ch.last, ch.known, ch.delivered = w, true, true
 		}
@@ -284,7 +278,7 @@ func (s *Server) deliverAfterLocked(ns *Namespace, ch *hubChannel, h broker.Hist
 		if len(h.Publications) > 0 {
 			held = h.Publications[0].Position.Offset
 		}
-		s.pushGap(ch, encodeReset(ch.name, epoch, held-1))
+		s.pushGap(ch, resetNotice(ch.name, epoch, held-1))
 		first = held
 		ch.reset = false
 	}
@@ -297,14 +291,14 @@ func (s *Server) deliverAfterLocked(ns *Namespace, ch *hubChannel, h broker.Hist
 			break
 		}
 		if off > first {
-			s.pushGap(ch, encodeGap(ch.name, epoch, first, off-1))
+			s.pushGap(ch, gapNotice(ch.name, epoch, first, off-1))
 		}
 		s.fanOut(ns, p)
 		s.metrics.recovered.Inc()
 		first = off + 1
 	}
 	if first <= end {
-		s.pushGap(ch, encodeGap(ch.name, epoch, first, end))
+		s.pushGap(ch, gapNotice(ch.name, epoch, first, end))
 	}
 	ch.last, ch.known = broker.Position{Offset: end, Epoch: epoch}, true
 	if end > 0 || from.Epoch != "" {
@@ -313,25 +307,10 @@ func (s *Server) deliverAfterLocked(ns *Namespace, ch *hubChannel, h broker.Hist
 }
 
 // pushGap queues a gap or reset push for the channel's subscribers here.
-func (s *Server) pushGap(ch *hubChannel, line []byte) {
+func (s *Server) pushGap(ch *hubChannel, n *notice) {
 	s.metrics.gaps.Inc()
-	s.hub.each(ch.name, func(sess *session) { sess.deliverLine(ch.name, line) })
-}
-
-// encodeReset is the gap push that says a stream started again under a
-// new epoch: what followed the client's position in the old one may be
-// lost, and offsets 1 to to of the new one are (to is 0 when nothing of it
-// is missing).
-func encodeReset(channel, epoch string, to uint64) []byte {
-	b, _ := json.Marshal(struct {
-		Push    string `json:"push"`
-		Channel string `json:"channel"`
-		Epoch   string `json:"epoch"`
-		From    uint64 `json:"from"`
-		To      uint64 `json:"to"`
-		Reset   bool   `json:"reset"`
-	}{"gap", channel, epoch, 1, to, true})
-	return b
+	out := &outNotice{n: n}
+	s.hub.each(ch.name, func(sess *session) { sess.deliverNotice(out) })
 }
 
 // HandleConnection implements broker.Handler.

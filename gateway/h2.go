@@ -52,15 +52,16 @@ func newH2Stream(s *Server, w http.ResponseWriter, r *http.Request) (*h2Stream, 
 	return &h2Stream{srv: s, tcp: tcp, body: b, w: sw}, sw, r
 }
 
-// serve runs the session, and returns once its Conn has closed the
-// stream and no write to it is in progress: returning sooner would end
-// the stream (END_STREAM) under a write, which net/http forbids.
-func (h *h2Stream) serve(sess *session) {
+// serve starts the session (start, which returns once the session waits
+// for its client), and returns once its Conn has closed the stream and no
+// write to it is in progress: returning sooner would end the stream
+// (END_STREAM) under a write, which net/http forbids.
+func (h *h2Stream) serve(ip string, start func()) {
 	if h.tcp != nil {
 		h.srv.pending.release(h.tcp) // it carries a WebSocket now
 	}
-	h.srv.log.Debug("WebSocket over HTTP/2", "ip", sess.ip)
-	sess.run()
+	h.srv.log.Debug("WebSocket over HTTP/2", "ip", ip)
+	start()
 	<-h.body.closed
 	h.w.finish()
 }

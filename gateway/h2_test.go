@@ -176,3 +176,43 @@ func TestH2LeavesPendingCaps(t *testing.T) {
 		t.Fatalf("%d TCP connections, want 2", n)
 	}
 }
+
+// TestH2Pusher: a Pusher client over HTTP/2 — as pusher-js in a browser on
+// an https:// page of the gateway, which opens its WebSocket as an
+// extended CONNECT on the page's connection — gets its session, and two of
+// them on one TCP connection see each other's client events.
+func TestH2Pusher(t *testing.T) {
+	g := newH2Gateway(t, func(cfg *Config) { cfg.Pusher.Apps = testPusherApps })
+	tr := g.transport(t)
+	url := strings.TrimSuffix(g.wssURL, "/ws") + "/app/key1?protocol=7&client=js&version=8.6.0"
+	dial := func() (*client, string) {
+		c := dialClient(t, url, &websocket.DialOptions{HTTP2Transport: tr})
+		m := c.next()
+		var d struct {
+			SocketID string `json:"socket_id"`
+		}
+		if m.str("event") != "pusher:connection_established" || json.Unmarshal([]byte(m.str("data")), &d) != nil {
+			t.Fatalf("first event over HTTP/2: %v", m)
+		}
+		return c, d.SocketID
+	}
+	a, aID := dial()
+	b, bID := dial()
+	const channel = "private-h2"
+	for _, c := range []struct {
+		cl *client
+		id string
+	}{{a, aID}, {b, bID}} {
+		c.cl.pusherSend("pusher:subscribe", "", msg{"channel": channel, "auth": channelAuth("key1", "secret1", c.id+":"+channel)})
+		if m := c.cl.next(); m.str("event") != "pusher_internal:subscription_succeeded" {
+			t.Fatalf("subscribe over HTTP/2: %v", m)
+		}
+	}
+	a.pusherSend("client-typing", channel, msg{"who": "a"})
+	if m := b.next(); m.str("event") != "client-typing" || m.str("channel") != channel {
+		t.Fatalf("client event over HTTP/2: %v", m)
+	}
+	if n := g.tcpConns.Load(); n != 1 {
+		t.Fatalf("%d TCP connections carried the Pusher WebSockets, want 1 (HTTP/2 streams)", n)
+	}
+}

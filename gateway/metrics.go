@@ -68,6 +68,8 @@ const (
 	limitChannels           = "channels"
 	limitStreams            = "streams"
 	limitReplySize          = "reply_size" // a history or recovery reply cut to the reply budget
+	limitMembers            = "presence_members"
+	limitClientEvents       = "client_events" // Pusher client events over PusherApp.ClientEventRate
 )
 
 // The label values each family is made with, so that every series exists,
@@ -85,7 +87,7 @@ var (
 		limitConnections, limitConnectionsPerIP, limitConnectionsPerUser, limitHandshakeRate,
 		limitMessageRate, limitMessageSize, limitReadRate, limitFragments, limitMessageTimeout,
 		limitChannels, limitStreams, limitReplySize, limitPendingConnections,
-		limitPendingConnectionsPerIP, limitAPIBrowser,
+		limitPendingConnectionsPerIP, limitAPIBrowser, limitMembers, limitClientEvents,
 	}
 	slowPolicies   = []string{string(SlowDisconnect), string(SlowDropOldest), string(SlowLatest)}
 	apiMethodNames = []string{

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"sync"
 	"time"
@@ -9,27 +8,6 @@ import (
 	"github.com/duplexws/duplex/gateway/broker"
 	"github.com/duplexws/duplex/websocket"
 )
-
-// outPub is a publication encoded once and shared by all its subscribers.
-type outPub struct {
-	line    []byte
-	channel string
-	pos     broker.Position
-	policy  SlowConsumerPolicy
-
-	once     sync.Once
-	prepared *websocket.PreparedMessage
-}
-
-// message returns the publication as a message prepared for many
-// connections: a subscriber whose batch holds only it writes the frame
-// encoded for all.
-func (p *outPub) message() *websocket.PreparedMessage {
-	p.once.Do(func() {
-		p.prepared, _ = websocket.NewPreparedMessage(websocket.MessageText, p.line)
-	})
-	return p.prepared
-}
 
 // outItem is one line queued for a connection; a dropped one is a hole,
 // the zero outItem, which holds nothing.
@@ -424,7 +402,7 @@ func (sess *session) closeFlushed(code websocket.StatusCode, reason, metricReaso
 	sess.srv.wg.Add(1)
 	go func() {
 		defer sess.srv.wg.Done()
-		sess.conn.Close(code, reason)
+		sess.closeTransport(code, reason)
 	}()
 }
 
@@ -460,7 +438,7 @@ func (sess *session) writeLoop() {
 			sess.signalRoomLocked()
 			sess.mu.Unlock()
 			if req != nil {
-				sess.conn.Close(req.code, req.reason)
+				sess.closeTransport(req.code, req.reason)
 			}
 			return
 		}
@@ -469,7 +447,7 @@ func (sess *session) writeLoop() {
 		var err error
 		switch {
 		case len(batch) == 1 && len(gaps) == 0 && batch[0].pub != nil:
-			err = sess.write(nil, batch[0].pub.message(), len(batch[0].line), 1)
+			err = sess.write(nil, batch[0].pub.lineFor(sess.proto), len(batch[0].line), 1)
 		case len(batch) == 1 && len(gaps) == 0:
 			// A reply alone, as large replies are: written as it is,
 			// rather than copied into buf, which would then be too large
@@ -535,13 +513,21 @@ func (q *outbound) release() {
 	q.items, q.box = nil, nil
 }
 
-// writeBatch joins the batch's lines with newlines into messages of up to
-// maxBatch bytes, putting each gap notice before the next publication of
-// its channel, and the others after the batch (the publications they
-// precede wait behind it).
+// writeBatch writes the batch's lines: joined with newlines into messages
+// of up to maxBatch bytes when the protocol allows it, each alone
+// otherwise. Each gap notice goes before the next publication of its
+// channel, the others after the batch (the publications they precede wait
+// behind it).
 func (sess *session) writeBatch(buf []byte, batch []outItem, gaps map[string]*gapRange) ([]byte, error) {
 	lines := 0
+	join := sess.proto.joinsLines()
 	add := func(line []byte) error {
+		if line == nil {
+			return nil // the protocol has no such push
+		}
+		if !join {
+			return sess.write(line, nil, len(line), 1)
+		}
 		if len(buf) > 0 && len(buf)+1+len(line) > maxBatch {
 			if err := sess.write(buf, nil, len(buf), lines); err != nil {
 				return err
@@ -555,10 +541,13 @@ func (sess *session) writeBatch(buf []byte, batch []outItem, gaps map[string]*ga
 		lines++
 		return nil
 	}
+	gapLine := func(channel string, g *gapRange) []byte {
+		return sess.proto.encodeNotice(gapNotice(channel, g.epoch, g.from, g.to))
+	}
 	for _, it := range batch {
 		if it.pub != nil {
 			if g := gaps[it.pub.channel]; g != nil {
-				if err := add(encodeGap(it.pub.channel, g.epoch, g.from, g.to)); err != nil {
+				if err := add(gapLine(it.pub.channel, g)); err != nil {
 					return buf, err
 				}
 				delete(gaps, it.pub.channel)
@@ -569,7 +558,7 @@ func (sess *session) writeBatch(buf []byte, batch []outItem, gaps map[string]*ga
 		}
 	}
 	for channel, g := range gaps {
-		if err := add(encodeGap(channel, g.epoch, g.from, g.to)); err != nil {
+		if err := add(gapLine(channel, g)); err != nil {
 			return buf, err
 		}
 	}
@@ -579,15 +568,16 @@ func (sess *session) writeBatch(buf []byte, batch []outItem, gaps map[string]*ga
 	return buf, sess.write(buf, nil, len(buf), lines)
 }
 
-// write writes one message, msg or else pm, of size bytes holding lines
-// protocol lines, under the janitor's watch for a stuck write.
-func (sess *session) write(msg []byte, pm *websocket.PreparedMessage, size, lines int) error {
+// write writes one message, msg or else the shared line, of size bytes
+// holding lines protocol lines, under the janitor's watch for a stuck
+// write.
+func (sess *session) write(msg []byte, shared *sharedLine, size, lines int) error {
 	sess.writeStarted.Store(time.Now().UnixNano())
 	var err error
-	if pm != nil {
-		err = sess.conn.WritePrepared(context.Background(), pm)
+	if shared != nil {
+		err = sess.tr.writeShared(shared)
 	} else {
-		err = sess.conn.Write(context.Background(), websocket.MessageText, msg)
+		err = sess.tr.write(msg)
 	}
 	sess.writeStarted.Store(0)
 	if err == nil {

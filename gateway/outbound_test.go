@@ -102,7 +102,7 @@ func TestDropOldestHoldsOnlyItsBound(t *testing.T) {
 // rescan the queue, dropped lines included, from its start.
 func TestDropOldestNoRescan(t *testing.T) {
 	ts := newServer(t, func(cfg *Config) { cfg.Limits.MaxQueueBytes = 1 << 20 })
-	sess := newSession(ts.Server, nil, "192.0.2.1", nil)
+	sess := newSession(ts.Server, nil, duplexProtocol{}, "192.0.2.1", nil)
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	sess.out.writing = true // as if its writer were stuck: none starts
@@ -113,7 +113,7 @@ func TestDropOldestNoRescan(t *testing.T) {
 	start := time.Now()
 	const n = 200000
 	for i := 1; i <= n; i++ {
-		sess.enqueueLocked(line, &outPub{line: line, channel: "drop:x", policy: SlowDropOldest,
+		sess.enqueueLocked(line, &outPub{channel: "drop:x", policy: SlowDropOldest,
 			pos: broker.Position{Offset: uint64(i), Epoch: "e"}})
 		if i%1000 == 0 && time.Since(start) > 20*time.Second {
 			t.Fatalf("%d publications took %v: the queue is rescanned for each", i, time.Since(start))

@@ -29,6 +29,10 @@ type presenceBatch struct {
 	statsAt time.Time
 	sent    broker.PresenceStats
 	counted bool // sent is set
+	// users is the channel's users as last read at usersAt, in namespaces
+	// with per-user events (pushMemberEvents); nil until read.
+	users   map[string]*broker.ClientInfo
+	usersAt time.Time
 }
 
 type pendingPresence struct {
@@ -165,25 +169,104 @@ func (s *Server) flushPresence(ch *hubChannel, now time.Time) {
 
 	if countOnly {
 		if sendCount {
-			line := encodePresenceCount(ch.name, stats)
+			out := &outNotice{n: &notice{kind: noticePresenceCount, channel: ch.name, stats: stats}}
 			s.metrics.presencePush.With("count").Inc()
-			s.hub.each(ch.name, func(sess *session) { sess.deliverLine(ch.name, line) })
+			s.hub.each(ch.name, func(sess *session) { sess.deliverNotice(out) })
 		}
 		return
 	}
+	if ns.perUserEvents && len(events) > 0 {
+		s.pushMemberEvents(ch)
+	}
 	for _, e := range events {
-		kind := "leave"
+		kind, label := noticeLeave, "leave"
 		if e.join {
-			kind = "join"
+			kind, label = noticeJoin, "join"
 		}
-		line := encodePresenceEvent(kind, ch.name, e.info)
-		s.metrics.presencePush.With(kind).Inc()
+		out := &outNotice{n: &notice{kind: kind, channel: ch.name, info: e.info}}
+		s.metrics.presencePush.With(label).Inc()
 		s.hub.each(ch.name, func(sess *session) {
 			if sess.id != e.info.Client {
-				sess.deliverLine(ch.name, line)
+				sess.deliverNotice(out)
 			}
 		})
 	}
+}
+
+// pushMemberEvents pushes, after join or leave events, that a user's first
+// connection joined the channel's presence or its last left it, whichever
+// node its connections are on: it compares the broker's member list now
+// with the one it read last (or the one the first subscriber here got),
+// so each change is told once however the events and the reads interleave.
+// A subscriber whose own member list was read after this one has the
+// change in it already, and is not told (session.deliverNotice). When the
+// list cannot be read the comparison waits for the next events.
+func (s *Server) pushMemberEvents(ch *hubChannel) {
+	at := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	list, err := s.broker.Presence(ctx, ch.name)
+	cancel()
+	if err != nil {
+		s.log.Warn("presence read for member events failed", "channel", ch.name, "err", err)
+		return
+	}
+	now := usersOf(list)
+	b := &ch.presence
+	b.mu.Lock()
+	before := b.users
+	if at.Before(b.usersAt) {
+		// The first subscriber here read a newer list meanwhile: it is
+		// the one to compare the next with.
+		b.mu.Unlock()
+		return
+	}
+	if before == nil {
+		before = now // nobody here was told a list: nothing to tell
+	}
+	b.users, b.usersAt = now, at
+	b.mu.Unlock()
+	var changes []*notice
+	for user, info := range now {
+		if _, ok := before[user]; !ok {
+			changes = append(changes, &notice{kind: noticeMemberAdded, channel: ch.name, user: user, info: info, at: at})
+		}
+	}
+	for user, info := range before {
+		if _, ok := now[user]; !ok {
+			changes = append(changes, &notice{kind: noticeMemberRemoved, channel: ch.name, user: user, info: info, at: at})
+		}
+	}
+	for _, n := range changes {
+		out := &outNotice{n: n}
+		s.hub.each(ch.name, func(sess *session) { sess.deliverNotice(out) })
+	}
+}
+
+// usersOf is the users of a member list, each with the info of one of its
+// connections.
+func usersOf(members map[string]*broker.ClientInfo) map[string]*broker.ClientInfo {
+	users := make(map[string]*broker.ClientInfo, len(members))
+	for _, m := range members {
+		users[m.User] = m
+	}
+	return users
+}
+
+// noteMembers records the member list the first subscriber here got, read
+// at at: the list the member events are told against from then on. Later
+// subscribers' lists do not replace it, as the subscribers before them were
+// not told what changed in between.
+func (s *Server) noteMembers(channel string, members map[string]*broker.ClientInfo, at time.Time) {
+	ch := s.hub.get(channel)
+	if ch == nil {
+		return
+	}
+	b := &ch.presence
+	b.mu.Lock()
+	if b.users == nil {
+		b.users, b.usersAt = usersOf(members), at
+	}
+	b.mu.Unlock()
 }
 
 func encodePresenceCount(channel string, st broker.PresenceStats) []byte {
@@ -209,8 +292,8 @@ func (s *Server) refreshPresence() {
 	s.sessions.each(func(sess *session) {
 		sess.mu.Lock()
 		for channel, sub := range sess.subs {
-			if sub.ns.Presence && !sub.buffering && sess.info != nil {
-				entries = append(entries, presenceEntry{channel, sess.info})
+			if info := sub.presenceInfo(sess); sub.ns.Presence && !sub.buffering && info != nil {
+				entries = append(entries, presenceEntry{channel, info})
 			}
 		}
 		if sess.userEntry != nil {

@@ -196,3 +196,19 @@ func encodeUnsubscribePush(channel string, code int, reason string) []byte {
 	}{"unsubscribe", channel, code, reason})
 	return b
 }
+
+// encodeReset is the gap push that says a stream started again under a
+// new epoch: what followed the client's position in the old one may be
+// lost, and offsets 1 to to of the new one are (to is 0 when nothing of it
+// is missing).
+func encodeReset(channel, epoch string, to uint64) []byte {
+	b, _ := json.Marshal(struct {
+		Push    string `json:"push"`
+		Channel string `json:"channel"`
+		Epoch   string `json:"epoch"`
+		From    uint64 `json:"from"`
+		To      uint64 `json:"to"`
+		Reset   bool   `json:"reset"`
+	}{"gap", channel, epoch, 1, to, true})
+	return b
+}

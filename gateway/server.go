@@ -40,6 +40,10 @@ type Server struct {
 	hub        *hub
 	accept     websocket.AcceptOptions
 
+	pusherApps   map[string]*pusherApp // by key
+	pusherByID   map[string]*pusherApp
+	pusherAccept websocket.AcceptOptions // no subprotocol
+
 	handshakes *ratelimit.Keyed // nil without a handshake rate
 	perIP      *ratelimit.PerKey
 	perUser    *ratelimit.PerKey
@@ -104,6 +108,15 @@ func New(cfg Config) (*Server, error) {
 		Compression:    c.Compression,
 		ReadRate:       readRate(&c.Limits),
 	}
+	s.pusherAccept = s.accept
+	s.pusherAccept.Subprotocols = nil
+	s.pusherApps = make(map[string]*pusherApp, len(c.Pusher.Apps))
+	s.pusherByID = make(map[string]*pusherApp, len(c.Pusher.Apps))
+	for _, a := range c.Pusher.Apps {
+		app := &pusherApp{PusherApp: a}
+		app.protocol = &pusherProtocol{app: app}
+		s.pusherApps[a.Key], s.pusherByID[a.ID] = app, app
+	}
 	if s.broker == nil {
 		s.broker = broker.NewMemory(nil)
 	}
@@ -141,6 +154,13 @@ func (s *Server) Handler() http.Handler {
 	// RFC 8441: a WebSocket over HTTP/2 is an extended CONNECT (h2.go).
 	mux.HandleFunc("CONNECT /ws", s.serveWebSocket)
 	mux.HandleFunc("/api/", s.serveAPI)
+	if len(s.pusherApps) > 0 {
+		mux.HandleFunc("GET /app/{key}", s.servePusher)
+		mux.HandleFunc("CONNECT /app/{key}", s.servePusher) // over HTTP/2, as /ws
+		mux.HandleFunc("POST /apps/{id}/events", s.servePusherEvents)
+		mux.HandleFunc("POST /apps/{id}/batch_events", s.servePusherBatch)
+		mux.HandleFunc("POST /apps/{id}/users/{user}/terminate_connections", s.servePusherTerminate)
+	}
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -242,15 +262,26 @@ func compactJSON(data []byte) (json.RawMessage, error) {
 	return json.RawMessage(b.Bytes()), nil
 }
 
-// serveWebSocket accepts a client connection and serves it until it ends.
+// serveWebSocket accepts a client connection of duplex.v1.json and serves
+// it until it ends.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	header := authHeader(r.Header, s.cfg.Hooks.Authenticate != nil)
+	s.acceptWebSocket(w, r, &s.accept, func(tr *wsTransport, ip string) {
+		s.startDuplex(tr, ip, header)
+	})
+}
+
+// acceptWebSocket applies the limits of a handshake, accepts the WebSocket
+// connection with opts, and starts its session with start, which owns a
+// count of connWG from then on.
+func (s *Server) acceptWebSocket(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions, start func(tr *wsTransport, ip string)) {
+	begin := time.Now()
 	if s.draining.Load() {
 		http.Error(w, "draining", http.StatusServiceUnavailable)
 		return
 	}
 	ip := s.clientIP(r)
-	if s.handshakes != nil && !s.handshakes.Allow(ip, start) {
+	if s.handshakes != nil && !s.handshakes.Allow(ip, begin) {
 		s.metrics.limitHits.With(limitHandshakeRate).Inc()
 		// The time one handshake's token takes to come back.
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(1/s.cfg.Limits.HandshakeRate))))
@@ -265,17 +296,16 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		stream, w, r = newH2Stream(s, w, r)
 	}
 	hw := &hijackWatch{ResponseWriter: w}
-	conn, err := websocket.Accept(hw, r, &s.accept)
+	conn, err := websocket.Accept(hw, r, opts)
 	if err != nil {
 		s.connWG.Done()
 		return // Accept answered with the HTTP error.
 	}
-	s.metrics.handshake.Observe(time.Since(start).Seconds())
+	s.metrics.handshake.Observe(time.Since(begin).Seconds())
 	conn.SetReadLimit(s.cfg.Limits.MaxMessageSize)
-	sess := newSession(s, conn, ip, authHeader(r.Header, s.cfg.Hooks.Authenticate != nil))
-	sess.netConn = hw.conn
+	tr := &wsTransport{conn: conn, netConn: hw.conn} // netConn is nil over HTTP/2: nothing was hijacked
 	if stream != nil {
-		stream.serve(sess) // the stream is the request: the handler stays (h2.go)
+		stream.serve(ip, func() { start(tr, ip) }) // the stream is the request: the handler stays (h2.go)
 		return
 	}
 	// The session starts in a goroutine of its own, and this handler
@@ -283,7 +313,19 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// response, a stack grown by the handshake) until the handler returns,
 	// which would more than double what an idle connection costs. The
 	// session calls connWG.Done when it ends.
-	go sess.run()
+	go start(tr, ip)
+}
+
+// startDuplex starts a session of duplex.v1.json over a WebSocket
+// connection, which must have chosen its subprotocol.
+func (s *Server) startDuplex(tr *wsTransport, ip string, header http.Header) {
+	if tr.conn.Subprotocol() != Subprotocol {
+		s.metrics.disconnects.With(reasonNoSubprotocol).Inc()
+		tr.close(CloseSubprotocolRequired, "subprotocol "+Subprotocol+" required", nil)
+		s.connWG.Done()
+		return
+	}
+	tr.serve(newSession(s, tr, duplexProtocol{}, ip, header))
 }
 
 // admit applies the connection limits to a new session.

@@ -1,14 +1,9 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -19,20 +14,23 @@ import (
 	"github.com/duplexws/duplex/websocket"
 )
 
-// session is one client connection. Its commands are read and handled in
-// order by one chain of goroutines (run, then resume each time a message
-// arrives), none of which exists while the client is silent; a writer
-// goroutine exists only while there is something to write (outbound.go);
-// the server's janitor checks its times. An idle session holds this struct,
-// its maps and its Conn.
+// session is one client's state on this node, whichever transport brings
+// it and whichever protocol it speaks: its identity and grants, its
+// subscriptions, its limits, and its bounded outbound queue with the
+// slow-consumer policies (outbound.go). Every rule about them lives here
+// and in the node's operations (operations.go), once for all protocols and
+// transports. Its transport (transport.go) reads the client's messages and
+// hands them to its protocol (protocols.go), which runs them as operations;
+// what the session queues the protocol spelled, and a writer goroutine,
+// which exists only while there is something to write, hands it to the
+// transport in batches; the server's janitor checks its times. An idle
+// session holds this struct, its maps and its transport.
 type session struct {
-	srv  *Server
-	conn *websocket.Conn
-	// netConn is the connection conn took over, to abort it when the
-	// client is closed as a slow consumer (abort.go); nil when unknown.
-	netConn net.Conn
-	id      string
-	ip      string
+	srv   *Server
+	tr    transport
+	proto protocol
+	id    string
+	ip    string
 
 	// Owned by the reading chain.
 	header    http.Header // of the upgrade request, until connect
@@ -40,6 +38,10 @@ type session struct {
 	info      *broker.ClientInfo
 	channels  map[string]bool // granted by the connection token
 	rate      ratelimit.Bucket
+	// publishRate limits the client's publications where its protocol
+	// has a rate of its own for them (Pusher's client events); nil
+	// until its first.
+	publishRate *ratelimit.Bucket
 
 	// Read by the janitor; written by the reading chain.
 	user            string       // set once, before connectedAt
@@ -49,8 +51,6 @@ type session struct {
 	writeStarted    atomic.Int64 // Unix nanoseconds; 0 when not writing
 
 	writer sync.WaitGroup // the writer goroutine, while it runs
-
-	resumeFn func() // resume, bound once: Await takes it for every wait
 
 	// userEntry is sess in its user's set at the broker, for the per-user
 	// limit across nodes; guarded by mu.
@@ -62,8 +62,8 @@ type session struct {
 	// endReason is why the session is closing, counted in
 	// duplex_disconnects_total by the call that recorded it; "" until
 	// then, also after a failed write set closing without a reason, so
-	// that finish counts the reason of the read error. Every session that
-	// ends is counted once, whichever way.
+	// that finish counts the reason the transport gives. Every session
+	// that ends is counted once, whichever way.
 	endReason string
 	out       outbound
 }
@@ -76,6 +76,21 @@ type subscription struct {
 	// buffered so that recovered ones go first.
 	buffering bool
 	buffered  []*outPub
+	// member is how the client appears in the channel's presence when not
+	// as its connection's info (a Pusher presence channel's channel_data).
+	member *broker.ClientInfo
+	// membersAt is when the member list the subscriber got was read; zero
+	// when it got none.
+	membersAt time.Time
+}
+
+// presenceInfo is how sess appears in the channel's presence; nil when it
+// does not.
+func (sub *subscription) presenceInfo(sess *session) *broker.ClientInfo {
+	if sub.member != nil {
+		return sub.member
+	}
+	return sess.info
 }
 
 // newID returns a random id of 16 URL-safe characters.
@@ -85,10 +100,11 @@ func newID() string {
 	return base64.RawURLEncoding.EncodeToString(id[:])
 }
 
-func newSession(s *Server, conn *websocket.Conn, ip string, header http.Header) *session {
+func newSession(s *Server, tr transport, proto protocol, ip string, header http.Header) *session {
 	return &session{
 		srv:             s,
-		conn:            conn,
+		tr:              tr,
+		proto:           proto,
 		id:              newID(),
 		ip:              ip,
 		header:          header,
@@ -97,23 +113,17 @@ func newSession(s *Server, conn *websocket.Conn, ip string, header http.Header) 
 	}
 }
 
-// run starts serving the session. It returns once the session waits for
-// its first message; the session ends in finish, on whichever goroutine
-// reads last.
-func (sess *session) run() {
+// start admits the session within the connection limits and registers it,
+// before its transport reads; it reports whether the session goes on. A
+// session refused is closed, and ended.
+func (sess *session) start() bool {
 	srv := sess.srv
-	if sess.conn.Subprotocol() != Subprotocol {
-		srv.metrics.disconnects.With(reasonNoSubprotocol).Inc()
-		sess.conn.Close(CloseSubprotocolRequired, "subprotocol "+Subprotocol+" required")
-		srv.connWG.Done()
-		return
-	}
 	if ok, limit := srv.admit(sess); !ok {
 		srv.metrics.limitHits.With(limit).Inc()
 		srv.metrics.disconnects.With(reasonConnLimit).Inc()
-		sess.conn.Close(CloseConnectionLimit, "connection limit: "+limit)
+		sess.closeTransport(CloseConnectionLimit, "connection limit: "+limit)
 		srv.connWG.Done()
-		return
+		return false
 	}
 	srv.metrics.connections.Inc()
 	srv.sessions.add(sess)
@@ -121,49 +131,24 @@ func (sess *session) run() {
 		// Shutdown may have listed the sessions before this one joined.
 		sess.close(websocket.StatusGoingAway, "server shutting down", reasonShutdown)
 	}
-	sess.resumeFn = sess.resume
-	sess.resume()
+	sess.proto.opened(sess)
+	return true
 }
 
-// resume reads and handles messages while they keep coming. When none has
-// arrived it awaits the next without a goroutine (websocket.Conn.Await),
-// which calls resume again: an idle session holds no goroutine and no
-// buffer. It ends the session when reading ends.
-func (sess *session) resume() {
-	for {
-		ready, err := sess.conn.Await(sess.resumeFn)
-		if err != nil {
-			sess.finish(err) // cannot happen: only this chain reads
-			return
-		}
-		if !ready {
-			return
-		}
-		typ, msg, err := sess.conn.Read(context.Background())
-		if err != nil {
-			if limit, _ := readLimitHit(err); limit != "" {
-				sess.srv.metrics.limitHits.With(limit).Inc()
-			}
-			sess.finish(err)
-			return
-		}
-		sess.handleMessage(typ, msg)
-	}
-}
-
-// finish releases everything the session held once its connection ended
-// with err.
-func (sess *session) finish(err error) {
+// finish releases everything the session held once its transport ended
+// for reason, the label of duplex_disconnects_total if the server did not
+// close it.
+func (sess *session) finish(reason string) {
 	srv := sess.srv
 	sess.mu.Lock()
 	sess.closing = true
 	if sess.endReason == "" {
-		sess.countEndLocked(endReason(err))
+		sess.countEndLocked(reason)
 	}
 	subs := sess.subs
 	sess.subs = nil
 	sess.mu.Unlock()
-	sess.conn.CloseNow()
+	sess.tr.closeNow()
 	for channel, sub := range subs {
 		sess.leave(channel, sub)
 	}
@@ -176,119 +161,19 @@ func (sess *session) finish(err error) {
 	srv.connWG.Done()
 }
 
-// The disconnect reasons and limits of the per-connection read limits the
-// websocket package enforces (Limits.FrameRate and ByteRate, its fragment
-// cap and message timeout), each closed with 1008.
-const (
-	reasonReadRate       = "read_rate"
-	reasonFragments      = "fragments"
-	reasonMessageTimeout = "message_timeout"
-	limitReadRate        = "read_rate"
-	limitFragments       = "fragments"
-	limitMessageTimeout  = "message_timeout"
-)
-
-// readRate is the websocket.RateLimit of l, whose defaults are filled in:
-// only positive rates limit.
-func readRate(l *Limits) websocket.RateLimit {
-	var r websocket.RateLimit
-	if l.FrameRate > 0 {
-		r.Frames, r.FrameBurst = l.FrameRate, l.FrameBurst
-	}
-	if l.ByteRate > 0 {
-		r.Bytes, r.ByteBurst = l.ByteRate, l.ByteBurst
-	}
-	return r
-}
-
-// readLimitHit names the limit err reports the client went past, if any.
-func readLimitHit(err error) (limit, reason string) {
-	var pe *websocket.ProtocolError
-	switch {
-	case errors.Is(err, websocket.ErrRateLimited):
-		return limitReadRate, reasonReadRate
-	case errors.Is(err, websocket.ErrTooManyFragments):
-		return limitFragments, reasonFragments
-	case errors.Is(err, websocket.ErrMessageTimeout):
-		return limitMessageTimeout, reasonMessageTimeout
-	case errors.As(err, &pe) && pe.Code == websocket.StatusMessageTooBig:
-		return limitMessageSize, reasonMessageSize
-	}
-	return "", ""
-}
-
-// endReason names why a connection ended that this side did not close.
-func endReason(err error) string {
-	if _, reason := readLimitHit(err); reason != "" {
-		return reason
-	}
-	var pe *websocket.ProtocolError
-	if errors.As(err, &pe) {
-		if pe.Code == websocket.StatusPolicyViolation {
-			return reasonNoPong
-		}
-		return reasonProtocol
-	}
-	if websocket.CloseStatus(err) != -1 {
-		return reasonClient
-	}
-	return reasonNetwork
-}
-
-// commandPool holds the command values handleMessage decodes into.
-var commandPool = sync.Pool{New: func() any { return new(command) }}
-
-// handleMessage handles one message of the client: lines of commands.
-func (sess *session) handleMessage(typ websocket.MessageType, msg []byte) {
+// allowCommand counts one command of the client against the command rate
+// (Limits.MessageRate), whatever its protocol; it reports whether the
+// session goes on. A client over the rate is closed, after the replies to
+// its commands before this one.
+func (sess *session) allowCommand() bool {
 	srv := sess.srv
-	ctx := context.Background()
-	srv.metrics.bytesIn.Add(float64(len(msg)))
-	if sess.isClosing() {
-		return // the close handshake is under way; read until it ends
+	srv.metrics.messagesIn.Inc()
+	if srv.cfg.Limits.MessageRate > 0 && !sess.rate.Allow(time.Now()) {
+		srv.metrics.limitHits.With(limitMessageRate).Inc()
+		sess.closeFlushed(CloseTooManyRequests, "too many requests", reasonMessageRate)
+		return false
 	}
-	if typ != websocket.MessageText {
-		sess.close(CloseBadRequest, "binary messages are not part of the protocol", reasonBadRequest)
-		return
-	}
-	// One command value for the message's lines, zeroed for each, from a
-	// pool rather than allocated per line: nothing keeps it past handle.
-	cmd := commandPool.Get().(*command)
-	defer func() {
-		*cmd = command{}
-		commandPool.Put(cmd)
-	}()
-	for len(msg) > 0 {
-		var line []byte
-		line, msg, _ = bytes.Cut(msg, []byte{'\n'})
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		srv.metrics.messagesIn.Inc()
-		if srv.cfg.Limits.MessageRate > 0 && !sess.rate.Allow(time.Now()) {
-			srv.metrics.limitHits.With(limitMessageRate).Inc()
-			// The replies to the commands before this one go first.
-			sess.closeFlushed(CloseTooManyRequests, "too many requests", reasonMessageRate)
-			return
-		}
-		// A line that is not a command ends the session, after the
-		// replies to the commands before it, as the command rate does.
-		*cmd = command{}
-		if err := json.Unmarshal(line, cmd); err != nil {
-			sess.closeFlushed(CloseBadRequest, "bad request: invalid JSON", reasonBadRequest)
-			return
-		}
-		if cmd.ID == 0 {
-			sess.closeFlushed(CloseBadRequest, "bad request: command without id", reasonBadRequest)
-			return
-		}
-		if !sess.awaitRoom() {
-			return
-		}
-		sess.handle(ctx, cmd)
-		if sess.isClosing() {
-			return
-		}
-	}
+	return true
 }
 
 func (sess *session) isClosing() bool {
@@ -310,8 +195,16 @@ func (sess *session) close(code websocket.StatusCode, reason, metricReason strin
 	srv.wg.Add(1)
 	go func() {
 		defer srv.wg.Done()
-		sess.conn.Close(code, reason)
+		sess.closeTransport(code, reason)
 	}()
+}
+
+// closeTransport closes the transport with code and reason, the close
+// codes of PROTOCOL.md, as the session's protocol spells them. It may block
+// for the closing handshake.
+func (sess *session) closeTransport(code websocket.StatusCode, reason string) {
+	code, reason, last := sess.proto.closing(code, reason)
+	sess.tr.close(code, reason, last)
 }
 
 // startClosingLocked marks the session closing for reason, the label of
@@ -343,7 +236,7 @@ func (sess *session) closeNow(metricReason string) {
 	sess.srv.wg.Add(1)
 	go func() {
 		defer sess.srv.wg.Done()
-		sess.conn.CloseNow()
+		sess.tr.closeNow()
 	}()
 }
 
@@ -351,8 +244,8 @@ func (sess *session) closeNow(metricReason string) {
 // rather than leave the kernel holding what the client did not read. A
 // close frame that goes out before the close still does.
 func (sess *session) abortOnClose() {
-	if sess.netConn != nil && !abortOnClose(sess.netConn) {
-		sess.srv.log.Debug("cannot abort the connection of a slow consumer", "type", fmt.Sprintf("%T", sess.netConn))
+	if !sess.tr.abortOnClose() {
+		sess.srv.log.Debug("cannot abort the connection of a slow consumer", "transport", sess.tr.kind())
 	}
 }
 
@@ -375,13 +268,9 @@ func (sess *session) checkTimes(now time.Time) {
 	}
 }
 
-// reply queues the reply to a command.
-func (sess *session) reply(id uint64, result any, e *Error) {
-	sess.replyLine(encodeReply(id, result, e))
-}
-
-// replyLine queues the reply to a command, encoded.
-func (sess *session) replyLine(line []byte) {
+// queueReply queues a reply to a command of the client, spelled by its
+// protocol.
+func (sess *session) queueReply(line []byte) {
 	sess.mu.Lock()
 	sess.enqueueReplyLocked(line)
 	sess.mu.Unlock()
@@ -389,9 +278,16 @@ func (sess *session) replyLine(line []byte) {
 
 // leave ends a subscription: the hub, presence and the leave event.
 func (sess *session) leave(channel string, sub *subscription) {
+	sess.srv.unsubscribe(channel, sess)
+	sess.leavePresence(channel, sub)
+}
+
+// leavePresence removes the client from channel's presence and publishes
+// its leave event, where the namespace has them.
+func (sess *session) leavePresence(channel string, sub *subscription) {
 	srv := sess.srv
-	srv.unsubscribe(channel, sess)
-	if !sub.ns.Presence || sess.info == nil {
+	member := sub.presenceInfo(sess)
+	if !sub.ns.Presence || member == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -405,7 +301,7 @@ func (sess *session) leave(channel string, sub *subscription) {
 		srv.log.Warn("presence remove failed", "channel", channel, "err", err)
 	}
 	if sub.ns.JoinLeave {
-		if err := srv.broker.PublishLeave(ctx, channel, sess.info); err != nil {
+		if err := srv.broker.PublishLeave(ctx, channel, member); err != nil {
 			srv.log.Warn("leave event failed", "channel", channel, "err", err)
 		}
 	}
@@ -421,7 +317,9 @@ func (sess *session) serverUnsubscribe(channel, reason string) bool {
 		return false
 	}
 	delete(sess.subs, channel)
-	sess.enqueueLocked(encodeUnsubscribePush(channel, UnsubscribeServer, reason), nil)
+	if line := sess.proto.encodeNotice(&notice{kind: noticeUnsubscribe, channel: channel, code: UnsubscribeServer, reason: reason}); line != nil {
+		sess.enqueueLocked(line, nil)
+	}
 	sess.mu.Unlock()
 	sess.leave(channel, sub)
 	return true
@@ -435,19 +333,38 @@ func (sess *session) deliverPub(p *outPub) {
 	if sub == nil {
 		return
 	}
+	if p.pub.Info != nil && p.pub.Info.Client == sess.id && !sess.proto.echoes() {
+		return
+	}
 	if sub.buffering {
 		sub.buffered = append(sub.buffered, p)
 		return
 	}
-	sess.enqueueLocked(p.line, p)
+	sess.enqueuePubLocked(p)
 }
 
-// deliverLine queues a push about a channel sess is subscribed to.
-func (sess *session) deliverLine(channel string, line []byte) {
+// enqueuePubLocked queues a publication in the spelling of the session's
+// protocol, if it has one. sess.mu is held.
+func (sess *session) enqueuePubLocked(p *outPub) {
+	if l := p.lineFor(sess.proto); l.line != nil {
+		sess.enqueueLocked(l.line, p)
+	}
+}
+
+// deliverNotice queues a push about a channel sess is subscribed to.
+func (sess *session) deliverNotice(n *outNotice) {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
-	if sub := sess.subs[channel]; sub == nil || sub.buffering {
+	sub := sess.subs[n.n.channel]
+	if sub == nil || sub.buffering {
 		return
 	}
-	sess.enqueueLocked(line, nil)
+	if n.n.user != "" && (sub.member != nil && sub.member.User == n.n.user || n.n.at.Before(sub.membersAt)) {
+		// The user's own connections know, and so does a subscriber
+		// whose member list was read after the change.
+		return
+	}
+	if line := n.lineFor(sess.proto); line != nil {
+		sess.enqueueLocked(line, nil)
+	}
 }

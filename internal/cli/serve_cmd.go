@@ -22,6 +22,7 @@ type serveFlags struct {
 	drainWindow time.Duration
 	demo        bool
 	broker      string
+	pusherApps  []string
 }
 
 func newServeCommand() *cobra.Command {
@@ -32,7 +33,10 @@ func newServeCommand() *cobra.Command {
 		Long: `Run the Duplex real-time gateway. Clients connect with WebSocket to /ws and
 speak the protocol of PROTOCOL.md (the browser client is served at
 /duplex.js); backends publish with POST /api/publish. /metrics serves
-Prometheus metrics, /healthz liveness and /readyz readiness.
+Prometheus metrics, /healthz liveness and /readyz readiness. With Pusher
+apps (--pusher-app, or pusher.apps in the file), Pusher clients such as
+pusher-js connect to /app/{key} and Pusher server SDKs call
+/apps/{id}/events (docs/pusher.md).
 
 Without --config it runs on safe defaults: it listens on 127.0.0.1:8080 only,
 with the in-memory broker, anonymous connections, the namespace "demo"
@@ -52,6 +56,7 @@ drain window, and the process exits; a second signal exits at once.`,
   DUPLEX_API_KEY=secret duplex serve --config duplex.yaml
   duplex serve --listen 127.0.0.1:8081 --broker redis://127.0.0.1:6379/0
   duplex serve --listen 127.0.0.1:8082 --broker nats://127.0.0.1:4222
+  duplex serve --pusher-app 1:app-key:app-secret
   curl -H 'Content-Type: application/json' -d '{"channel":"demo:chat","data":{"text":"hi"}}' http://127.0.0.1:8080/api/publish`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -71,6 +76,7 @@ drain window, and the process exits; a second signal exits at once.`,
 	fl.DurationVar(&f.drainWindow, "drain-window", 5*time.Second, "time over which shutdown spreads closing connections with 1001")
 	fl.BoolVar(&f.demo, "demo", true, "serve the demo pages and feeds (default true without --config)")
 	fl.StringVar(&f.broker, "broker", "", "broker `URL` shared by the nodes of a cluster: redis://host:6379/0 or nats://host:4222 (default: in memory, one node)")
+	fl.StringArrayVar(&f.pusherApps, "pusher-app", nil, "serve the Pusher protocol to the app `ID:KEY:SECRET`, added to the file's pusher.apps; repeatable (default: none)")
 	return cmd
 }
 
@@ -110,6 +116,13 @@ func (f *serveFlags) resolve(changed func(string) bool) (*serveConfig, error) {
 	}
 	if changed("broker") {
 		cfg.Broker.URL, cfg.Broker.Type = f.broker, ""
+	}
+	for _, v := range f.pusherApps {
+		app, err := parsePusherApp(v)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		cfg.Pusher.Apps = append(cfg.Pusher.Apps, app)
 	}
 	if (cfg.TLS.Cert == "") != (cfg.TLS.Key == "") {
 		return nil, usageError{fmt.Errorf("TLS needs both a certificate and a key file")}

@@ -124,6 +124,36 @@ type serveConfig struct {
 	PresenceInterval time.Duration `yaml:"presence_interval"`
 
 	Namespaces []namespaceConfig `yaml:"namespaces"`
+
+	// Pusher serves the Pusher Channels protocol (version 7) to these
+	// apps at /app/{key}, and their HTTP API at /apps/{id}/events
+	// (docs/pusher.md). Default: none.
+	Pusher struct {
+		Apps []pusherAppConfig `yaml:"apps"`
+	} `yaml:"pusher"`
+}
+
+// pusherAppConfig is one Pusher app; see gateway.PusherApp.
+type pusherAppConfig struct {
+	ID     string `yaml:"id"`
+	Key    string `yaml:"key"`
+	Secret string `yaml:"secret"`
+	// ClientEvents allows client- events on private and presence
+	// channels (default off); ClientEventRate caps them per connection
+	// and second (default 10); MaxPresenceMembers caps the users of a
+	// presence channel (default 1000).
+	ClientEvents       bool    `yaml:"client_events"`
+	ClientEventRate    float64 `yaml:"client_event_rate"`
+	MaxPresenceMembers int     `yaml:"max_presence_members"`
+}
+
+// parsePusherApp reads the value of --pusher-app, ID:KEY:SECRET.
+func parsePusherApp(s string) (pusherAppConfig, error) {
+	parts := strings.SplitN(s, ":", 3)
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return pusherAppConfig{}, fmt.Errorf("--pusher-app %q: want ID:KEY:SECRET, none of them empty", s)
+	}
+	return pusherAppConfig{ID: parts[0], Key: parts[1], Secret: parts[2]}, nil
 }
 
 type namespaceConfig struct {
@@ -361,6 +391,12 @@ func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
 			HistorySize: n.HistorySize, HistoryTTL: n.HistoryTTL,
 			Presence: n.Presence, JoinLeave: n.JoinLeave, PresenceCountAbove: n.PresenceCountAbove,
 			SlowConsumer: gateway.SlowConsumerPolicy(n.SlowConsumer),
+		})
+	}
+	for _, a := range c.Pusher.Apps {
+		g.Pusher.Apps = append(g.Pusher.Apps, gateway.PusherApp{
+			ID: a.ID, Key: a.Key, Secret: a.Secret,
+			ClientEvents: a.ClientEvents, ClientEventRate: a.ClientEventRate, MaxPresenceMembers: a.MaxPresenceMembers,
 		})
 	}
 	return g, nil

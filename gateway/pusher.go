@@ -1,0 +1,226 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/duplexws/duplex/websocket"
+)
+
+// Pusher configures the Pusher Channels protocol (version 7), which
+// pusher-js, Laravel Echo and Pusher's other clients speak: see
+// docs/pusher.md for what is served and what is not.
+type Pusher struct {
+	// Apps are the applications served, each isolated from the others:
+	// its channels are its own in the hub and at the broker.
+	Apps []PusherApp
+}
+
+// PusherApp is one Pusher application: its clients connect to
+// /app/{Key}, sign with Secret, and its backend calls /apps/{ID}/….
+type PusherApp struct {
+	// ID names the app in the HTTP API: 1 to 64 letters, digits, "-" or
+	// "_".
+	ID string
+	// Key is the public key clients connect with. Required, unique.
+	Key string
+	// Secret signs channel authorizations and HTTP API requests.
+	// Required.
+	Secret string
+	// ClientEvents lets clients trigger "client-" events on the private
+	// and presence channels they are subscribed to. Default: off, as on
+	// Pusher.
+	ClientEvents bool
+	// ClientEventRate caps the client events of one connection per
+	// second (the burst is the same number); over it an event is refused
+	// with pusher:error 4301. Default: 10, Pusher's.
+	ClientEventRate float64
+	// MaxPresenceMembers caps the distinct users of one presence channel
+	// (Pusher's is 100); a subscriber over it gets
+	// pusher:subscription_error. Default: 1000.
+	MaxPresenceMembers int
+}
+
+// pusherActivityTimeout is the activity_timeout, in seconds, told to
+// clients: after that long without a message they send pusher:ping.
+// Pusher's own value.
+const pusherActivityTimeout = 120
+
+func (p *Pusher) check() error {
+	ids, keys := make(map[string]bool), make(map[string]bool)
+	for _, a := range p.Apps {
+		if a.ID == "" || len(a.ID) > 64 || strings.Trim(a.ID, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != "" {
+			return fmt.Errorf("gateway: pusher app id %q: 1 to 64 letters, digits, - or _", a.ID)
+		}
+		if a.Key == "" || a.Secret == "" {
+			return fmt.Errorf("gateway: pusher app %q: key and secret are required", a.ID)
+		}
+		if !validPusherName(a.Key) {
+			return fmt.Errorf("gateway: pusher app %q: invalid key %q", a.ID, a.Key)
+		}
+		if ids[a.ID] || keys[a.Key] {
+			return fmt.Errorf("gateway: pusher app %q: id or key configured twice", a.ID)
+		}
+		ids[a.ID], keys[a.Key] = true, true
+		if a.ClientEventRate < 0 || a.MaxPresenceMembers < 0 {
+			return fmt.Errorf("gateway: pusher app %q: negative client event rate or member cap", a.ID)
+		}
+	}
+	return nil
+}
+
+func (a *PusherApp) withDefaults() {
+	if a.ClientEventRate == 0 {
+		a.ClientEventRate = 10
+	}
+	if a.MaxPresenceMembers == 0 {
+		a.MaxPresenceMembers = 1000
+	}
+}
+
+// The namespaces of an app's channels: presence channels in one with
+// presence, the others in one without. Their permissions keep duplex
+// clients out; the Pusher protocol grants subscriptions by its own rules
+// (subscribeRequest.Granted).
+func (a *PusherApp) namespaces() []Namespace {
+	return []Namespace{
+		{Name: "$pusher." + a.ID, Subscribe: PermissionServer, Publish: PermissionServer,
+			SlowConsumer: SlowDisconnect},
+		{Name: "$pusher." + a.ID + ".presence", Subscribe: PermissionServer, Publish: PermissionServer,
+			SlowConsumer: SlowDisconnect, Presence: true, JoinLeave: true, PresenceCountAbove: -1,
+			perUserEvents: true},
+	}
+}
+
+// pusherChannel is the gateway's name of the app's channel name: the
+// channel in the app's namespace.
+func (a *PusherApp) pusherChannel(name string) string {
+	if strings.HasPrefix(name, "presence-") {
+		return "$pusher." + a.ID + ".presence:" + name
+	}
+	return "$pusher." + a.ID + ":" + name
+}
+
+// pusherUserChannel begins the name of the channel of events to one user
+// (Pusher's sendToUser).
+const pusherUserChannel = "#server-to-user-"
+
+// pusherUser is the gateway's user of the app's signed-in user id: users
+// of different apps, and of duplex tokens, never meet.
+func (a *PusherApp) pusherUser(id string) string { return "$pusher." + a.ID + ":" + id }
+
+// validPusherChannel reports whether name may name a channel of an app:
+// a name of validPusherName, or the channel of a user's events.
+func validPusherChannel(name string) bool {
+	if id, ok := strings.CutPrefix(name, pusherUserChannel); ok {
+		return validPusherName(id)
+	}
+	return validPusherName(name)
+}
+
+// pusherName is the app's name of a channel of the gateway that
+// pusherChannel named.
+func pusherName(channel string) string {
+	_, name, _ := strings.Cut(channel, ":")
+	return name
+}
+
+// validPusherName reports whether name may name a Pusher channel (or app
+// key): up to 164 of the characters Pusher allows.
+func validPusherName(name string) bool {
+	if name == "" || len(name) > 164 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		switch {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		case strings.IndexByte("_-=@,.;", b) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// newSocketID returns a Pusher socket id, "digits.digits", random.
+func newSocketID() string {
+	var b [8]byte
+	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+	return strconv.FormatUint(uint64(binary.BigEndian.Uint32(b[:4])), 10) + "." +
+		strconv.FormatUint(uint64(binary.BigEndian.Uint32(b[4:])), 10)
+}
+
+// Pusher's close codes (and pusher:error codes): 4000–4099 tell the client
+// not to reconnect, 4100–4199 to reconnect after a pause, 4200–4299 at
+// once.
+const (
+	pusherCloseRefused        websocket.StatusCode = 4000 // a bad request: do not reconnect
+	pusherCloseAppUnknown     websocket.StatusCode = 4001
+	pusherCloseBadVersion     websocket.StatusCode = 4006
+	pusherCloseUnsupported    websocket.StatusCode = 4007
+	pusherCloseNoVersion      websocket.StatusCode = 4008
+	pusherCloseUnauthorized   websocket.StatusCode = 4009
+	pusherCloseOverCapacity   websocket.StatusCode = 4100
+	pusherCloseReconnect      websocket.StatusCode = 4200
+	pusherErrClientEventsRate                      = 4301
+)
+
+// servePusher accepts a Pusher client of the app whose key the path names.
+// The handshake does not check the key or the protocol version: as with
+// Pusher, the client learns what is wrong from a pusher:error and the
+// close code.
+func (s *Server) servePusher(w http.ResponseWriter, r *http.Request) {
+	key, version := r.PathValue("key"), r.URL.Query().Get("protocol")
+	s.acceptWebSocket(w, r, &s.pusherAccept, func(tr *wsTransport, ip string) {
+		s.startPusher(tr, ip, key, version)
+	})
+}
+
+// startPusher starts the session of a Pusher client, or refuses it with
+// pusher:error and the close code that says why.
+func (s *Server) startPusher(tr *wsTransport, ip, key, version string) {
+	refuse := func(code websocket.StatusCode, msg, metricReason string) {
+		s.metrics.disconnects.With(metricReason).Inc()
+		tr.close(code, msg, encodePusherError(int(code), msg))
+		s.connWG.Done()
+	}
+	app := s.pusherApps[key]
+	switch {
+	case app == nil:
+		refuse(pusherCloseAppUnknown, "App key "+truncateReason(key)+" does not exist", reasonUnauthorized)
+		return
+	case version == "":
+		refuse(pusherCloseNoVersion, "No protocol version supplied", reasonBadRequest)
+		return
+	case strings.Trim(version, "0123456789") != "":
+		refuse(pusherCloseBadVersion, "Invalid version string format", reasonBadRequest)
+		return
+	case version != "7":
+		refuse(pusherCloseUnsupported, "Unsupported protocol version "+truncateReason(version)+": 7 is served", reasonBadRequest)
+		return
+	}
+	sess := newSession(s, tr, app.protocol, ip, nil)
+	sess.id = newSocketID()
+	tr.serve(sess)
+}
+
+// closing maps the gateway's close codes (PROTOCOL.md) to Pusher's, and
+// tells the client why in a pusher:error first, as Pusher does.
+func (*pusherProtocol) closing(code websocket.StatusCode, reason string) (websocket.StatusCode, string, []byte) {
+	switch code {
+	case CloseServerError, CloseSlowConsumer, CloseTooManyRequests, CloseConnectionLimit:
+		code = pusherCloseOverCapacity
+	case CloseReconnect, websocket.StatusGoingAway:
+		code = pusherCloseReconnect
+	case CloseUnauthorized, CloseDisconnected, CloseTokenExpired:
+		code = pusherCloseUnauthorized
+	default:
+		code = pusherCloseRefused
+	}
+	return code, reason, encodePusherError(int(code), reason)
+}

@@ -1,0 +1,94 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/duplexws/duplex/gateway/broker"
+	"github.com/duplexws/duplex/gateway/broker/nats"
+	"github.com/duplexws/duplex/gateway/broker/redis"
+	"github.com/duplexws/duplex/internal/testnats"
+	"github.com/duplexws/duplex/internal/testredis"
+)
+
+// TestPusherTwoNodes: two gateway nodes on one nats-server, and on one
+// redis-server. Events
+// triggered on one node reach Pusher subscribers on the other; presence
+// is the channel's across nodes: the member list on subscribe, and
+// member_added and member_removed once per user, whichever node its
+// connections are on.
+func TestPusherTwoNodes(t *testing.T) {
+	t.Run("nats", func(t *testing.T) {
+		ns := testnats.Start(t, testnats.Options{})
+		prefix := fmt.Sprintf("pusher_%d", time.Now().UnixNano())
+		testPusherTwoNodes(t, func() broker.Broker {
+			return nats.New(nats.Options{Servers: []string{ns.Addr()}, Prefix: prefix, ReconnectWait: 50 * time.Millisecond})
+		})
+	})
+	t.Run("redis", func(t *testing.T) {
+		rs := testredis.Start(t, testredis.Options{})
+		prefix := fmt.Sprintf("pusher_%d", time.Now().UnixNano())
+		testPusherTwoNodes(t, func() broker.Broker {
+			b, err := redis.New(redis.Options{Addrs: []string{rs.Addr()}, Prefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		})
+	})
+}
+
+func testPusherTwoNodes(t *testing.T, newBroker func() broker.Broker) {
+	node := func() *testServer {
+		return newPusherServer(t, func(cfg *Config) { cfg.Broker = newBroker() })
+	}
+	a, b := node(), node()
+
+	join := func(ts *testServer, user string) (*client, int) {
+		c, socket := dialPusher(t, ts, "key1")
+		data := fmt.Sprintf(`{"user_id":%q}`, user)
+		c.pusherSend("pusher:subscribe", "", map[string]any{"channel": "presence-room", "channel_data": data,
+			"auth": channelAuth("key1", "secret1", socket+":presence-room:"+data)})
+		m := c.nextEvent("pusher_internal:subscription_succeeded")
+		var d struct {
+			Presence struct {
+				Count int `json:"count"`
+			} `json:"presence"`
+		}
+		if err := json.Unmarshal([]byte(m.str("data")), &d); err != nil {
+			t.Fatal(err)
+		}
+		return c, d.Presence.Count
+	}
+	alice, n := join(a, "alice")
+	if n != 1 {
+		t.Fatalf("alice sees %d members", n)
+	}
+	bob, n := join(b, "bob")
+	if n != 2 {
+		t.Fatalf("bob, on the other node, sees %d members", n)
+	}
+	if m := alice.nextEvent("pusher_internal:member_added"); m.str("data") != `{"user_id":"bob"}` {
+		t.Fatalf("alice: %v", m)
+	}
+	// Bob's second connection, on alice's node, adds no member; when his
+	// first goes he is still there.
+	bob2, _ := join(a, "bob")
+	bob.conn.CloseNow()
+	alice.quiet(300 * time.Millisecond)
+	bob2.conn.CloseNow()
+	if m := alice.nextEvent("pusher_internal:member_removed"); m.str("data") != `{"user_id":"bob"}` {
+		t.Fatalf("alice: %v", m)
+	}
+
+	// An event triggered on node b reaches alice on node a.
+	if err := b.PusherTrigger(context.Background(), "app1", "news", []string{"presence-room"}, json.RawMessage(`"{\"n\":1}"`)); err != nil {
+		t.Fatal(err)
+	}
+	if m := alice.nextEvent("news"); m.str("data") != `{"n":1}` || m.str("channel") != "presence-room" {
+		t.Fatalf("alice: %v", m)
+	}
+}
