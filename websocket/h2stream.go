@@ -225,16 +225,21 @@ func (s *h2Stream) CloseWrite() error {
 	return s.closeWrite()
 }
 
-// Close ends the stream: a write in progress is aborted (reset), the body
-// is closed, which stops pump, and pump is waited for.
+// Close ends the stream: a write in progress gets h2WriteGrace to finish
+// (it may be the close frame, going out as the reader ends the
+// connection) and is then aborted (reset); the body is closed, which
+// stops pump, and pump is waited for. Close returns only when no write is
+// in progress: on the server, the handler that returns next ends the
+// stream, which must not happen under a write (net/http forbids it).
 func (s *h2Stream) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closed)
-		if s.writing.Load() {
+		if s.writing.Load() && !s.waitWrites(h2WriteGrace) {
 			s.abortOnce()
 		}
 		s.body.Close()
 		<-s.pumpDone
+		s.waitWrites(-1) // an aborted write returns at once
 		s.readDL.set(time.Time{})
 		s.writeDL.set(time.Time{})
 		if s.release != nil {
@@ -242,6 +247,25 @@ func (s *h2Stream) Close() error {
 		}
 	})
 	return nil
+}
+
+// h2WriteGrace is how long Close lets a write in progress finish before
+// it resets the stream to stop it.
+const h2WriteGrace = 50 * time.Millisecond
+
+// waitWrites waits up to d (d < 0: without limit) for a Write in progress
+// to return, and reports whether none is in progress. Writes that start
+// after Close has begun fail at once (closed), so this ends.
+func (s *h2Stream) waitWrites(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !s.writeMu.TryLock() {
+		if d >= 0 && time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s.writeMu.Unlock()
+	return true
 }
 
 func (s *h2Stream) LocalAddr() net.Addr  { return s.local }
