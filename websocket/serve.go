@@ -38,8 +38,9 @@ var errServeBusy = errors.New("websocket: Serve while reading, awaiting or servi
 // must not be called from onMessage: call CloseNow there, or Close in a
 // goroutine.
 //
-// Serve counts as a read for good: Read, Reader and Await fail while it
-// serves (they wait for the read lock; Serve holds it until reading ends).
+// Serve counts as a read for good: it holds the read lock until reading
+// ends, so Read and Reader wait until then (or their context ends) and
+// then fail, and Await and a second Serve return an error at once.
 // Message timeouts (AcceptOptions.MessageTimeout) do not apply to a
 // message the set is waiting for the rest of.
 func (c *Conn) Serve(onMessage func(typ MessageType, p []byte), onEnd func(err error)) error {
