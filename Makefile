@@ -155,9 +155,10 @@ bench-cluster: services
 bench-cluster-smoke: services
 	$(GO) run ./internal/clusterbench -nodes 2 -clients 200 -duration 1s -setups redis:2,nats:2 -storm 200 -storm-setups memory:1,redis:2
 
-## bench-peers: the side-by-side benchmarks against gorilla, coder, gws and
-## gobwas (peers/bench, its own module): echo, idle memory, broadcast and
-## compression memory, 3 repetitions each, about 30 minutes. Writes
+## bench-peers: the side-by-side benchmarks against gorilla, coder, gws,
+## gobwas and nbio (peers/bench, its own module): echo, idle memory,
+## broadcast, compression memory and system calls per message (perf stat),
+## 3 repetitions each, about 40 minutes. Writes
 ## docs/benchmarks/results.md, results.json and SVG charts. Not part of `test`.
 ## bench-peers-smoke: every server and case with tiny numbers, in under a
 ## minute, to prove the harness works; writes to BENCH_SMOKE_OUT.

@@ -56,17 +56,21 @@ type deflateCase struct {
 	run   func(p *rawPeer)
 }
 
-// runDeflateCases runs cases × roles × delivery modes, as runWireCases does,
-// each run on a connection negotiated as its setup says.
+// runDeflateCases runs cases × roles × transports × delivery modes, as
+// runWireCases does, each run on a connection negotiated as its setup says.
 func runDeflateCases(t *testing.T, cases []deflateCase) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, r := range c.roles.list() {
 				t.Run(r.String(), func(t *testing.T) {
-					for _, d := range deliveries {
-						t.Run(d.String(), func(t *testing.T) {
-							c.run(connectDeflate(t, r, d, c.setup))
+					for _, tr := range transports {
+						tr.subtest(t, func(t *testing.T) {
+							for _, d := range deliveries {
+								t.Run(d.String(), func(t *testing.T) {
+									c.run(connectDeflate(t, tr, r, d, c.setup))
+								})
+							}
 						})
 					}
 				})
@@ -77,12 +81,29 @@ func runDeflateCases(t *testing.T, cases []deflateCase) {
 
 // connectDeflate opens a connection between a raw peer and the library in
 // role r, negotiating as s says, and sets the raw peer up for the agreement.
-func connectDeflate(t *testing.T, r role, d delivery, s deflateSetup) *rawPeer {
+func connectDeflate(t *testing.T, tr transport, r role, d delivery, s deflateSetup) *rawPeer {
 	t.Helper()
 	cfg := endpointConfig{defaultLimit: s.defaultLimit, writeBuffer: s.writeBuffer, writerChunk: s.writerChunk, prepared: s.prepared}
 	var p *rawPeer
 	offer := ""
-	if r == roleServer {
+	switch {
+	case tr == overHTTP2 && r == roleServer:
+		cfg.compression = s.server
+		p = connectH2(t, r, d, cfg, h2Handshake{offer: s.offer})
+		got := p.h2resp.Header.Values("Sec-Websocket-Extensions")
+		if want := s.response; (want == "" && len(got) > 0) || (want != "" && (len(got) != 1 || got[0] != want)) {
+			t.Fatalf("our server answered Sec-WebSocket-Extensions %q, want %q", got, want)
+		}
+	case tr == overHTTP2:
+		cfg.compression = s.client
+		p = connectH2(t, r, d, cfg, h2Handshake{response: s.response})
+		if got := p.h2req.Header.Values("Sec-Websocket-Extensions"); !slices.Equal(got, s.offer) {
+			t.Fatalf("Dial offered Sec-WebSocket-Extensions %q, want %q", got, s.offer)
+		}
+		if s.response != "" {
+			offer = strings.Join(s.offer, ", ")
+		}
+	case r == roleServer:
 		cfg.compression = s.server
 		srv := startServerConfig(t, cfg)
 		p = srv.dial(t, d)
@@ -93,7 +114,7 @@ func connectDeflate(t *testing.T, r role, d delivery, s deflateSetup) *rawPeer {
 		resp := p.sendRequest(req)
 		checkSwitchingExtensions(t, resp, rfcAccept, s.response)
 		p.ep = srv.endpoint(t)
-	} else {
+	default:
 		cfg.compression = s.client
 		cl := startClientConfig(t, "/", cfg, nil)
 		p = cl.accept(t, d)

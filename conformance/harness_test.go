@@ -61,17 +61,22 @@ type wireCase struct {
 	run          func(p *rawPeer)
 }
 
-// runWireCases runs cases × roles × delivery modes, each run against a new
-// connection.
+// runWireCases runs cases × roles × transports × delivery modes, each run
+// against a new connection (h2_test.go: the frame rules are the same over
+// HTTP/2).
 func runWireCases(t *testing.T, cases []wireCase) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, r := range c.roles.list() {
 				t.Run(r.String(), func(t *testing.T) {
-					for _, d := range deliveries {
-						t.Run(d.String(), func(t *testing.T) {
-							c.run(connect(t, r, d, c.defaultLimit))
+					for _, tr := range transports {
+						tr.subtest(t, func(t *testing.T) {
+							for _, d := range deliveries {
+								t.Run(d.String(), func(t *testing.T) {
+									c.run(connectOver(t, tr, r, d, c.defaultLimit))
+								})
+							}
 						})
 					}
 				})
@@ -204,12 +209,20 @@ func startServer(t *testing.T, defaultLimit bool) *server {
 func startServerConfig(t *testing.T, cfg endpointConfig) *server {
 	t.Helper()
 	s := &server{endpoints: make(chan *endpoint, 1), acceptErrs: make(chan error, 1)}
+	s.srv = httptest.NewServer(s.handler(cfg))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// handler accepts with cfg and echoes, handing the endpoint over to the
+// test; on either transport it returns when the echo loop has ended.
+func (s *server) handler(cfg endpointConfig) http.Handler {
 	opts := &websocket.AcceptOptions{
 		Subprotocols:    serverSubprotocols,
 		Compression:     cfg.compression,
 		WriteBufferSize: cfg.writeBuffer,
 	}
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, opts)
 		if err != nil {
 			select {
@@ -221,9 +234,7 @@ func startServerConfig(t *testing.T, cfg endpointConfig) *server {
 		ep := newEndpoint(c, cfg)
 		s.endpoints <- ep
 		ep.echo()
-	}))
-	t.Cleanup(s.srv.Close)
-	return s
+	})
 }
 
 func (s *server) addr() string { return s.srv.Listener.Addr().String() }

@@ -26,14 +26,24 @@ type rawPeer struct {
 	t    *testing.T
 	role role // the library's role
 	mode delivery
-	conn *net.TCPConn
+	conn peerConn
 	br   *bufio.Reader
 	rng  *rand.Rand
 	ep   *endpoint
 	hs   *http.Request // the client handshake, in client role runs
 
+	h2req  *http.Request  // over HTTP/2: the client's extended CONNECT, in client role runs
+	h2resp *http.Response // over HTTP/2: our server's answer, in server role runs
+
 	deflate  *rawDeflate // the agreed permessage-deflate, or nil
 	byteEdge int         // one-byte delivery's edge for large sends; 0: byteByByteEdge
+}
+
+// peerConn is the raw peer's connection: a TCP connection, or a stream of
+// an HTTP/2 connection (h2Stream), whose CloseWrite sends END_STREAM.
+type peerConn interface {
+	net.Conn
+	CloseWrite() error
 }
 
 // masks reports whether the raw peer masks its frames: it does when it
@@ -44,8 +54,10 @@ func (p *rawPeer) masks() bool { return p.role == roleServer }
 // keys, is seeded from the test's name and $CONFORMANCE_SEED, so that a run
 // is reproducible and setting the variable draws other chunks.
 func newRawPeer(t *testing.T, r role, d delivery, conn net.Conn) *rawPeer {
-	tc := conn.(*net.TCPConn)
-	tc.SetNoDelay(true)
+	if tcp, ok := conn.(*net.TCPConn); ok {
+		tcp.SetNoDelay(true)
+	}
+	tc := conn.(peerConn)
 	h := fnv.New64a()
 	h.Write([]byte(t.Name() + "\x00" + os.Getenv("CONFORMANCE_SEED")))
 	seed := h.Sum64()

@@ -79,9 +79,22 @@ type AcceptOptions struct {
 	// Default: no limit.
 	ReadRate RateLimit
 
+	// ReadLimit is the largest message, in bytes, the Conn accepts, as if
+	// SetReadLimit had been called before the first read. Default: 0,
+	// which means DefaultReadLimit (32 KiB); negative: no limit.
+	ReadLimit int64
+
 	// Compression configures permessage-deflate (RFC 7692), used with
 	// clients that offer it. Default: disabled.
 	Compression CompressionOptions
+}
+
+// connConfig is the Conn's configuration the options give.
+func (o *AcceptOptions) connConfig() connConfig {
+	cfg := newConnConfig(o.ReadBufferSize, o.WriteBufferSize, o.PingInterval, o.PongTimeout, o.CloseTimeout)
+	cfg.limits = newReadLimits(o.MessageTimeout, o.MaxFragments, o.ReadRate)
+	cfg.readLimit = o.ReadLimit
+	return cfg
 }
 
 // Accept completes the WebSocket handshake (RFC 6455 section 4.2) of a
@@ -134,8 +147,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		http.Error(w, "websocket: the server cannot take over this connection", http.StatusInternalServerError)
 		return nil, errors.New("websocket: hijacking the connection: " + err.Error())
 	}
-	cfg := newConnConfig(opts.ReadBufferSize, opts.WriteBufferSize, opts.PingInterval, opts.PongTimeout, opts.CloseTimeout)
-	cfg.limits = newReadLimits(opts.MessageTimeout, opts.MaxFragments, opts.ReadRate)
+	cfg := opts.connConfig()
 
 	resp := appendResponse(nil, r.Header.Get("Sec-WebSocket-Key"), subprotocol, extHeader, w.Header())
 	netConn.SetWriteDeadline(time.Now().Add(cfg.closeTimeout))
@@ -146,7 +158,19 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	netConn.SetWriteDeadline(time.Time{})
 	c := newConn(netConn, buffered(brw.Reader), false, subprotocol, cfg)
 	c.comp = comp
+	releaseHijacked(brw)
 	return c, nil
+}
+
+// releaseHijacked frees the buffers of the bufio.Reader and Writer that
+// Hijack handed over. net/http keeps pointers to both, 4 KiB each, for as
+// long as the handler runs, which in the common pattern (Accept, then Read
+// in a loop) is the life of the connection: 8 KiB of every idle
+// connection. They are ours after Hijack, and net/http does nothing more
+// with them; the Conn has copied what the reader held (buffered).
+func releaseHijacked(brw *bufio.ReadWriter) {
+	*brw.Reader = bufio.Reader{}
+	*brw.Writer = bufio.Writer{}
 }
 
 // checkClientHandshake checks a request against section 4.2.1. It returns

@@ -48,10 +48,12 @@ type CompressionOptions struct {
 	// Default: 1, since a busy server pays CPU for every message.
 	Level int
 
-	// Threshold is the size under which a message written with Write or
-	// WritePrepared goes uncompressed: compressing a few bytes costs more
-	// than it saves. A Writer does not know the size beforehand and always
-	// compresses. Default: 128 bytes; a negative value compresses all.
+	// Threshold is the size under which a message goes uncompressed:
+	// compressing a few bytes costs more than it saves. A Writer holds the
+	// start of a message until it reaches the threshold (or the write
+	// buffer's size, if that is smaller), and sends it uncompressed if it
+	// is closed before. Default: 128 bytes; a negative value compresses
+	// all.
 	Threshold int
 
 	// ServerMaxWindowBits (8 to 15) caps the window the server compresses

@@ -131,3 +131,56 @@ func TestCompressionBomb(t *testing.T) {
 		t.Fatalf("client Read = %v, want close 1009", err)
 	}
 }
+
+// A Writer honours the threshold as Write does: a message closed under it
+// goes out plain, however many writes made it, and one that reaches it is
+// compressed from its first frame, the held bytes included.
+func TestWriterThreshold(t *testing.T) {
+	ctx := context.Background()
+	send := func(t *testing.T, from, to *Conn, msg []byte) int64 {
+		t.Helper()
+		w, err := from.Writer(ctx, MessageText)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := msg; len(p) > 0; p = p[min(len(p), 10):] {
+			if _, err := w.Write(p[:min(len(p), 10)]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := to.Read(ctx); err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("Read: %q, %v", got, err)
+		}
+		return to.msgSize
+	}
+	msg := bytes.Repeat([]byte("a"), 4<<10)
+	t.Run("default", func(t *testing.T) {
+		opts := CompressionOptions{Mode: CompressionContextTakeover}
+		client, server := newPair(t, &AcceptOptions{Compression: opts}, &DialOptions{Compression: opts})
+		for _, size := range []int{0, 16, DefaultCompressionThreshold - 1} {
+			if wire := send(t, server, client, msg[:size]); wire != int64(size) {
+				t.Errorf("%d bytes under the threshold: %d on the wire, want them plain", size, wire)
+			}
+		}
+		for _, size := range []int{DefaultCompressionThreshold, 4 << 10} {
+			if wire := send(t, server, client, msg[:size]); wire >= int64(size)/2 {
+				t.Errorf("%d bytes: %d on the wire, want them compressed", size, wire)
+			}
+		}
+		// The plain messages left the compressor's history alone: the
+		// peer still inflates what follows.
+		if wire := send(t, client, server, msg[:1000]); wire >= 500 {
+			t.Errorf("client's 1000 bytes: %d on the wire", wire)
+		}
+	})
+	t.Run("compressAll", func(t *testing.T) {
+		opts := CompressionOptions{Mode: CompressionContextTakeover, Threshold: -1}
+		client, server := newPair(t, &AcceptOptions{Compression: opts}, &DialOptions{Compression: opts})
+		if wire := send(t, server, client, msg[:64]); wire >= 32 {
+			t.Errorf("64 bytes with Threshold -1: %d on the wire, want them compressed", wire)
+		}
+	})
+}

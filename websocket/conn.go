@@ -1,6 +1,7 @@
 package websocket
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"errors"
@@ -15,8 +16,8 @@ import (
 	"github.com/duplexws/duplex/internal/frame"
 )
 
-// DefaultReadLimit is the largest message a Conn accepts until SetReadLimit
-// says otherwise.
+// DefaultReadLimit is the largest message a Conn accepts unless the
+// options' ReadLimit or SetReadLimit says otherwise.
 const DefaultReadLimit = 32 << 10
 
 // Defaults of the options shared by Accept and Dial.
@@ -35,6 +36,7 @@ type connConfig struct {
 	pongTimeout     time.Duration
 	closeTimeout    time.Duration
 	limits          readLimits
+	readLimit       int64 // 0: DefaultReadLimit
 }
 
 func newConnConfig(readSize, writeSize int, pingInterval, pongTimeout, closeTimeout time.Duration) connConfig {
@@ -163,7 +165,7 @@ func newConn(netConn net.Conn, early []byte, client bool, subprotocol string, cf
 		closed:      make(chan struct{}),
 		peerClosed:  make(chan struct{}),
 	}
-	c.readLimit.Store(DefaultReadLimit)
+	c.readLimit.Store(cmp.Or(cfg.readLimit, DefaultReadLimit))
 	c.rate = newReadRate(cfg.limits.rate)
 	c.br.onWait = c.waitingForPeer
 	c.reader.c = c
@@ -184,7 +186,8 @@ func newConn(netConn net.Conn, early []byte, client bool, subprotocol string, cf
 func (c *Conn) Subprotocol() string { return c.subprotocol }
 
 // SetReadLimit sets the largest message, in bytes, that Read and Reader
-// accept; DefaultReadLimit (32 KiB) applies until it is called. A message
+// accept; the ReadLimit of the options, or DefaultReadLimit (32 KiB),
+// applies until it is called. A message
 // whose frames announce more fails the connection with StatusMessageTooBig
 // as soon as the header of the frame that crosses the limit arrives, before
 // its payload is read. A negative limit removes it.

@@ -46,10 +46,10 @@ type DialOptions struct {
 	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// ReadBufferSize, WriteBufferSize, PingInterval, PongTimeout,
-	// CloseTimeout, MessageTimeout, MaxFragments and ReadRate mean what
-	// they mean in AcceptOptions, with the same defaults: 4096, 4096, no
-	// keepalive, PingInterval, 5 seconds, 1 minute, 1,024 (or one per 256
-	// bytes of the read limit), no rate limit.
+	// CloseTimeout, MessageTimeout, MaxFragments, ReadRate and ReadLimit
+	// mean what they mean in AcceptOptions, with the same defaults: 4096,
+	// 4096, no keepalive, PingInterval, 5 seconds, 1 minute, 1,024 (or one
+	// per 256 bytes of the read limit), no rate limit, DefaultReadLimit.
 	ReadBufferSize  int
 	WriteBufferSize int
 	PingInterval    time.Duration
@@ -58,6 +58,7 @@ type DialOptions struct {
 	MessageTimeout  time.Duration
 	MaxFragments    int
 	ReadRate        RateLimit
+	ReadLimit       int64
 
 	// Compression configures permessage-deflate (RFC 7692): what to offer.
 	// The server may decline it. Default: disabled, nothing offered.
@@ -79,6 +80,14 @@ type DialOptions struct {
 	// Transport can when built with the http2legacy tag (without it, in Go
 	// 1.27, it hands requests to net/http's). Default: nil, HTTP/1.1.
 	HTTP2Transport http.RoundTripper
+}
+
+// connConfig is the Conn's configuration the options give.
+func (o *DialOptions) connConfig() connConfig {
+	cfg := newConnConfig(o.ReadBufferSize, o.WriteBufferSize, o.PingInterval, o.PongTimeout, o.CloseTimeout)
+	cfg.limits = newReadLimits(o.MessageTimeout, o.MaxFragments, o.ReadRate)
+	cfg.readLimit = o.ReadLimit
+	return cfg
 }
 
 // Dial opens a WebSocket connection to a ws:// or wss:// URL (http:// and
@@ -135,8 +144,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 		return nil, nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { netConn.SetDeadline(aLongTimeAgo) })
-	cfg := newConnConfig(opts.ReadBufferSize, opts.WriteBufferSize, opts.PingInterval, opts.PongTimeout, opts.CloseTimeout)
-	cfg.limits = newReadLimits(opts.MessageTimeout, opts.MaxFragments, opts.ReadRate)
+	cfg := opts.connConfig()
 	br, resp, comp, err := handshake(netConn, u, client.Jar, opts, cfg.readBufferSize)
 	if !stop() || ctx.Err() != nil {
 		netConn.Close()
@@ -203,13 +211,13 @@ func handshake(netConn net.Conn, u *url.URL, jar http.CookieJar, opts *DialOptio
 	}
 	req.Header.Set("Upgrade", "websocket")
 	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Sec-WebSocket-Key", key)
-	req.Header.Set("Sec-WebSocket-Version", "13")
+	setRaw(req.Header, "Sec-WebSocket-Key", key)
+	setRaw(req.Header, "Sec-WebSocket-Version", "13")
 	if len(opts.Subprotocols) > 0 {
-		req.Header.Set("Sec-WebSocket-Protocol", strings.Join(opts.Subprotocols, ", "))
+		setRaw(req.Header, "Sec-WebSocket-Protocol", strings.Join(opts.Subprotocols, ", "))
 	}
 	if offer := clientOffer(&opts.Compression); offer != "" {
-		req.Header.Set("Sec-WebSocket-Extensions", offer)
+		setRaw(req.Header, "Sec-WebSocket-Extensions", offer)
 	}
 	if jar != nil {
 		for _, c := range jar.Cookies(u) {
@@ -411,4 +419,13 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	return p.r.Read(b)
+}
+
+// setRaw sets a header under the spelling RFC 6455 gives it
+// ("Sec-WebSocket-Key", where Go's canonical form is "Sec-Websocket-Key"),
+// for peers and proxies that compare names case-sensitively, replacing a
+// value the caller's HTTPHeader held under either spelling.
+func setRaw(h http.Header, name, value string) {
+	h.Del(name)
+	h[name] = []string{value}
 }

@@ -628,3 +628,39 @@ func TestDialProxyFromEnvironment(t *testing.T) {
 		})
 	}
 }
+
+// The handshake's own headers go out in RFC 6455's spelling, for peers that
+// compare names case-sensitively, and a caller's HTTPHeader under Go's
+// spelling does not duplicate them.
+func TestDialHeaderSpelling(t *testing.T) {
+	head := make(chan string, 1)
+	addr := hsRawServer(t, func(c net.Conn) {
+		var b strings.Builder
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			b.WriteString(line)
+			if err != nil || line == "\r\n" {
+				break
+			}
+		}
+		head <- b.String()
+		io.Copy(io.Discard, c)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	Dial(ctx, "ws://"+addr+"/", &DialOptions{
+		Subprotocols: []string{"chat"},
+		Compression:  CompressionOptions{Mode: CompressionContextTakeover},
+		HTTPHeader:   http.Header{"Sec-Websocket-Protocol": {"spoofed"}},
+	})
+	got := <-head
+	for _, name := range []string{"Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions"} {
+		if n := strings.Count(got, "\r\n"+name+": "); n != 1 {
+			t.Errorf("%s sent %d times in this spelling:\n%s", name, n, got)
+		}
+	}
+	if strings.Contains(strings.ToLower(got), "spoofed") || strings.Count(strings.ToLower(got), "sec-websocket-protocol:") != 1 {
+		t.Errorf("the caller's header duplicated or replaced the offer:\n%s", got)
+	}
+}

@@ -98,106 +98,115 @@ const (
 // connection, a close frame with the code it reports as the last thing it
 // sent.
 func FuzzConnRead(f *testing.F) {
-	f.Fuzz(func(t *testing.T, input []byte) {
-		if len(input) < 2 {
-			return
-		}
-		flags, limit, data := input[0], int64(input[1])*8, input[2:]
-		client := flags&fuzzClient != 0
-		fc := &fuzzConn{in: data}
-		switch flags & fuzzChunkMask >> 1 {
-		case 1:
-			fc.sizes, fc.maxLen = []byte{0}, 1
-		case 2:
-			fc.sizes, fc.maxLen = data, 256
-		case 3:
-			fc.sizes, fc.maxLen = data, 7
-		}
-		readSize := 0
-		if flags&fuzzSmallBufio != 0 {
-			readSize = minBufferSize
-		}
-		cfg := newConnConfig(readSize, 0, 0, 0, 50*time.Millisecond)
-		c := newConn(fc, nil, client, "", cfg)
-		defer c.CloseNow()
-		c.SetReadLimit(limit)
-		if flags&fuzzCompress != 0 {
-			p := deflate.Params{ServerNoContextTakeover: true, ClientNoContextTakeover: true, ServerMaxWindowBits: 15, ClientMaxWindowBits: 15}
-			mode := CompressionNoContextTakeover
-			if flags&fuzzTakeover != 0 {
-				p = deflate.Params{ServerMaxWindowBits: 9, ClientMaxWindowBits: 9}
-				mode = CompressionContextTakeover
-			}
-			c.comp = newCompression(p, !client, &CompressionOptions{Mode: mode})
-		}
+	f.Fuzz(func(t *testing.T, input []byte) { checkConnRead(t, input, nil) })
+}
 
-		ctx := context.Background()
-		buf := make([]byte, 100)
-		var err error
-		messages := 0
-		for ; ; messages++ {
-			var typ MessageType
-			var msg []byte
-			if flags&fuzzUseReader != 0 {
-				var r io.Reader
-				typ, r, err = c.Reader(ctx)
-				if err == nil {
-					msg, err = readAllSmall(r, buf, limit)
-				}
-			} else {
-				typ, msg, err = c.Read(ctx)
-			}
-			if err != nil {
-				break
-			}
-			if int64(len(msg)) > limit {
-				t.Fatalf("a message of %d bytes passed the read limit of %d", len(msg), limit)
-			}
-			if typ == MessageText && !utf8.Valid(msg) {
-				t.Fatalf("a text message of invalid UTF-8 passed: %q", msg)
-			}
-			if typ != MessageText && typ != MessageBinary {
-				t.Fatalf("a message of type %v", typ)
-			}
+// checkConnRead is FuzzConnRead's check of one input. overStream, when not
+// nil, puts the Conn over what it makes of the fuzzConn, such as an
+// HTTP/2 stream (fuzz_h2_test.go), instead of over the fuzzConn itself.
+func checkConnRead(t *testing.T, input []byte, overStream func(fc *fuzzConn, client bool) net.Conn) {
+	if len(input) < 2 {
+		return
+	}
+	flags, limit, data := input[0], int64(input[1])*8, input[2:]
+	client := flags&fuzzClient != 0
+	fc := &fuzzConn{in: data}
+	switch flags & fuzzChunkMask >> 1 {
+	case 1:
+		fc.sizes, fc.maxLen = []byte{0}, 1
+	case 2:
+		fc.sizes, fc.maxLen = data, 256
+	case 3:
+		fc.sizes, fc.maxLen = data, 7
+	}
+	readSize := 0
+	if flags&fuzzSmallBufio != 0 {
+		readSize = minBufferSize
+	}
+	cfg := newConnConfig(readSize, 0, 0, 0, 50*time.Millisecond)
+	var netConn net.Conn = fc
+	if overStream != nil {
+		netConn = overStream(fc, client)
+	}
+	c := newConn(netConn, nil, client, "", cfg)
+	defer c.CloseNow()
+	c.SetReadLimit(limit)
+	if flags&fuzzCompress != 0 {
+		p := deflate.Params{ServerNoContextTakeover: true, ClientNoContextTakeover: true, ServerMaxWindowBits: 15, ClientMaxWindowBits: 15}
+		mode := CompressionNoContextTakeover
+		if flags&fuzzTakeover != 0 {
+			p = deflate.Params{ServerMaxWindowBits: 9, ClientMaxWindowBits: 9}
+			mode = CompressionContextTakeover
 		}
+		c.comp = newCompression(p, !client, &CompressionOptions{Mode: mode})
+	}
 
-		t.Logf("%s: %d messages, then %v", roleName(client), messages, err)
+	ctx := context.Background()
+	buf := make([]byte, 100)
+	var err error
+	messages := 0
+	for ; ; messages++ {
+		var typ MessageType
+		var msg []byte
+		if flags&fuzzUseReader != 0 {
+			var r io.Reader
+			typ, r, err = c.Reader(ctx)
+			if err == nil {
+				msg, err = readAllSmall(r, buf, limit)
+			}
+		} else {
+			typ, msg, err = c.Read(ctx)
+		}
+		if err != nil {
+			break
+		}
+		if int64(len(msg)) > limit {
+			t.Fatalf("a message of %d bytes passed the read limit of %d", len(msg), limit)
+		}
+		if typ == MessageText && !utf8.Valid(msg) {
+			t.Fatalf("a text message of invalid UTF-8 passed: %q", msg)
+		}
+		if typ != MessageText && typ != MessageBinary {
+			t.Fatalf("a message of type %v", typ)
+		}
+	}
 
-		// What the Conn sent must be frames of its role; after a failure or
-		// the peer's close, the last is a close frame with the code.
-		sent := bufio.NewReader(bytes.NewReader(fc.written()))
-		var last frame.Header
-		var lastPayload []byte
-		for !atEOF(sent) {
-			h, p, ferr := readTestFrame(sent)
-			if ferr != nil {
-				t.Fatalf("the Conn sent a malformed frame: %v", ferr)
-			}
-			if h.Masked != client {
-				t.Fatalf("the Conn sent a frame with masked = %v as %s", h.Masked, roleName(client))
-			}
-			last, lastPayload = h, p
+	t.Logf("%s: %d messages, then %v", roleName(client), messages, err)
+
+	// What the Conn sent must be frames of its role; after a failure or
+	// the peer's close, the last is a close frame with the code.
+	sent := bufio.NewReader(bytes.NewReader(fc.written()))
+	var last frame.Header
+	var lastPayload []byte
+	for !atEOF(sent) {
+		h, p, ferr := readTestFrame(sent)
+		if ferr != nil {
+			t.Fatalf("the Conn sent a malformed frame: %v", ferr)
 		}
-		var pe *ProtocolError
-		var ce *CloseError
-		switch {
-		case errors.As(err, &pe):
-			if last.Opcode != frame.OpClose {
-				t.Fatalf("failed with %v, but the last frame sent is %v", err, last.Opcode)
-			}
-			if code, _, _ := frame.ParseClosePayload(lastPayload); StatusCode(code) != pe.Code {
-				t.Fatalf("failed with code %d, but sent a close frame with %d", pe.Code, code)
-			}
-		case errors.As(err, &ce):
-			if last.Opcode != frame.OpClose {
-				t.Fatalf("the peer closed (%v), but the last frame sent is %v", err, last.Opcode)
-			}
-			want := uint16(ce.Code)
-			if code, _, _ := frame.ParseClosePayload(lastPayload); code != want {
-				t.Fatalf("the peer closed with %d, answered with %d", want, code)
-			}
+		if h.Masked != client {
+			t.Fatalf("the Conn sent a frame with masked = %v as %s", h.Masked, roleName(client))
 		}
-	})
+		last, lastPayload = h, p
+	}
+	var pe *ProtocolError
+	var ce *CloseError
+	switch {
+	case errors.As(err, &pe):
+		if last.Opcode != frame.OpClose {
+			t.Fatalf("failed with %v, but the last frame sent is %v", err, last.Opcode)
+		}
+		if code, _, _ := frame.ParseClosePayload(lastPayload); StatusCode(code) != pe.Code {
+			t.Fatalf("failed with code %d, but sent a close frame with %d", pe.Code, code)
+		}
+	case errors.As(err, &ce):
+		if last.Opcode != frame.OpClose {
+			t.Fatalf("the peer closed (%v), but the last frame sent is %v", err, last.Opcode)
+		}
+		want := uint16(ce.Code)
+		if code, _, _ := frame.ParseClosePayload(lastPayload); code != want {
+			t.Fatalf("the peer closed with %d, answered with %d", want, code)
+		}
+	}
 }
 
 // readAllSmall reads r to its end in small pieces, failing beyond limit.

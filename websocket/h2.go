@@ -37,8 +37,7 @@ func acceptHTTP2(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*
 	}
 	subprotocol := selectSubprotocol(r.Header, opts.Subprotocols)
 	comp, extHeader := negotiateServer(r.Header, &opts.Compression)
-	cfg := newConnConfig(opts.ReadBufferSize, opts.WriteBufferSize, opts.PingInterval, opts.PongTimeout, opts.CloseTimeout)
-	cfg.limits = newReadLimits(opts.MessageTimeout, opts.MaxFragments, opts.ReadRate)
+	cfg := opts.connConfig()
 
 	h := w.Header()
 	for _, name := range []string{"Upgrade", "Connection", "Sec-Websocket-Accept", "Content-Length", "Transfer-Encoding"} {
@@ -107,8 +106,7 @@ func dialHTTP2(ctx context.Context, u *url.URL, client *http.Client, rt http.Rou
 	if opts.TLSConfig != nil || opts.NetDialContext != nil {
 		return nil, nil, errors.New("websocket: with DialOptions.HTTP2Transport, set TLS and dialling on that transport, not in TLSConfig or NetDialContext")
 	}
-	cfg := newConnConfig(opts.ReadBufferSize, opts.WriteBufferSize, opts.PingInterval, opts.PongTimeout, opts.CloseTimeout)
-	cfg.limits = newReadLimits(opts.MessageTimeout, opts.MaxFragments, opts.ReadRate)
+	cfg := opts.connConfig()
 
 	// The request's context governs the stream for as long as it lives,
 	// so it is not ctx, which bounds only the handshake.

@@ -368,3 +368,28 @@ func TestReadRateBuckets(t *testing.T) {
 		t.Fatal("the zero RateLimit made a limiter")
 	}
 }
+
+// The options' ReadLimit holds from the first message, in both roles: a
+// 48 KiB message passes both ways where the default 32 KiB would refuse it,
+// and a message over the server's limit fails with StatusMessageTooBig.
+func TestReadLimitOption(t *testing.T) {
+	const limit = 64 << 10
+	_, wsURL := hsStart(t, hsServerConfig{accept: &AcceptOptions{ReadLimit: limit}})
+	c, _ := hsDial(t, wsURL, &DialOptions{ReadLimit: limit})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msg := bytes.Repeat([]byte("x"), 48<<10)
+	if err := c.Write(ctx, MessageBinary, msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := c.Read(ctx); err != nil || len(got) != len(msg) {
+		t.Fatalf("48 KiB echo: %d bytes, %v", len(got), err)
+	}
+	if err := c.Write(ctx, MessageBinary, make([]byte, limit+1)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := c.Read(ctx)
+	if got := CloseStatus(err); got != StatusMessageTooBig {
+		t.Fatalf("a message over the server's ReadLimit: %v (status %v), want %v", err, got, StatusMessageTooBig)
+	}
+}

@@ -78,12 +78,17 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 	w.op = frame.Opcode(typ)
 	w.rsv = 0
 	w.open = true
-	if c.comp != nil && !plain {
-		w.mc = c.comp.out.BeginMessage()
-		w.rsv = frame.RSV1
-		w.buf = compressBuffers.Get().(*[]byte)
-	} else {
+	w.held = false
+	switch {
+	case c.comp == nil || plain:
 		w.buf = c.writePool.get()
+	case c.comp.threshold > 0:
+		// Held plain until it reaches the threshold, so that a short
+		// message goes out uncompressed, as with Write.
+		w.held = true
+		w.buf = c.writePool.get()
+	default:
+		w.beginCompression()
 	}
 	return w, nil
 }
@@ -98,12 +103,33 @@ type messageWriter struct {
 	buf  *[]byte                    // payload waiting for the next frame
 	mc   *deflate.MessageCompressor // nil unless the message is compressed
 	open bool
+	held bool // compression agreed, but the message is still under the threshold and held in buf, plain
+}
+
+// beginCompression makes the message a compressed one, from its first frame.
+func (w *messageWriter) beginCompression() {
+	w.mc = w.c.comp.out.BeginMessage()
+	w.rsv = frame.RSV1
+	w.buf = compressBuffers.Get().(*[]byte)
 }
 
 // Write buffers p and sends every full buffer as a frame.
 func (w *messageWriter) Write(p []byte) (int, error) {
 	if !w.open {
 		return 0, errWriterClosed
+	}
+	if w.held {
+		b := *w.buf
+		if len(b)+len(p) < w.c.comp.threshold && len(b)+len(p) <= cap(b)-frame.MaxHeaderSize {
+			*w.buf = append(b, p...)
+			return len(p), nil
+		}
+		w.held = false
+		plainBuf := w.buf
+		w.beginCompression()
+		*w.buf = w.mc.Write(*w.buf, b)
+		*plainBuf = b[:0]
+		w.c.writePool.put(plainBuf)
 	}
 	if w.mc != nil {
 		*w.buf = w.mc.Write(*w.buf, p)
@@ -180,9 +206,12 @@ func (w *messageWriter) Close() error {
 		compressBuffers.Put(w.buf)
 		w.mc = nil
 	} else {
+		// Also a message held under the compression threshold: it goes
+		// out whole, uncompressed.
 		err = w.send(true, *w.buf)
 		w.c.writePool.put(w.buf)
 	}
+	w.held = false
 	w.open = false
 	w.buf, w.ctx = nil, nil
 	w.c.msgMu.unlock()

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/duplexws/duplex/internal/h2client"
 	"github.com/duplexws/duplex/websocket"
 )
 
@@ -40,6 +41,7 @@ type benchConfig struct {
 	messages    int     // per connection; 0 for no limit
 	duration    time.Duration
 	localAddrs  int // source addresses 127.0.0.1 to 127.0.0.localAddrs; 0 lets the system choose
+	http2Conns  int // with --http2, WebSockets per TCP connection (bench_h2.go)
 
 	sub *subscribeConfig // --mode subscribe; nil in echo mode
 }
@@ -60,6 +62,7 @@ type bench struct {
 	errors map[string]*benchErrorCount
 
 	sub *subscribeRun // --mode subscribe; nil in echo mode
+	h2  *benchH2      // --http2; nil without
 }
 
 type benchErrorCount struct {
@@ -69,6 +72,9 @@ type benchErrorCount struct {
 
 func newBench(cfg *benchConfig) *bench {
 	b := &bench{cfg: cfg, start: time.Now(), errors: make(map[string]*benchErrorCount)}
+	if cfg.dialer.http2 != http2Off {
+		b.h2 = &benchH2{streamsPerConn: cfg.http2Conns, transports: map[int]*h2client.Transport{}}
+	}
 	if cfg.sub != nil {
 		b.sub = newSubscribeRun(cfg.sub, cfg.sub.channelCount(cfg.connections), cfg.size)
 		return b
@@ -146,9 +152,15 @@ func (b *bench) connection(sendCtx, ioCtx context.Context, i int) {
 // closed with b.open.Add(-1). It returns nil when the dial fails, counted
 // as a failure unless ctx ended (then the bench is over, not the server).
 func (b *bench) dial(ctx context.Context, i int) *websocket.Conn {
-	opts, dialURL := b.cfg.dialer.options(b.netDial(i), nil)
-	opts.CloseTimeout = benchCloseTimeout
-	c, _, err := b.cfg.dialer.dial(ctx, opts, dialURL)
+	var c *websocket.Conn
+	var err error
+	if b.h2 != nil {
+		c, err = b.dialH2(ctx, i)
+	} else {
+		opts, dialURL := b.cfg.dialer.options(b.netDial(i), nil)
+		opts.CloseTimeout = benchCloseTimeout
+		c, _, err = b.cfg.dialer.dial(ctx, opts, dialURL)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			b.failed.Add(1)

@@ -24,6 +24,7 @@ type benchFlags struct {
 	messages    int
 	duration    time.Duration
 	localAddrs  int
+	http2Conns  int
 	progress    time.Duration
 	json        bool
 
@@ -94,10 +95,19 @@ a wrong command line.
 A client has about 28,000 ports to connect from to one server address.
 --local-addrs N spreads the connections over the source addresses
 127.0.0.1 to 127.0.0.N, each with its own ports, for servers on a
-loopback address.`,
+loopback address.
+
+--http2 opens each WebSocket as a stream of an HTTP/2 connection (RFC
+8441 extended CONNECT; wss:// only, see duplex connect --help): connection
+i is a stream of TCP connection i/--http2-streams (default 100 streams
+each), so -c 1000 is 1,000 WebSockets on 10 TCP and TLS connections,
+more only when the server allows fewer streams on one. The report says
+how many streams ran on how many TCP connections, and, with
+--http2=fallback, how many connections fell back to HTTP/1.1.`,
 		Example: `  duplex bench ws://127.0.0.1:9001
   duplex bench --connections 1000 --connect-rate 500 --message-rate 10 --duration 30s ws://127.0.0.1:9001
   duplex bench --connections 60000 --local-addrs 4 --size 16 --duration 1m ws://127.0.0.1:9001
+  duplex bench --http2 --http2-streams 250 -c 1000 --ca ca.pem wss://127.0.0.1:9443
   duplex bench --connections 4 --messages 1000 --json ws://127.0.0.1:9001 | jq .latency_ns.p99
   duplex bench --mode subscribe -c 1000 --channel demo:bench --rate 10 --duration 30s ws://127.0.0.1:8080
   duplex bench --mode subscribe -c 10000 --channel-prefix demo:c --rate 1 --local-addrs 2 ws://127.0.0.1:8080
@@ -122,6 +132,8 @@ loopback address.`,
 	fl.DurationVarP(&f.duration, "duration", "d", 10*time.Second, "how long the bench may run, at most 24h")
 	fl.IntVar(&f.localAddrs, "local-addrs", 0,
 		"connect from the source addresses 127.0.0.1 to 127.0.0.`N` in turn\n(loopback servers only); 0 lets the system choose")
+	fl.IntVar(&f.http2Conns, "http2-streams", DefaultBenchHTTP2Streams,
+		"with --http2, put up to `N` WebSockets on one TCP connection, as streams:\nconnection i on TCP connection i/N")
 	fl.DurationVar(&f.progress, "progress", time.Second, "write a progress line to stderr this often; 0 for never")
 	fl.BoolVar(&f.json, "json", false, "write the report as JSON")
 	fl.StringArrayVar(&f.channels, "channel", nil,
@@ -187,6 +199,10 @@ func (f *benchFlags) config(rawURL string, changed func(string) bool) (*benchCon
 		return nil, usageError{fmt.Errorf("--local-addrs needs a server on a loopback address, not %q", d.url.Hostname())}
 	case f.progress < 0:
 		return nil, usageError{fmt.Errorf("--progress must be 0 or more, not %v", f.progress)}
+	case f.http2Conns < 1:
+		return nil, usageError{fmt.Errorf("--http2-streams must be 1 or more, not %d", f.http2Conns)}
+	case changed("http2-streams") && d.http2 == http2Off:
+		return nil, usageError{errors.New("--http2-streams needs --http2")}
 	}
 	cfg := &benchConfig{
 		dialer:      d,
@@ -198,6 +214,7 @@ func (f *benchFlags) config(rawURL string, changed func(string) bool) (*benchCon
 		messages:    f.messages,
 		duration:    f.duration,
 		localAddrs:  f.localAddrs,
+		http2Conns:  f.http2Conns,
 	}
 	if f.mode == "subscribe" {
 		gatewayPath(d.url)
@@ -277,6 +294,9 @@ func runBench(cmd *cobra.Command, rawURL string, f *benchFlags) error {
 		elapsed = b.run(cmd.Context())
 	}
 	stopProgress()
+	if b.h2 != nil {
+		b.h2.close() // every WebSocket has closed
+	}
 
 	r := b.report(elapsed)
 	if f.json {

@@ -24,6 +24,7 @@ type benchReport struct {
 		PeakOpen   int64 `json:"peak_open"`
 	} `json:"connections"`
 
+	HTTP2        *benchHTTP2Report     `json:"http2,omitempty"`        // --http2
 	Subscribe    *benchSubscribeReport `json:"subscribe,omitempty"`    // subscribe mode
 	Publications *benchPublications    `json:"publications,omitempty"` // subscribe mode
 	Deliveries   *benchDeliveries      `json:"deliveries,omitempty"`   // subscribe mode
@@ -100,6 +101,9 @@ func (b *bench) report(elapsed time.Duration) *benchReport {
 	r.Connections.Failed = b.failed.Load()
 	r.Connections.NotStarted = int64(b.cfg.connections) - b.started.Load()
 	r.Connections.PeakOpen = b.peakOpen.Load()
+	if b.h2 != nil {
+		r.HTTP2 = b.h2.report()
+	}
 	r.Bytes.Sent = b.bytesSent.Load()
 	r.Bytes.Received = b.bytesReceived.Load()
 	perSecond := func(n int64) float64 {
@@ -202,6 +206,9 @@ func (r *benchReport) writeEchoHead(b *strings.Builder) {
 		fmt.Fprintf(b, ", %d not started", c.NotStarted)
 	}
 	fmt.Fprintf(b, "; at most %d open at once\n", c.PeakOpen)
+	if r.HTTP2 != nil {
+		r.HTTP2.writeText(b)
+	}
 	m := r.Messages
 	fmt.Fprintf(b, "messages     %d sent, %d echoed, %d unanswered\n", m.Sent, m.Received, m.Unanswered)
 	fmt.Fprintf(b, "throughput   %.1f messages/s, %s/s echoed, over %.2fs\n",
@@ -238,6 +245,9 @@ func (r *benchReport) writeSubscribeHead(b *strings.Builder) {
 		fmt.Fprintf(b, ", %d not started", c.NotStarted)
 	}
 	fmt.Fprintf(b, ", %d subscribed in %.2fs; at most %d open at once\n", s.Subscribed, s.ConnectSeconds, c.PeakOpen)
+	if r.HTTP2 != nil {
+		r.HTTP2.writeText(b)
+	}
 	p := r.Publications
 	fmt.Fprintf(b, "publications %d published, %d failed, in %d API requests: %.1f/s\n", p.Sent, p.Failed, p.Requests, p.PerSecond)
 	d := r.Deliveries

@@ -35,6 +35,7 @@ type opened struct {
 	resp            *http.Response
 	stdin           io.Reader
 	inFile, outFile *os.File // nil when not a terminal
+	release         func()   // after the connection has closed: ends an HTTP/2 connection
 }
 
 // open dials with d as the flags say and returns the session, not yet
@@ -48,10 +49,28 @@ func (f *connectFlags) open(cmd *cobra.Command, d *dialer) (*opened, error) {
 	if f.trace {
 		trace = newTracer(con)
 	}
-	opts, dialURL := d.options((&net.Dialer{}).DialContext, trace)
-	opts.PingInterval = f.pingInterval
-	conn, resp, err := d.dial(cmd.Context(), opts, dialURL)
+	netDial := (&net.Dialer{}).DialContext
+	var conn *websocket.Conn
+	var resp *http.Response
+	var err error
+	release := func() {}
+	if d.http2 != http2Off {
+		tr := d.h2Transport(netDial, trace, 0)
+		release = func() { tr.Close() }
+		var fellBack error
+		conn, resp, fellBack, err = d.dialH2(cmd.Context(), tr,
+			func(opts *websocket.DialOptions) { opts.PingInterval = f.pingInterval },
+			func() (*websocket.DialOptions, string) { return d.options(netDial, trace) })
+		if fellBack != nil && err == nil {
+			con.printf("-- connected over HTTP/1.1: the server does not take WebSockets over HTTP/2 (%v)", fellBack)
+		}
+	} else {
+		opts, dialURL := d.options(netDial, trace)
+		opts.PingInterval = f.pingInterval
+		conn, resp, err = d.dial(cmd.Context(), opts, dialURL)
+	}
 	if err != nil {
+		release()
 		return nil, handshakeError(err, resp)
 	}
 	conn.SetReadLimit(f.readLimit)
@@ -66,6 +85,7 @@ func (f *connectFlags) open(cmd *cobra.Command, d *dialer) (*opened, error) {
 			activity:    make(chan struct{}, 1),
 		},
 		resp: resp, stdin: stdin, inFile: inFile, outFile: outFile,
+		release: release,
 	}, nil
 }
 
@@ -92,6 +112,7 @@ func runConnect(cmd *cobra.Command, rawURL string, f *connectFlags) error {
 	if err != nil {
 		return err
 	}
+	defer o.release()
 	s, conn := o.session, o.session.conn
 	defer conn.CloseNow()
 	if f.binary {

@@ -91,6 +91,16 @@ For wss:// through a proxy, TLS runs inside the proxy's tunnel and only
 byte counts can be shown. Authorization, Proxy-Authorization, Cookie and
 Set-Cookie values are shown as their length only.
 
+--http2 opens the WebSocket as a stream of an HTTP/2 connection (RFC
+8441: an extended CONNECT with :protocol websocket), over TLS (wss://),
+not through a proxy. The server must choose h2 in TLS's ALPN and send
+SETTINGS_ENABLE_CONNECT_PROTOCOL; if it does not, --http2 (or
+--http2=only) fails saying which, and --http2=fallback connects over
+HTTP/1.1 and says why on stderr. With --trace, the HTTP/2 side shows
+instead of the HTTP/1.1 handshake: the server's SETTINGS, the stream id,
+the request's pseudo-headers and headers and the response's, END_STREAM
+and RST_STREAM; the WebSocket frames in the stream's DATA show as above.
+
 Exit status:
   0      the connection closed normally: the server closed with 1000, or
          duplex closed (stdin ended, --once got its reply, /close, Ctrl-D,
@@ -107,6 +117,7 @@ Exit status:
 		Example: `  duplex connect ws://127.0.0.1:9001
   echo hi | duplex connect --once ws://127.0.0.1:9001
   duplex connect --trace --compress context -H "Authorization: Bearer $TOKEN" wss://example.com/feed
+  duplex connect --http2 --trace --ca ca.pem wss://127.0.0.1:9443
   printf 'a\nb\n' | duplex connect --wait 200ms ws://127.0.0.1:9001 > replies.txt
   duplex connect --channel demo:chat ws://127.0.0.1:8080
   duplex connect --channel demo:chat --once ws://127.0.0.1:8080 | jq .text

@@ -31,6 +31,7 @@ type dialFlags struct {
 	keyFile          string
 	proxy            string
 	handshakeTimeout time.Duration
+	http2            string // http2Off, http2Only or http2Fallback
 }
 
 func (f *dialFlags) register(cmd *cobra.Command) {
@@ -45,6 +46,8 @@ func (f *dialFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.keyFile, "key", "", "the private key of --cert, in this PEM `file`")
 	fl.StringVar(&f.proxy, "proxy", "", "tunnel through this HTTP or HTTPS proxy `URL` with CONNECT; \"none\" for\nno proxy (default: HTTPS_PROXY, HTTP_PROXY and NO_PROXY)")
 	fl.DurationVar(&f.handshakeTimeout, "handshake-timeout", 10*time.Second, "how long connecting and the opening handshake may take")
+	fl.StringVar(&f.http2, "http2", http2Off, http2FlagUsage)
+	fl.Lookup("http2").NoOptDefVal = http2Only
 }
 
 // dialer is what the dial flags describe: the options to dial with, minus
@@ -57,6 +60,7 @@ type dialer struct {
 	tls              *tls.Config // nil for the defaults
 	proxy            func(*http.Request) (*url.URL, error)
 	handshakeTimeout time.Duration
+	http2            string // http2Only or http2Fallback: over HTTP/2 (connect_h2.go)
 }
 
 // dialer checks the flags and the URL and returns the dialer they describe.
@@ -104,6 +108,9 @@ func (f *dialFlags) dialer(rawURL string) (*dialer, error) {
 			return nil, usageError{fmt.Errorf("--proxy must be an http:// or https:// URL or \"none\", not %q", f.proxy)}
 		}
 		d.proxy = http.ProxyURL(p)
+	}
+	if err := d.checkHTTP2(f.http2, f.proxy != ""); err != nil {
+		return nil, err
 	}
 	return d, nil
 }

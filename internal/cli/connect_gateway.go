@@ -40,6 +40,7 @@ func runConnectGateway(cmd *cobra.Command, rawURL string, f *connectFlags) error
 	if err != nil {
 		return err
 	}
+	defer o.release()
 	conn := o.session.conn
 	defer conn.CloseNow()
 	if conn.Subprotocol() != gatewaySubprotocol {

@@ -274,7 +274,7 @@ func TestConnectTrace(t *testing.T) {
 		regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d\.\d{3} -- connected to 127\.0\.0\.1:\d+ from 127\.0\.0\.1:\d+$`),
 		regexp.MustCompile(`(?m) >> GET /chat HTTP/1\.1$`),
 		regexp.MustCompile(`(?m) >> Authorization: \[13 bytes hidden\]$`),
-		regexp.MustCompile(`(?m) >> Sec-Websocket-Extensions: permessage-deflate`),
+		regexp.MustCompile(`(?m) >> Sec-WebSocket-Extensions: permessage-deflate`),
 		regexp.MustCompile(`(?m) << HTTP/1\.1 101 Switching Protocols$`),
 		regexp.MustCompile(`(?m) << Sec-WebSocket-Extensions: permessage-deflate`),
 		regexp.MustCompile(`(?m) >> text fin rsv1 masked key=[0-9a-f]{8} len=\d\d \(compressed\)$`),

@@ -68,6 +68,15 @@ func (t *Tracer) Raw(label string) {
 	t.Received.state, t.Received.rawLabel = streamRaw, label
 }
 
+// Frames makes both streams decode WebSocket frames from their next byte,
+// for a handshake made elsewhere, such as RFC 8441's extended CONNECT over
+// HTTP/2, whose stream's DATA is the frames alone; deflate says whether it
+// agreed on permessage-deflate.
+func (t *Tracer) Frames(deflate bool) {
+	t.Sent.state, t.Received.state = streamFrames, streamFrames
+	t.deflate = deflate
+}
+
 // NextReceived returns the next data message received whole that has not
 // been returned yet, if there is one, in the order they came.
 func (t *Tracer) NextReceived() (Message, bool) {

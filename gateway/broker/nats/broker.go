@@ -10,7 +10,8 @@
 // view of the channel is refused and retried, and each publication's offset
 // is one more than its predecessor's in the stream. The epoch and the
 // offset travel in the message. Presence lives in the key-value bucket
-// P_presence, one key per member, with a TTL per key.
+// P_presence, one key per member, kept alive by its node's heartbeat (see
+// presence.go).
 //
 // What it costs: a publication with history is one round trip to the
 // server, and three when another node appended to the channel since this
@@ -78,7 +79,7 @@ type Broker struct {
 	stop        chan struct{}               // closed by Close
 	closing     context.Context             // done when Close begins
 	cancel      context.CancelFunc          // of closing
-	wg          sync.WaitGroup              // the monitor and the janitor
+	wg          sync.WaitGroup              // the monitor, the janitor and the presence keeper
 	subWG       sync.WaitGroup              // nats.go's delivery goroutines, one per subscription
 	connClosed  chan struct{}               // closed by nats.go's closed handler of nc
 	current     atomic.Pointer[natsgo.Conn] // nc, for nats.go's callbacks
@@ -90,6 +91,9 @@ type Broker struct {
 	dialAborted sync.WaitGroup // dials that Start gave up on
 	scanned     atomic.Uint64  // messages read by scan: what reads cost, for tests
 	tipReads    atomic.Uint64  // reads of a channel's tip by Publish, for tests
+
+	local      localPresence // the members this node keeps alive
+	heartbeats heartbeats    // the nodes' heartbeats, as this node last read them
 }
 
 type brokerState int
@@ -117,6 +121,7 @@ func New(opts Options) *Broker {
 		stop:      make(chan struct{}),
 		linkEvent: make(chan struct{}, 1),
 		purges:    make(chan purgeJob, 1024),
+		local:     newLocalPresence(),
 	}
 	b.closing, b.cancel = context.WithCancel(context.Background())
 	b.subs.init()
@@ -172,6 +177,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	b.controlSub.active.Store(true)
 	b.wg.Go(b.monitor)
 	b.wg.Go(b.janitor)
+	b.wg.Go(b.keepPresence)
 	return nil
 }
 

@@ -34,6 +34,7 @@ import (
 //	uvarint   ttl, milliseconds
 //	uvarint   when it was added, Unix milliseconds
 //	string    client, string user, byte has-info, string info when it has
+//	string    the node that keeps it alive, when one does (optional)
 //
 // The times are the writing node's clock: reads, which apply the
 // lifetimes, ask the server for payloads only, which costs it and the
@@ -131,25 +132,31 @@ func decodeRecord(p []byte) (record, error) {
 	return r, nil
 }
 
-// presence is an entry of a channel's presence.
+// presence is an entry of a channel's presence, or a node's heartbeat.
 type presence struct {
 	ttl   time.Duration
 	added time.Time // to the millisecond
 	info  *broker.ClientInfo
+	node  string // the token of the node whose heartbeat keeps it alive; "" for none
 }
 
 func (e presence) encode() []byte {
-	b := make([]byte, 0, 2+5*binary.MaxVarintLen64+len(e.info.Client)+len(e.info.User)+len(e.info.Info))
+	b := make([]byte, 0, 3+6*binary.MaxVarintLen64+len(e.info.Client)+len(e.info.User)+len(e.info.Info)+len(e.node))
 	b = append(b, codecVersion)
 	b = binary.AppendUvarint(b, millis(e.ttl))
 	b = binary.AppendUvarint(b, unixMillis(e.added))
 	b = appendString(b, e.info.Client)
 	b = appendString(b, e.info.User)
 	if e.info.Info == nil {
-		return append(b, 0)
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		b = appendString(b, string(e.info.Info))
 	}
-	b = append(b, 1)
-	return appendString(b, string(e.info.Info))
+	if e.node != "" {
+		b = appendString(b, e.node)
+	}
+	return b
 }
 
 func decodePresence(p []byte) (presence, error) {
@@ -161,6 +168,11 @@ func decodePresence(p []byte) (presence, error) {
 	e.info = &broker.ClientInfo{Client: string(d.bytes()), User: string(d.bytes())}
 	if d.byte() == 1 {
 		e.info.Info = json.RawMessage(d.bytes())
+	}
+	if len(d.p) > 0 {
+		// Written only when there is one: an empty one is not.
+		e.node = string(d.bytes())
+		d.err = d.err || e.node == ""
 	}
 	if d.err || len(d.p) != 0 {
 		return presence{}, errMalformed

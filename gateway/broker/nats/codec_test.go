@@ -52,6 +52,8 @@ func TestPresenceRoundTrip(t *testing.T) {
 		{ttl: time.Minute, added: time.UnixMilli(1_780_000_000_123), info: &broker.ClientInfo{Client: "c1", User: "u1", Info: json.RawMessage(`[1,{"a":"<b>"}]`)}},
 		{ttl: time.Millisecond, added: time.UnixMilli(0), info: &broker.ClientInfo{Client: "", User: ""}},
 		{ttl: time.Second, added: time.UnixMilli(5), info: &broker.ClientInfo{Client: "c", Info: json.RawMessage{}}},
+		{ttl: 3 * time.Second, added: time.UnixMilli(7), info: &broker.ClientInfo{Client: "c", User: "u"}, node: "n0de"},
+		{ttl: time.Second, added: time.UnixMilli(9), info: &broker.ClientInfo{Client: "c", Info: json.RawMessage(`{}`)}, node: "n"},
 	} {
 		got, err := decodePresence(e.encode())
 		if err != nil {
@@ -82,6 +84,18 @@ func TestMalformed(t *testing.T) {
 	}
 	if _, err := decodePresence(append(p, 0)); err == nil {
 		t.Error("decodePresence with a trailing byte: no error")
+	}
+	// With its node: every truncation but the one without the node, which
+	// is an entry of no node, fails.
+	withNode := presence{ttl: time.Second, info: &broker.ClientInfo{Client: "c"}, node: "node"}.encode()
+	noNode := presence{ttl: time.Second, info: &broker.ClientInfo{Client: "c"}}.encode()
+	for n := len(noNode) + 1; n < len(withNode); n++ {
+		if _, err := decodePresence(withNode[:n]); err == nil {
+			t.Errorf("decodePresence of %d of %d bytes, with a node: no error", n, len(withNode))
+		}
+	}
+	if _, err := decodePresence(append(withNode, 0)); err == nil {
+		t.Error("decodePresence with a node and a trailing byte: no error")
 	}
 }
 

@@ -94,6 +94,11 @@ func (b *Broker) report(up bool) {
 	}
 	b.linkUp.Store(up)
 	if up {
+		b.local.linkBack()
+	} else {
+		b.local.linkLost()
+	}
+	if up {
 		b.opts.Logger.Info("nats broker: link back")
 	} else {
 		b.opts.Logger.Warn("nats broker: link lost")

@@ -17,7 +17,8 @@ import "encoding/base64"
 // A node subscribed to a channel holds one subscription, P.c.T.*, so that
 // one goroutine delivers everything of the channel in order. Presence lives
 // in the key-value bucket P_presence under the keys T.C, C the token of a
-// client id.
+// client id, and the nodes' heartbeats under h.N, N a node's token: "h" is
+// no channel's token, which is "=" or at least two characters long.
 type names struct {
 	prefix      string
 	stream      string // the history stream
@@ -68,3 +69,8 @@ func (n names) presenceKey(chanTok, client string) string {
 	return "$KV." + n.bucket + "." + chanTok + "." + token(client)
 }
 func (n names) presenceAll(chanTok string) string { return "$KV." + n.bucket + "." + chanTok + ".*" }
+
+// heartbeat is the subject of a node's heartbeat; heartbeatAll matches
+// every node's.
+func (n names) heartbeat(nodeTok string) string { return "$KV." + n.bucket + ".h." + nodeTok }
+func (n names) heartbeatAll() string            { return "$KV." + n.bucket + ".h.*" }

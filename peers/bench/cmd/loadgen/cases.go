@@ -31,7 +31,8 @@ const (
 	metricHeapPerConn      = "heap_per_conn_bytes"
 	metricStackPerConn     = "stack_per_conn_bytes"
 	metricGoroutinesPer    = "goroutines_per_conn"
-	metricMessages         = "messages"
+	metricMessages         = "messages"             // echoed, or published, in the window
+	metricDeliveries       = "deliveries"           // broadcast deliveries in the window
 	metricServerCPU        = "server_cpu_us_per_op" // per echoed message, or per delivery
 )
 
@@ -45,7 +46,8 @@ var bg = context.Background()
 
 // runEcho has every connection write a message of size bytes and wait for
 // its echo, in a loop, for dur after a warm-up of dur/10.
-func runEcho(ctx context.Context, s *server, conns, size int, dur time.Duration) (measurement, error) {
+// A probe, when not nil, is started and stopped with the measured window.
+func runEcho(ctx context.Context, s *server, conns, size int, dur time.Duration, pr probe) (measurement, error) {
 	setup := func(c *websocket.Conn, _ *http.Response) error {
 		c.SetReadLimit(int64(size))
 		return nil
@@ -65,6 +67,9 @@ func runEcho(ctx context.Context, s *server, conns, size int, dur time.Duration)
 	defer watchdog.Stop()
 	cpuStart := make(chan time.Duration, 1)
 	time.AfterFunc(warmup, func() {
+		if pr != nil {
+			pr.start()
+		}
 		t, _ := s.cpuTime()
 		cpuStart <- t
 	})
@@ -96,6 +101,10 @@ func runEcho(ctx context.Context, s *server, conns, size int, dur time.Duration)
 		})
 	}
 	wg.Wait()
+	started := <-cpuStart
+	if pr != nil {
+		pr.stop()
+	}
 	if firstErr != nil {
 		return nil, fmt.Errorf("echo: %w", firstErr)
 	}
@@ -111,7 +120,8 @@ func runEcho(ctx context.Context, s *server, conns, size int, dur time.Duration)
 		metricMessagesPerSec: float64(n) / dur.Seconds(),
 		metricP50:            micros(h.quantile(0.50)),
 		metricP99:            micros(h.quantile(0.99)),
-		metricServerCPU:      micros(cpu-<-cpuStart) / float64(n),
+		metricServerCPU:      micros(cpu-started) / float64(n),
+		metricMessages:       float64(n),
 	}, nil
 }
 
@@ -245,7 +255,8 @@ const broadcastSize = 64
 // runBroadcast connects subs subscribers and a publisher, then publishes
 // 64-byte messages for dur after a warm-up of dur/10, keeping up to window
 // broadcasts in flight: a broadcast is done when every subscriber has it.
-func runBroadcast(ctx context.Context, s *server, subs int, dur time.Duration, window int) (measurement, error) {
+// A probe, when not nil, is started and stopped with the measured window.
+func runBroadcast(ctx context.Context, s *server, subs int, dur time.Duration, window int, pr probe) (measurement, error) {
 	if window < 1 || window >= broadcastSlots {
 		return nil, fmt.Errorf("broadcast window must be in [1, %d)", broadcastSlots)
 	}
@@ -315,6 +326,10 @@ func runBroadcast(ctx context.Context, s *server, subs int, dur time.Duration, w
 		for inflight < uint64(window) && time.Now().Before(end) {
 			now := time.Now()
 			if measureStart.IsZero() && now.After(measureFrom) {
+				if pr != nil {
+					pr.start()
+					now = time.Now()
+				}
 				measureStart = now
 				firstSeq.Store(seq)
 				if cpuStart, err = s.cpuTime(); err != nil {
@@ -342,6 +357,9 @@ func runBroadcast(ctx context.Context, s *server, subs int, dur time.Duration, w
 			return nil, ctx.Err()
 		}
 	}
+	if pr != nil && !measureStart.IsZero() {
+		pr.stop()
+	}
 	if measureStart.IsZero() {
 		return nil, errors.New("broadcast: no message published after the warm-up")
 	}
@@ -356,6 +374,7 @@ func runBroadcast(ctx context.Context, s *server, subs int, dur time.Duration, w
 		metricP50:              micros(h.quantile(0.50)),
 		metricP99:              micros(h.quantile(0.99)),
 		metricMessages:         float64(seq - firstSeq.Load()),
+		metricDeliveries:       float64(deliveries),
 		metricServerCPU:        micros(cpu-cpuStart) / float64(deliveries),
 	}, nil
 }

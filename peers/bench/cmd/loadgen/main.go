@@ -37,6 +37,8 @@ type config struct {
 	bcastSubs     []int
 	bcastWindow   int
 	compressConns []int
+	syscallConns  []int // echo connections of the syscalls case
+	syscallSubs   []int // broadcast subscribers of the syscalls case
 	out           string
 	profileDir    string
 	smoke         bool
@@ -52,13 +54,15 @@ var smokePreset = map[string]string{
 	"idle-conns":     "500",
 	"bcast-subs":     "100",
 	"compress-conns": "200",
+	"syscall-conns":  "16",
+	"syscall-subs":   "100",
 }
 
 func parseFlags() (*config, error) {
 	cfg := &config{}
-	var servers, cases, echoConns, sizes, idleConns, bcastSubs, compressConns string
-	flag.StringVar(&servers, "servers", "duplex,gorilla,coder,gws,gobwas", "comma-separated `libraries` to run")
-	flag.StringVar(&cases, "cases", "echo,idle,broadcast,compression", "comma-separated `cases` to run")
+	var servers, cases, echoConns, sizes, idleConns, bcastSubs, compressConns, syscallConns, syscallSubs string
+	flag.StringVar(&servers, "servers", "duplex,duplex-handler,gorilla,coder,gws,gobwas,nbio", "comma-separated `libraries` to run")
+	flag.StringVar(&cases, "cases", "echo,idle,broadcast,compression,syscalls", "comma-separated `cases` to run")
 	flag.DurationVar(&cfg.duration, "duration", 8*time.Second, "measured time of each echo and broadcast run, after a warm-up of a tenth of it")
 	flag.IntVar(&cfg.reps, "reps", 3, "repetitions of every run; the report shows medians")
 	flag.StringVar(&echoConns, "echo-conns", "64,1000", "echo: connection `counts`")
@@ -67,6 +71,8 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&bcastSubs, "bcast-subs", "1000,10000", "broadcast: subscriber `counts`")
 	flag.IntVar(&cfg.bcastWindow, "bcast-window", 1, "broadcast: messages in flight at once; 1 makes the latency that of one fan-out")
 	flag.StringVar(&compressConns, "compress-conns", "10000", "compression memory: connection `counts`")
+	flag.StringVar(&syscallConns, "syscall-conns", "64,1000", "system calls per operation (perf stat): echo connection `counts`, 1 KiB messages")
+	flag.StringVar(&syscallSubs, "syscall-subs", "1000", "system calls per operation (perf stat): broadcast subscriber `counts`")
 	conns := flag.String("conns", "", "connection `counts` for every case whose own -*-conns or -bcast-subs flag is not given")
 	flag.StringVar(&cfg.out, "out", "", "`directory` for results.md, results.json and the SVG charts (required)")
 	flag.StringVar(&cfg.profileDir, "profile", "", "`directory` for server CPU profiles, and heap profiles of the memory cases with the connections open; first repetition only")
@@ -83,7 +89,7 @@ func parseFlags() (*config, error) {
 	}
 	if *conns != "" {
 		preset = maps.Clone(preset)
-		for _, name := range []string{"echo-conns", "idle-conns", "bcast-subs", "compress-conns"} {
+		for _, name := range []string{"echo-conns", "idle-conns", "bcast-subs", "compress-conns", "syscall-conns", "syscall-subs"} {
 			preset[name] = *conns
 		}
 	}
@@ -105,7 +111,7 @@ func parseFlags() (*config, error) {
 	}
 	cfg.cases = splitList(cases)
 	for _, c := range cfg.cases {
-		if !slices.Contains([]string{caseEcho, caseIdle, caseBroadcast, caseCompression}, c) {
+		if !slices.Contains([]string{caseEcho, caseIdle, caseBroadcast, caseCompression, caseSyscalls}, c) {
 			return nil, fmt.Errorf("unknown case %q", c)
 		}
 	}
@@ -113,7 +119,8 @@ func parseFlags() (*config, error) {
 	for _, l := range []struct {
 		dst *[]int
 		src string
-	}{{&cfg.echoConns, echoConns}, {&cfg.sizes, sizes}, {&cfg.idleConns, idleConns}, {&cfg.bcastSubs, bcastSubs}, {&cfg.compressConns, compressConns}} {
+	}{{&cfg.echoConns, echoConns}, {&cfg.sizes, sizes}, {&cfg.idleConns, idleConns}, {&cfg.bcastSubs, bcastSubs}, {&cfg.compressConns, compressConns},
+		{&cfg.syscallConns, syscallConns}, {&cfg.syscallSubs, syscallSubs}} {
 		if *l.dst, err = parseInts(l.src); err != nil {
 			return nil, err
 		}
@@ -255,13 +262,25 @@ func runPoint(ctx context.Context, cfg *config, binDir string, p *point, name st
 	defer s.stop()
 	switch p.kind {
 	case caseEcho:
-		m, err = runEcho(ctx, s, p.conns, p.size, cfg.duration)
+		m, err = runEcho(ctx, s, p.conns, p.size, cfg.duration, nil)
 	case caseIdle:
 		m, _, err = runMemory(ctx, s, p.conns, "/idle", false)
 	case caseCompression:
 		m, note, err = runMemory(ctx, s, p.conns, "/echo", true)
 	case caseBroadcast:
-		m, err = runBroadcast(ctx, s, p.conns, cfg.duration, cfg.bcastWindow)
+		m, err = runBroadcast(ctx, s, p.conns, cfg.duration, cfg.bcastWindow, nil)
+	case caseSyscalls:
+		pr := newPerfProbe(s.cmd.Process.Pid, binDir)
+		var run measurement
+		if p.of == caseEcho {
+			if run, err = runEcho(ctx, s, p.conns, p.size, cfg.duration, pr); err == nil {
+				m, err = pr.perOp(run[metricMessages])
+			}
+		} else {
+			if run, err = runBroadcast(ctx, s, p.conns, cfg.duration, cfg.bcastWindow, pr); err == nil {
+				m, err = pr.perOp(run[metricDeliveries])
+			}
+		}
 	default:
 		err = fmt.Errorf("unknown case %q", p.kind)
 	}

@@ -12,11 +12,13 @@ const (
 	caseIdle        = "idle"
 	caseBroadcast   = "broadcast"
 	caseCompression = "compression"
+	caseSyscalls    = "syscalls"
 )
 
 // point is one configuration of a case, run against every library.
 type point struct {
 	kind    string
+	of      string // for the syscalls case, the case it counts: echo or broadcast
 	label   string // as the report shows it: "1,000 conns × 1 KiB"
 	conns   int    // connections, or subscribers
 	size    int    // echo message size
@@ -42,8 +44,11 @@ func (p *point) result(library string) *result {
 }
 
 func (p *point) slug() string {
-	if p.kind == caseEcho {
-		return fmt.Sprintf("%s-%dx%d", p.kind, p.conns, p.size)
+	if p.kind == caseEcho || p.of == caseEcho {
+		return fmt.Sprintf("%s%s-%dx%d", p.kind, p.of, p.conns, p.size)
+	}
+	if p.of != "" {
+		return fmt.Sprintf("%s%s-%d", p.kind, p.of, p.conns)
 	}
 	return fmt.Sprintf("%s-%d", p.kind, p.conns)
 }
@@ -56,12 +61,18 @@ const fdHeadroom = 100
 // RLIMIT_NOFILE after raising it, which the servers inherit.
 func plan(cfg *config, fdLimit uint64) []*point {
 	var points []*point
-	add := func(kind, label string, conns, size int) {
+	var noPerf string
+	if slices.Contains(cfg.cases, caseSyscalls) {
+		noPerf = perfMissing()
+	}
+	add := func(kind, label string, conns, size int) *point {
 		p := &point{kind: kind, label: label, conns: conns, size: size, results: map[string]*result{}}
 		for _, name := range cfg.servers {
 			r := p.result(name)
 			lib, _ := libraryByName(name)
 			switch {
+			case kind == caseSyscalls && noPerf != "":
+				r.Skip = noPerf
 			case uint64(conns+fdHeadroom) > fdLimit:
 				r.Skip = fmt.Sprintf("needs %d file descriptors per process; RLIMIT_NOFILE allows %d (raising the hard limit needs CAP_SYS_RESOURCE)", conns+fdHeadroom, fdLimit)
 			case kind == caseCompression && !lib.contextTakeover:
@@ -69,6 +80,7 @@ func plan(cfg *config, fdLimit uint64) []*point {
 			}
 		}
 		points = append(points, p)
+		return p
 	}
 	if slices.Contains(cfg.cases, caseEcho) {
 		for _, conns := range cfg.echoConns {
@@ -90,6 +102,14 @@ func plan(cfg *config, fdLimit uint64) []*point {
 	if slices.Contains(cfg.cases, caseCompression) {
 		for _, conns := range cfg.compressConns {
 			add(caseCompression, count(conns)+" conns", conns, 0)
+		}
+	}
+	if slices.Contains(cfg.cases, caseSyscalls) {
+		for _, conns := range cfg.syscallConns {
+			add(caseSyscalls, "echo "+count(conns)+" conns × 1 KiB", conns, 1024).of = caseEcho
+		}
+		for _, subs := range cfg.syscallSubs {
+			add(caseSyscalls, "broadcast to "+count(subs)+" subscribers", subs, broadcastSize).of = caseBroadcast
 		}
 	}
 	return points

@@ -51,7 +51,7 @@ func describeMachine() machine {
 	m.Kernel = readTrimmed("/proc/sys/kernel/osrelease")
 	m.LoadAvg = loadAverage()
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Path}} {{.Version}}",
-		"github.com/gorilla/websocket", "github.com/coder/websocket", "github.com/lxzan/gws", "github.com/gobwas/ws").Output()
+		"github.com/gorilla/websocket", "github.com/coder/websocket", "github.com/lxzan/gws", "github.com/gobwas/ws", "github.com/lesismal/nbio").Output()
 	if err == nil {
 		m.Modules = strings.Split(strings.TrimSpace(string(out)), "\n")
 	}
@@ -131,6 +131,12 @@ var (
 	viewBcastP50 = metricView{metricP50, "p50 publish to receipt", "µs", false, 1, formatMicros}
 	viewBcastP99 = metricView{metricP99, "p99 publish to receipt", "µs", false, 1, formatMicros}
 	viewCPU      = metricView{metricServerCPU, "server CPU per operation", "µs", false, 1, formatCPU}
+	viewSyscalls = metricView{metricSyscalls, "system calls per operation", "", false, 1, formatRatio}
+	viewWrites   = metricView{metricWrites, "write and writev per operation", "", false, 1, formatRatio}
+	viewReads    = metricView{metricReads, "read per operation", "", false, 1, formatRatio}
+	viewPolls    = metricView{metricPolls, "epoll waits per operation", "", false, 1, formatRatio}
+	viewFutex    = metricView{metricFutex, "futex per operation", "", false, 1, formatRatio}
+	viewOther    = metricView{metricOther, "other system calls per operation", "", false, 1, formatRatio}
 )
 
 func formatCount(v float64) string {
@@ -244,6 +250,16 @@ func (rep *report) markdown(b *bytes.Buffer) {
 		}
 		b.WriteString("\n")
 	}
+	if ps := rep.pointsOf(caseSyscalls); len(ps) > 0 {
+		fmt.Fprintf(b, "## System calls\n\nThe echo (1 KiB messages) and broadcast runs again, with `perf stat` attached to the server over the measured window, counting its system calls through the kernel's tracepoints: per echoed message, or per delivery. ")
+		fmt.Fprintf(b, "Kernel time is most of every server's CPU here, so fewer calls per operation is where a lead comes from.\n\n")
+		rep.table(b, "System calls per operation", ps, viewSyscalls, true)
+		rep.table(b, "write and writev per operation", ps, viewWrites, true)
+		rep.table(b, "read per operation", ps, viewReads, true)
+		rep.table(b, "epoll waits per operation", ps, viewPolls, true)
+		rep.table(b, "futex per operation", ps, viewFutex, true)
+		rep.table(b, "Other system calls per operation", ps, viewOther, true)
+	}
 	rep.problems(b)
 }
 
@@ -255,15 +271,22 @@ func (rep *report) table(b *bytes.Buffer, title string, ps []*point, v metricVie
 	for _, name := range rep.libNames {
 		fmt.Fprintf(b, " %s |", name)
 	}
-	hasDuplex := slices.Contains(rep.libNames, "duplex") && len(rep.libNames) > 1
-	if ratio && hasDuplex {
-		fmt.Fprintf(b, " duplex ÷ best peer |")
+	var ours []string // the Duplex rows that get a ratio column
+	if ratio {
+		for _, name := range rep.libNames {
+			if isOurs(name) {
+				ours = append(ours, name)
+			}
+		}
+		if len(ours) == len(rep.libNames) {
+			ours = nil // no peer to compare with
+		}
+	}
+	for _, name := range ours {
+		fmt.Fprintf(b, " %s ÷ best peer |", name)
 	}
 	fmt.Fprintf(b, "\n|---|")
-	for range rep.libNames {
-		fmt.Fprintf(b, "---:|")
-	}
-	if ratio && hasDuplex {
+	for range len(rep.libNames) + len(ours) {
 		fmt.Fprintf(b, "---:|")
 	}
 	b.WriteString("\n")
@@ -283,8 +306,8 @@ func (rep *report) table(b *bytes.Buffer, title string, ps []*point, v metricVie
 				fmt.Fprintf(b, " %s |", v.format(x))
 			}
 		}
-		if ratio && hasDuplex {
-			d, peer := v.value(p, "duplex"), rep.best(p, v, "duplex")
+		for _, name := range ours {
+			d, peer := v.value(p, name), rep.best(p, v, name)
 			if math.IsNaN(d) || math.IsNaN(peer) || peer == 0 {
 				b.WriteString(" – |")
 			} else {
@@ -296,13 +319,17 @@ func (rep *report) table(b *bytes.Buffer, title string, ps []*point, v metricVie
 	b.WriteString("\n")
 }
 
-// best returns the best median at p among the libraries other than
-// except, or NaN.
+// isOurs reports whether a server is Duplex's: duplex, or a variant of it
+// such as duplex-handler.
+func isOurs(name string) bool { return name == "duplex" || strings.HasPrefix(name, "duplex-") }
+
+// best returns the best median at p among the libraries other than except,
+// or NaN; when except is one of Duplex's servers, among the peers only.
 func (rep *report) best(p *point, v metricView, except string) float64 {
 	best := math.NaN()
 	for _, name := range rep.libNames {
 		x := v.value(p, name)
-		if name == except || math.IsNaN(x) {
+		if name == except || (isOurs(except) && isOurs(name)) || math.IsNaN(x) {
 			continue
 		}
 		if math.IsNaN(best) || (v.higher && x > best) || (!v.higher && x < best) {
@@ -480,7 +507,8 @@ func (rep *report) charts(dir string) error {
 		chart{"idle-memory.svg", "Idle connections: server RSS per connection", rep.pointsOf(caseIdle), viewRSS},
 		chart{"broadcast-deliveries.svg", "Broadcast of 64 B messages: deliveries/s", rep.pointsOf(caseBroadcast), viewDeliver},
 		chart{"broadcast-p99.svg", "Broadcast of 64 B messages: p99 publish to receipt", rep.pointsOf(caseBroadcast), viewBcastP99},
-		chart{"compression-memory.svg", "Context takeover: server RSS per connection", rep.pointsOf(caseCompression), viewRSS})
+		chart{"compression-memory.svg", "Context takeover: server RSS per connection", rep.pointsOf(caseCompression), viewRSS},
+		chart{"syscalls.svg", "System calls per echoed message or delivery", rep.pointsOf(caseSyscalls), viewSyscalls})
 	for _, c := range charts {
 		if len(c.points) == 0 {
 			continue

@@ -31,16 +31,19 @@ type library struct {
 
 var libraries = []library{
 	{name: "duplex", module: "github.com/duplexws/duplex", prepared: "WritePrepared", contextTakeover: true},
+	{name: "duplex-handler", module: "github.com/duplexws/duplex (the README's handler pattern)", prepared: "WritePrepared", contextTakeover: true},
 	{name: "gorilla", module: "github.com/gorilla/websocket", prepared: "PreparedMessage",
 		noTakeoverWhy: "compresses only without context takeover"},
 	{name: "coder", module: "github.com/coder/websocket", prepared: "none: Write per subscriber", contextTakeover: true},
 	{name: "gws", module: "github.com/lxzan/gws", prepared: "Broadcaster (queued per connection)", contextTakeover: true},
 	{name: "gobwas", module: "github.com/gobwas/ws", prepared: "CompileFrame once, Write per subscriber",
 		noTakeoverWhy: "wsflate leaves context takeover to the application; not implemented"},
+	{name: "nbio", module: "github.com/lesismal/nbio", prepared: "none: WriteMessage per subscriber",
+		noTakeoverWhy: "compresses only without context takeover"},
 }
 
 // libraryByName returns the library a server is for. A server that is not
-// one of the five, such as a variant of one kept to compare a change, is
+// one of the seven, such as a variant of one kept to compare a change, is
 // accepted when its directory exists under bench/servers.
 func libraryByName(name string) (library, bool) {
 	for _, l := range libraries {

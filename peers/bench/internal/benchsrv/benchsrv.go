@@ -56,6 +56,22 @@ func ParseFlags() *Flags {
 // exits. Its first line on standard output is "listening ADDR", which the
 // load generator waits for.
 func Run(f *Flags, mux *http.ServeMux) {
+	ln := Listen(f)
+	mux.HandleFunc("/stats", StatsHandler(f))
+	srv := &http.Server{Handler: mux, ConnState: func(_ net.Conn, state http.ConnState) {
+		if state == http.StateHijacked {
+			CountUpgraded()
+		}
+	}}
+	go srv.Serve(ln)
+	WaitForSignal(f)
+	os.Exit(0)
+}
+
+// Listen raises RLIMIT_NOFILE, starts the CPU profile if asked, listens on
+// f.Addr and prints "listening ADDR". For a server that does not serve
+// with net/http's Server (Run does).
+func Listen(f *Flags) net.Listener {
 	if err := RaiseFileLimit(); err != nil {
 		log.Printf("raising RLIMIT_NOFILE: %v", err)
 	}
@@ -68,26 +84,30 @@ func Run(f *Flags, mux *http.ServeMux) {
 			log.Fatal(err)
 		}
 	}
-	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) { serveStats(w, r, f.MemProfile) })
 	ln, err := net.Listen("tcp", f.Addr)
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("listening %s\n", ln.Addr())
-	srv := &http.Server{Handler: mux, ConnState: func(_ net.Conn, state http.ConnState) {
-		if state == http.StateHijacked {
-			upgraded.Add(1)
-		}
-	}}
-	go srv.Serve(ln)
+	return ln
+}
 
+// WaitForSignal waits for SIGTERM or SIGINT, then stops the CPU profile.
+func WaitForSignal(f *Flags) {
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, os.Interrupt)
 	<-stop
 	if f.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}
-	os.Exit(0)
+}
+
+// CountUpgraded counts a connection handed to the library, for /stats.
+func CountUpgraded() { upgraded.Add(1) }
+
+// StatsHandler answers /stats (see serveStats).
+func StatsHandler(f *Flags) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { serveStats(w, r, f.MemProfile) }
 }
 
 // writeHeapProfile writes the heap as of the last garbage collection.
