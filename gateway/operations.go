@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/duplexws/duplex/gateway/broker"
+	"github.com/duplexws/duplex/gateway/proxy"
 )
 
 // The node's operations on behalf of a client, whichever protocol asked:
@@ -15,31 +16,42 @@ import (
 // hub and the broker, and reports what the protocol spells as its reply.
 // They run on the session's reading chain, one at a time.
 
-// connect authenticates the client with token (and the headers of its
-// upgrade, for Hooks.Authenticate), admits it within the per-user limits,
-// and grants what its credentials say. It reports the credentials, or
-// closes the session and reports nil. The caller checks that it is not
-// connected yet.
-func (sess *session) connect(ctx context.Context, token string) *Credentials {
+// connect authenticates the client: with the connect proxy, when one is
+// configured (and not skipped for a token), or with token (and the
+// headers of its upgrade, for Hooks.Authenticate); admits it within the
+// per-user limits, and grants what its credentials say. It reports the
+// credentials; or the error the client's connect command fails with (a
+// final one closes the session after the reply), or neither when it closed
+// the session. The caller checks that it is not connected yet.
+func (sess *session) connect(ctx context.Context, token string, req *proxy.ConnectRequest) (*Credentials, *connectRefused) {
 	srv := sess.srv
-	creds, err := srv.authenticate(ctx, token, sess.header)
+	var creds *Credentials
+	var err error
+	if p := srv.proxies[srv.cfg.Proxy.Connect]; p != nil && !(token != "" && srv.cfg.Proxy.SkipConnectWithToken) {
+		var refused *connectRefused
+		if creds, refused = sess.connectViaProxy(ctx, p, req); creds == nil {
+			return nil, refused
+		}
+	} else {
+		creds, err = srv.authenticate(ctx, token, sess.header)
+	}
 	if err == nil && creds == nil {
 		err = errors.New("no credentials")
 	}
 	if err != nil {
 		if isExpired(err) {
 			sess.close(CloseTokenExpired, "token expired", reasonTokenExpired)
-			return nil
+			return nil, nil
 		}
 		sess.close(CloseUnauthorized, truncateReason("unauthorized: "+srv.authReason(err)), reasonUnauthorized)
-		return nil
+		return nil, nil
 	}
 	sess.user = creds.User
 	if !srv.addUser(sess) {
 		srv.metrics.limitHits.With(limitConnectionsPerUser).Inc()
 		sess.user = "" // not counted, so not released
 		sess.close(CloseConnectionLimit, "connection limit: "+limitConnectionsPerUser, reasonConnLimit)
-		return nil
+		return nil, nil
 	}
 	if ok, err := srv.admitUser(ctx, sess); !ok {
 		if err != nil {
@@ -47,11 +59,11 @@ func (sess *session) connect(ctx context.Context, token string) *Credentials {
 			// let the client come back.
 			srv.log.Warn("per-user connection count failed", "err", err)
 			sess.close(CloseServerError, "server error: broker unavailable", reasonServerError)
-			return nil
+			return nil, nil
 		}
 		srv.metrics.limitHits.With(limitConnectionsPerUser).Inc()
 		sess.close(CloseConnectionLimit, "connection limit: "+limitConnectionsPerUser, reasonConnLimit)
-		return nil
+		return nil, nil
 	}
 	sess.header = nil
 	sess.connected = true
@@ -66,7 +78,7 @@ func (sess *session) connect(ctx context.Context, token string) *Credentials {
 		sess.expires.Store(srv.expiryDeadline(creds.ExpiresAt))
 	}
 	sess.connectedFlag.Store(true)
-	return creds
+	return creds, nil
 }
 
 // truncateReason keeps a close reason within the 123 bytes a close frame
@@ -133,6 +145,8 @@ type subscribeRequest struct {
 	Channel string
 	Token   string
 	Since   *broker.Position
+	// Data is the client's data for the subscribe proxy.
+	Data json.RawMessage
 
 	// Granted says the protocol authorized the subscription by a rule of
 	// its own (Pusher's channel signature): the namespace's permissions
@@ -176,7 +190,20 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 		return asError(err)
 	}
 	viaToken := req.Granted
-	if !req.Granted {
+	var grant *proxyGrant
+	switch p := srv.proxies[ns.SubscribeProxy]; {
+	case req.Granted:
+	case p != nil:
+		// The backend decides; what it grants counts as a token's grant.
+		var e *Error
+		if grant, e = sess.subscribeViaProxy(ctx, p, req); e != nil {
+			return e
+		}
+		viaToken = true
+		if grant.info != nil && req.Member == nil {
+			req.Member = &broker.ClientInfo{Client: sess.id, User: sess.user, Info: grant.info}
+		}
+	default:
 		var perr *Error
 		if viaToken, perr = sess.mayUse(ns, req.Channel, req.Token); perr != nil {
 			return perr
@@ -224,6 +251,9 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 		return fail(ErrUnavailable)
 	}
 	out := subscribed{result: subscribeResult{Latest: ns.SlowConsumer == SlowLatest}}
+	if grant != nil {
+		out.result.Data = grant.data
+	}
 	res := &out.result
 	var delivered broker.Position // the last position the reply delivers
 	if ns.HistorySize > 0 {
@@ -382,7 +412,10 @@ func (sess *session) publish(ctx context.Context, channel string, data json.RawM
 	if err != nil {
 		return none, err
 	}
+	p := srv.proxies[ns.PublishProxy]
 	switch {
+	case p != nil:
+		// The backend decides.
 	case ns.Publish == PermissionServer:
 		return none, ErrPermissionDenied
 	case sess.user == "" && !ns.Anonymous:
@@ -407,6 +440,18 @@ func (sess *session) publish(ctx context.Context, channel string, data json.RawM
 				return none, e
 			}
 			return none, &Error{ErrPermissionDenied.Code, truncateReason("permission denied: " + err.Error())}
+		}
+	}
+	if p != nil {
+		var skipHistory bool
+		if data, skipHistory, err = sess.publishViaProxy(ctx, p, channel, data); err != nil {
+			return none, err
+		}
+		if skipHistory {
+			// Published as in a namespace without history: no position.
+			noHistory := *ns
+			noHistory.HistorySize = 0
+			ns = &noHistory
 		}
 	}
 	return srv.publish(ctx, ns, channel, data, sess.info)

@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/duplexws/duplex/gateway/broker"
+	"github.com/duplexws/duplex/gateway/proxy"
 	"github.com/duplexws/duplex/internal/jwt"
 	"github.com/duplexws/duplex/internal/ratelimit"
 	"github.com/duplexws/duplex/websocket"
@@ -36,9 +37,13 @@ type Server struct {
 	broker     broker.Broker
 	namespaces map[string]*Namespace
 	verifier   *jwt.Verifier // nil when no algorithm is configured
-	metrics    *serverMetrics
-	hub        *hub
-	accept     websocket.AcceptOptions
+	proxies    proxies       // the app's backend, by endpoint name
+	// proxyHeaders are the request headers a session keeps for the
+	// backend; nil without proxy endpoints.
+	proxyHeaders []string
+	metrics      *serverMetrics
+	hub          *hub
+	accept       websocket.AcceptOptions
 
 	pusherApps   map[string]*pusherApp // by key
 	pusherByID   map[string]*pusherApp
@@ -90,7 +95,18 @@ func New(cfg Config) (*Server, error) {
 	for i := range c.Namespaces {
 		s.namespaces[c.Namespaces[i].Name] = &c.Namespaces[i]
 	}
+	var proxyMetrics *proxy.Metrics // the series exist only where a proxy does
+	if len(c.Proxy.Endpoints) > 0 {
+		if proxyMetrics, err = proxy.NewMetrics(s.metrics.registry); err != nil {
+			return nil, fmt.Errorf("gateway: proxy metrics: %w", err)
+		}
+	}
+	if s.proxies, err = newProxies(&c, proxyMetrics); err != nil {
+		return nil, err
+	}
+	s.proxyHeaders = c.Proxy.headers()
 	if s.verifier, err = newVerifier(c.Auth, c.Logger); err != nil {
+		s.proxies.close()
 		return nil, fmt.Errorf("gateway: auth: %w", err)
 	}
 	if c.Limits.HandshakeRate > 0 {
@@ -125,6 +141,7 @@ func New(cfg Config) (*Server, error) {
 	cancel()
 	if err != nil {
 		s.verifier.Close() // stops a JWKS refresh
+		s.proxies.close()
 		return nil, fmt.Errorf("gateway: starting the broker: %w", err)
 	}
 	s.metrics.gaugeFunc("duplex_draining", "1 while the server drains.", func() float64 {
@@ -267,8 +284,9 @@ func compactJSON(data []byte) (json.RawMessage, error) {
 // it until it ends.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	header := authHeader(r.Header, s.cfg.Hooks.Authenticate != nil)
+	forBackend := keepHeaders(r.Header, s.proxyHeaders)
 	s.acceptWebSocket(w, r, &s.accept, func(tr *wsTransport, ip string) {
-		s.startDuplex(tr, ip, header)
+		s.startDuplex(tr, ip, header, forBackend)
 	})
 }
 
@@ -311,14 +329,16 @@ func (s *Server) acceptWebSocket(w http.ResponseWriter, r *http.Request, opts *w
 
 // startDuplex starts a session of duplex.v1.json over a WebSocket
 // connection, which must have chosen its subprotocol.
-func (s *Server) startDuplex(tr *wsTransport, ip string, header http.Header) {
+func (s *Server) startDuplex(tr *wsTransport, ip string, header, forBackend http.Header) {
 	if tr.conn.Subprotocol() != Subprotocol {
 		s.metrics.disconnects.With(reasonNoSubprotocol).Inc()
 		tr.close(CloseSubprotocolRequired, "subprotocol "+Subprotocol+" required", nil)
 		s.connWG.Done()
 		return
 	}
-	tr.serve(newSession(s, tr, duplexProtocol{}, ip, header))
+	sess := newSession(s, tr, duplexProtocol{}, ip, header)
+	sess.proxyHeader = forBackend
+	tr.serve(sess)
 }
 
 // admit applies the connection limits to a new session.
@@ -512,6 +532,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.wg.Wait()
 	s.verifier.Close()
+	s.proxies.close()
 	closeCtx := ctx
 	if closeCtx.Err() != nil {
 		var cancel context.CancelFunc
