@@ -21,8 +21,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -32,12 +34,18 @@ import (
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:9000", "address to listen on")
+	listen := flag.String("listen", "127.0.0.1:9000", "address to listen on; port 0 picks a free one")
 	secret := flag.String("secret", "", "the gateway's proxy secret; when set, unsigned requests are refused")
 	flag.Parse()
-	log.Printf("backend on http://%s", *listen)
-	srv := &http.Server{Addr: *listen, Handler: newBackend(*secret), ReadHeaderTimeout: 10 * time.Second}
-	log.Fatal(srv.ListenAndServe())
+	// Listening before saying where, so that port 0 picks a free port and
+	// the first line names it.
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("backend on http://%s\n", ln.Addr())
+	srv := &http.Server{Handler: newBackend(*secret), ReadHeaderTimeout: 10 * time.Second}
+	log.Fatal(srv.Serve(ln))
 }
 
 // backend holds the key its session cookies are signed with.
