@@ -95,11 +95,11 @@ func New(cfg Config) (*Server, error) {
 	for i := range c.Namespaces {
 		s.namespaces[c.Namespaces[i].Name] = &c.Namespaces[i]
 	}
-	var proxyMetrics *proxy.Metrics // the series exist only where a proxy does
-	if len(c.Proxy.Endpoints) > 0 {
-		if proxyMetrics, err = proxy.NewMetrics(s.metrics.registry); err != nil {
-			return nil, fmt.Errorf("gateway: proxy metrics: %w", err)
-		}
+	// The proxy's series exist on every node, at 0 without a proxy, as
+	// every other series does.
+	proxyMetrics, err := proxy.NewMetrics(s.metrics.registry)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: proxy metrics: %w", err)
 	}
 	if s.proxies, err = newProxies(&c, proxyMetrics); err != nil {
 		return nil, err
