@@ -218,6 +218,8 @@ export declare class Client {
   /** The active subscription to a channel, if any. */
   getSubscription(channel: string): Subscription | undefined;
   publish(channel: string, data: unknown): Promise<PublishResult>;
+  /** Calls a method of the app's backend (the gateway's rpc proxy); resolves with its data. */
+  rpc<T = unknown>(method: string, data?: unknown): Promise<T>;
   presence(channel: string): Promise<Record<string, ClientInfo>>;
   presenceStats(channel: string): Promise<{ clients: number; users: number }>;
   history<T = unknown>(channel: string, options?: HistoryOptions): Promise<HistoryResult<T>>;

@@ -12,7 +12,7 @@ export const PROTOCOL = 'duplex.v1.json';
 
 /**
  * Codes of errors raised by the client itself. Errors from the server carry the
- * protocol's codes (100–113) instead.
+ * protocol's codes (100–114), or the app's backend's own, instead.
  * @readonly
  * @enum {number}
  */
@@ -41,7 +41,7 @@ const STABLE_MS = 5000;
 const OPEN = 1;
 
 /** Server error codes after which a subscribe is retried with backoff. */
-const RETRY_SUBSCRIBE = new Set([100, 113]);
+const RETRY_SUBSCRIBE = new Set([100, 113, 114]);
 
 /**
  * An error with a numeric code: a protocol error code (100–113) from the server,
@@ -328,6 +328,21 @@ export class Client extends Emitter {
    */
   publish(channel, data) {
     return this._call('publish', { channel, data });
+  }
+
+  /**
+   * Calls a method of the app's backend through the gateway's rpc proxy
+   * (PROTOCOL.md, "rpc"); resolves with the data the backend returned.
+   * @param {string} method such as "whoami", or "chat:kick" for the rpc endpoint of namespace chat
+   * @param {unknown} [data] any JSON value
+   * @returns {Promise<unknown>}
+   */
+  async rpc(method, data) {
+    /** @type {{method: string, data?: unknown}} */
+    const params = { method };
+    if (data !== undefined) params.data = data;
+    const res = await this._call('rpc', { params });
+    return res.data;
   }
 
   /**

@@ -487,6 +487,22 @@ test('calls made while disconnected wait for the connection', async () => {
   client.disconnect();
 });
 
+test('rpc sends params and resolves with the backend\'s data; its errors reject with their code', async () => {
+  const { WS, client } = setup();
+  const ws = await connectClient(client, WS);
+  const p = client.rpc('whoami', { x: 1 });
+  await flush();
+  const cmd = ws.reply('rpc', { data: { user: 'alice' } });
+  assert.deepEqual(cmd.params, { method: 'whoami', data: { x: 1 } });
+  assert.deepEqual(await p, { user: 'alice' });
+  const q = client.rpc('nope');
+  await flush();
+  assert.deepEqual(ws.last('rpc').params, { method: 'nope' });
+  ws.replyError('rpc', 1404, 'no such method');
+  await assert.rejects(q, { code: 1404, message: 'no such method' });
+  client.disconnect();
+});
+
 test('calls waiting for a connection reject after timeout', async (t) => {
   t.mock.timers.enable({ apis: ['setTimeout'] });
   const { WS, client } = setup({ timeout: 2000 });
