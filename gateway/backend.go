@@ -93,6 +93,7 @@ func newProxies(c *Config, metrics *proxy.Metrics) (proxies, error) {
 		errs = append(errs,
 			check(where+" subscribe_proxy", ns.SubscribeProxy),
 			check(where+" publish_proxy", ns.PublishProxy),
+			check(where+" sub_refresh_proxy", ns.SubRefreshProxy),
 			check(where+" rpc_proxy", ns.RPCProxy))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -301,13 +302,88 @@ func (sess *session) subscribeViaProxy(ctx context.Context, p *proxy.Proxy, req 
 		}
 		return nil, ErrInternal // closing: the reply goes nowhere
 	}
-	return &proxyGrant{info: res.Info, data: res.Data}, nil
+	g := &proxyGrant{info: res.Info, data: res.Data}
+	if res.ExpireAt > 0 {
+		g.expires = time.Unix(res.ExpireAt, 0).UnixNano()
+	}
+	return g, nil
 }
 
 // proxyGrant is what the subscribe proxy's answer adds to a subscription.
 type proxyGrant struct {
-	info json.RawMessage // the subscriber's channel info, in presence and its publications
-	data json.RawMessage // for the subscribe reply
+	info    json.RawMessage // the subscriber's channel info, in presence
+	data    json.RawMessage // for the subscribe reply
+	expires int64           // Unix nanoseconds when the subscription ends unless refreshed; 0 never
+}
+
+// noteSubExpiryLocked lowers the session's earliest subscription expiry
+// to exp (Unix nanoseconds, not 0). The caller holds mu.
+func (sess *session) noteSubExpiryLocked(exp int64) {
+	if cur := sess.subExpires.Load(); cur == 0 || exp < cur {
+		sess.subExpires.Store(exp)
+	}
+}
+
+// refreshSubs asks, for each subscription of sess whose expiry has passed,
+// its namespace's sub_refresh proxy whether it goes on; one the backend
+// refuses or says expired, or whose namespace has no such proxy, ends with
+// an unsubscribe push. A backend that does not answer is asked again a few
+// seconds later. It runs in a goroutine of the server's while
+// sess.subRefreshing is set.
+func (sess *session) refreshSubs(now time.Time) {
+	defer sess.subRefreshing.Store(false)
+	type due struct {
+		channel string
+		ns      *Namespace
+	}
+	var list []due
+	sess.mu.Lock()
+	for channel, sub := range sess.subs {
+		if sub.expires != 0 && sub.expires <= now.UnixNano() {
+			list = append(list, due{channel, sub.ns})
+		}
+	}
+	sess.mu.Unlock()
+	next := make(map[string]int64, len(list))
+	for _, d := range list {
+		p := sess.srv.proxies[d.ns.SubRefreshProxy]
+		if p == nil {
+			sess.serverUnsubscribe(d.channel, "subscription expired")
+			continue
+		}
+		res, err := p.SubRefresh(context.Background(), sess.proxyClient(), d.channel)
+		var refused *proxy.Error
+		var disc *proxy.Disconnect
+		switch {
+		case errors.As(err, &disc):
+			sess.close(websocket.StatusCode(disc.Code), disc.Reason, reasonServer)
+			return
+		case errors.As(err, &refused):
+			sess.serverUnsubscribe(d.channel, truncateReason("subscription expired: "+refused.Message))
+		case err != nil:
+			sess.srv.log.Warn("the app's backend did not refresh a subscription; asking again", "client", sess.id, "channel", d.channel, "err", err)
+			next[d.channel] = now.Add(refreshRetryPause).UnixNano()
+		case res.Expired:
+			sess.serverUnsubscribe(d.channel, "subscription expired")
+		case res.ExpireAt == 0:
+			next[d.channel] = 0
+		default:
+			next[d.channel] = time.Unix(res.ExpireAt, 0).UnixNano()
+		}
+	}
+	// The new expiries, and the earliest of all for the janitor.
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	var earliest int64
+	for channel, sub := range sess.subs {
+		if exp, ok := next[channel]; ok {
+			sub.expires = exp
+		}
+		if sub.expires != 0 && (earliest == 0 || sub.expires < earliest) {
+			earliest = sub.expires
+		}
+	}
+	sess.subExpires.Store(earliest)
 }
 
 // publishViaProxy asks the namespace's publish proxy whether sess may

@@ -96,9 +96,17 @@ func (b *testBackend) serve(w http.ResponseWriter, r *http.Request) {
 		switch str("channel") {
 		case "room:closed":
 			reply(`{"error":{"code":1403,"message":"this room is closed"}}`)
+		case "room:renewed", "room:gone":
+			reply(`{"result":{"expire_at":` + itoa(time.Now().Add(time.Second).Unix()) + `}}`)
 		default:
 			reply(`{"result":{"info":{"seat": 7},"data":{"topic":"hello"}}}`)
 		}
+	case "/sub_refresh":
+		if str("channel") == "room:gone" {
+			reply(`{"result":{"expired":true}}`)
+			return
+		}
+		reply(`{"result":{"expire_at":` + itoa(time.Now().Add(time.Hour).Unix()) + `}}`)
 	case "/publish":
 		var data struct {
 			Text string `json:"text"`
@@ -165,12 +173,13 @@ func proxyServer(t *testing.T, b *testBackend, mutate func(*Config)) *testServer
 			Endpoints: map[string]proxy.Options{
 				"connect": endpoint("/connect"), "refresh": endpoint("/refresh"),
 				"subscribe": endpoint("/subscribe"), "publish": endpoint("/publish"), "rpc": endpoint("/rpc"),
+				"sub_refresh": endpoint("/sub_refresh"),
 			},
 			Connect: "connect", Refresh: "refresh", RPC: "rpc",
 		}
 		c.Namespaces = append(c.Namespaces,
 			Namespace{Name: "room", Subscribe: PermissionServer, Publish: PermissionServer, HistorySize: 10,
-				Presence: true, SubscribeProxy: "subscribe", PublishProxy: "publish"},
+				Presence: true, SubscribeProxy: "subscribe", PublishProxy: "publish", SubRefreshProxy: "sub_refresh"},
 			Namespace{Name: "secret", Subscribe: PermissionToken})
 		if mutate != nil {
 			mutate(c)
@@ -425,6 +434,42 @@ func TestProxyRefresh(t *testing.T) {
 	c = dialWithCookie(t, ts, "expiring")
 	c.ok("connect", nil)
 	expectClose(t, c, CloseTokenExpired, "token expired")
+}
+
+func TestProxySubRefresh(t *testing.T) {
+	b := newTestBackend(t)
+	ts := proxyServer(t, b, func(c *Config) { c.Limits.ConnectTimeout = 200 * time.Millisecond })
+	c := dialWithCookie(t, ts, "ann")
+	c.ok("connect", nil)
+	c.ok("subscribe", msg{"channel": "room:renewed"})
+	c.ok("subscribe", msg{"channel": "room:gone"})
+	// room:gone's expiry passes, and the backend says it expired.
+	push := c.nextPush("unsubscribe")
+	if push.str("channel") != "room:gone" || push.num("code") != UnsubscribeServer || push.str("reason") != "subscription expired" {
+		t.Fatalf("push %v: want room:gone unsubscribed", push)
+	}
+	// room:renewed was renewed: it still gets publications.
+	if _, p := publishAndSee(c, "room:renewed", "still here"); p.str("channel") != "room:renewed" {
+		t.Fatalf("publication %v", p)
+	}
+	if b.count("/sub_refresh") < 2 {
+		t.Errorf("%d sub_refresh requests, want one per channel", b.count("/sub_refresh"))
+	}
+	if got := b.last("/sub_refresh").body["user"]; got != "ann" {
+		t.Errorf("sub_refresh for user %v", got)
+	}
+	// Without a sub_refresh proxy, an expired subscription ends.
+	ts2 := proxyServer(t, b, func(c *Config) {
+		for i := range c.Namespaces {
+			c.Namespaces[i].SubRefreshProxy = ""
+		}
+	})
+	c = dialWithCookie(t, ts2, "ann")
+	c.ok("connect", nil)
+	c.ok("subscribe", msg{"channel": "room:renewed"})
+	if push := c.nextPush("unsubscribe"); push.str("channel") != "room:renewed" {
+		t.Fatalf("push %v: want room:renewed unsubscribed at its expiry", push)
+	}
 }
 
 func TestProxyConfigErrors(t *testing.T) {

@@ -161,6 +161,10 @@ type Namespace struct {
 	// and what: its answer replaces the Publish permission, and may
 	// replace the data or keep it out of history. Default: "".
 	PublishProxy string
+	// SubRefreshProxy names the endpoint asked when a subscription's
+	// expiry, set by the subscribe proxy's expire_at, has passed; without
+	// it the subscription then ends (an unsubscribe push). Default: "".
+	SubRefreshProxy string
 	// RPCProxy names the endpoint that answers the rpc methods "Name:…".
 	// Default: "", ProxyConfig.RPC.
 	RPCProxy string

@@ -222,6 +222,9 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 		}
 	}
 	sub := &subscription{ns: ns, viaToken: viaToken, buffering: true, member: req.Member}
+	if grant != nil {
+		sub.expires = grant.expires
+	}
 	sess.mu.Lock()
 	if sess.subs[req.Channel] != nil {
 		sess.mu.Unlock()
@@ -321,6 +324,9 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 	// then live publications.
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
+	if sub.expires != 0 {
+		sess.noteSubExpiryLocked(sub.expires)
+	}
 	reply(&out)
 	sub.buffering = false
 	for _, p := range sub.buffered {

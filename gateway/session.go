@@ -64,6 +64,11 @@ type session struct {
 	proxied bool
 	// refreshing is set while a refresh proxy request is under way.
 	refreshing atomic.Bool
+	// subExpires is the earliest expiry of a subscription the subscribe
+	// proxy set (Unix nanoseconds; 0: none), guarded by mu for writes;
+	// subRefreshing is set while refreshSubs runs.
+	subExpires    atomic.Int64
+	subRefreshing atomic.Bool
 
 	writer sync.WaitGroup // the writer goroutine, while it runs
 
@@ -94,6 +99,9 @@ type subscription struct {
 	// member is how the client appears in the channel's presence when not
 	// as its connection's info (a Pusher presence channel's channel_data).
 	member *broker.ClientInfo
+	// expires is when the subscription ends unless the sub_refresh proxy
+	// renews it (Unix nanoseconds; 0: never); guarded by session.mu.
+	expires int64
 }
 
 // presenceInfo is how sess appears in the channel's presence; nil when it
@@ -283,6 +291,13 @@ func (sess *session) checkTimes(now time.Time) {
 		}
 		sess.close(CloseTokenExpired, "token expired", reasonTokenExpired)
 		return
+	}
+	if exp := sess.subExpires.Load(); exp != 0 && now.UnixNano() > exp && sess.subRefreshing.CompareAndSwap(false, true) {
+		sess.srv.wg.Add(1)
+		go func() {
+			defer sess.srv.wg.Done()
+			sess.refreshSubs(now)
+		}()
 	}
 	if started := sess.writeStarted.Load(); l.WriteTimeout > 0 && started != 0 && now.UnixNano()-started > int64(l.WriteTimeout) {
 		sess.abortOnClose()

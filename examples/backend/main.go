@@ -5,7 +5,7 @@
 //
 //	go run ./examples/backend -listen 127.0.0.1:9000 -secret S
 //
-// It answers POST /duplex/connect, /refresh, /subscribe, /publish and /rpc
+// It answers POST /duplex/connect, /refresh, /subscribe, /sub_refresh, /publish and /rpc
 // in the proxy format of gateway/proxy (docs/proxy.md), and POST /login
 // (form field user) and /logout for the cookie.
 //
@@ -141,6 +141,9 @@ func (b *backend) proxy(w http.ResponseWriter, r *http.Request) {
 		result(proxy.ConnectResult{User: user, Info: mustJSON(map[string]string{"name": user}), Channels: []string{"user:" + user}})
 	case "refresh":
 		result(proxy.RefreshResult{ExpireAt: time.Now().Add(time.Hour).Unix()})
+	case "sub_refresh":
+		// Still allowed? Ask again in an hour.
+		result(proxy.RefreshResult{Expired: !b.maySubscribe(req.User, req.Channel), ExpireAt: time.Now().Add(time.Hour).Unix()})
 	case "subscribe":
 		if !b.maySubscribe(req.User, req.Channel) {
 			refuse(403, "permission denied")

@@ -255,7 +255,10 @@ type namespaceConfig struct {
 	// "NAME:…", in this namespace. Default: none, the permissions decide.
 	SubscribeProxy string `yaml:"subscribe_proxy"`
 	PublishProxy   string `yaml:"publish_proxy"`
-	RPCProxy       string `yaml:"rpc_proxy"`
+	// SubRefreshProxy is asked when a subscription's expire_at (from the
+	// subscribe proxy) passes; without it the subscription ends then.
+	SubRefreshProxy string `yaml:"sub_refresh_proxy"`
+	RPCProxy        string `yaml:"rpc_proxy"`
 }
 
 // demoNamespace is the namespace of the demo pages: anyone on the machine
@@ -479,6 +482,7 @@ func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
 			Presence: n.Presence, JoinLeave: n.JoinLeave, PresenceCountAbove: n.PresenceCountAbove,
 			SlowConsumer:   gateway.SlowConsumerPolicy(n.SlowConsumer),
 			SubscribeProxy: n.SubscribeProxy, PublishProxy: n.PublishProxy, RPCProxy: n.RPCProxy,
+			SubRefreshProxy: n.SubRefreshProxy,
 		})
 	}
 	var err error
