@@ -55,9 +55,10 @@ type Server struct {
 	conns      atomic.Int64
 	pending    pendingConns // HTTP connections not upgraded (HTTPServer)
 
-	sessions sessionSet
-	usersMu  sync.Mutex
-	users    map[string]map[*session]struct{}
+	sessions  sessionSet
+	fallbacks sync.Map // fallback session id → *fallbackTransport
+	usersMu   sync.Mutex
+	users     map[string]map[*session]struct{}
 
 	draining   atomic.Bool
 	brokerDown atomic.Bool // the broker reported its link lost
@@ -174,6 +175,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("CONNECT /ws", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "WebSocket over HTTP/2 is not served here: use HTTP/1.1", http.StatusHTTPVersionNotSupported)
 	})
+	mux.HandleFunc("GET /fallback/stream", func(w http.ResponseWriter, r *http.Request) { s.serveFallbackStream(w, r, false) })
+	mux.HandleFunc("GET /fallback/sse", func(w http.ResponseWriter, r *http.Request) { s.serveFallbackStream(w, r, true) })
+	mux.HandleFunc("POST /fallback/send", s.serveFallbackSend)
 	mux.HandleFunc("/api/", s.serveAPI)
 	if len(s.pusherApps) > 0 {
 		mux.HandleFunc("GET /app/{key}", s.servePusher)
@@ -614,12 +618,19 @@ type brokerHandler struct{ s *Server }
 
 // controlMessage is what nodes send each other through Broker.Control.
 type controlMessage struct {
-	Op      string `json:"op"` // "disconnect" or "unsubscribe"
+	Op      string `json:"op"` // "disconnect", "unsubscribe" or "fallback"
 	Channel string `json:"channel,omitempty"`
 	Node    string `json:"node"` // the sender, which acted already
 	User    string `json:"user"`
 	Code    int    `json:"code"`
 	Reason  string `json:"reason"`
+
+	// A fallback session's commands (op "fallback"), received by Node
+	// for the session of Target.
+	Target  string `json:"target,omitempty"`
+	Session string `json:"session,omitempty"`
+	Seq     uint64 `json:"seq,omitempty"`
+	Data    []byte `json:"data,omitempty"`
 }
 
 func (h brokerHandler) HandleControl(data []byte) {
@@ -636,6 +647,8 @@ func (h brokerHandler) HandleControl(data []byte) {
 		h.s.disconnectUser(m.User, websocket.StatusCode(m.Code), m.Reason)
 	case "unsubscribe":
 		h.s.unsubscribeUser(m.User, m.Channel, m.Reason)
+	case "fallback":
+		h.s.fallbackControl(&m)
 	}
 }
 
