@@ -70,7 +70,7 @@ test('connect opens the socket with the subprotocol and sends connect first', as
   ws.reply('connect', { client: 'abc', user: 'alice', version: '1', ping: 25 });
   assert.equal(client.state, 'connected');
   assert.deepEqual(states, ['connecting', 'connected']);
-  assert.deepEqual(connected, [{ client: 'abc', user: 'alice', expires: 0, version: '1' }]);
+  assert.deepEqual(connected, [{ client: 'abc', user: 'alice', expires: 0, version: '1', transport: 'websocket' }]);
   client.disconnect();
 });
 
