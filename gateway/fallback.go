@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -232,6 +233,11 @@ func (s *Server) serveFallbackStream(w http.ResponseWriter, r *http.Request, sse
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(1/s.cfg.Limits.HandshakeRate))))
 		http.Error(w, "too many handshakes", http.StatusTooManyRequests)
 		return
+	}
+	// From here the connection is the session's, counted by the
+	// connection limits as an upgraded one is, no longer as pending.
+	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		s.pending.release(c)
 	}
 	rc := http.NewResponseController(w)
 	// The server's read and write deadlines are for ordinary requests:

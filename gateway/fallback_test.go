@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -332,5 +333,48 @@ func TestFallbackLimits(t *testing.T) {
 	idle := openFallback(t, base, true, nil)
 	if code, _ := idle.closed(); code != int(CloseConnectTimeout) {
 		t.Errorf("no connect: closed with %d, want %d", code, CloseConnectTimeout)
+	}
+}
+
+// TestFallbackStreamsAreNotPending: behind HTTPServer, a fallback stream
+// counts as a session, like an upgraded WebSocket, not as a pending HTTP
+// connection, so that the pending caps do not cap fallback clients.
+func TestFallbackStreamsAreNotPending(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.Limits.MaxPendingConnectionsPerIP = 2 })
+	hs := ts.HTTPServer()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		hs.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		hs.Close()
+		<-served
+	})
+	base := "http://" + ln.Addr().String()
+	// Separate clients, so that each stream has a connection of its own,
+	// and POSTs that do not keep theirs.
+	old := http.DefaultClient
+	t.Cleanup(func() { http.DefaultClient = old })
+	posts := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := range 4 {
+		tr := &http.Transport{}
+		t.Cleanup(tr.CloseIdleConnections)
+		http.DefaultClient = &http.Client{Transport: tr}
+		c := openFallback(t, base, i%2 == 1, nil)
+		http.DefaultClient = posts
+		if r := c.call(base, "ping", nil); r.obj("error").num("code") != float64(ErrNotConnected.Code) {
+			t.Fatalf("stream %d: %v", i, r)
+		}
+	}
+	waitFor(t, "no pending connections", func() bool {
+		return metricValue(t, ts.http.URL, "duplex_pending_connections", "") == 0
+	})
+	if n := metricValue(t, ts.http.URL, "duplex_connections", ""); n != 4 {
+		t.Errorf("duplex_connections %v, want the 4 streams", n)
 	}
 }

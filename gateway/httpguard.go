@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/subtle"
 	"log/slog"
 	"net"
@@ -46,8 +47,16 @@ func (s *Server) HTTPServer() *http.Server {
 		WriteTimeout: l.ReadTimeout + 15*time.Second,
 		IdleTimeout:  l.IdleTimeout,
 		ConnState:    s.pending.connState,
+		// A fallback stream finds its connection here, to stop counting
+		// it as pending as an upgrade does (fallback.go).
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
 	}
 }
+
+// connKey is the context key of the request's net.Conn (HTTPServer).
+type connKey struct{}
 
 // pendingConns counts the connections of the HTTPServer that have not
 // upgraded, per peer address and in total, and closes those over the caps
