@@ -347,7 +347,9 @@ func (s *Server) deliverFallback(id string, seq uint64, body []byte) bool {
 // fallbackControl runs a POST that another node received for a session of
 // this one, off the broker's delivery goroutine.
 func (s *Server) fallbackControl(m *controlMessage) {
-	if m.Target != s.node {
+	// Once draining, the sessions are closing, and Shutdown will soon
+	// wait for the goroutines it counts: start no more.
+	if m.Target != s.node || s.draining.Load() {
 		return
 	}
 	s.wg.Add(1)
