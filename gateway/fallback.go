@@ -196,7 +196,9 @@ func (t *fallbackTransport) deliver(seq uint64, body []byte) {
 // fallbackOrigin applies the origin policy of WebSocket handshakes to the
 // fallback requests: a page of another site may neither open a stream
 // (reading a user's publications with their cookies) nor send commands.
-func (s *Server) fallbackOrigin(r *http.Request) bool {
+// A page of an allowed other origin gets the CORS headers that let it read
+// the answer and send its cookies.
+func (s *Server) fallbackOrigin(w http.ResponseWriter, r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
@@ -210,10 +212,34 @@ func (s *Server) fallbackOrigin(r *http.Request) bool {
 	}
 	for _, pattern := range s.cfg.OriginPatterns {
 		if ok, _ := path.Match(strings.ToLower(pattern), strings.ToLower(u.Host)); ok {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Credentials", "true")
+			h.Add("Vary", "Origin")
 			return true
 		}
 	}
 	return false
+}
+
+// validSessionID reports whether id has the shape of a fallback session's
+// id, "<node>.<random>", each part newID's: a POST for anything else is
+// not carried to the other nodes.
+func validSessionID(id string) bool {
+	node, rest, ok := strings.Cut(id, ".")
+	valid := func(p string) bool {
+		if len(p) != 16 {
+			return false
+		}
+		for i := 0; i < len(p); i++ {
+			c := p[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+		return true
+	}
+	return ok && valid(node) && valid(rest)
 }
 
 // serveFallbackStream serves GET /fallback/stream and /fallback/sse: a
@@ -223,7 +249,7 @@ func (s *Server) serveFallbackStream(w http.ResponseWriter, r *http.Request, sse
 		http.Error(w, "draining", http.StatusServiceUnavailable)
 		return
 	}
-	if !s.fallbackOrigin(r) {
+	if !s.fallbackOrigin(w, r) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
@@ -299,18 +325,18 @@ wait:
 // serveFallbackSend serves POST /fallback/send?session=ID&seq=N: lines of
 // the client's commands, for the session wherever it is.
 func (s *Server) serveFallbackSend(w http.ResponseWriter, r *http.Request) {
-	if !s.fallbackOrigin(r) {
+	if !s.fallbackOrigin(w, r) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
 	q := r.URL.Query()
 	id := q.Get("session")
 	seq, err := strconv.ParseUint(q.Get("seq"), 10, 64)
-	node, _, ok := strings.Cut(id, ".")
-	if !ok || err != nil {
-		http.Error(w, "session and seq are required", http.StatusBadRequest)
+	if !validSessionID(id) || err != nil {
+		http.Error(w, "a session id and a seq number are required", http.StatusBadRequest)
 		return
 	}
+	node, _, _ := strings.Cut(id, ".")
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxMessageSize))
 	if err != nil {
 		s.metrics.limitHits.With(limitMessageSize).Inc()

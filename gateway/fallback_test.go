@@ -271,14 +271,21 @@ func TestFallbackAcrossNodes(t *testing.T) {
 	if ids[0] != pubID || ids[1] != pingID {
 		t.Fatalf("replies %v, want %d then %d", ids, pubID, pingID)
 	}
-	// An unknown session on this node: 404, at once.
-	resp, err := http.Post(a.http.URL+"/fallback/send?session="+strings.Split(c.session, ".")[0]+".nope&seq=0", "text/plain", strings.NewReader("{}"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Errorf("POST for an unknown session: %d, want 404", resp.StatusCode)
+	// An unknown session on this node: 404, at once; an id that is none:
+	// 400, and not carried to the others.
+	for id, want := range map[string]int{
+		strings.Split(c.session, ".")[0] + ".AAAAAAAAAAAAAAAA": http.StatusNotFound,
+		"nope.nope": http.StatusBadRequest,
+		"":          http.StatusBadRequest,
+	} {
+		resp, err := http.Post(a.http.URL+"/fallback/send?seq=0&session="+id, "text/plain", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("POST for session %q: %d, want %d", id, resp.StatusCode, want)
+		}
 	}
 }
 
@@ -287,6 +294,7 @@ func TestFallbackAcrossNodes(t *testing.T) {
 // connect timeout.
 func TestFallbackLimits(t *testing.T) {
 	ts := newTestServer(t, func(c *Config) {
+		c.OriginPatterns = []string{"*.example.com"}
 		c.Limits.MaxMessageSize = 1000
 		c.Limits.MessageRate, c.Limits.MessageBurst = 1, 3
 		c.Limits.ConnectTimeout = 300 * time.Millisecond
@@ -304,10 +312,23 @@ func TestFallbackLimits(t *testing.T) {
 			t.Errorf("GET %s from another site: %d, want 403", path, resp.StatusCode)
 		}
 	}
-	c := openFallback(t, base, false, http.Header{"Origin": {base}})
-	req, _ := http.NewRequest(http.MethodPost, base+"/fallback/send?session="+c.session+"&seq=0", strings.NewReader("{}"))
-	req.Header.Set("Origin", "https://evil.example")
+	// A page of an allowed other site may, with the CORS headers that let
+	// it read the stream.
+	req, _ := http.NewRequest(http.MethodGet, base+"/fallback/sse", nil)
+	req.Header.Set("Origin", "https://app.example.com")
 	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
+		resp.Header.Get("Access-Control-Allow-Credentials") != "true" {
+		t.Errorf("GET from an allowed origin: %d, CORS %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	c := openFallback(t, base, false, http.Header{"Origin": {base}})
+	req, _ = http.NewRequest(http.MethodPost, base+"/fallback/send?session="+c.session+"&seq=0", strings.NewReader("{}"))
+	req.Header.Set("Origin", "https://evil.example")
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

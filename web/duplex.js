@@ -1186,7 +1186,7 @@ class FallbackSocket {
   }
 
   _openStream() {
-    fetch(`${this._base}/fallback/stream`, { signal: this._abortCtl.signal, cache: 'no-store' }).then(async (res) => {
+    fetch(`${this._base}/fallback/stream`, { signal: this._abortCtl.signal, cache: 'no-store', credentials: 'include' }).then(async (res) => {
       if (!res.ok || !res.body) {
         this._end(1006, `HTTP ${res.status}`);
         return;
@@ -1208,7 +1208,7 @@ class FallbackSocket {
   }
 
   _openSSE() {
-    const es = new EventSource(`${this._base}/fallback/sse`);
+    const es = new EventSource(`${this._base}/fallback/sse`, { withCredentials: true });
     this._es = es;
     es.onmessage = (ev) => this._lines(String(ev.data).split('\n'));
     // EventSource would reconnect by itself, as a new session: the client decides instead.
@@ -1257,7 +1257,7 @@ class FallbackSocket {
   send(data) {
     if (this.readyState !== 1) return;
     const url = `${this._base}/fallback/send?session=${encodeURIComponent(this._session)}&seq=${this._seq++}`;
-    this._sending = this._sending.then(() => fetch(url, { method: 'POST', body: data, headers: { 'content-type': 'text/plain' } })
+    this._sending = this._sending.then(() => fetch(url, { method: 'POST', body: data, headers: { 'content-type': 'text/plain' }, credentials: 'include' })
       .then((res) => { if (res.status >= 400) this._end(1006, `sending failed: HTTP ${res.status}`); },
         () => this._end(1006, 'sending failed')));
   }
