@@ -80,6 +80,8 @@ func (b *testBackend) serve(w http.ResponseWriter, r *http.Request) {
 			reply(`{"result":{"user":"eve","expire_at":` + itoa(time.Now().Add(time.Second).Unix()) + `}}`)
 		case "kick":
 			reply(`{"disconnect":{"code":4601,"reason":"banned"}}`)
+		case "busy":
+			reply(`{"error":{"code":1503,"message":"try again","temporary":true}}`)
 		case "slow":
 			wait()
 			reply(`{"result":{"user":"late"}}`)
@@ -127,6 +129,8 @@ func (b *testBackend) serve(w http.ResponseWriter, r *http.Request) {
 			reply(`{"result":{}}`)
 		case "broken":
 			reply(`{"result":{"data":1},"error":{"code":1,"message":"both"}}`)
+		case "kick":
+			reply(`{"disconnect":{"code":4602,"reason":"kicked by rpc"}}`)
 		default:
 			reply(`{"error":{"code":1404,"message":"no such method"}}`)
 		}
@@ -253,8 +257,24 @@ func TestProxyConnectRefusedAndDisconnect(t *testing.T) {
 	c = dialWithCookie(t, ts, "kick")
 	c.send("connect", nil)
 	expectClose(t, c, 4601, "banned")
+
+	// A temporary refusal leaves the connection open: connect may come again.
+	c = dialWithCookie(t, ts, "busy")
+	if r := c.call("connect", nil); r.obj("error").num("code") != 1503 {
+		t.Fatalf("temporary refusal: %v", r)
+	}
+	if code := c.errCode("ping", nil); code != ErrNotConnected.Code {
+		t.Fatalf("after a temporary refusal: %d, want %d (open, not connected)", code, ErrNotConnected.Code)
+	}
+
+	// A disconnect in answer to a later request closes too.
+	c = dialWithCookie(t, ts, "ann")
+	c.ok("connect", nil)
+	c.send("rpc", msg{"params": msg{"method": "kick"}})
+	expectClose(t, c, 4602, "kicked by rpc")
 	wantMetric(t, ts.http.URL, "duplex_proxy_requests_total", `proxy="connect",result="disconnect"`, 1)
-	wantMetric(t, ts.http.URL, "duplex_proxy_requests_total", `proxy="connect",result="refused"`, 1)
+	wantMetric(t, ts.http.URL, "duplex_proxy_requests_total", `proxy="connect",result="refused"`, 2)
+	wantMetric(t, ts.http.URL, "duplex_proxy_requests_total", `proxy="rpc",result="disconnect"`, 1)
 }
 
 func TestProxyBackendFailures(t *testing.T) {
