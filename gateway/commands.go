@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/duplexws/duplex/gateway/broker"
+	"github.com/duplexws/duplex/gateway/proxy"
 	"github.com/duplexws/duplex/websocket"
 )
 
@@ -114,7 +115,14 @@ func handleCommand(ctx context.Context, sess *session, cmd *command) {
 			replyTo(sess, cmd.ID, nil, ErrAlreadyConnected)
 			return
 		}
-		creds := sess.connect(ctx, cmd.Token)
+		creds, refused := sess.connect(ctx, cmd.Token, &proxy.ConnectRequest{Name: cmd.Name, Version: cmd.Version, Data: cmd.Data})
+		if refused != nil {
+			replyTo(sess, cmd.ID, nil, refused.reply)
+			if refused.final {
+				sess.closeFlushed(CloseUnauthorized, truncateReason("unauthorized: "+refused.reply.Message), reasonUnauthorized)
+			}
+			return
+		}
 		if creds == nil {
 			return // closed
 		}
@@ -123,7 +131,9 @@ func handleCommand(ctx context.Context, sess *session, cmd *command) {
 			User:    creds.User,
 			Ping:    int(max(sess.srv.cfg.PingInterval, 0) / time.Second),
 			Version: sess.srv.cfg.Version,
+			Data:    sess.connectData,
 		}
+		sess.connectData = nil
 		if !creds.ExpiresAt.IsZero() {
 			res.Expires = creds.ExpiresAt.Unix()
 		}
@@ -150,7 +160,7 @@ func handleCommand(ctx context.Context, sess *session, cmd *command) {
 		// The reply is queued by subscribe, to order it before live
 		// publications.
 		id := cmd.ID
-		e := sess.subscribe(ctx, subscribeRequest{Channel: cmd.Channel, Token: cmd.Token, Since: cmd.Since}, func(s *subscribed) {
+		e := sess.subscribe(ctx, subscribeRequest{Channel: cmd.Channel, Token: cmd.Token, Since: cmd.Since, Data: cmd.Data}, func(s *subscribed) {
 			if len(s.pubs) > 0 {
 				sess.enqueueReplyLocked(encodeReplyWithPublications(id, s.result, s.pubs, s.pubsSize))
 			} else {
@@ -177,6 +187,8 @@ func handleCommand(ctx context.Context, sess *session, cmd *command) {
 		result, err = sess.presence(ctx, cmd.Channel, cmd.Method == "presence_stats")
 	case "history":
 		result, err = sess.history(ctx, cmd.Channel, cmd.Limit, cmd.Since, cmd.Reverse)
+	case "rpc":
+		result, err = sess.rpc(ctx, cmd.Params)
 	case "ping":
 		result = emptyResult{}
 	default:

@@ -94,6 +94,12 @@ type Config struct {
 	// Hooks let the embedding program decide what configuration cannot.
 	Hooks Hooks
 
+	// Proxy asks the app's backend over HTTP who a client is and what it
+	// may do (docs/proxy.md): at connect and refresh here, and per
+	// namespace for subscribe, publish and rpc. Default: no endpoints,
+	// nothing asked.
+	Proxy ProxyConfig
+
 	// Pusher serves the Pusher Channels protocol, version 7, to the apps
 	// it lists, at /app/{key} beside /ws, on the same hub and broker
 	// (docs/pusher.md). Default: no apps, and /app/ answers 404.
@@ -145,6 +151,23 @@ type Namespace struct {
 	// SlowConsumer is what happens when a subscriber's outbound queue is
 	// full. Default: SlowDisconnect.
 	SlowConsumer SlowConsumerPolicy
+
+	// SubscribeProxy names the endpoint of ProxyConfig.Endpoints asked
+	// whether a client may subscribe: its answer replaces the Subscribe
+	// permission and channel tokens, and may set the subscriber's info
+	// and data for the reply. Default: "", the permissions decide.
+	SubscribeProxy string
+	// PublishProxy names the endpoint asked whether a client may publish,
+	// and what: its answer replaces the Publish permission, and may
+	// replace the data or keep it out of history. Default: "".
+	PublishProxy string
+	// SubRefreshProxy names the endpoint asked when a subscription's
+	// expiry, set by the subscribe proxy's expire_at, has passed; without
+	// it the subscription then ends (an unsubscribe push). Default: "".
+	SubRefreshProxy string
+	// RPCProxy names the endpoint that answers the rpc methods "Name:…".
+	// Default: "", ProxyConfig.RPC.
+	RPCProxy string
 
 	// perUserEvents: the node also pushes, per user, when its first
 	// connection joins the presence and when its last leaves (Pusher's

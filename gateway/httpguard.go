@@ -46,7 +46,10 @@ func (s *Server) HTTPServer() *http.Server {
 		WriteTimeout: l.ReadTimeout + 15*time.Second,
 		IdleTimeout:  l.IdleTimeout,
 		ConnState:    s.pending.connState,
-		ConnContext:  withTCPConn, // for HTTP/2 WebSockets, which leave the pending caps (h2.go)
+		// The connection a request came on, for the requests that stop
+		// counting it as pending: HTTP/2 WebSockets (h2.go) and fallback
+		// streams (fallback.go), as an upgrade does.
+		ConnContext: withTCPConn,
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/duplexws/duplex/gateway/broker"
+	"github.com/duplexws/duplex/gateway/proxy"
 )
 
 // The node's operations on behalf of a client, whichever protocol asked:
@@ -15,27 +16,38 @@ import (
 // hub and the broker, and reports what the protocol spells as its reply.
 // They run on the session's reading chain, one at a time.
 
-// connect authenticates the client with token (and the headers of its
-// upgrade, for Hooks.Authenticate), admits it within the per-user limits,
-// and grants what its credentials say. It reports the credentials, or
-// closes the session and reports nil. The caller checks that it is not
-// connected yet.
-func (sess *session) connect(ctx context.Context, token string) *Credentials {
+// connect authenticates the client: with the connect proxy, when one is
+// configured (and not skipped for a token), or with token (and the
+// headers of its upgrade, for Hooks.Authenticate); admits it within the
+// per-user limits, and grants what its credentials say. It reports the
+// credentials; or the error the client's connect command fails with (a
+// final one closes the session after the reply), or neither when it closed
+// the session. The caller checks that it is not connected yet.
+func (sess *session) connect(ctx context.Context, token string, req *proxy.ConnectRequest) (*Credentials, *connectRefused) {
 	srv := sess.srv
-	creds, err := srv.authenticate(ctx, token, sess.header)
+	var creds *Credentials
+	var err error
+	if p := srv.proxies[srv.cfg.Proxy.Connect]; p != nil && !(token != "" && srv.cfg.Proxy.SkipConnectWithToken) {
+		var refused *connectRefused
+		if creds, refused = sess.connectViaProxy(ctx, p, req); creds == nil {
+			return nil, refused
+		}
+	} else {
+		creds, err = srv.authenticate(ctx, token, sess.header)
+	}
 	if err == nil && creds == nil {
 		err = errors.New("no credentials")
 	}
 	if err != nil {
 		if isExpired(err) {
 			sess.close(CloseTokenExpired, "token expired", reasonTokenExpired)
-			return nil
+			return nil, nil
 		}
 		sess.close(CloseUnauthorized, truncateReason("unauthorized: "+srv.authReason(err)), reasonUnauthorized)
-		return nil
+		return nil, nil
 	}
 	if !sess.becomeUser(ctx, creds.User) {
-		return nil
+		return nil, nil
 	}
 	sess.header = nil
 	sess.connected = true
@@ -50,7 +62,7 @@ func (sess *session) connect(ctx context.Context, token string) *Credentials {
 		sess.expires.Store(srv.expiryDeadline(creds.ExpiresAt))
 	}
 	sess.connectedFlag.Store(true)
-	return creds
+	return creds, nil
 }
 
 // truncateReason keeps a close reason within the 123 bytes a close frame
@@ -144,6 +156,8 @@ type subscribeRequest struct {
 	Channel string
 	Token   string
 	Since   *broker.Position
+	// Data is the client's data for the subscribe proxy.
+	Data json.RawMessage
 
 	// Granted says the protocol authorized the subscription by a rule of
 	// its own (Pusher's channel signature): the namespace's permissions
@@ -187,7 +201,20 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 		return asError(err)
 	}
 	viaToken := req.Granted
-	if !req.Granted {
+	var grant *proxyGrant
+	switch p := srv.proxies[ns.SubscribeProxy]; {
+	case req.Granted:
+	case p != nil:
+		// The backend decides; what it grants counts as a token's grant.
+		var e *Error
+		if grant, e = sess.subscribeViaProxy(ctx, p, req); e != nil {
+			return e
+		}
+		viaToken = true
+		if grant.info != nil && req.Member == nil {
+			req.Member = &broker.ClientInfo{Client: sess.id, User: sess.user, Info: grant.info}
+		}
+	default:
 		var perr *Error
 		if viaToken, perr = sess.mayUse(ns, req.Channel, req.Token); perr != nil {
 			return perr
@@ -206,6 +233,9 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 		}
 	}
 	sub := &subscription{ns: ns, viaToken: viaToken, buffering: true, member: req.Member}
+	if grant != nil {
+		sub.expires = grant.expires
+	}
 	sess.mu.Lock()
 	if sess.subs[req.Channel] != nil {
 		sess.mu.Unlock()
@@ -235,6 +265,9 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 		return fail(ErrUnavailable)
 	}
 	out := subscribed{result: subscribeResult{Latest: ns.SlowConsumer == SlowLatest}}
+	if grant != nil {
+		out.result.Data = grant.data
+	}
 	res := &out.result
 	var delivered broker.Position // the last position the reply delivers
 	var membersAt time.Time       // when out.members was read
@@ -306,6 +339,9 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 	// then live publications.
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
+	if sub.expires != 0 {
+		sess.noteSubExpiryLocked(sub.expires)
+	}
 	reply(&out)
 	sub.membersAt = membersAt
 	sub.buffering = false
@@ -406,8 +442,11 @@ func (sess *session) publishAs(ctx context.Context, channel string, data json.Ra
 	if err != nil {
 		return none, err
 	}
+	p := srv.proxies[ns.PublishProxy]
 	switch {
 	case granted:
+	case p != nil:
+		// The backend decides.
 	case ns.Publish == PermissionServer:
 		return none, ErrPermissionDenied
 	case sess.user == "" && !ns.Anonymous:
@@ -432,6 +471,18 @@ func (sess *session) publishAs(ctx context.Context, channel string, data json.Ra
 				return none, e
 			}
 			return none, &Error{ErrPermissionDenied.Code, truncateReason("permission denied: " + err.Error())}
+		}
+	}
+	if p != nil {
+		var skipHistory bool
+		if data, skipHistory, err = sess.publishViaProxy(ctx, p, channel, data); err != nil {
+			return none, err
+		}
+		if skipHistory {
+			// Published as in a namespace without history: no position.
+			noHistory := *ns
+			noHistory.HistorySize = 0
+			ns = &noHistory
 		}
 	}
 	return srv.publish(ctx, ns, channel, data, sess.info)

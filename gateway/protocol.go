@@ -70,11 +70,13 @@ type command struct {
 	Method  string           `json:"method"`
 	Token   string           `json:"token"`
 	Name    string           `json:"name"`
+	Version string           `json:"version"`
 	Channel string           `json:"channel"`
 	Since   *broker.Position `json:"since"`
 	Data    json.RawMessage  `json:"data"`
 	Limit   *int             `json:"limit"`
 	Reverse bool             `json:"reverse"`
+	Params  *rpcParams       `json:"params"`
 }
 
 type reply struct {
@@ -89,6 +91,8 @@ type connectResult struct {
 	Expires int64  `json:"expires,omitempty"`
 	Ping    int    `json:"ping"`
 	Version string `json:"version"`
+	// Data is the connect proxy's data for the client.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 type refreshResult struct {
@@ -102,6 +106,8 @@ type subscribeResult struct {
 	Recovered    *bool              `json:"recovered,omitempty"`
 	Publications []*json.RawMessage `json:"publications,omitempty"`
 	Latest       bool               `json:"latest,omitempty"`
+	// Data is the subscribe proxy's data for the client.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 type publishResult struct {

@@ -177,7 +177,7 @@ func FuzzCommandDecode(f *testing.F) {
 
 // The error codes and close codes of PROTOCOL.md.
 var (
-	protocolErrorCodes = []int{100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 113}
+	protocolErrorCodes = []int{100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 113, 114}
 	protocolPushes     = []string{"pub", "join", "leave", "gap", "presence_count", "unsubscribe"}
 )
 

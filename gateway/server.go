@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/duplexws/duplex/gateway/broker"
+	"github.com/duplexws/duplex/gateway/proxy"
 	"github.com/duplexws/duplex/internal/jwt"
 	"github.com/duplexws/duplex/internal/ratelimit"
 	"github.com/duplexws/duplex/websocket"
@@ -36,9 +37,13 @@ type Server struct {
 	broker     broker.Broker
 	namespaces map[string]*Namespace
 	verifier   *jwt.Verifier // nil when no algorithm is configured
-	metrics    *serverMetrics
-	hub        *hub
-	accept     websocket.AcceptOptions
+	proxies    proxies       // the app's backend, by endpoint name
+	// proxyHeaders are the request headers a session keeps for the
+	// backend; nil without proxy endpoints.
+	proxyHeaders []string
+	metrics      *serverMetrics
+	hub          *hub
+	accept       websocket.AcceptOptions
 
 	pusherApps   map[string]*pusherApp // by key
 	pusherByID   map[string]*pusherApp
@@ -50,9 +55,10 @@ type Server struct {
 	conns      atomic.Int64
 	pending    pendingConns // HTTP connections not upgraded (HTTPServer)
 
-	sessions sessionSet
-	usersMu  sync.Mutex
-	users    map[string]map[*session]struct{}
+	sessions  sessionSet
+	fallbacks sync.Map // fallback session id → *fallbackTransport
+	usersMu   sync.Mutex
+	users     map[string]map[*session]struct{}
 
 	draining   atomic.Bool
 	brokerDown atomic.Bool // the broker reported its link lost
@@ -90,7 +96,18 @@ func New(cfg Config) (*Server, error) {
 	for i := range c.Namespaces {
 		s.namespaces[c.Namespaces[i].Name] = &c.Namespaces[i]
 	}
+	// The proxy's series exist on every node, at 0 without a proxy, as
+	// every other series does.
+	proxyMetrics, err := proxy.NewMetrics(s.metrics.registry)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: proxy metrics: %w", err)
+	}
+	if s.proxies, err = newProxies(&c, proxyMetrics); err != nil {
+		return nil, err
+	}
+	s.proxyHeaders = c.Proxy.headers()
 	if s.verifier, err = newVerifier(c.Auth, c.Logger); err != nil {
+		s.proxies.close()
 		return nil, fmt.Errorf("gateway: auth: %w", err)
 	}
 	if c.Limits.HandshakeRate > 0 {
@@ -125,6 +142,7 @@ func New(cfg Config) (*Server, error) {
 	cancel()
 	if err != nil {
 		s.verifier.Close() // stops a JWKS refresh
+		s.proxies.close()
 		return nil, fmt.Errorf("gateway: starting the broker: %w", err)
 	}
 	s.metrics.gaugeFunc("duplex_draining", "1 while the server drains.", func() float64 {
@@ -153,6 +171,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /ws", s.serveWebSocket)
 	// RFC 8441: a WebSocket over HTTP/2 is an extended CONNECT (h2.go).
 	mux.HandleFunc("CONNECT /ws", s.serveWebSocket)
+	mux.HandleFunc("GET /fallback/stream", func(w http.ResponseWriter, r *http.Request) { s.serveFallbackStream(w, r, false) })
+	mux.HandleFunc("GET /fallback/sse", func(w http.ResponseWriter, r *http.Request) { s.serveFallbackStream(w, r, true) })
+	mux.HandleFunc("POST /fallback/send", s.serveFallbackSend)
 	mux.HandleFunc("/api/", s.serveAPI)
 	if len(s.pusherApps) > 0 {
 		mux.HandleFunc("GET /app/{key}", s.servePusher)
@@ -266,8 +287,9 @@ func compactJSON(data []byte) (json.RawMessage, error) {
 // it until it ends.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	header := authHeader(r.Header, s.cfg.Hooks.Authenticate != nil)
+	forBackend := keepHeaders(r.Header, s.proxyHeaders)
 	s.acceptWebSocket(w, r, &s.accept, func(tr *wsTransport, ip string) {
-		s.startDuplex(tr, ip, header)
+		s.startDuplex(tr, ip, header, forBackend)
 	})
 }
 
@@ -318,14 +340,16 @@ func (s *Server) acceptWebSocket(w http.ResponseWriter, r *http.Request, opts *w
 
 // startDuplex starts a session of duplex.v1.json over a WebSocket
 // connection, which must have chosen its subprotocol.
-func (s *Server) startDuplex(tr *wsTransport, ip string, header http.Header) {
+func (s *Server) startDuplex(tr *wsTransport, ip string, header, forBackend http.Header) {
 	if tr.conn.Subprotocol() != Subprotocol {
 		s.metrics.disconnects.With(reasonNoSubprotocol).Inc()
 		tr.close(CloseSubprotocolRequired, "subprotocol "+Subprotocol+" required", nil)
 		s.connWG.Done()
 		return
 	}
-	tr.serve(newSession(s, tr, duplexProtocol{}, ip, header))
+	sess := newSession(s, tr, duplexProtocol{}, ip, header)
+	sess.proxyHeader = forBackend
+	tr.serve(sess)
 }
 
 // admit applies the connection limits to a new session.
@@ -519,6 +543,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.wg.Wait()
 	s.verifier.Close()
+	s.proxies.close()
 	closeCtx := ctx
 	if closeCtx.Err() != nil {
 		var cancel context.CancelFunc
@@ -600,12 +625,19 @@ type brokerHandler struct{ s *Server }
 
 // controlMessage is what nodes send each other through Broker.Control.
 type controlMessage struct {
-	Op      string `json:"op"` // "disconnect" or "unsubscribe"
+	Op      string `json:"op"` // "disconnect", "unsubscribe" or "fallback"
 	Channel string `json:"channel,omitempty"`
 	Node    string `json:"node"` // the sender, which acted already
 	User    string `json:"user"`
 	Code    int    `json:"code"`
 	Reason  string `json:"reason"`
+
+	// A fallback session's commands (op "fallback"), received by Node
+	// for the session of Target.
+	Target  string `json:"target,omitempty"`
+	Session string `json:"session,omitempty"`
+	Seq     uint64 `json:"seq,omitempty"`
+	Data    []byte `json:"data,omitempty"`
 }
 
 func (h brokerHandler) HandleControl(data []byte) {
@@ -622,6 +654,8 @@ func (h brokerHandler) HandleControl(data []byte) {
 		h.s.disconnectUser(m.User, websocket.StatusCode(m.Code), m.Reason)
 	case "unsubscribe":
 		h.s.unsubscribeUser(m.User, m.Channel, m.Reason)
+	case "fallback":
+		h.s.fallbackControl(&m)
 	}
 }
 

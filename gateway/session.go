@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,12 @@ type session struct {
 	info      *broker.ClientInfo
 	channels  map[string]bool // granted by the connection token
 	rate      ratelimit.Bucket
+	// proxyHeader holds the headers of the client's request that the
+	// app's backend is sent (ProxyConfig), for the session's life; nil
+	// without proxy endpoints.
+	proxyHeader http.Header
+	// connectData is the connect proxy's data for the connect reply.
+	connectData json.RawMessage
 	// publishRate limits the client's publications where its protocol
 	// has a rate of its own for them (Pusher's client events); nil
 	// until its first.
@@ -49,6 +56,19 @@ type session struct {
 	connectedFlag   atomic.Bool  // connect succeeded
 	expires         atomic.Int64 // Unix nanoseconds of token expiry; 0: none
 	writeStarted    atomic.Int64 // Unix nanoseconds; 0 when not writing
+	// meta is what the connect proxy attached, sent with the session's
+	// later requests to the backend; proxied says the connect proxy
+	// admitted it, so that its expiry asks the refresh proxy. Both are set
+	// before connectedFlag.
+	meta    json.RawMessage
+	proxied bool
+	// refreshing is set while a refresh proxy request is under way.
+	refreshing atomic.Bool
+	// subExpires is the earliest expiry of a subscription the subscribe
+	// proxy set (Unix nanoseconds; 0: none), guarded by mu for writes;
+	// subRefreshing is set while refreshSubs runs.
+	subExpires    atomic.Int64
+	subRefreshing atomic.Bool
 
 	writer sync.WaitGroup // the writer goroutine, while it runs
 
@@ -82,6 +102,9 @@ type subscription struct {
 	// membersAt is when the member list the subscriber got was read; zero
 	// when it got none.
 	membersAt time.Time
+	// expires is when the subscription ends unless the sub_refresh proxy
+	// renews it (Unix nanoseconds; 0: never); guarded by session.mu.
+	expires int64
 }
 
 // presenceInfo is how sess appears in the channel's presence; nil when it
@@ -259,8 +282,25 @@ func (sess *session) checkTimes(now time.Time) {
 		return
 	}
 	if exp := sess.expires.Load(); exp != 0 && now.UnixNano() > exp {
+		if p := sess.srv.proxies[sess.srv.cfg.Proxy.Refresh]; p != nil && sess.proxied {
+			if sess.refreshing.CompareAndSwap(false, true) {
+				sess.srv.wg.Add(1)
+				go func() {
+					defer sess.srv.wg.Done()
+					sess.refreshViaProxy(p)
+				}()
+			}
+			return
+		}
 		sess.close(CloseTokenExpired, "token expired", reasonTokenExpired)
 		return
+	}
+	if exp := sess.subExpires.Load(); exp != 0 && now.UnixNano() > exp && sess.subRefreshing.CompareAndSwap(false, true) {
+		sess.srv.wg.Add(1)
+		go func() {
+			defer sess.srv.wg.Done()
+			sess.refreshSubs(now)
+		}()
 	}
 	if started := sess.writeStarted.Load(); l.WriteTimeout > 0 && started != 0 && now.UnixNano()-started > int64(l.WriteTimeout) {
 		sess.abortOnClose()

@@ -32,6 +32,9 @@ export declare function shouldReconnect(code: number): boolean;
  * Delay before reconnect attempt `attempt` (0 first): exponential backoff with
  * full jitter, `floor(random() * min(max, min * 2^attempt))` milliseconds.
  */
+/** How a client reaches the gateway: WebSocket, or a fallback for networks that block it. */
+export type Transport = 'websocket' | 'http_stream' | 'sse';
+
 export declare function backoffDelay(attempt: number, min: number, max: number, random?: () => number): number;
 
 export type ClientState = 'disconnected' | 'connecting' | 'connected';
@@ -66,6 +69,15 @@ export interface ClientOptions {
   WebSocket?: WebSocketConstructor;
   /** Uniform in [0, 1); jitters the backoff and the refresh time. Default Math.random. */
   random?: () => number;
+  /**
+   * Tried in this order until one works; the one that worked is tried first on the next
+   * reconnect. Default ['websocket', 'http_stream', 'sse'] (['websocket'] with `WebSocket`).
+   */
+  transports?: Transport[];
+  /** ms a transport may take to bring its first message before the next is tried, default 5000. */
+  fallbackTimeout?: number;
+  /** http(s) base of the fallback endpoints, default the gateway's URL with http(s) and without /ws. */
+  fallbackURL?: string;
 }
 
 export interface SubscribeOptions {
@@ -126,6 +138,8 @@ export interface ConnectedContext {
   /** Unix seconds at which the token expires; 0 when it does not. */
   expires: number;
   version: string;
+  /** The transport the connection uses. */
+  transport: Transport;
 }
 
 export interface DisconnectedContext {
@@ -207,6 +221,8 @@ export declare class Client {
   /** The gateway's URL. */
   readonly url: string;
   readonly state: ClientState;
+  /** The transport of the connection; '' before the first. */
+  readonly transport: Transport | '';
   on<K extends keyof ClientEvents>(event: K, fn: (arg: ClientEvents[K]) => void): this;
   off<K extends keyof ClientEvents>(event: K, fn: (arg: ClientEvents[K]) => void): this;
   /** Starts connecting, and reconnecting when the close code allows, until disconnect(). */
@@ -218,6 +234,8 @@ export declare class Client {
   /** The active subscription to a channel, if any. */
   getSubscription(channel: string): Subscription | undefined;
   publish(channel: string, data: unknown): Promise<PublishResult>;
+  /** Calls a method of the app's backend (the gateway's rpc proxy); resolves with its data. */
+  rpc<T = unknown>(method: string, data?: unknown): Promise<T>;
   presence(channel: string): Promise<Record<string, ClientInfo>>;
   presenceStats(channel: string): Promise<{ clients: number; users: number }>;
   history<T = unknown>(channel: string, options?: HistoryOptions): Promise<HistoryResult<T>>;

@@ -12,7 +12,7 @@ export const PROTOCOL = 'duplex.v1.json';
 
 /**
  * Codes of errors raised by the client itself. Errors from the server carry the
- * protocol's codes (100–113) instead.
+ * protocol's codes (100–114), or the app's backend's own, instead.
  * @readonly
  * @enum {number}
  */
@@ -41,7 +41,7 @@ const STABLE_MS = 5000;
 const OPEN = 1;
 
 /** Server error codes after which a subscribe is retried with backoff. */
-const RETRY_SUBSCRIBE = new Set([100, 113]);
+const RETRY_SUBSCRIBE = new Set([100, 113, 114]);
 
 /**
  * An error with a numeric code: a protocol error code (100–113) from the server,
@@ -169,6 +169,13 @@ class Emitter {
  * @property {{ new (url: string, protocols?: string | string[]): WebSocket }} [WebSocket]
  *   constructor used instead of globalThis.WebSocket
  * @property {() => number} [random] uniform in [0, 1), default Math.random; jitters backoff and refresh
+ * @property {Array<'websocket' | 'http_stream' | 'sse'>} [transports] tried in this order until
+ *   one works, default ['websocket', 'http_stream', 'sse'] (['websocket'] with options.WebSocket);
+ *   the one that worked is tried first on the next reconnect
+ * @property {number} [fallbackTimeout] ms a transport may take to bring its first message before
+ *   the next is tried, default 5000
+ * @property {string} [fallbackURL] http(s) base of the fallback endpoints, default the gateway's
+ *   URL with http(s) for ws(s) and without its /ws
  */
 
 /**
@@ -202,7 +209,11 @@ class Emitter {
  * subscriptions across reconnects.
  *
  * Events: 'state' (state string), 'connecting', 'connected' ({client, user, expires,
- * version}), 'disconnected' ({code, reason, reconnect, delay}), 'error' (Error).
+ * version, transport}), 'disconnected' ({code, reason, reconnect, delay}), 'error' (Error).
+ *
+ * When a WebSocket upgrade fails, or brings no message within `fallbackTimeout`, the client
+ * falls back to HTTP streaming and then to Server-Sent Events (PROTOCOL.md, "Fallback
+ * transports"), with the same protocol, reconnection and recovery.
  */
 export class Client extends Emitter {
   /**
@@ -224,9 +235,24 @@ export class Client extends Emitter {
       random: o.random ?? Math.random,
     };
     this._WebSocket = o.WebSocket ?? globalThis.WebSocket;
-    if (typeof this._WebSocket !== 'function') {
+    /** @type {string[]} */
+    this._transports = [...(o.transports ?? (o.WebSocket ? ['websocket'] : ['websocket', 'http_stream', 'sse']))];
+    if (this._transports.length === 0 || this._transports.some((t) => !TRANSPORTS.includes(t))) {
+      throw new TypeError('duplex: options.transports lists websocket, http_stream and sse');
+    }
+    if (this._transports.includes('websocket') && typeof this._WebSocket !== 'function') {
       throw new TypeError('duplex: no WebSocket implementation; pass options.WebSocket');
     }
+    this._fallbackTimeout = o.fallbackTimeout ?? 5000;
+    this._fallbackURL = o.fallbackURL ?? url.replace(/^ws/, 'http').replace(/\/ws$/, '');
+    /** The transport that worked last. @type {string} */
+    this._working = '';
+    /** The transports left to try in this round. @type {string[]} */
+    this._round = [];
+    /** The transport of the current attempt. @type {string} */
+    this._current = '';
+    this._gotMessage = false;
+    /** @type {Timer} */ this._fallbackTimer = undefined;
     this._token = o.token || '';
     this._getToken = o.getToken ?? null;
     /** @type {'disconnected' | 'connecting' | 'connected'} */
@@ -259,6 +285,14 @@ export class Client extends Emitter {
    */
   get state() {
     return this._state;
+  }
+
+  /**
+   * The transport of the connection: 'websocket', 'http_stream' or 'sse'; '' before the first.
+   * @returns {string}
+   */
+  get transport() {
+    return this._working;
   }
 
   /**
@@ -331,6 +365,21 @@ export class Client extends Emitter {
   }
 
   /**
+   * Calls a method of the app's backend through the gateway's rpc proxy
+   * (PROTOCOL.md, "rpc"); resolves with the data the backend returned.
+   * @param {string} method such as "whoami", or "chat:kick" for the rpc endpoint of namespace chat
+   * @param {unknown} [data] any JSON value
+   * @returns {Promise<unknown>}
+   */
+  async rpc(method, data) {
+    /** @type {{method: string, data?: unknown}} */
+    const params = { method };
+    if (data !== undefined) params.data = data;
+    const res = await this._call('rpc', { params });
+    return res.data;
+  }
+
+  /**
    * The clients present in a channel, by client id.
    * @param {string} channel
    * @returns {Promise<Record<string, {client: string, user: string, info?: unknown}>>}
@@ -398,9 +447,18 @@ export class Client extends Emitter {
       if (gen !== this._gen) return;
       this._token = token || '';
     }
+    if (this._round.length === 0) {
+      // A new round: the transport that worked last, then the others in order.
+      this._round = this._working ? [this._working, ...this._transports.filter((t) => t !== this._working)] : [...this._transports];
+    }
+    const transport = /** @type {string} */ (this._round.shift());
+    this._current = transport;
+    this._gotMessage = false;
     let ws;
     try {
-      ws = new this._WebSocket(this.url, PROTOCOL);
+      ws = transport === 'websocket'
+        ? new this._WebSocket(this.url, PROTOCOL)
+        : /** @type {WebSocket} */ (/** @type {unknown} */ (new FallbackSocket(this._fallbackURL, transport === 'sse')));
     } catch (err) {
       // A malformed URL: trying again cannot help.
       this._emit('error', asError(err));
@@ -414,6 +472,22 @@ export class Client extends Emitter {
     ws.onclose = (ev) => this._onSocketClose(ev.code, ev.reason);
     ws.onerror = () => {}; // a close event follows with the code
     this._connectTimer = setTimeout(() => this._abort(4000, 'connect timeout'), this._opts.timeout);
+    if (this._round.length > 0) {
+      this._fallbackTimer = setTimeout(() => {
+        if (!this._gotMessage) this._fallBack(`${transport}: no message within ${this._fallbackTimeout} ms`);
+      }, this._fallbackTimeout);
+    }
+  }
+
+  /**
+   * Gives up the transport of this attempt, which brought nothing, for the next.
+   * @param {string} reason
+   */
+  _fallBack(reason) {
+    const ws = this._ws;
+    this._teardown(new DuplexError(ErrorCode.CONNECTION_LOST, reason));
+    if (ws) closeQuietly(ws, 1000, 'falling back');
+    this._open();
   }
 
   _onOpen() {
@@ -444,16 +518,21 @@ export class Client extends Emitter {
     const queue = this._queue;
     this._queue = [];
     for (const call of queue) this._dispatch(call);
+    this._working = this._current;
+    this._round = [];
     this._emit('connected', {
       client: res.client ?? '',
       user: res.user ?? '',
       expires: res.expires ?? 0,
       version: res.version ?? '',
+      transport: this._current,
     });
   }
 
   /** @param {unknown} data */
   _onData(data) {
+    this._gotMessage = true;
+    clearTimeout(this._fallbackTimer);
     clearTimeout(this._pongTimer);
     this._pongTimer = undefined;
     this._armIdle();
@@ -506,7 +585,13 @@ export class Client extends Emitter {
    * @param {string} reason
    */
   _onSocketClose(code, reason) {
+    if (!this._gotMessage && this._round.length > 0 && this._active) {
+      // The upgrade (or the stream) failed before anything came: the next transport.
+      this._fallBack(`${this._current}: closed (${code}) before any message`);
+      return;
+    }
     this._teardown(new DuplexError(ErrorCode.CONNECTION_LOST, `connection closed (${code})`));
+    this._round = [];
     this._closed(code, reason);
   }
 
@@ -538,7 +623,8 @@ export class Client extends Emitter {
     clearTimeout(this._idleTimer);
     clearTimeout(this._pongTimer);
     clearTimeout(this._refreshTimer);
-    this._connectTimer = this._idleTimer = this._pongTimer = this._refreshTimer = undefined;
+    clearTimeout(this._fallbackTimer);
+    this._connectTimer = this._idleTimer = this._pongTimer = this._refreshTimer = this._fallbackTimer = undefined;
     this._outbox = [];
     for (const sub of this._subs.values()) sub._onConnectionLost();
     const pending = [...this._pending.values()];
@@ -1066,6 +1152,138 @@ function tokenError(err) {
  * @param {number} code
  * @param {string} reason
  */
+/** The transports a client may use. */
+const TRANSPORTS = ['websocket', 'http_stream', 'sse'];
+
+/**
+ * A fallback transport with the face of a WebSocket (readyState, send, close, and the
+ * onopen, onmessage and onclose handlers), for the client above: what the server sends comes
+ * over a response that stays open, newline-delimited JSON from /fallback/stream or
+ * Server-Sent Events from /fallback/sse, whose first line names the session; what the client
+ * sends goes as POSTs to /fallback/send, one at a time and numbered, so that they run in order
+ * on whichever node holds the session. The server's close is the stream's last line,
+ * {"close":{"code","reason"}}; a stream that ends without it closes with 1006.
+ */
+class FallbackSocket {
+  /**
+   * @param {string} base http(s) URL the fallback endpoints are under
+   * @param {boolean} sse Server-Sent Events rather than HTTP streaming
+   */
+  constructor(base, sse) {
+    this.readyState = 0;
+    /** @type {((ev: any) => void) | null} */ this.onopen = null;
+    /** @type {((ev: any) => void) | null} */ this.onmessage = null;
+    /** @type {((ev: any) => void) | null} */ this.onclose = null;
+    /** @type {((ev: any) => void) | null} */ this.onerror = null;
+    this._base = base;
+    this._session = '';
+    this._seq = 0;
+    /** @type {Promise<void>} */ this._sending = Promise.resolve();
+    /** @type {AbortController} */ this._abortCtl = new AbortController();
+    /** @type {EventSource | null} */ this._es = null;
+    if (sse) this._openSSE();
+    else this._openStream();
+  }
+
+  _openStream() {
+    fetch(`${this._base}/fallback/stream`, { signal: this._abortCtl.signal, cache: 'no-store', credentials: 'include' }).then(async (res) => {
+      if (!res.ok || !res.body) {
+        this._end(1006, `HTTP ${res.status}`);
+        return;
+      }
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || this.readyState === 3) break;
+        buf += value;
+        const end = buf.lastIndexOf('\n');
+        if (end < 0) continue;
+        const lines = buf.slice(0, end).split('\n');
+        buf = buf.slice(end + 1);
+        this._lines(lines);
+      }
+      this._end(1006, 'the stream ended');
+    }).catch(() => this._end(1006, 'the stream failed'));
+  }
+
+  _openSSE() {
+    const es = new EventSource(`${this._base}/fallback/sse`, { withCredentials: true });
+    this._es = es;
+    es.onmessage = (ev) => this._lines(String(ev.data).split('\n'));
+    // EventSource would reconnect by itself, as a new session: the client decides instead.
+    es.onerror = () => this._end(1006, 'the event stream failed');
+  }
+
+  /** @param {string[]} lines what came, without empty lines' meaning */
+  _lines(lines) {
+    /** @type {string[]} */
+    const out = [];
+    for (const line of lines) {
+      if (!line || this.readyState === 3) continue;
+      if (!this._session) {
+        let first;
+        try {
+          first = JSON.parse(line);
+        } catch {
+          // Not the fallback protocol: handled below.
+        }
+        if (typeof first?.session !== 'string') {
+          this._end(1006, 'the stream is not a duplex session');
+          return;
+        }
+        this._session = first.session;
+        this.readyState = 1;
+        this.onopen?.({ type: 'open' });
+        continue;
+      }
+      if (line.startsWith('{"close":')) {
+        if (out.length) this.onmessage?.({ data: out.splice(0).join('\n') });
+        let close;
+        try {
+          close = JSON.parse(line).close;
+        } catch {
+          // Malformed: ends like a broken stream.
+        }
+        this._end(close?.code ?? 1006, close?.reason ?? '');
+        return;
+      }
+      out.push(line);
+    }
+    if (out.length) this.onmessage?.({ data: out.join('\n') });
+  }
+
+  /** @param {string} data lines of commands */
+  send(data) {
+    if (this.readyState !== 1) return;
+    const url = `${this._base}/fallback/send?session=${encodeURIComponent(this._session)}&seq=${this._seq++}`;
+    this._sending = this._sending.then(() => fetch(url, { method: 'POST', body: data, headers: { 'content-type': 'text/plain' }, credentials: 'include' })
+      .then((res) => { if (res.status >= 400) this._end(1006, `sending failed: HTTP ${res.status}`); },
+        () => this._end(1006, 'sending failed')));
+  }
+
+  /**
+   * @param {number} [_code]
+   * @param {string} [_reason]
+   */
+  close(_code, _reason) {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    this._abortCtl.abort();
+    this._es?.close();
+  }
+
+  /**
+   * @param {number} code
+   * @param {string} reason
+   */
+  _end(code, reason) {
+    if (this.readyState === 3) return;
+    this.close();
+    this.onclose?.({ type: 'close', code, reason, wasClean: code !== 1006 });
+  }
+}
+
 function closeQuietly(ws, code, reason) {
   try {
     ws.close(code, reason);

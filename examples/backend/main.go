@@ -5,7 +5,7 @@
 //
 //	go run ./examples/backend -listen 127.0.0.1:9000 -secret S
 //
-// It answers POST /duplex/connect, /refresh, /subscribe, /publish and /rpc
+// It answers POST /duplex/connect, /refresh, /subscribe, /sub_refresh, /publish and /rpc
 // in the proxy format of gateway/proxy (docs/proxy.md), and POST /login
 // (form field user) and /logout for the cookie.
 //
@@ -21,8 +21,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -32,12 +34,18 @@ import (
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:9000", "address to listen on")
+	listen := flag.String("listen", "127.0.0.1:9000", "address to listen on; port 0 picks a free one")
 	secret := flag.String("secret", "", "the gateway's proxy secret; when set, unsigned requests are refused")
 	flag.Parse()
-	log.Printf("backend on http://%s", *listen)
-	srv := &http.Server{Addr: *listen, Handler: newBackend(*secret), ReadHeaderTimeout: 10 * time.Second}
-	log.Fatal(srv.ListenAndServe())
+	// Listening before saying where, so that port 0 picks a free port and
+	// the first line names it.
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("backend on http://%s\n", ln.Addr())
+	srv := &http.Server{Handler: newBackend(*secret), ReadHeaderTimeout: 10 * time.Second}
+	log.Fatal(srv.Serve(ln))
 }
 
 // backend holds the key its session cookies are signed with.
@@ -133,6 +141,9 @@ func (b *backend) proxy(w http.ResponseWriter, r *http.Request) {
 		result(proxy.ConnectResult{User: user, Info: mustJSON(map[string]string{"name": user}), Channels: []string{"user:" + user}})
 	case "refresh":
 		result(proxy.RefreshResult{ExpireAt: time.Now().Add(time.Hour).Unix()})
+	case "sub_refresh":
+		// Still allowed? Ask again in an hour.
+		result(proxy.RefreshResult{Expired: !b.maySubscribe(req.User, req.Channel), ExpireAt: time.Now().Add(time.Hour).Unix()})
 	case "subscribe":
 		if !b.maySubscribe(req.User, req.Channel) {
 			refuse(403, "permission denied")

@@ -11,18 +11,19 @@ import (
 // serveFlags are the flags of duplex serve; set ones win over the
 // configuration file and the environment.
 type serveFlags struct {
-	config      string
-	listen      string
-	debugListen string
-	apiKey      string
-	tlsCert     string
-	tlsKey      string
-	logLevel    string
-	logFormat   string
-	drainWindow time.Duration
-	demo        bool
-	broker      string
-	pusherApps  []string
+	config       string
+	listen       string
+	debugListen  string
+	apiKey       string
+	tlsCert      string
+	tlsKey       string
+	logLevel     string
+	logFormat    string
+	drainWindow  time.Duration
+	demo         bool
+	broker       string
+	pusherApps   []string
+	connectProxy string
 }
 
 func newServeCommand() *cobra.Command {
@@ -36,7 +37,9 @@ speak the protocol of PROTOCOL.md (the browser client is served at
 Prometheus metrics, /healthz liveness and /readyz readiness. With Pusher
 apps (--pusher-app, or pusher.apps in the file), Pusher clients such as
 pusher-js connect to /app/{key} and Pusher server SDKs call
-/apps/{id}/events (docs/pusher.md).
+/apps/{id}/events (docs/pusher.md). With a connect proxy (--connect-proxy,
+or proxy: in the file), the app's backend decides who each client is from
+its cookies (docs/proxy.md).
 
 Without --config it runs on safe defaults: it listens on 127.0.0.1:8080 only,
 with the in-memory broker, anonymous connections, the namespace "demo"
@@ -57,6 +60,7 @@ drain window, and the process exits; a second signal exits at once.`,
   duplex serve --listen 127.0.0.1:8081 --broker redis://127.0.0.1:6379/0
   duplex serve --listen 127.0.0.1:8082 --broker nats://127.0.0.1:4222
   duplex serve --pusher-app 1:app-key:app-secret
+  duplex serve --connect-proxy http://127.0.0.1:9000/duplex/connect
   curl -H 'Content-Type: application/json' -d '{"channel":"demo:chat","data":{"text":"hi"}}' http://127.0.0.1:8080/api/publish`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -76,6 +80,7 @@ drain window, and the process exits; a second signal exits at once.`,
 	fl.DurationVar(&f.drainWindow, "drain-window", 5*time.Second, "time over which shutdown spreads closing connections with 1001")
 	fl.BoolVar(&f.demo, "demo", true, "serve the demo pages and feeds (default true without --config)")
 	fl.StringVar(&f.broker, "broker", "", "broker `URL` shared by the nodes of a cluster: redis://host:6379/0 or nats://host:4222 (default: in memory, one node)")
+	fl.StringVar(&f.connectProxy, "connect-proxy", "", "ask the app's backend at this `URL` who each connecting client is (docs/proxy.md); the demo namespaces then take their user from it (default: none, JWT or anonymous)")
 	fl.StringArrayVar(&f.pusherApps, "pusher-app", nil, "serve the Pusher protocol to the app `ID:KEY:SECRET`, added to the file's pusher.apps; repeatable (default: none)")
 	return cmd
 }
@@ -116,6 +121,9 @@ func (f *serveFlags) resolve(changed func(string) bool) (*serveConfig, error) {
 	}
 	if changed("broker") {
 		cfg.Broker.URL, cfg.Broker.Type = f.broker, ""
+	}
+	if changed("connect-proxy") {
+		cfg.Proxy.ConnectURL = f.connectProxy
 	}
 	for _, v := range f.pusherApps {
 		app, err := parsePusherApp(v)

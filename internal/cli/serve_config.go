@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/duplexws/duplex/gateway"
+	backendproxy "github.com/duplexws/duplex/gateway/proxy"
 	"github.com/duplexws/duplex/websocket"
 )
 
@@ -125,12 +126,92 @@ type serveConfig struct {
 
 	Namespaces []namespaceConfig `yaml:"namespaces"`
 
+	// Proxy asks the app's backend over HTTP who a client is and what it
+	// may do (docs/proxy.md). Default: nothing is asked.
+	Proxy backendProxyConfig `yaml:"proxy"`
+
 	// Pusher serves the Pusher Channels protocol (version 7) to these
 	// apps at /app/{key}, and their HTTP API at /apps/{id}/events
 	// (docs/pusher.md). Default: none.
 	Pusher struct {
 		Apps []pusherAppConfig `yaml:"apps"`
 	} `yaml:"pusher"`
+}
+
+// backendProxyConfig is the app's backend; see gateway.ProxyConfig.
+type backendProxyConfig struct {
+	// Endpoints are the backend's URLs, each with a name that connect,
+	// refresh, rpc and the namespaces' subscribe_proxy, publish_proxy
+	// and rpc_proxy refer to.
+	Endpoints []backendEndpointConfig `yaml:"endpoints"`
+	// ConnectURL is a shortcut: an endpoint named "connect" with this URL,
+	// asked at connect (--connect-proxy). Default: none.
+	ConnectURL string `yaml:"connect_url"`
+	// Connect, Refresh and RPC name the endpoints asked at connect, when
+	// the connect proxy's expire_at passes, and for rpc methods whose
+	// namespace names none. Default: none.
+	Connect string `yaml:"connect"`
+	Refresh string `yaml:"refresh"`
+	RPC     string `yaml:"rpc"`
+	// SkipConnectWithToken verifies a connect with a token as a JWT
+	// (auth) without asking the connect proxy. Default: false.
+	SkipConnectWithToken bool `yaml:"skip_connect_with_token"`
+	// Secret signs the requests of the endpoints that set none of their
+	// own (X-Duplex-Signature). Default: unsigned.
+	Secret string `yaml:"secret"`
+}
+
+// backendEndpointConfig is one endpoint; see proxy.Options.
+type backendEndpointConfig struct {
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// Timeout bounds a request, retries included (default 1s);
+	// MaxInFlight caps the requests under way at once (default 100).
+	Timeout     time.Duration `yaml:"timeout"`
+	MaxInFlight int           `yaml:"max_in_flight"`
+	// Headers are the client's request headers passed on (default
+	// Cookie, Authorization, Origin, User-Agent, Accept-Language);
+	// StaticHeaders are set on every request (an API key).
+	Headers       []string          `yaml:"headers"`
+	StaticHeaders map[string]string `yaml:"static_headers"`
+	// Secret signs the requests (X-Duplex-Signature). Default: proxy.secret.
+	Secret string `yaml:"secret"`
+}
+
+// gatewayProxy turns the proxy section into the gateway's.
+func (c *backendProxyConfig) gatewayProxy() (gateway.ProxyConfig, error) {
+	g := gateway.ProxyConfig{
+		Connect: c.Connect, Refresh: c.Refresh, RPC: c.RPC,
+		SkipConnectWithToken: c.SkipConnectWithToken,
+	}
+	endpoints := c.Endpoints
+	if c.ConnectURL != "" {
+		if g.Connect != "" && g.Connect != "connect" {
+			return g, fmt.Errorf("proxy: connect_url (--connect-proxy) and connect %q both name the connect proxy", g.Connect)
+		}
+		endpoints = append(endpoints, backendEndpointConfig{Name: "connect", URL: c.ConnectURL})
+		g.Connect = "connect"
+	}
+	if len(endpoints) > 0 {
+		g.Endpoints = make(map[string]backendproxy.Options, len(endpoints))
+	}
+	for _, e := range endpoints {
+		if e.Name == "" {
+			return g, fmt.Errorf("proxy: the endpoint %q has no name", e.URL)
+		}
+		if _, dup := g.Endpoints[e.Name]; dup {
+			return g, fmt.Errorf("proxy: two endpoints are named %q", e.Name)
+		}
+		secret := e.Secret
+		if secret == "" {
+			secret = c.Secret
+		}
+		g.Endpoints[e.Name] = backendproxy.Options{
+			URL: e.URL, Timeout: e.Timeout, MaxInFlight: e.MaxInFlight,
+			Headers: e.Headers, StaticHeaders: e.StaticHeaders, Secret: secret,
+		}
+	}
+	return g, nil
 }
 
 // pusherAppConfig is one Pusher app; see gateway.PusherApp.
@@ -169,6 +250,15 @@ type namespaceConfig struct {
 	// PresenceCountAbove: above this many members, presence_count pushes
 	// replace join and leave events (default 1000; negative: never).
 	PresenceCountAbove int `yaml:"presence_count_above"`
+	// SubscribeProxy, PublishProxy and RPCProxy name the proxy endpoints
+	// that decide subscribe and publish, and answer the rpc methods
+	// "NAME:…", in this namespace. Default: none, the permissions decide.
+	SubscribeProxy string `yaml:"subscribe_proxy"`
+	PublishProxy   string `yaml:"publish_proxy"`
+	// SubRefreshProxy is asked when a subscription's expire_at (from the
+	// subscribe proxy) passes; without it the subscription ends then.
+	SubRefreshProxy string `yaml:"sub_refresh_proxy"`
+	RPCProxy        string `yaml:"rpc_proxy"`
 }
 
 // demoNamespace is the namespace of the demo pages: anyone on the machine
@@ -390,8 +480,14 @@ func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
 			Subscribe: gateway.Permission(n.Subscribe), Publish: gateway.Permission(n.Publish),
 			HistorySize: n.HistorySize, HistoryTTL: n.HistoryTTL,
 			Presence: n.Presence, JoinLeave: n.JoinLeave, PresenceCountAbove: n.PresenceCountAbove,
-			SlowConsumer: gateway.SlowConsumerPolicy(n.SlowConsumer),
+			SlowConsumer:   gateway.SlowConsumerPolicy(n.SlowConsumer),
+			SubscribeProxy: n.SubscribeProxy, PublishProxy: n.PublishProxy, RPCProxy: n.RPCProxy,
+			SubRefreshProxy: n.SubRefreshProxy,
 		})
+	}
+	var err error
+	if g.Proxy, err = c.Proxy.gatewayProxy(); err != nil {
+		return g, err
 	}
 	for _, a := range c.Pusher.Apps {
 		g.Pusher.Apps = append(g.Pusher.Apps, gateway.PusherApp{

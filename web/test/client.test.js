@@ -70,7 +70,7 @@ test('connect opens the socket with the subprotocol and sends connect first', as
   ws.reply('connect', { client: 'abc', user: 'alice', version: '1', ping: 25 });
   assert.equal(client.state, 'connected');
   assert.deepEqual(states, ['connecting', 'connected']);
-  assert.deepEqual(connected, [{ client: 'abc', user: 'alice', expires: 0, version: '1' }]);
+  assert.deepEqual(connected, [{ client: 'abc', user: 'alice', expires: 0, version: '1', transport: 'websocket' }]);
   client.disconnect();
 });
 
@@ -484,6 +484,22 @@ test('calls made while disconnected wait for the connection', async () => {
   const cmd = WS.last.reply('publish', { offset: 1, epoch: 'E' });
   assert.equal(cmd.data, 'early');
   assert.deepEqual(await p, { offset: 1, epoch: 'E' });
+  client.disconnect();
+});
+
+test('rpc sends params and resolves with the backend\'s data; its errors reject with their code', async () => {
+  const { WS, client } = setup();
+  const ws = await connectClient(client, WS);
+  const p = client.rpc('whoami', { x: 1 });
+  await flush();
+  const cmd = ws.reply('rpc', { data: { user: 'alice' } });
+  assert.deepEqual(cmd.params, { method: 'whoami', data: { x: 1 } });
+  assert.deepEqual(await p, { user: 'alice' });
+  const q = client.rpc('nope');
+  await flush();
+  assert.deepEqual(ws.last('rpc').params, { method: 'nope' });
+  ws.replyError('rpc', 1404, 'no such method');
+  await assert.rejects(q, { code: 1404, message: 'no such method' });
   client.disconnect();
 });
 
