@@ -183,11 +183,11 @@ func (c *Conn) handleClose(payload []byte) error {
 		c.netConn.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
 		c.br.Discard(c.br.Buffered())
 		io.Copy(io.Discard, c.netConn)
-	} else {
+	} else if c.linger() {
 		// Closing with bytes of the client unread (a ping after its close
 		// frame, say) would reset the connection and could destroy the
 		// close frame and the messages before it: half-close, then drain.
-		c.linger()
+		return ce // Serve's end lingers and closes (lingerLater)
 	}
 	c.closeNetConn(ce)
 	return ce
@@ -201,8 +201,8 @@ func (c *Conn) handleClose(payload []byte) error {
 // place of the close frame that was sent.
 func (c *Conn) fail(pe *ProtocolError) error {
 	c.recordEnd(pe)
-	if c.writeClose(pe.Code, pe.Reason) == nil {
-		c.linger()
+	if c.writeClose(pe.Code, pe.Reason) == nil && c.linger() {
+		return c.endErr(pe) // Serve's end lingers and closes (lingerLater)
 	}
 	c.closeNetConn(pe)
 	return c.endErr(pe)
@@ -216,13 +216,19 @@ func (c *Conn) fail(pe *ProtocolError) error {
 // connection cannot half-close (a listener's wrapper that hides CloseWrite)
 // closes at once instead: its client waits for the server to close TCP
 // (section 7.1.1), so draining would only stall both for the timeout.
-func (c *Conn) linger() {
+// It reports later when a loop of Serve is reading, which must not wait
+// for the peer: then Serve's end drains and closes, in a goroutine.
+func (c *Conn) linger() (later bool) {
 	if !c.client && !halfClose(c.netConn) {
-		return
+		return false
+	}
+	if c.lingerLater() {
+		return true
 	}
 	c.unwatch(reading)
 	c.netConn.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
 	io.Copy(io.Discard, c.netConn)
+	return false
 }
 
 // halfClose shuts the writing side of conn: for TLS, close_notify and then

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/duplexws/duplex/internal/frame"
 )
@@ -63,7 +64,19 @@ func (c *Conn) Serve(onMessage func(typ MessageType, p []byte), onEnd func(err e
 type serveState struct {
 	onMessage func(MessageType, []byte)
 	onEnd     func(error)
-	loopState // the connection's place in its loop (serve_linux.go)
+	linger    bool // the close frame is sent: drain before closing (lingerLater)
+	loopState      // the connection's place in its loop (serve_linux.go)
+}
+
+// lingerLater reports whether the drain that linger does after the close
+// frame must wait for serveEnd, as a loop of Serve is reading and must not
+// wait for the peer. The caller holds readMu.
+func (c *Conn) lingerLater() bool {
+	if c.serving == nil || !c.br.noWait {
+		return false
+	}
+	c.serving.linger = true
+	return true
 }
 
 // serveAction is what dispatch leaves to do.
@@ -272,8 +285,14 @@ func (c *Conn) serveEnd() {
 	err := c.readErr
 	c.br.noWait = false
 	c.br.release()
+	linger := s.linger
 	c.readMu.unlock()
 	go func() {
+		if linger {
+			// As linger does: until the peer closes or the close timeout.
+			c.netConn.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
+			io.Copy(io.Discard, c.netConn)
+		}
 		c.CloseNow()
 		s.onEnd(err)
 	}()

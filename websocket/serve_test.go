@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"sync"
@@ -213,18 +214,19 @@ func TestServeProtocolError(t *testing.T) {
 		t.Fatal(err)
 	}
 	peer.write([]byte{0x83, 0x80, 0, 0, 0, 0}) // opcode 3 is reserved
+	h, p, err := peer.readFrame()
+	if err != nil || h.Opcode != 8 || len(p) < 2 || StatusCode(int(p[0])<<8|int(p[1])) != StatusProtocolError {
+		t.Fatalf("peer read %v %x, %v; want a close frame with 1002", h.Opcode, p, err)
+	}
+	peer.conn.Close()
 	select {
 	case err := <-ended:
 		var pe *ProtocolError
 		if !errors.As(err, &pe) || pe.Code != StatusProtocolError {
 			t.Fatalf("onEnd(%v), want a protocol error 1002", err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("onEnd not called")
-	}
-	h, p, err := peer.readFrame()
-	if err != nil || h.Opcode != 8 || len(p) < 2 || StatusCode(int(p[0])<<8|int(p[1])) != StatusProtocolError {
-		t.Fatalf("peer read %v %x, %v; want a close frame with 1002", h.Opcode, p, err)
+	case <-time.After(3 * time.Second): // less than the close timeout
+		t.Fatal("onEnd not called once the peer closed")
 	}
 }
 
@@ -348,5 +350,147 @@ func TestServeBufferSize(t *testing.T) {
 				t.Fatalf("a %d-byte message read with a %d-byte buffer, want %d", n, got[1], want)
 			}
 		}
+	}
+}
+
+// Random streams of messages, fragmented at random with pings between
+// their frames, sent in chunks cut at random points: Serve delivers every
+// message whole and in order, answers every ping, and grows its buffer
+// for the messages past its size (up to 20 KiB here).
+func TestServeRandomStreams(t *testing.T) {
+	for seed := range uint64(8) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 14))
+			a, peer := newRawPeer(t, false, nil)
+			a.SetReadLimit(1 << 20)
+			got := make(chan []byte, 1000)
+			ended := make(chan error, 1)
+			if err := a.Serve(func(_ MessageType, p []byte) {
+				got <- bytes.Clone(p)
+			}, func(err error) { ended <- err }); err != nil {
+				t.Fatal(err)
+			}
+			pongs := make(chan int, 1)
+			go func() { // the peer reads the pongs, then the close frame
+				n := 0
+				for {
+					h, _, err := peer.readFrame()
+					if err != nil || h.Opcode == frame.OpClose {
+						peer.conn.Close() // as a client does once the server's close frame is in
+						pongs <- n
+						return
+					}
+					if h.Opcode == frame.OpPong {
+						n++
+					}
+				}
+			}()
+			var wire []byte
+			var want [][]byte
+			pings := 0
+			for i := range 60 {
+				size := rng.IntN(300)
+				if rng.IntN(5) == 0 {
+					size = rng.IntN(20 << 10)
+				}
+				msg := pattern(int(seed)*1000+i, size)
+				want = append(want, msg)
+				frags := 1 + rng.IntN(4)
+				for f := range frags {
+					lo, hi := f*size/frags, (f+1)*size/frags
+					op := frame.OpContinuation
+					if f == 0 {
+						op = frame.OpBinary
+					}
+					wire = append(wire, frameBytes(true, f == frags-1, op, msg[lo:hi])...)
+					if rng.IntN(4) == 0 {
+						wire = append(wire, frameBytes(true, true, frame.OpPing, []byte("p"))...)
+						pings++
+					}
+				}
+			}
+			for len(wire) > 0 {
+				n := min(len(wire), 1+rng.IntN(9000))
+				peer.write(wire[:n])
+				wire = wire[n:]
+				if rng.IntN(3) == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			for i, w := range want {
+				select {
+				case m := <-got:
+					if !bytes.Equal(m, w) {
+						t.Fatalf("message %d: %d bytes delivered, want %d (or different bytes)", i, len(m), len(w))
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("message %d of %d not delivered", i, len(want))
+				}
+			}
+			peer.write(frameBytes(true, true, frame.OpClose, closePayload(StatusNormalClosure, "")))
+			select {
+			case err := <-ended:
+				var ce *CloseError
+				if !errors.As(err, &ce) || ce.Code != StatusNormalClosure {
+					t.Fatalf("onEnd(%v), want the peer's 1000", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("onEnd not called")
+			}
+			if n := <-pongs; n != pings {
+				t.Fatalf("%d pongs for %d pings", n, pings)
+			}
+		})
+	}
+}
+
+// A peer that sends its close frame and then keeps the TCP connection
+// open is drained for the close timeout, but not by the loop: the other
+// connections served meanwhile still echo at once.
+func TestServeLingerDoesNotBlock(t *testing.T) {
+	a, peer := newRawPeer(t, false, nil)
+	ended := make(chan error, 1)
+	if err := a.Serve(func(MessageType, []byte) {}, func(err error) { ended <- err }); err != nil {
+		t.Fatal(err)
+	}
+	// As many again as there are loops: one of them shares a's.
+	var others []*Conn
+	for range 2 * runtime.GOMAXPROCS(0) {
+		client, server := newPair(t, nil, nil)
+		serveEcho(t, server)
+		others = append(others, client)
+	}
+	peer.write(frameBytes(true, true, frame.OpClose, closePayload(StatusGoingAway, "")))
+	if h, _, err := peer.readFrame(); err != nil || h.Opcode != frame.OpClose {
+		t.Fatalf("peer read %v, %v; want the close frame's answer", h.Opcode, err)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, c := range others {
+		if err := c.Write(ctx, MessageText, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.Read(ctx); err != nil {
+			t.Fatalf("conn %d: %v", i, err)
+		}
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("echoes took %v while a connection lingered", d)
+	}
+	select {
+	case err := <-ended:
+		t.Fatalf("onEnd(%v) before the peer closed or the close timeout", err)
+	default:
+	}
+	peer.conn.Close()
+	select {
+	case err := <-ended:
+		var ce *CloseError
+		if !errors.As(err, &ce) || ce.Code != StatusGoingAway {
+			t.Fatalf("onEnd(%v), want the peer's 1001", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("onEnd not called once the peer closed")
 	}
 }
