@@ -494,3 +494,40 @@ func TestServeLingerDoesNotBlock(t *testing.T) {
 		t.Fatal("onEnd not called once the peer closed")
 	}
 }
+
+// With permessage-deflate and context takeover, served messages inflate
+// whole, also those whose compressed frames grow the buffer and those
+// inflating past its size.
+func TestServeCompressed(t *testing.T) {
+	comp := CompressionOptions{Mode: CompressionContextTakeover, Threshold: 1}
+	client, server := newPair(t, &AcceptOptions{Compression: comp}, &DialOptions{Compression: comp})
+	server.SetReadLimit(1 << 20)
+	client.SetReadLimit(1 << 20)
+	ended := serveEcho(t, server)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i, n := range []int{16, 3000, 40 << 10, 200 << 10, 5, 100 << 10} {
+		msg := bytes.Repeat([]byte(`{"k":"value","n":12345}`), n/23+1)[:n]
+		want := MessageText
+		if i >= 3 { // half random: compressed frames larger than the buffer
+			want = MessageBinary
+			for j := 0; j < n/2; j++ {
+				msg[j] = byte(rng.Uint32())
+			}
+		}
+		if err := client.Write(ctx, want, msg); err != nil {
+			t.Fatal(err)
+		}
+		typ, got, err := client.Read(ctx)
+		if err != nil || typ != want || !bytes.Equal(got, msg) {
+			t.Fatalf("%d bytes: echo %v %d bytes, %v", n, typ, len(got), err)
+		}
+	}
+	client.Close(StatusNormalClosure, "")
+	select {
+	case <-ended:
+	case <-ctx.Done():
+		t.Fatal("onEnd not called")
+	}
+}
