@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/duplexws/duplex/gateway/broker"
 	"github.com/duplexws/duplex/gateway/proxy"
 	"github.com/duplexws/duplex/websocket"
 )
@@ -267,11 +268,61 @@ func (sess *session) refreshViaProxy(p *proxy.Proxy) {
 		sess.close(CloseTokenExpired, "token expired", reasonTokenExpired)
 		return
 	}
+	if info, err := compactOptional("info", res.Info); err != nil {
+		sess.srv.log.Error("the app's backend answered with a reply the gateway cannot use", "proxy", string(proxy.Refresh), "client", sess.id, "err", err)
+	} else if info != nil {
+		sess.setConnInfo(info)
+	}
 	if res.ExpireAt == 0 {
 		sess.expires.Store(0)
 		return
 	}
 	sess.expires.Store(sess.srv.expiryDeadline(time.Unix(res.ExpireAt, 0)))
+}
+
+// setConnInfo makes info the connection's info, as the connect proxy's
+// would have been: in the publications the client makes from now on, and
+// at once in the presence of its channels where it appears by it.
+func (sess *session) setConnInfo(info json.RawMessage) {
+	var entries []presenceEntry
+	sess.mu.Lock()
+	if sess.info == nil || sess.closing {
+		sess.mu.Unlock()
+		return
+	}
+	ci := *sess.info
+	ci.Info = info
+	sess.info = &ci
+	for channel, sub := range sess.subs {
+		if sub.ns.Presence && !sub.buffering && sub.member == nil {
+			entries = append(entries, presenceEntry{channel, &ci})
+		}
+	}
+	sess.mu.Unlock()
+	sess.updatePresence(entries)
+}
+
+// updatePresence writes entries to the broker again, so that presence
+// shows changed info before the next periodic refresh.
+func (sess *session) updatePresence(entries []presenceEntry) {
+	srv := sess.srv
+	if len(entries) == 0 || !srv.brokerReady() {
+		return
+	}
+	for _, e := range entries {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := srv.broker.AddPresence(ctx, e.channel, e.info, srv.cfg.PresenceTTL); err != nil {
+			srv.log.Warn("presence update failed", "channel", e.channel, "err", err)
+		}
+		cancel()
+	}
+}
+
+// connInfo is the connection's info, which a refresh may change.
+func (sess *session) connInfo() *broker.ClientInfo {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	return sess.info
 }
 
 // refreshRetryPause is how long a session whose refresh the backend did
@@ -345,6 +396,7 @@ func (sess *session) refreshSubs(now time.Time) {
 	}
 	sess.mu.Unlock()
 	next := make(map[string]int64, len(list))
+	infos := make(map[string]json.RawMessage)
 	for _, d := range list {
 		p := sess.srv.proxies[d.ns.SubRefreshProxy]
 		if p == nil {
@@ -370,7 +422,18 @@ func (sess *session) refreshSubs(now time.Time) {
 		default:
 			next[d.channel] = time.Unix(res.ExpireAt, 0).UnixNano()
 		}
+		if err == nil && !res.Expired {
+			if info, err := compactOptional("info", res.Info); err != nil {
+				sess.srv.log.Error("the app's backend answered with a reply the gateway cannot use", "proxy", string(proxy.SubRefresh), "client", sess.id, "channel", d.channel, "err", err)
+			} else if info != nil {
+				infos[d.channel] = info
+			}
+		}
 	}
+	// New channel info is how the client appears in the channel's
+	// presence from now on, as the subscribe proxy's info would be.
+	var entries []presenceEntry
+	defer func() { sess.updatePresence(entries) }()
 	// The new expiries, and the earliest of all for the janitor.
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
@@ -378,6 +441,17 @@ func (sess *session) refreshSubs(now time.Time) {
 	for channel, sub := range sess.subs {
 		if exp, ok := next[channel]; ok {
 			sub.expires = exp
+		}
+		if info, ok := infos[channel]; ok {
+			m := broker.ClientInfo{Client: sess.id, User: sess.user}
+			if sub.member != nil {
+				m = *sub.member
+			}
+			m.Info = info
+			sub.member = &m
+			if sub.ns.Presence && !sub.buffering {
+				entries = append(entries, presenceEntry{channel, sub.member})
+			}
 		}
 		if sub.expires != 0 && (earliest == 0 || sub.expires < earliest) {
 			earliest = sub.expires

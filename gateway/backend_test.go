@@ -98,14 +98,18 @@ func (b *testBackend) serve(w http.ResponseWriter, r *http.Request) {
 		switch str("channel") {
 		case "room:closed":
 			reply(`{"error":{"code":1403,"message":"this room is closed"}}`)
-		case "room:renewed", "room:gone":
+		case "room:renewed", "room:gone", "room:reinfo":
 			reply(`{"result":{"expire_at":` + itoa(time.Now().Add(time.Second).Unix()) + `}}`)
 		default:
 			reply(`{"result":{"info":{"seat": 7},"data":{"topic":"hello"}}}`)
 		}
 	case "/sub_refresh":
-		if str("channel") == "room:gone" {
+		switch str("channel") {
+		case "room:gone":
 			reply(`{"result":{"expired":true}}`)
+			return
+		case "room:reinfo":
+			reply(`{"result":{"expire_at":` + itoa(time.Now().Add(time.Hour).Unix()) + `,"info":{ "seat": 8 }}}`)
 			return
 		}
 		reply(`{"result":{"expire_at":` + itoa(time.Now().Add(time.Hour).Unix()) + `}}`)
@@ -506,5 +510,71 @@ func TestProxyConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: New: %v, want an error with %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestProxyRefreshInfo checks that the info of a refresh result becomes the
+// connection's info (in the publications it makes and, at once, in the
+// presence of its channels), and that of a sub_refresh result the
+// client's info in that channel's presence, compacted, as connect's and
+// subscribe's would be.
+func TestProxyRefreshInfo(t *testing.T) {
+	b := newTestBackend(t)
+	b.refresh = func() string {
+		return `{"result":{"expire_at":` + itoa(time.Now().Add(time.Hour).Unix()) + `,"info":{ "name": "Eve", "v": 2 }}}`
+	}
+	ts := proxyServer(t, b, func(c *Config) { c.Limits.ConnectTimeout = 200 * time.Millisecond })
+	c := dialWithCookie(t, ts, "expiring")
+	id := c.ok("connect", nil).str("client")
+	// room:reinfo's grant has no info, so the client appears there by its
+	// connection's info; secret namespaces are not involved.
+	c.ok("subscribe", msg{"channel": "room:plain"})
+	entry := func(channel string) string {
+		return mustJSON(c.ok("presence", msg{"channel": channel}).obj("clients").obj(id))
+	}
+	if got := entry("room:plain"); !strings.Contains(got, `"info":{"seat":7}`) {
+		t.Fatalf("presence entry %s: want the subscribe proxy's info", got)
+	}
+	waitFor(t, "a refresh request", func() bool { return b.count("/refresh") > 0 })
+	// The publication's info is the refreshed connection info.
+	waitFor(t, "the refreshed info in publications", func() bool {
+		_, p := publishAndSee(c, "room:plain", "hi")
+		return mustJSON(p.obj("info")["info"]) == `{"name":"Eve","v":2}`
+	})
+
+	// A second connection whose subscription appears by its connection
+	// info: the refresh changes its presence entry without waiting for the
+	// periodic presence refresh (PresenceTTL is a minute).
+	ts2 := proxyServer(t, b, func(c *Config) {
+		c.Limits.ConnectTimeout = 200 * time.Millisecond
+		c.Namespaces = append(c.Namespaces, Namespace{Name: "lobby", Subscribe: PermissionAuthenticated, Presence: true})
+	})
+	var refreshes atomic.Int64
+	b.mu.Lock()
+	b.refresh = func() string {
+		n := refreshes.Add(1)
+		return `{"result":{"expire_at":` + itoa(time.Now().Add(time.Hour).Unix()) + `,"info":{"n":` + itoa(n) + `}}}`
+	}
+	b.mu.Unlock()
+	c2 := dialWithCookie(t, ts2, "expiring")
+	id2 := c2.ok("connect", nil).str("client")
+	c2.ok("subscribe", msg{"channel": "lobby:main"})
+	waitFor(t, "the refreshed info in presence", func() bool {
+		got := mustJSON(c2.ok("presence", msg{"channel": "lobby:main"}).obj("clients").obj(id2))
+		return strings.Contains(got, `"info":{"n":1}`)
+	})
+
+	// sub_refresh: the channel's entry takes the new channel info.
+	c3 := dialWithCookie(t, ts, "ann")
+	id3 := c3.ok("connect", nil).str("client")
+	c3.ok("subscribe", msg{"channel": "room:reinfo"})
+	waitFor(t, "a sub_refresh of room:reinfo", func() bool { return b.count("/sub_refresh") > 0 })
+	waitFor(t, "the sub_refresh info in presence", func() bool {
+		got := mustJSON(c3.ok("presence", msg{"channel": "room:reinfo"}).obj("clients").obj(id3))
+		return strings.Contains(got, `"info":{"seat":8}`) && strings.Contains(got, `"user":"ann"`)
+	})
+	c3.ok("ping", nil) // and the subscription goes on
+	if _, p := publishAndSee(c3, "room:reinfo", "x"); p.str("channel") != "room:reinfo" {
+		t.Fatalf("publication %v", p)
 	}
 }

@@ -223,7 +223,7 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 	if !srv.brokerReady() {
 		return ErrUnavailable
 	}
-	member := sess.info
+	member := sess.connInfo()
 	if req.Member != nil {
 		member = req.Member
 	}
@@ -485,7 +485,7 @@ func (sess *session) publishAs(ctx context.Context, channel string, data json.Ra
 			ns = &noHistory
 		}
 	}
-	return srv.publish(ctx, ns, channel, data, sess.info)
+	return srv.publish(ctx, ns, channel, data, sess.connInfo())
 }
 
 // readable checks that sess may read channel's presence or history: it is

@@ -326,7 +326,9 @@ func (sess *session) leave(channel string, sub *subscription) {
 // its leave event, where the namespace has them.
 func (sess *session) leavePresence(channel string, sub *subscription) {
 	srv := sess.srv
+	sess.mu.Lock() // a refresh may change the info
 	member := sub.presenceInfo(sess)
+	sess.mu.Unlock()
 	if !sub.ns.Presence || member == nil {
 		return
 	}
