@@ -69,9 +69,10 @@ type DialOptions struct {
 	// request through this transport, and Conns dialled through one
 	// transport share its connections to a server, as its requests do.
 	// TLS, proxies and dialling are then the transport's: TLSConfig and
-	// NetDialContext must be nil, and HTTPClient lends only its Jar and
-	// Timeout. Dial fails, saying so, when the server did not advertise
-	// SETTINGS_ENABLE_CONNECT_PROTOCOL; it does not fall back to HTTP/1.1.
+	// NetDialContext must be nil (unless HTTP2Fallback, for which they
+	// are), and HTTPClient lends only its Jar and Timeout. Dial fails, saying so, when the server did not advertise
+	// SETTINGS_ENABLE_CONNECT_PROTOCOL, or falls back to HTTP/1.1 with
+	// HTTP2Fallback.
 	//
 	// The transport must send a CONNECT request whose Header holds
 	// ":protocol" as that pseudo-header, and return the response once its
@@ -80,6 +81,15 @@ type DialOptions struct {
 	// Transport can when built with the http2legacy tag (without it, in Go
 	// 1.27, it hands requests to net/http's). Default: nil, HTTP/1.1.
 	HTTP2Transport http.RoundTripper
+
+	// HTTP2Fallback makes Dial, with HTTP2Transport, connect over HTTP/1.1
+	// when the server cannot take the WebSocket over HTTP/2 (the error
+	// wraps ErrHTTP2Unsupported: no h2 in ALPN, or no
+	// SETTINGS_ENABLE_CONNECT_PROTOCOL). The HTTP/1.1 dial then uses
+	// HTTPClient, TLSConfig and NetDialContext as it does without
+	// HTTP2Transport; they may be set for it. Any other failure is returned
+	// as it is. Default: false, no fallback.
+	HTTP2Fallback bool
 }
 
 // connConfig is the Conn's configuration the options give.
@@ -115,18 +125,10 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 			return nil, nil, errors.New("websocket: subprotocol " + quote(p) + " is not an HTTP token")
 		}
 	}
-	if opts.HTTP2Transport != nil {
-		if client.Timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, client.Timeout)
-			defer cancel()
-		}
-		return dialHTTP2(ctx, u, client, opts.HTTP2Transport, opts)
-	}
 	transport := http.DefaultTransport.(*http.Transport)
 	if client.Transport != nil {
 		var ok bool
-		if transport, ok = client.Transport.(*http.Transport); !ok {
+		if transport, ok = client.Transport.(*http.Transport); !ok && opts.HTTP2Transport == nil {
 			return nil, nil, errors.New("websocket: DialOptions.HTTPClient.Transport must be an *http.Transport")
 		}
 	}
@@ -134,6 +136,16 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, client.Timeout)
 		defer cancel()
+	}
+	if opts.HTTP2Transport != nil {
+		c, resp, err := dialHTTP2(ctx, u, client, opts.HTTP2Transport, opts)
+		if err == nil || !opts.HTTP2Fallback || !errors.Is(err, ErrHTTP2Unsupported) {
+			return c, resp, err
+		}
+		if transport == nil {
+			return nil, nil, errors.New("websocket: HTTP/1.1 fallback: DialOptions.HTTPClient.Transport must be an *http.Transport")
+		}
+		// The server cannot take it over HTTP/2: over HTTP/1.1, then.
 	}
 
 	netConn, err := dialNet(ctx, u, transport, opts)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -103,8 +104,8 @@ func checkExtendedConnect(r *http.Request) (status int, reason string) {
 // dialHTTP2 is Dial over HTTP/2: an extended CONNECT request sent through
 // rt, whose stream becomes the Conn's connection.
 func dialHTTP2(ctx context.Context, u *url.URL, client *http.Client, rt http.RoundTripper, opts *DialOptions) (*Conn, *http.Response, error) {
-	if opts.TLSConfig != nil || opts.NetDialContext != nil {
-		return nil, nil, errors.New("websocket: with DialOptions.HTTP2Transport, set TLS and dialling on that transport, not in TLSConfig or NetDialContext")
+	if !opts.HTTP2Fallback && (opts.TLSConfig != nil || opts.NetDialContext != nil) {
+		return nil, nil, errors.New("websocket: with DialOptions.HTTP2Transport, set TLS and dialling on that transport; TLSConfig and NetDialContext are for the HTTP/1.1 fallback (HTTP2Fallback)")
 	}
 	cfg := opts.connConfig()
 
@@ -214,23 +215,54 @@ func dialHTTP2(ctx context.Context, u *url.URL, client *http.Client, rt http.Rou
 	return c, resp, nil
 }
 
+// ErrHTTP2Unsupported is wrapped by Dial's error when, dialling through
+// DialOptions.HTTP2Transport, the server cannot take a WebSocket over
+// HTTP/2: it did not choose h2 in TLS's ALPN, or did not advertise
+// SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 section 3). A transport
+// reports either by an error that wraps this one, or by the messages of
+// golang.org/x/net/http2's Transport. DialOptions.HTTP2Fallback then
+// dials over HTTP/1.1 instead.
+var ErrHTTP2Unsupported = errors.New("websocket: the server does not take WebSockets over HTTP/2")
+
 // http2DialError explains a failed extended CONNECT.
 func http2DialError(err error) error {
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "extended connect not supported"):
-		return errors.New("websocket: the server does not take WebSockets over HTTP/2: it did not send SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 section 3): " + msg)
+		return &http2UnsupportedError{"it did not send SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 section 3)", err}
+	case strings.Contains(msg, "unexpected ALPN protocol"), strings.Contains(msg, "ALPN did not choose h2"):
+		return &http2UnsupportedError{"it did not choose h2 in TLS's ALPN", err}
+	case errors.Is(err, ErrHTTP2Unsupported):
+		return &http2UnsupportedError{"", err}
 	case strings.Contains(msg, `":protocol"`):
 		return errors.New("websocket: DialOptions.HTTP2Transport refuses the :protocol pseudo-header, so it cannot send extended CONNECT (net/http's Transport refuses it in Go 1.27): " + msg)
 	}
 	return errors.New("websocket: extended CONNECT over HTTP/2: " + msg)
 }
 
+// http2UnsupportedError is Dial's error when the server cannot take a
+// WebSocket over HTTP/2: it wraps ErrHTTP2Unsupported and the transport's
+// error, and says why.
+type http2UnsupportedError struct {
+	why string
+	err error // the transport's
+}
+
+func (e *http2UnsupportedError) Error() string {
+	msg := ErrHTTP2Unsupported.Error()
+	if e.why != "" {
+		msg += ": " + e.why
+	}
+	return msg + ": " + e.err.Error()
+}
+
+func (e *http2UnsupportedError) Unwrap() []error { return []error{ErrHTTP2Unsupported, e.err} }
+
 // checkHTTP2Response checks the server's answer to an extended CONNECT
 // (RFC 8441 section 5: any 2xx status is success).
 func checkHTTP2Response(resp *http.Response, offered []string) error {
 	if resp.ProtoMajor != 2 {
-		return errors.New("websocket: the extended CONNECT was answered over " + resp.Proto + ", not HTTP/2")
+		return fmt.Errorf("%w: the extended CONNECT was answered over %s", ErrHTTP2Unsupported, resp.Proto)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return errors.New("websocket: handshake refused: " + resp.Status)

@@ -24,6 +24,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/duplexws/duplex/websocket"
 )
 
 // Transport opens extended CONNECT streams (RFC 8441 section 4) over
@@ -77,16 +79,23 @@ type Trace struct {
 }
 
 // Errors a RoundTrip returns when the server cannot take a WebSocket over
-// HTTP/2, with more said around them (test with errors.Is).
+// HTTP/2, with more said around them (test with errors.Is). Both wrap
+// websocket.ErrHTTP2Unsupported, on which DialOptions.HTTP2Fallback falls
+// back to HTTP/1.1.
 var (
 	// ErrNoHTTP2: the server did not choose h2 in TLS's ALPN.
-	ErrNoHTTP2 = errors.New("the server does not speak HTTP/2 (ALPN did not choose h2)")
+	ErrNoHTTP2 error = &unsupportedError{"the server does not speak HTTP/2 (ALPN did not choose h2)"}
 	// ErrNoExtendedConnect: the server's SETTINGS lack
-	// SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441 section 3). The
-	// words "extended connect not supported" are the ones
-	// websocket.Dial recognises to explain it.
-	ErrNoExtendedConnect = errors.New("extended connect not supported by the server")
+	// SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441 section 3).
+	ErrNoExtendedConnect error = &unsupportedError{"extended connect not supported by the server"}
 )
+
+// unsupportedError is an error of its own that is also
+// websocket.ErrHTTP2Unsupported.
+type unsupportedError struct{ msg string }
+
+func (e *unsupportedError) Error() string { return e.msg }
+func (e *unsupportedError) Unwrap() error { return websocket.ErrHTTP2Unsupported }
 
 // StreamResetError is a stream's end by RST_STREAM from the server.
 type StreamResetError struct {

@@ -367,3 +367,66 @@ func TestCloseWithOpenStreams(t *testing.T) {
 		t.Fatal("a write succeeded after the transport closed")
 	}
 }
+
+// TestDialHTTP2Fallback: with DialOptions.HTTP2Fallback, a server that
+// does not speak HTTP/2 gets the WebSocket over HTTP/1.1; without it, Dial
+// fails with websocket.ErrHTTP2Unsupported; and a refusal over HTTP/2 is
+// not a reason to fall back.
+func TestDialHTTP2Fallback(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var proto atomic.Value
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proto.Store(r.Proto)
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, msg, err := c.Read(context.Background())
+			if err != nil || c.Write(context.Background(), typ, msg) != nil {
+				return
+			}
+		}
+	})) // HTTP/1.1 only
+	defer srv.Close()
+	trust := srv.Client().Transport.(*http.Transport).TLSClientConfig
+	wssURL := "wss://" + strings.TrimPrefix(srv.URL, "https://")
+	tr := &h2client.Transport{TLSConfig: trust.Clone()}
+	defer tr.Close()
+
+	_, _, err := websocket.Dial(ctx, wssURL, &websocket.DialOptions{HTTP2Transport: tr})
+	if !errors.Is(err, websocket.ErrHTTP2Unsupported) {
+		t.Fatalf("Dial without fallback: %v, want ErrHTTP2Unsupported", err)
+	}
+	c, _, err := websocket.Dial(ctx, wssURL, &websocket.DialOptions{HTTP2Transport: tr, HTTP2Fallback: true, TLSConfig: trust.Clone()})
+	if err != nil {
+		t.Fatalf("Dial with fallback: %v", err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, []byte("over 1.1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := c.Read(ctx); err != nil || string(msg) != "over 1.1" {
+		t.Fatalf("echo after the fallback: %q, %v", msg, err)
+	}
+	if p := proto.Load(); p != "HTTP/1.1" {
+		t.Fatalf("the server saw %v, want HTTP/1.1", p)
+	}
+
+	// A server over HTTP/2 with extended CONNECT that refuses the
+	// handshake: the refusal stands.
+	h2srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusForbidden)
+	}))
+	h2srv.EnableHTTP2 = true
+	h2srv.StartTLS()
+	defer h2srv.Close()
+	tr2 := &h2client.Transport{TLSConfig: h2srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()}
+	defer tr2.Close()
+	_, resp, err := websocket.Dial(ctx, "wss://"+strings.TrimPrefix(h2srv.URL, "https://"), &websocket.DialOptions{HTTP2Transport: tr2, HTTP2Fallback: true})
+	if err == nil || errors.Is(err, websocket.ErrHTTP2Unsupported) || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a refusal over HTTP/2 with fallback: %v (response %v), want the 403 itself", err, resp)
+	}
+}
