@@ -226,6 +226,18 @@ type Limits struct {
 	HandshakeRate  float64
 	HandshakeBurst int
 
+	// FallbackSendRate is how many POSTs to /fallback/send (the commands
+	// of fallback clients) per second one client address may make, with
+	// bursts of FallbackSendBurst; over it the server answers HTTP 429. A
+	// POST for a session of another node travels over the broker to every
+	// node, even for an id the client made up, so this bounds the broker
+	// traffic one address can cause. A client makes a POST per batch of
+	// commands, so the default leaves room for many clients behind one
+	// address (an office's NAT): 200 per second. FallbackSendBurst
+	// default: twice the rate. Negative: no limit.
+	FallbackSendRate  float64
+	FallbackSendBurst int
+
 	// ClientIPHeader, when set, names a header holding the client address
 	// (such as "X-Real-IP" or "X-Forwarded-For") set by a proxy in front.
 	// It is believed only from peers in TrustedProxies, and of its
@@ -396,6 +408,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if l.MaxPendingConnections == 0 {
 		l.MaxPendingConnections = 10_000
+	}
+	if l.FallbackSendRate == 0 {
+		l.FallbackSendRate = 200
+	}
+	if l.FallbackSendRate > 0 && l.FallbackSendBurst <= 0 {
+		l.FallbackSendBurst = max(1, int(min(2*l.FallbackSendRate, 1<<30)))
 	}
 	if l.HandshakeRate > 0 && l.HandshakeBurst <= 0 {
 		l.HandshakeBurst = max(1, int(l.HandshakeRate))

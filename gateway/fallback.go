@@ -329,6 +329,12 @@ func (s *Server) serveFallbackSend(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
+	if s.fallbackSends != nil && !s.fallbackSends.Allow(s.clientIP(r), time.Now()) {
+		s.metrics.limitHits.With(limitFallbackSendRate).Inc()
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many fallback POSTs from this address", http.StatusTooManyRequests)
+		return
+	}
 	q := r.URL.Query()
 	id := q.Get("session")
 	seq, err := strconv.ParseUint(q.Get("seq"), 10, 64)
@@ -364,6 +370,7 @@ func (s *Server) serveFallbackSend(w http.ResponseWriter, r *http.Request) {
 func (s *Server) deliverFallback(id string, seq uint64, body []byte) bool {
 	t, ok := s.fallbacks.Load(id)
 	if !ok {
+		s.metrics.fallbackUnknown.Inc()
 		return false
 	}
 	t.(*fallbackTransport).deliver(seq, body)

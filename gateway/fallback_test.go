@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -397,5 +400,108 @@ func TestFallbackStreamsAreNotPending(t *testing.T) {
 	})
 	if n := metricValue(t, ts.http.URL, "duplex_connections", ""); n != 4 {
 		t.Errorf("duplex_connections %v, want the 4 streams", n)
+	}
+}
+
+// TestFallbackSendRate: POSTs to /fallback/send are limited per client
+// address, so that one address cannot make the broker carry unbounded
+// traffic with made-up session ids of another node. Sixteen POSTers flood
+// node b from one address (X-Real-IP, b trusting loopback as its proxy)
+// for a second with a well-formed id of node a that no session has: b
+// answers 429 beyond the burst and the rate, and node a, which receives
+// what the broker carried, counts exactly the POSTs b accepted as unknown
+// sessions. A client of another address keeps working meanwhile, and the
+// flooding address gets through again once its bucket refills.
+func TestFallbackSendRate(t *testing.T) {
+	ns := testnats.Start(t, testnats.Options{})
+	prefix := fmt.Sprintf("fallback_rate_%d", time.Now().UnixNano())
+	const rate, burst = 20, 40
+	node := func() *testServer {
+		return newTestServer(t, func(cfg *Config) {
+			cfg.Broker = nats.New(nats.Options{Servers: []string{ns.Addr()}, Prefix: prefix, ReconnectWait: 50 * time.Millisecond})
+			cfg.Limits.FallbackSendRate, cfg.Limits.FallbackSendBurst = rate, burst
+			cfg.Limits.ClientIPHeader = "X-Real-IP"
+			cfg.Limits.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+		})
+	}
+	a, b := node(), node()
+	c := openFallback(t, a.http.URL, false, nil)
+	if r := c.call(b.http.URL, "connect", nil); r.obj("error") != nil {
+		t.Fatalf("connect through the other node: %v", r)
+	}
+	fake := a.node + ".AAAAAAAAAAAAAAAA"
+	post := func(ip string) (int, error) {
+		req, _ := http.NewRequest(http.MethodPost, b.http.URL+"/fallback/send?seq=0&session="+fake, strings.NewReader(`{"id":1,"method":"ping"}`))
+		req.Header.Set("X-Real-IP", ip)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	const attacker = "203.0.113.9"
+	var accepted, refused, other atomic.Int64
+	start := time.Now()
+	stop := start.Add(time.Second)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				st, err := post(attacker)
+				switch {
+				case err != nil:
+					errs <- err
+					return
+				case st == http.StatusAccepted:
+					accepted.Add(1)
+				case st == http.StatusTooManyRequests:
+					refused.Add(1)
+				default:
+					other.Add(1)
+				}
+			}
+		}()
+	}
+	// Meanwhile the client of another address is not held up.
+	if r := c.call(b.http.URL, "ping", nil); r.obj("error") != nil {
+		t.Errorf("ping during the flood: %v", r)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	max := int64(burst + rate*elapsed.Seconds() + 1)
+	t.Logf("in %v: %d accepted (bound %d), %d refused with 429", elapsed, accepted.Load(), max, refused.Load())
+	if other.Load() != 0 {
+		t.Errorf("%d POSTs answered neither 202 nor 429", other.Load())
+	}
+	if accepted.Load() < burst || accepted.Load() > max {
+		t.Errorf("%d POSTs accepted in %v, want between the burst %d and %d", accepted.Load(), elapsed, burst, max)
+	}
+	if refused.Load() == 0 {
+		t.Fatalf("nothing refused: the flood was not limited")
+	}
+	wantMetric(t, b.http.URL, "duplex_limit_hits_total", `limit="fallback_send_rate"`, float64(refused.Load()))
+	// What the broker carried: node a hears of every accepted POST, and of
+	// nothing more.
+	wantMetric(t, a.http.URL, "duplex_fallback_unknown_sessions_total", "", float64(accepted.Load()))
+	time.Sleep(200 * time.Millisecond)
+	if got := metricValue(t, a.http.URL, "duplex_fallback_unknown_sessions_total", ""); got != float64(accepted.Load()) {
+		t.Errorf("node a saw %v unknown-session POSTs, want the %d node b accepted", got, accepted.Load())
+	}
+	// The bucket refills: the address gets through again.
+	time.Sleep(time.Second / rate * 2)
+	if st, err := post(attacker); err != nil || st != http.StatusAccepted {
+		t.Errorf("POST after the pause: %d, %v; want 202", st, err)
+	}
+	// And the session lived through it all.
+	if r := c.call(a.http.URL, "ping", nil); r.obj("error") != nil {
+		t.Errorf("ping after the flood: %v", r)
 	}
 }

@@ -35,6 +35,9 @@ type serverMetrics struct {
 	gaps          prometheus.Counter
 	duplicates    prometheus.Counter
 	presencePush  *counterFamily
+	// fallbackUnknown counts fallback POSTs for sessions the node that
+	// should hold them does not have: ended ones, and made-up ids.
+	fallbackUnknown prometheus.Counter
 }
 
 // Reasons a connection ended, the label of duplex_disconnects_total.
@@ -70,6 +73,7 @@ const (
 	limitReplySize          = "reply_size" // a history or recovery reply cut to the reply budget
 	limitMembers            = "presence_members"
 	limitClientEvents       = "client_events" // Pusher client events over PusherApp.ClientEventRate
+	limitFallbackSendRate   = "fallback_send_rate"
 )
 
 // The label values each family is made with, so that every series exists,
@@ -88,6 +92,7 @@ var (
 		limitMessageRate, limitMessageSize, limitReadRate, limitFragments, limitMessageTimeout,
 		limitChannels, limitStreams, limitReplySize, limitPendingConnections,
 		limitPendingConnectionsPerIP, limitAPIBrowser, limitMembers, limitClientEvents,
+		limitFallbackSendRate,
 	}
 	slowPolicies   = []string{string(SlowDisconnect), string(SlowDropOldest), string(SlowLatest)}
 	apiMethodNames = []string{
@@ -144,24 +149,25 @@ func newServerMetrics() *serverMetrics {
 			// gets the rest, rather than nothing.
 			ErrorHandling: promhttp.ContinueOnError,
 		}),
-		connections:   gauge("duplex_connections", "Open client connections."),
-		subscriptions: gauge("duplex_subscriptions", "Channel subscriptions of the open connections."),
-		queued:        gauge("duplex_outbound_queue_messages", "Messages queued for connections and not yet written."),
-		queuedBytes:   gauge("duplex_outbound_queue_bytes", "Bytes held for connections: queued, and in the batches being written."),
-		messagesIn:    counter("duplex_messages_in_total", "Commands received from clients."),
-		messagesOut:   counter("duplex_messages_out_total", "Replies and pushes written to clients."),
-		bytesIn:       counter("duplex_bytes_in_total", "Bytes of WebSocket messages received from clients."),
-		bytesOut:      counter("duplex_bytes_out_total", "Bytes of WebSocket messages written to clients."),
-		publications:  counter("duplex_publications_total", "Publications accepted, from clients and the backend API."),
-		handshake:     handshake,
-		drops:         family("duplex_drops_total", "Publications not delivered to a slow client, by slow-consumer policy.", "policy", slowPolicies),
-		disconnects:   family("duplex_disconnects_total", "Connections ended, by reason.", "reason", disconnectReasons),
-		limitHits:     family("duplex_limit_hits_total", "Requests refused by a limit, by limit.", "limit", limitNames),
-		apiRequests:   family("duplex_api_requests_total", "Backend API requests, by method.", "method", apiMethodNames),
-		recovered:     counter("duplex_broker_recovered_total", "Publications the broker did not deliver that the node read from history and delivered."),
-		gaps:          counter("duplex_broker_gaps_total", "Gap and reset pushes for publications that history no longer held."),
-		duplicates:    counter("duplex_broker_duplicates_total", "Publications delivered by the broker twice and dropped."),
-		presencePush:  family("duplex_presence_pushes_total", "Presence pushes queued for subscribers, by kind (join, leave, count).", "kind", presenceKinds),
+		connections:     gauge("duplex_connections", "Open client connections."),
+		subscriptions:   gauge("duplex_subscriptions", "Channel subscriptions of the open connections."),
+		queued:          gauge("duplex_outbound_queue_messages", "Messages queued for connections and not yet written."),
+		queuedBytes:     gauge("duplex_outbound_queue_bytes", "Bytes held for connections: queued, and in the batches being written."),
+		messagesIn:      counter("duplex_messages_in_total", "Commands received from clients."),
+		messagesOut:     counter("duplex_messages_out_total", "Replies and pushes written to clients."),
+		bytesIn:         counter("duplex_bytes_in_total", "Bytes of WebSocket messages received from clients."),
+		bytesOut:        counter("duplex_bytes_out_total", "Bytes of WebSocket messages written to clients."),
+		publications:    counter("duplex_publications_total", "Publications accepted, from clients and the backend API."),
+		handshake:       handshake,
+		drops:           family("duplex_drops_total", "Publications not delivered to a slow client, by slow-consumer policy.", "policy", slowPolicies),
+		disconnects:     family("duplex_disconnects_total", "Connections ended, by reason.", "reason", disconnectReasons),
+		limitHits:       family("duplex_limit_hits_total", "Requests refused by a limit, by limit.", "limit", limitNames),
+		apiRequests:     family("duplex_api_requests_total", "Backend API requests, by method.", "method", apiMethodNames),
+		recovered:       counter("duplex_broker_recovered_total", "Publications the broker did not deliver that the node read from history and delivered."),
+		gaps:            counter("duplex_broker_gaps_total", "Gap and reset pushes for publications that history no longer held."),
+		duplicates:      counter("duplex_broker_duplicates_total", "Publications delivered by the broker twice and dropped."),
+		presencePush:    family("duplex_presence_pushes_total", "Presence pushes queued for subscribers, by kind (join, leave, count).", "kind", presenceKinds),
+		fallbackUnknown: counter("duplex_fallback_unknown_sessions_total", "Fallback POSTs for a session this node does not hold though its id names this node: an ended session or a made-up id (whether they reached it directly or over the broker)."),
 	}
 }
 

@@ -49,11 +49,12 @@ type Server struct {
 	pusherByID   map[string]*pusherApp
 	pusherAccept websocket.AcceptOptions // no subprotocol
 
-	handshakes *ratelimit.Keyed // nil without a handshake rate
-	perIP      *ratelimit.PerKey
-	perUser    *ratelimit.PerKey
-	conns      atomic.Int64
-	pending    pendingConns // HTTP connections not upgraded (HTTPServer)
+	handshakes    *ratelimit.Keyed // nil without a handshake rate
+	fallbackSends *ratelimit.Keyed // nil without a fallback POST rate
+	perIP         *ratelimit.PerKey
+	perUser       *ratelimit.PerKey
+	conns         atomic.Int64
+	pending       pendingConns // HTTP connections not upgraded (HTTPServer)
 
 	sessions  sessionSet
 	fallbacks sync.Map // fallback session id → *fallbackTransport
@@ -112,6 +113,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if c.Limits.HandshakeRate > 0 {
 		s.handshakes = ratelimit.NewKeyed(c.Limits.HandshakeRate, c.Limits.HandshakeBurst, 1<<20)
+	}
+	if c.Limits.FallbackSendRate > 0 {
+		s.fallbackSends = ratelimit.NewKeyed(c.Limits.FallbackSendRate, c.Limits.FallbackSendBurst, 1<<20)
 	}
 	pingInterval := c.PingInterval
 	if pingInterval < 0 {

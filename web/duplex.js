@@ -1155,6 +1155,9 @@ function tokenError(err) {
 /** The transports a client may use. */
 const TRANSPORTS = ['websocket', 'http_stream', 'sse'];
 
+/** How many times a fallback POST answered 429 is tried again before the session is given up. */
+const MAX_SEND_RETRIES = 5;
+
 /**
  * A fallback transport with the face of a WebSocket (readyState, send, close, and the
  * onopen, onmessage and onclose handlers), for the client above: what the server sends comes
@@ -1257,9 +1260,19 @@ class FallbackSocket {
   send(data) {
     if (this.readyState !== 1) return;
     const url = `${this._base}/fallback/send?session=${encodeURIComponent(this._session)}&seq=${this._seq++}`;
-    this._sending = this._sending.then(() => fetch(url, { method: 'POST', body: data, headers: { 'content-type': 'text/plain' }, credentials: 'include' })
-      .then((res) => { if (res.status >= 400) this._end(1006, `sending failed: HTTP ${res.status}`); },
-        () => this._end(1006, 'sending failed')));
+    // A 429 (the node's limit of POSTs per address, which many clients
+    // behind one NAT share) is tried again, with the same number, after
+    // the Retry-After the node gave; later POSTs wait behind it, in order.
+    const post = (tries) => fetch(url, { method: 'POST', body: data, headers: { 'content-type': 'text/plain' }, credentials: 'include' })
+      .then((res) => {
+        if (res.status === 429 && tries < MAX_SEND_RETRIES && this.readyState === 1) {
+          const wait = Math.min(Number(res.headers.get('retry-after')) || 1, 30) * 1000;
+          return new Promise((resolve) => setTimeout(resolve, wait)).then(() => (this.readyState === 1 ? post(tries + 1) : undefined));
+        }
+        if (res.status >= 400) this._end(1006, `sending failed: HTTP ${res.status}`);
+        return undefined;
+      }, () => this._end(1006, 'sending failed'));
+    this._sending = this._sending.then(() => post(0));
   }
 
   /**

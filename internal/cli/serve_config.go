@@ -88,7 +88,12 @@ type serveConfig struct {
 		MaxConnectionsPerUser int     `yaml:"max_connections_per_user"`
 		HandshakeRate         float64 `yaml:"handshake_rate"`
 		HandshakeBurst        int     `yaml:"handshake_burst"`
-		ClientIPHeader        string  `yaml:"client_ip_header"`
+		// FallbackSendRate/Burst: POSTs to /fallback/send per client
+		// address (see gateway.Limits). Default: 200/s, burst 400;
+		// negative: no limit.
+		FallbackSendRate  float64 `yaml:"fallback_send_rate"`
+		FallbackSendBurst int     `yaml:"fallback_send_burst"`
+		ClientIPHeader    string  `yaml:"client_ip_header"`
 		// TrustedProxies are the CIDRs (or addresses) of the proxies
 		// whose client_ip_header is believed. Default: none.
 		TrustedProxies []string `yaml:"trusted_proxies"`
@@ -446,6 +451,7 @@ func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
 		MaxConnections: l.MaxConnections, MaxConnectionsPerIP: l.MaxConnectionsPerIP,
 		MaxConnectionsPerUser: l.MaxConnectionsPerUser, HandshakeRate: l.HandshakeRate,
 		HandshakeBurst: l.HandshakeBurst, ClientIPHeader: l.ClientIPHeader,
+		FallbackSendRate: l.FallbackSendRate, FallbackSendBurst: l.FallbackSendBurst,
 		MaxMessageSize: l.MaxMessageSize, MessageRate: l.MessageRate, MessageBurst: l.MessageBurst,
 		FrameRate: l.FrameRate, FrameBurst: l.FrameBurst, ByteRate: l.ByteRate, ByteBurst: l.ByteBurst,
 		MaxChannels: l.MaxChannels, MaxQueueBytes: l.MaxQueueBytes,

@@ -17,12 +17,14 @@ const URL = 'ws://gateway.test/ws';
 function fakeFetch() {
   const streams = [];
   const posts = [];
+  const postStatuses = []; // the statuses of the next POSTs' answers; 204 once empty
   const saved = globalThis.fetch;
   globalThis.fetch = async (url, init = {}) => {
     const u = new globalThis.URL(url);
     if (init.method === 'POST') {
       posts.push({ path: u.pathname, session: u.searchParams.get('session'), seq: Number(u.searchParams.get('seq')), body: init.body });
-      return new Response(null, { status: 204 });
+      const status = postStatuses.shift() ?? 204;
+      return new Response(null, { status, headers: status === 429 ? { 'retry-after': '1' } : {} });
     }
     let controller;
     const body = new ReadableStream({ start(c) { controller = c; } });
@@ -36,7 +38,7 @@ function fakeFetch() {
     init.signal?.addEventListener('abort', () => { try { controller.error(new Error('aborted')); } catch { /* closed */ } });
     return new Response(body, { status: 200, headers: { 'content-type': 'application/x-ndjson' } });
   };
-  return { streams, posts, restore: () => { globalThis.fetch = saved; } };
+  return { streams, posts, postStatuses, restore: () => { globalThis.fetch = saved; } };
 }
 
 let cleanup = [];
@@ -136,4 +138,43 @@ test('the stream\'s close line closes like a close frame', async () => {
   net.streams[0].write('{"close":{"code":4501,"reason":"unauthorized: log in first"}}');
   await until(() => closes.length === 1, 'disconnected');
   assert.deepEqual(closes[0], { code: 4501, reason: 'unauthorized: log in first', reconnect: false });
+});
+
+test('a POST answered 429 (the per-address limit) is sent again after Retry-After, with its number, and later ones wait; five in a row end the session', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { WS, net, client } = setup();
+  const connected = [];
+  const disconnected = [];
+  client.on('connected', (c) => connected.push(c));
+  client.on('disconnected', (d) => disconnected.push(d));
+  client.connect();
+  WS.last.serverClose(1006);
+  await until(() => net.streams.length === 1, 'a stream');
+  net.postStatuses.push(429);
+  net.streams[0].write('{"session":"node.sess"}');
+  await until(() => net.posts.length === 1, 'the connect POST');
+  client.rpc('later', {}).catch(() => {}); // queued behind the connect
+  for (let i = 0; i < 20; i++) await flush();
+  assert.equal(net.posts.length, 1, 'nothing else is sent while the 429 waits');
+  t.mock.timers.tick(1000);
+  await until(() => net.posts.length >= 2, 'the connect POST again');
+  assert.deepEqual([net.posts[1].seq, net.posts[1].body], [0, net.posts[0].body], 'the same POST, the same number');
+  replyOnStream(net, 'connect', { client: 'node.sess', user: '' });
+  await until(() => connected.length === 1, 'connected');
+  await until(() => net.posts.length === 3, 'the rpc POST');
+  assert.equal(net.posts[2].seq, 1);
+  assert.equal(disconnected.length, 0);
+
+  // A node that keeps refusing: after five more tries, the session ends.
+  net.postStatuses.push(429, 429, 429, 429, 429, 429);
+  client.rpc('refused', {}).catch(() => {});
+  for (let i = 0; i < 5; i++) {
+    await until(() => net.posts.length === 4 + i, `try ${i}`);
+    for (let j = 0; j < 10; j++) await flush();
+    t.mock.timers.tick(1000);
+  }
+  await until(() => net.posts.length === 9, 'the last try');
+  await until(() => disconnected.length === 1, 'the session given up');
+  assert.equal(disconnected[0].code, 1006);
+  assert.match(disconnected[0].reason, /HTTP 429/);
 });
