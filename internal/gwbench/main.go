@@ -1,6 +1,7 @@
 // Command gwbench measures the gateway (duplex serve, run as its own
 // process) with many real client connections on loopback: memory per idle
-// connection, publications delivered per second to 10,000 subscribers of
+// connection (WebSocket, and the fallback transports' sessions over HTTP
+// streaming and Server-Sent Events), publications delivered per second to 10,000 subscribers of
 // one channel and to 10,000 channels of one subscriber, and the latency
 // from publishing (backend API) to receipt. Run it with `make bench-gateway`;
 // it prints a markdown table.
@@ -38,6 +39,7 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "publishing time per throughput case")
 	inflight := flag.Int("inflight", 4, "API publishes in flight")
 	idleOnly := flag.Bool("idle-only", false, "measure idle memory only")
+	transports := flag.String("transports", "websocket,http_stream,sse", "the transports whose idle sessions are measured, comma-separated: websocket, http_stream, sse (the throughput cases use WebSocket)")
 	flag.StringVar(&heapProfile, "heap-profile", "", "save the gateway's heap profile, taken with the idle connections open, to this file")
 	flag.Parse()
 	log.SetFlags(0)
@@ -55,10 +57,21 @@ func main() {
 		}
 	}
 	var rows []string
-	idle := runCase(*bin, "idle", *conns, func(g *gateway, clients []*client) string { return "" })
-	rows = append(rows, idle)
+	for _, tr := range strings.Split(*transports, ",") {
+		switch tr {
+		case "websocket":
+			rows = append(rows, runCase(*bin, "idle", *conns, func(g *gateway, clients []*client) string { return "" }))
+		case "http_stream", "sse":
+			rows = append(rows, runFallbackIdle(*bin, tr, *conns))
+		default:
+			log.Fatalf("-transports: unknown transport %q (websocket, http_stream, sse)", tr)
+		}
+	}
 	if *idleOnly {
-		fmt.Println(idle)
+		fmt.Printf("\n| case | connections | result |\n|---|---|---|\n")
+		for _, r := range rows {
+			fmt.Println(r)
+		}
 		return
 	}
 	rows = append(rows, runCase(*bin, "one channel", *conns, func(g *gateway, clients []*client) string {
@@ -97,6 +110,7 @@ limits:
   max_channels: 4
   max_connections_per_ip: -1  # thousands of clients from 8 loopback addresses
   handshake_rate: -1
+  fallback_send_rate: -1      # thousands of fallback clients' POSTs from 8 loopback addresses
 namespaces:
   - name: bench
     anonymous: true
@@ -107,6 +121,42 @@ type gateway struct {
 	cmd   *exec.Cmd
 	base  string
 	debug string // the profiler's base URL
+	dir   string
+}
+
+// startGateway runs duplex serve with config and its profiler on loopback.
+func startGateway(bin string) *gateway {
+	dir, _ := os.MkdirTemp("", "gwbench")
+	cfgPath := filepath.Join(dir, "duplex.yaml")
+	os.WriteFile(cfgPath, []byte(config), 0o600)
+	debugAddr := freeAddr()
+	cmd := exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "warn", "--debug-listen", debugAddr)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	g := &gateway{cmd: cmd, debug: "http://" + debugAddr, dir: dir}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		g.stop()
+		log.Fatalf("duplex serve: %v", err)
+	}
+	m := regexp.MustCompile(`(http://[^/]+)/`).FindStringSubmatch(line)
+	if m == nil {
+		g.stop()
+		log.Fatalf("duplex serve said %q", line)
+	}
+	go io.Copy(io.Discard, stdout)
+	g.base = m[1]
+	return g
+}
+
+// stop ends the gateway and waits for it.
+func (g *gateway) stop() {
+	g.cmd.Process.Signal(os.Interrupt)
+	g.cmd.Wait()
+	os.RemoveAll(g.dir)
 }
 
 func freeAddr() string {
@@ -122,31 +172,8 @@ func freeAddr() string {
 // bench:all when the case is "one channel", else to its own channel),
 // measures idle memory, and runs f.
 func runCase(bin, name string, n int, f func(*gateway, []*client) string) string {
-	dir, _ := os.MkdirTemp("", "gwbench")
-	defer os.RemoveAll(dir)
-	cfgPath := filepath.Join(dir, "duplex.yaml")
-	os.WriteFile(cfgPath, []byte(config), 0o600)
-	debugAddr := freeAddr()
-	cmd := exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "warn", "--debug-listen", debugAddr)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		log.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-	}()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		log.Fatalf("duplex serve: %v", err)
-	}
-	m := regexp.MustCompile(`(http://[^/]+)/`).FindStringSubmatch(line)
-	if m == nil {
-		log.Fatalf("duplex serve said %q", line)
-	}
-	go io.Copy(io.Discard, stdout)
-	g := &gateway{cmd: cmd, base: m[1], debug: "http://" + debugAddr}
+	g := startGateway(bin)
+	defer g.stop()
 
 	// Warm up with a few connections so that the baseline includes the
 	// runtime's fixed costs.
