@@ -216,6 +216,7 @@ func (sess *session) connectViaProxy(ctx context.Context, p *proxy.Proxy, req *p
 		return nil, &connectRefused{reply: e, final: final}
 	}
 	creds := &Credentials{User: res.User, Info: res.Info, Channels: res.Channels}
+	sess.serverSubs = res.Channels
 	if res.ExpireAt > 0 {
 		creds.ExpiresAt = time.Unix(res.ExpireAt, 0)
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duplexws/duplex/gateway/broker"
 	"github.com/duplexws/duplex/gateway/proxy"
 	"github.com/duplexws/duplex/websocket"
 )
@@ -78,6 +80,8 @@ func (b *testBackend) serve(w http.ResponseWriter, r *http.Request) {
 			reply(`{"result":{"user":"ann","info":{"name": "Ann"},"data":{"welcome":true},"meta":{"tier":"gold"},"channels":["secret:ann"]}}`)
 		case "expiring":
 			reply(`{"result":{"user":"eve","expire_at":` + itoa(time.Now().Add(time.Second).Unix()) + `}}`)
+		case "sam":
+			reply(`{"result":{"user":"sam","channels":["room:news","room:slow","secret:sam"]}}`)
 		case "kick":
 			reply(`{"disconnect":{"code":4601,"reason":"banned"}}`)
 		case "busy":
@@ -225,7 +229,15 @@ func TestProxyConnectAllowed(t *testing.T) {
 		mustJSON(req.body["data"]) != `{"hello":"there"}` || req.body["client"] != res.str("client") {
 		t.Errorf("connect request body %v", req.body)
 	}
-	// The backend's channels are granted: a token-only namespace opens.
+	// The backend's channels are subscribed server-side, and granted: a
+	// token-only namespace opens again after an unsubscribe.
+	if res.obj("subs").obj("secret:ann") == nil {
+		t.Errorf("connect result %v: want secret:ann subscribed server-side", res)
+	}
+	if code := c.errCode("subscribe", msg{"channel": "secret:ann"}); code != ErrAlreadySubscribed.Code {
+		t.Errorf("subscribe to a server-side subscription: code %d, want %d", code, ErrAlreadySubscribed.Code)
+	}
+	c.ok("unsubscribe", msg{"channel": "secret:ann"})
 	c.ok("subscribe", msg{"channel": "secret:ann"})
 	if code := c.errCode("subscribe", msg{"channel": "secret:bob"}); code != ErrPermissionDenied.Code {
 		t.Errorf("subscribe to a channel not granted: code %d, want %d", code, ErrPermissionDenied.Code)
@@ -577,4 +589,140 @@ func TestProxyRefreshInfo(t *testing.T) {
 	if _, p := publishAndSee(c3, "room:reinfo", "x"); p.str("channel") != "room:reinfo" {
 		t.Fatalf("publication %v", p)
 	}
+}
+
+// TestProxyServerSideSubscriptions: the connect proxy's channels are
+// subscribed by the server at connect: the connect reply lists them with
+// their stream positions, before any of their publications, which come as
+// pushes with no gap or repeat even while publications flow during the
+// connect; a client that reconnects with its last positions in connect's
+// "subs" gets what it missed in the reply, or recovered false when its
+// epoch is not the stream's.
+func TestProxyServerSideSubscriptions(t *testing.T) {
+	b := newTestBackend(t)
+	// room:slow's history takes a while to read: room:news's publications
+	// keep arriving while the connect reply waits for it.
+	ts := proxyServer(t, b, func(c *Config) { c.Broker = slowHistoryBroker{broker.NewMemory(nil)} })
+	publish := func(n int) {
+		body := strings.NewReader(mustJSON(msg{"channel": "room:news", "data": msg{"n": n}}))
+		resp, err := http.Post(ts.http.URL+"/api/publish", "application/json", body)
+		if err != nil {
+			t.Errorf("API publish: %v", err)
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("API publish: %s", resp.Status)
+		}
+	}
+	// Publications flow while the client connects.
+	stop := make(chan struct{})
+	flowing := make(chan struct{})
+	var published atomic.Int64
+	go func() {
+		defer close(flowing)
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			publish(i)
+			published.Add(1)
+		}
+	}()
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }); <-flowing }
+	defer halt() // before the test ends, however it ends
+	waitFor(t, "publications flowing", func() bool { return published.Load() >= 3 })
+	// Connections while they flow: never a publication before the reply,
+	// and the first after it follows the reply's position.
+	for range 20 {
+		c := dialWithCookie(t, ts, "sam")
+		reply, early := c.callKeep("connect", nil)
+		if len(early) > 0 {
+			t.Fatalf("%d pushes before the connect reply, the first %v", len(early), early[0])
+		}
+		at := uint64(reply.obj("result").obj("subs").obj("room:news").num("offset"))
+		if p := c.nextPush("pub"); uint64(p.num("offset")) != at+1 {
+			t.Fatalf("first publication %v after a connect reply at offset %d", p, at)
+		}
+		c.conn.CloseNow()
+	}
+	c := dialWithCookie(t, ts, "sam")
+	reply, early := c.callKeep("connect", nil)
+	if len(early) > 0 {
+		t.Fatalf("%d pushes before the connect reply, the first %v", len(early), early[0])
+	}
+	res := reply.obj("result")
+	sub := res.obj("subs").obj("room:news")
+	if res.str("user") != "sam" || sub == nil || res.obj("subs").obj("secret:sam") == nil {
+		t.Fatalf("connect result %v: want room:news and secret:sam subscribed", res)
+	}
+	if sub["recoverable"] != true || sub.str("epoch") == "" || sub.num("offset") < 3 {
+		t.Fatalf("room:news in the connect result %v: want recoverable, its epoch and offset", sub)
+	}
+	epoch := sub.str("epoch")
+	last := uint64(sub.num("offset"))
+	time.Sleep(50 * time.Millisecond)
+	halt()
+	total := uint64(published.Load())
+	for last < total {
+		p := c.nextPush("pub")
+		if p.str("channel") != "room:news" || uint64(p.num("offset")) != last+1 || p.str("epoch") != epoch {
+			t.Fatalf("publication %v after offset %d: want the next one", p, last)
+		}
+		last++
+	}
+	if code := c.errCode("subscribe", msg{"channel": "room:news"}); code != ErrAlreadySubscribed.Code {
+		t.Errorf("client-side subscribe to a server-side subscription: code %d", code)
+	}
+	c.conn.CloseNow()
+
+	// Missed while away: two publications, recovered in the connect reply.
+	publish(100)
+	publish(101)
+	c = dialWithCookie(t, ts, "sam")
+	res = c.ok("connect", msg{"subs": msg{"room:news": msg{"epoch": epoch, "offset": last}}})
+	sub = res.obj("subs").obj("room:news")
+	pubs, _ := sub["publications"].([]any)
+	if sub["recovered"] != true || len(pubs) != 2 || uint64(sub.num("offset")) != last+2 {
+		t.Fatalf("recovery after offset %d: %v", last, sub)
+	}
+	for i, p := range pubs {
+		pm := msg(p.(map[string]any))
+		if uint64(pm.num("offset")) != last+1+uint64(i) || pm.obj("data").num("n") != float64(100+i) {
+			t.Errorf("recovered publication %d: %v", i, pm)
+		}
+	}
+	// Live ones follow.
+	publish(102)
+	if p := c.nextPush("pub"); uint64(p.num("offset")) != last+3 {
+		t.Errorf("live publication %v, want offset %d", p, last+3)
+	}
+	c.conn.CloseNow()
+
+	// A position of another epoch cannot be recovered: recovered false,
+	// as a subscribe's reply says.
+	c = dialWithCookie(t, ts, "sam")
+	res = c.ok("connect", msg{"subs": msg{"room:news": msg{"epoch": "not-" + epoch, "offset": 1}}})
+	if sub = res.obj("subs").obj("room:news"); sub["recovered"] != false || uint64(sub.num("offset")) != last+3 {
+		t.Errorf("recovery from another epoch: %v, want recovered false at offset %d", sub, last+3)
+	}
+	// Without the connect proxy's channels, nothing is subscribed.
+	c2 := dialWithCookie(t, ts, "expiring")
+	if res := c2.ok("connect", nil); res["subs"] != nil {
+		t.Errorf("connect result %v: no server-side subscriptions expected", res)
+	}
+}
+
+// slowHistoryBroker is the memory broker whose history of room:slow takes
+// 20 ms to read.
+type slowHistoryBroker struct{ *broker.Memory }
+
+func (b slowHistoryBroker) History(ctx context.Context, channel string, opts broker.HistoryOptions) (broker.HistoryResult, error) {
+	if channel == "room:slow" {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return b.Memory.History(ctx, channel, opts)
 }

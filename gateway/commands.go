@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -137,6 +138,19 @@ func handleCommand(ctx context.Context, sess *session, cmd *command) {
 		if !creds.ExpiresAt.IsZero() {
 			res.Expires = creds.ExpiresAt.Unix()
 		}
+		if channels := sess.serverSubs; len(channels) > 0 {
+			sess.serverSubs = nil
+			id := cmd.ID
+			sess.serverSubscribe(ctx, channels, cmd.Subs, func(subs map[string]*subscribed) {
+				sess.enqueueReplyLocked(encodeConnectReply(id, res, subs))
+				for _, s := range subs {
+					if s.rest != nil {
+						sess.enqueueReplyLocked(duplexProtocol{}.encodeNotice(s.rest))
+					}
+				}
+			})
+			return
+		}
 		replyTo(sess, cmd.ID, res, nil)
 		return
 	}
@@ -203,6 +217,52 @@ func handleCommand(ctx context.Context, sess *session, cmd *command) {
 		return
 	}
 	replyTo(sess, cmd.ID, result, nil)
+}
+
+// encodeConnectReply encodes the reply to connect whose result is res with
+// "subs" set to the server-side subscriptions' results, each with the
+// publications it recovered, spliced in as encodeReplyWithPublications
+// does.
+func encodeConnectReply(id uint64, res connectResult, subs map[string]*subscribed) []byte {
+	h, err := json.Marshal(res)
+	if err != nil || len(h) < 2 || h[0] != '{' {
+		return encodeReply(id, nil, ErrInternal)
+	}
+	b := []byte(`{"id":`)
+	b = strconv.AppendUint(b, id, 10)
+	b = append(b, `,"result":`...)
+	b = append(b, h[:len(h)-1]...)
+	b = append(b, `,"subs":{`...)
+	channels := make([]string, 0, len(subs))
+	for c := range subs {
+		channels = append(channels, c)
+	}
+	sort.Strings(channels)
+	for i, c := range channels {
+		s := subs[c]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		name, _ := json.Marshal(c)
+		b = append(b, name...)
+		b = append(b, ':')
+		sh, err := json.Marshal(s.result)
+		if err != nil {
+			return encodeReply(id, nil, ErrInternal)
+		}
+		if len(s.pubs) == 0 {
+			b = append(b, sh...)
+			continue
+		}
+		b = append(b, sh[:len(sh)-1]...)
+		if len(sh) > 2 {
+			b = append(b, ',')
+		}
+		b = append(b, `"publications":`...)
+		b = appendPublications(b, s.pubs)
+		b = append(b, '}')
+	}
+	return append(b, "}}}"...)
 }
 
 // asError turns err into a protocol error reply.

@@ -166,6 +166,10 @@ type subscribeRequest struct {
 	// Member, when not nil, is how the client appears in the channel's
 	// presence, in place of its connection's info.
 	Member *broker.ClientInfo
+	// hold keeps the publications that arrive after the reply waiting in
+	// the subscription until releaseLocked: the connect reply that lists
+	// server-side subscriptions goes before any of them.
+	hold bool
 	// MaxMembers, when positive, caps the distinct users in the channel's
 	// presence: a client whose user is not among them yet is refused.
 	MaxMembers int
@@ -344,15 +348,62 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 	}
 	reply(&out)
 	sub.membersAt = membersAt
+	sub.delivered = delivered
+	if !req.hold {
+		sess.releaseLocked(sub)
+	}
+	return nil
+}
+
+// releaseLocked ends the buffering of a subscription whose reply is
+// queued: what arrived meanwhile and the reply did not hold, then live
+// publications. The caller holds mu.
+func (sess *session) releaseLocked(sub *subscription) {
 	sub.buffering = false
 	for _, p := range sub.buffered {
-		if p.pos.Epoch != "" && p.pos.Epoch == delivered.Epoch && p.pos.Offset <= delivered.Offset {
+		if p.pos.Epoch != "" && p.pos.Epoch == sub.delivered.Epoch && p.pos.Offset <= sub.delivered.Offset {
 			continue
 		}
 		sess.enqueuePubLocked(p)
 	}
 	sub.buffered = nil
-	return nil
+}
+
+// serverSubscribe subscribes the client to the channels the connect proxy
+// named, as a subscribe command would (history, recovery from the
+// positions in since, presence) but without asking the namespace's
+// permissions or subscribe proxy: the backend decided. reply queues the
+// connect reply, which lists them, under mu before any publication of
+// theirs. A subscription that fails closes the session with 4004, so that
+// the client connects again later, and reports false.
+func (sess *session) serverSubscribe(ctx context.Context, channels []string, since map[string]*broker.Position, reply func(map[string]*subscribed)) bool {
+	results := make(map[string]*subscribed, len(channels))
+	var held []*subscription
+	release := func() {
+		sess.mu.Lock()
+		defer sess.mu.Unlock()
+		reply(results)
+		for _, sub := range held {
+			sess.releaseLocked(sub)
+		}
+	}
+	for _, channel := range channels {
+		if results[channel] != nil {
+			continue
+		}
+		e := sess.subscribe(ctx, subscribeRequest{Channel: channel, Since: since[channel], Granted: true, hold: true}, func(s *subscribed) {
+			results[channel] = s
+			held = append(held, sess.subs[channel])
+		})
+		if e != nil {
+			release() // so that those already made are not left held
+			sess.srv.log.Warn("a server-side subscription failed", "client", sess.id, "channel", channel, "err", e)
+			sess.close(CloseReconnect, truncateReason("server-side subscription to "+channel+" failed: "+e.Message), reasonServerError)
+			return false
+		}
+	}
+	release()
+	return true
 }
 
 // checkMemberLimit refuses member in channel's presence when max distinct

@@ -75,8 +75,11 @@ type command struct {
 	Since   *broker.Position `json:"since"`
 	Data    json.RawMessage  `json:"data"`
 	Limit   *int             `json:"limit"`
-	Reverse bool             `json:"reverse"`
-	Params  *rpcParams       `json:"params"`
+	// Subs, in connect, are the positions of the server-side subscriptions
+	// the client had, for recovery.
+	Subs    map[string]*broker.Position `json:"subs"`
+	Reverse bool                        `json:"reverse"`
+	Params  *rpcParams                  `json:"params"`
 }
 
 type reply struct {

@@ -45,6 +45,9 @@ type session struct {
 	proxyHeader http.Header
 	// connectData is the connect proxy's data for the connect reply.
 	connectData json.RawMessage
+	// serverSubs are the channels the connect proxy subscribes the client
+	// to, until connect does.
+	serverSubs []string
 	// publishRate limits the client's publications where its protocol
 	// has a rate of its own for them (Pusher's client events); nil
 	// until its first.
@@ -102,6 +105,9 @@ type subscription struct {
 	// membersAt is when the member list the subscriber got was read; zero
 	// when it got none.
 	membersAt time.Time
+	// delivered is the last position the subscribe reply delivered; set
+	// before buffering ends.
+	delivered broker.Position
 	// expires is when the subscription ends unless the sub_refresh proxy
 	// renews it (Unix nanoseconds; 0: never); guarded by session.mu.
 	expires int64
