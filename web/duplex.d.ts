@@ -198,6 +198,8 @@ export interface ClientEvents {
   connected: ConnectedContext;
   disconnected: DisconnectedContext;
   error: Error;
+  /** A subscription the server made at connect (the connect proxy's channels), announced once, before what it recovered. */
+  server_subscription: Subscription;
 }
 
 export interface SubscriptionEvents {
@@ -233,6 +235,8 @@ export declare class Client {
   subscribe(channel: string, options?: SubscribeOptions): Subscription;
   /** The active subscription to a channel, if any. */
   getSubscription(channel: string): Subscription | undefined;
+  /** The subscription the server made to a channel at connect, if any; recovered across reconnects like a client's. */
+  getServerSubscription(channel: string): Subscription | undefined;
   publish(channel: string, data: unknown): Promise<PublishResult>;
   /** Calls a method of the app's backend (the gateway's rpc proxy); resolves with its data. */
   rpc<T = unknown>(method: string, data?: unknown): Promise<T>;

@@ -209,7 +209,10 @@ class Emitter {
  * subscriptions across reconnects.
  *
  * Events: 'state' (state string), 'connecting', 'connected' ({client, user, expires,
- * version, transport}), 'disconnected' ({code, reason, reconnect, delay}), 'error' (Error).
+ * version, transport}), 'disconnected' ({code, reason, reconnect, delay}), 'error' (Error),
+ * 'server_subscription' (a {@link Subscription} the server made at connect, the first time:
+ * its events are those of a client's, and its position goes with every reconnect's connect
+ * so that the server recovers what it missed).
  *
  * When a WebSocket upgrade fails, or brings no message within `fallbackTimeout`, the client
  * falls back to HTTP streaming and then to Server-Sent Events (PROTOCOL.md, "Fallback
@@ -270,6 +273,8 @@ export class Client extends Emitter {
     this._outbox = [];
     /** @type {Map<string, Subscription>} */
     this._subs = new Map();
+    /** Subscriptions the server made at connect (the connect proxy's channels). @type {Map<string, Subscription>} */
+    this._serverSubs = new Map();
     this._attempt = 0;
     this._connectedAt = 0;
     /** @type {Timer} */ this._reconnectTimer = undefined;
@@ -352,6 +357,17 @@ export class Client extends Emitter {
    */
   getSubscription(channel) {
     return this._subs.get(channel);
+  }
+
+  /**
+   * The subscription the server made to a channel at connect (PROTOCOL.md,
+   * "Server-side subscriptions"), if any. The 'server_subscription' event
+   * announces each one the first time.
+   * @param {string} channel
+   * @returns {Subscription | undefined}
+   */
+  getServerSubscription(channel) {
+    return this._serverSubs.get(channel);
   }
 
   /**
@@ -494,6 +510,15 @@ export class Client extends Emitter {
     /** @type {Record<string, unknown>} */
     const fields = { name: this._opts.name };
     if (this._token) fields.token = this._token;
+    // The positions of the server-side subscriptions, so that the server
+    // recovers what they missed.
+    /** @type {Record<string, StreamPosition>} */
+    const since = {};
+    for (const [channel, sub] of this._serverSubs) {
+      const p = sub.position;
+      if (p) since[channel] = p;
+    }
+    if (Object.keys(since).length > 0) fields.subs = since;
     this._command('connect', fields, (err, res) => {
       if (err) {
         if (endedHere(err)) return;
@@ -501,12 +526,15 @@ export class Client extends Emitter {
         this._abort(4000, 'connect failed');
         return;
       }
-      this._onConnected(res);
+      this._onConnected(res, since);
     });
   }
 
-  /** @param {any} res the connect result */
-  _onConnected(res) {
+  /**
+   * @param {any} res the connect result
+   * @param {Record<string, StreamPosition>} [since] the server-side subscriptions' positions sent
+   */
+  _onConnected(res, since = {}) {
     clearTimeout(this._connectTimer);
     this._connectTimer = undefined;
     this._connectedAt = Date.now();
@@ -527,6 +555,35 @@ export class Client extends Emitter {
       version: res.version ?? '',
       transport: this._current,
     });
+    if (this._state === 'connected') this._onServerSubs(res.subs, since);
+  }
+
+  /**
+   * Takes the server-side subscriptions of a connect result: a new one is
+   * announced ('server_subscription') before its reply is applied, so that
+   * its listeners see what it recovered; one the server no longer made ends.
+   * @param {any} subs the result's subs: channel → subscribe result
+   * @param {Record<string, StreamPosition>} since
+   */
+  _onServerSubs(subs, since) {
+    const made = subs !== null && typeof subs === 'object' ? subs : {};
+    for (const [channel, sub] of [...this._serverSubs]) {
+      if (!(channel in made)) sub._end(0, 'no longer subscribed by the server');
+    }
+    for (const [channel, res] of Object.entries(made)) {
+      let sub = this._serverSubs.get(channel);
+      if (!sub) {
+        sub = new Subscription(this, channel, {});
+        sub._server = true;
+        this._serverSubs.set(channel, sub);
+        this._emit('server_subscription', sub);
+        if (sub._state === 'unsubscribed') continue; // a listener unsubscribed
+      }
+      sub._state = 'subscribing';
+      sub._sentOn = this._gen;
+      sub._onSubscribed(res ?? {}, since[channel] ?? null);
+      if (this._state !== 'connected') return;
+    }
   }
 
   /** @param {unknown} data */
@@ -574,7 +631,7 @@ export class Client extends Emitter {
       return;
     }
     if (typeof msg.push === 'string') {
-      this._subs.get(msg.channel)?._onPush(msg);
+      (this._subs.get(msg.channel) ?? this._serverSubs.get(msg.channel))?._onPush(msg);
       return;
     }
     this._emit('error', new DuplexError(ErrorCode.BAD_MESSAGE, 'unexpected message from server'));
@@ -627,6 +684,7 @@ export class Client extends Emitter {
     this._connectTimer = this._idleTimer = this._pongTimer = this._refreshTimer = this._fallbackTimer = undefined;
     this._outbox = [];
     for (const sub of this._subs.values()) sub._onConnectionLost();
+    for (const sub of this._serverSubs.values()) sub._onConnectionLost();
     const pending = [...this._pending.values()];
     this._pending.clear();
     for (const cb of pending) cb(err);
@@ -822,6 +880,8 @@ export class Subscription extends Emitter {
     /** @type {Timer} */
     this._retryTimer = undefined;
     this._tokenRetried = false;
+    /** Made by the server at connect rather than by {@link Client#subscribe}. */
+    this._server = false;
   }
 
   /**
@@ -1117,7 +1177,8 @@ export class Subscription extends Emitter {
     clearTimeout(this._retryTimer);
     this._retryTimer = undefined;
     this._state = 'unsubscribed';
-    if (this._client._subs.get(this.channel) === this) this._client._subs.delete(this.channel);
+    const own = this._server ? this._client._serverSubs : this._client._subs;
+    if (own.get(this.channel) === this) own.delete(this.channel);
     this._emit('unsubscribed', { code, reason });
   }
 }
