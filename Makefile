@@ -125,9 +125,10 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./internal/frame/ ./websocket/
 
 ## bench-gateway: duplex serve as its own process with 10,000 clients:
-## memory per idle connection, deliveries/s to one channel of 10,000
+## memory per idle connection (WebSocket, and HTTP streaming and SSE sessions),
+## deliveries/s to one channel of 10,000
 ## subscribers and to 10,000 channels of one, publish-to-receive latency.
-## About 2 minutes. Not part of `test`.
+## About 3 minutes. Not part of `test`.
 bench-gateway:
 	$(GO) run ./internal/gwbench -conns 10000 -duration 10s
 
