@@ -81,7 +81,7 @@ func (b *testBackend) serve(w http.ResponseWriter, r *http.Request) {
 		case "expiring":
 			reply(`{"result":{"user":"eve","expire_at":` + itoa(time.Now().Add(time.Second).Unix()) + `}}`)
 		case "sam":
-			reply(`{"result":{"user":"sam","channels":["room:news","room:slow","secret:sam"]}}`)
+			reply(`{"result":{"user":"sam","channels":["room:news","room:slow","secret:sam","nons:sam"]}}`)
 		case "kick":
 			reply(`{"disconnect":{"code":4601,"reason":"banned"}}`)
 		case "busy":
@@ -229,14 +229,13 @@ func TestProxyConnectAllowed(t *testing.T) {
 		mustJSON(req.body["data"]) != `{"hello":"there"}` || req.body["client"] != res.str("client") {
 		t.Errorf("connect request body %v", req.body)
 	}
-	// The backend's channels are subscribed server-side, and granted: a
-	// token-only namespace opens again after an unsubscribe.
+	// The backend's channels are subscribed server-side, and granted: the
+	// client's subscribe takes the subscription over, and a token-only
+	// namespace opens again after an unsubscribe.
 	if res.obj("subs").obj("secret:ann") == nil {
 		t.Errorf("connect result %v: want secret:ann subscribed server-side", res)
 	}
-	if code := c.errCode("subscribe", msg{"channel": "secret:ann"}); code != ErrAlreadySubscribed.Code {
-		t.Errorf("subscribe to a server-side subscription: code %d, want %d", code, ErrAlreadySubscribed.Code)
-	}
+	c.ok("subscribe", msg{"channel": "secret:ann"})
 	c.ok("unsubscribe", msg{"channel": "secret:ann"})
 	c.ok("subscribe", msg{"channel": "secret:ann"})
 	if code := c.errCode("subscribe", msg{"channel": "secret:bob"}); code != ErrPermissionDenied.Code {
@@ -659,6 +658,10 @@ func TestProxyServerSideSubscriptions(t *testing.T) {
 	if res.str("user") != "sam" || sub == nil || res.obj("subs").obj("secret:sam") == nil {
 		t.Fatalf("connect result %v: want room:news and secret:sam subscribed", res)
 	}
+	// A channel of no namespace is left out, and the connection goes on.
+	if _, ok := res.obj("subs")["nons:sam"]; ok || len(res.obj("subs")) != 3 {
+		t.Errorf("connect result's subs %v: want room:news, room:slow and secret:sam only", res.obj("subs"))
+	}
 	if sub["recoverable"] != true || sub.str("epoch") == "" || sub.num("offset") < 3 {
 		t.Fatalf("room:news in the connect result %v: want recoverable, its epoch and offset", sub)
 	}
@@ -674,8 +677,19 @@ func TestProxyServerSideSubscriptions(t *testing.T) {
 		}
 		last++
 	}
-	if code := c.errCode("subscribe", msg{"channel": "room:news"}); code != ErrAlreadySubscribed.Code {
-		t.Errorf("client-side subscribe to a server-side subscription: code %d", code)
+	// The client's own subscribe takes the server-side subscription over,
+	// recovering from its position: one subscription, so each publication
+	// comes once.
+	if r := c.ok("subscribe", msg{"channel": "room:news", "since": msg{"epoch": epoch, "offset": last}}); r["recovered"] != true || uint64(r.num("offset")) != last {
+		t.Fatalf("subscribe taking over room:news: %v", r)
+	}
+	publish(99)
+	if p := c.nextPush("pub"); uint64(p.num("offset")) != last+1 {
+		t.Fatalf("publication %v after the take-over, want offset %d", p, last+1)
+	}
+	last++
+	if r, pushes := c.callKeep("ping", nil); r.obj("error") != nil || len(pushes) != 0 {
+		t.Fatalf("ping %v after %v: the publication came twice", r, pushes)
 	}
 	c.conn.CloseNow()
 

@@ -173,6 +173,7 @@ func handleCommand(ctx context.Context, sess *session, cmd *command) {
 	case "subscribe":
 		// The reply is queued by subscribe, to order it before live
 		// publications.
+		sess.takeOverServerSub(cmd.Channel)
 		id := cmd.ID
 		e := sess.subscribe(ctx, subscribeRequest{Channel: cmd.Channel, Token: cmd.Token, Since: cmd.Since, Data: cmd.Data}, func(s *subscribed) {
 			if len(s.pubs) > 0 {

@@ -355,6 +355,22 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 	return nil
 }
 
+// takeOverServerSub ends the server-side subscription to channel, if sess
+// has one, without a push, so that the client's subscribe command makes it
+// its own (with its since, as any subscribe): clients written for channels
+// that are only granted subscribe to them themselves.
+func (sess *session) takeOverServerSub(channel string) {
+	sess.mu.Lock()
+	sub := sess.subs[channel]
+	if sub == nil || !sub.server || sub.buffering {
+		sess.mu.Unlock()
+		return
+	}
+	delete(sess.subs, channel)
+	sess.mu.Unlock()
+	sess.leave(channel, sub)
+}
+
 // releaseLocked ends the buffering of a subscription whose reply is
 // queued: what arrived meanwhile and the reply did not hold, then live
 // publications. The caller holds mu.
@@ -374,8 +390,10 @@ func (sess *session) releaseLocked(sub *subscription) {
 // positions in since, presence) but without asking the namespace's
 // permissions or subscribe proxy: the backend decided. reply queues the
 // connect reply, which lists them, under mu before any publication of
-// theirs. A subscription that fails closes the session with 4004, so that
-// the client connects again later, and reports false.
+// theirs. A channel that cannot be subscribed to at all (no such
+// namespace, the channel limit) is left out and logged; one that fails
+// for a while (the broker) closes the session with 4004, so that the
+// client connects again later, and reports false.
 func (sess *session) serverSubscribe(ctx context.Context, channels []string, since map[string]*broker.Position, reply func(map[string]*subscribed)) bool {
 	results := make(map[string]*subscribed, len(channels))
 	var held []*subscription
@@ -393,13 +411,19 @@ func (sess *session) serverSubscribe(ctx context.Context, channels []string, sin
 		}
 		e := sess.subscribe(ctx, subscribeRequest{Channel: channel, Since: since[channel], Granted: true, hold: true}, func(s *subscribed) {
 			results[channel] = s
-			held = append(held, sess.subs[channel])
+			sub := sess.subs[channel]
+			sub.server = true
+			held = append(held, sub)
 		})
-		if e != nil {
+		switch {
+		case e == nil:
+		case e.Code == ErrUnavailable.Code:
 			release() // so that those already made are not left held
 			sess.srv.log.Warn("a server-side subscription failed", "client", sess.id, "channel", channel, "err", e)
 			sess.close(CloseReconnect, truncateReason("server-side subscription to "+channel+" failed: "+e.Message), reasonServerError)
 			return false
+		default:
+			sess.srv.log.Warn("the connect proxy named a channel the client cannot be subscribed to; left out", "client", sess.id, "channel", channel, "err", e)
 		}
 	}
 	release()

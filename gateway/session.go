@@ -105,6 +105,9 @@ type subscription struct {
 	// membersAt is when the member list the subscriber got was read; zero
 	// when it got none.
 	membersAt time.Time
+	// server says the server made it at connect (the connect proxy's
+	// channels); a subscribe command for its channel takes it over.
+	server bool
 	// delivered is the last position the subscribe reply delivered; set
 	// before buffering ends.
 	delivered broker.Position

@@ -344,6 +344,13 @@ export class Client extends Emitter {
   subscribe(channel, options = {}) {
     let sub = this._subs.get(channel);
     if (sub) return sub;
+    // The server's subscribe takes a server-side subscription over (from
+    // the position it had, unless options say otherwise): it ends here.
+    const server = this._serverSubs.get(channel);
+    if (server) {
+      if (options.since == null && server.position) options = { ...options, since: server.position };
+      server._end(0, 'taken over by subscribe');
+    }
     sub = new Subscription(this, channel, options);
     this._subs.set(channel, sub);
     if (this._state === 'connected') sub._subscribe();
@@ -571,6 +578,8 @@ export class Client extends Emitter {
       if (!(channel in made)) sub._end(0, 'no longer subscribed by the server');
     }
     for (const [channel, res] of Object.entries(made)) {
+      // The client's own subscription, resubscribing now, takes it over.
+      if (this._subs.has(channel)) continue;
       let sub = this._serverSubs.get(channel);
       if (!sub) {
         sub = new Subscription(this, channel, {});

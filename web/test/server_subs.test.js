@@ -89,3 +89,29 @@ async function reconnectWith(t, client, WS, result) {
   t.mock.timers.tick(20000);
   return connectClient(client, WS, result);
 }
+
+test('subscribe to a channel held server-side takes it over from its position, and later connects leave it to the client', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { WS, client } = setup();
+  const announced = record(client, 'server_subscription');
+  let ws = await connectClient(client, WS, { subs: { 'user:ann': { recoverable: true, epoch: 'E1', offset: 4 } } });
+  const server = client.getServerSubscription('user:ann');
+  const ended = record(server, 'unsubscribed');
+  ws.push(pub('user:ann', 5));
+  const sub = client.subscribe('user:ann');
+  assert.notEqual(sub, server);
+  assert.deepEqual(ended, [{ code: 0, reason: 'taken over by subscribe' }]);
+  assert.equal(client.getServerSubscription('user:ann'), undefined);
+  await flush();
+  assert.deepEqual(ws.last('subscribe').since, { offset: 5, epoch: 'E1' }, 'from the server-side position');
+  ws.reply('subscribe', { recoverable: true, recovered: true, epoch: 'E1', offset: 5 });
+  const pubs = record(sub, 'publication');
+  ws.push(pub('user:ann', 6));
+  assert.deepEqual(pubs.map((p) => p.offset), [6]);
+  // Reconnected: the server makes it again, the client's resubscribe takes it over.
+  ws = await reconnectWith(t, client, WS, { subs: { 'user:ann': { recoverable: true, epoch: 'E1', offset: 6 } } });
+  assert.equal(announced.length, 1, 'not announced again');
+  assert.equal(client.getServerSubscription('user:ann'), undefined);
+  assert.equal(ws.last('connect').subs, undefined);
+  assert.deepEqual(ws.last('subscribe').since, { offset: 6, epoch: 'E1' });
+});
