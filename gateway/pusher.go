@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/duplexws/duplex/websocket"
 )
@@ -83,26 +84,53 @@ func (a *PusherApp) withDefaults() {
 }
 
 // The namespaces of an app's channels: presence channels in one with
-// presence, the others in one without. Their permissions keep duplex
-// clients out; the Pusher protocol grants subscriptions by its own rules
-// (subscribeRequest.Granted).
+// presence, cache channels in ones whose history keeps the last event for
+// pusherCacheTTL, the others in one without either. Their permissions
+// keep duplex clients out; the Pusher protocol grants subscriptions by its
+// own rules (subscribeRequest.Granted).
 func (a *PusherApp) namespaces() []Namespace {
-	return []Namespace{
-		{Name: "$pusher." + a.ID, Subscribe: PermissionServer, Publish: PermissionServer,
-			SlowConsumer: SlowDisconnect},
-		{Name: "$pusher." + a.ID + ".presence", Subscribe: PermissionServer, Publish: PermissionServer,
-			SlowConsumer: SlowDisconnect, Presence: true, JoinLeave: true, PresenceCountAbove: -1,
-			perUserEvents: true},
+	plain := Namespace{Name: "$pusher." + a.ID, Subscribe: PermissionServer, Publish: PermissionServer,
+		SlowConsumer: SlowDisconnect}
+	presence := plain
+	presence.Name += ".presence"
+	presence.Presence, presence.JoinLeave, presence.PresenceCountAbove, presence.perUserEvents = true, true, -1, true
+	cache, presenceCache := plain, presence
+	cache.Name += ".cache"
+	presenceCache.Name = "$pusher." + a.ID + ".presence-cache"
+	for _, ns := range []*Namespace{&cache, &presenceCache} {
+		ns.HistorySize, ns.HistoryTTL = 1, pusherCacheTTL
 	}
+	return []Namespace{plain, presence, cache, presenceCache}
+}
+
+// pusherCacheTTL is how long a cache channel keeps its last event, as on
+// Pusher.
+const pusherCacheTTL = 30 * time.Minute
+
+// isCacheChannel reports whether name is one of Pusher's cache channels,
+// which give a subscriber the last event or pusher:cache_miss.
+func isCacheChannel(name string) bool {
+	for _, p := range []string{"cache-", "private-cache-", "private-encrypted-cache-", "presence-cache-"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // pusherChannel is the gateway's name of the app's channel name: the
-// channel in the app's namespace.
+// channel in the app's namespace of its kind.
 func (a *PusherApp) pusherChannel(name string) string {
-	if strings.HasPrefix(name, "presence-") {
-		return "$pusher." + a.ID + ".presence:" + name
+	ns := "$pusher." + a.ID
+	switch {
+	case strings.HasPrefix(name, "presence-cache-"):
+		ns += ".presence-cache"
+	case strings.HasPrefix(name, "presence-"):
+		ns += ".presence"
+	case isCacheChannel(name):
+		ns += ".cache"
 	}
-	return "$pusher." + a.ID + ":" + name
+	return ns + ":" + name
 }
 
 // pusherUserChannel begins the name of the channel of events to one user

@@ -19,7 +19,8 @@ import (
 // triggered on one node reach Pusher subscribers on the other; presence
 // is the channel's across nodes: the member list on subscribe, and
 // member_added and member_removed once per user, whichever node its
-// connections are on.
+// connections are on; a cache channel's last event is the channel's, not
+// a node's.
 func TestPusherTwoNodes(t *testing.T) {
 	t.Run("nats", func(t *testing.T) {
 		ns := testnats.Start(t, testnats.Options{})
@@ -90,5 +91,17 @@ func testPusherTwoNodes(t *testing.T, newBroker func() broker.Broker) {
 	}
 	if m := alice.nextEvent("news"); m.str("data") != `{"n":1}` || m.str("channel") != "presence-room" {
 		t.Fatalf("alice: %v", m)
+	}
+
+	// A cache channel's last event, triggered on node a, is in the
+	// broker's history: a subscriber on node b gets it.
+	if err := a.PusherTrigger(context.Background(), "app1", "price", []string{"cache-quotes"}, json.RawMessage(`"42"`)); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := dialPusher(t, b, "key1")
+	c.pusherSend("pusher:subscribe", "", map[string]any{"channel": "cache-quotes"})
+	c.nextEvent("pusher_internal:subscription_succeeded")
+	if m := c.nextEvent("price"); m.str("data") != "42" || m.str("channel") != "cache-quotes" {
+		t.Fatalf("cached event on the other node: %v", m)
 	}
 }

@@ -144,11 +144,10 @@ func (p *pusherProtocol) subscribe(ctx context.Context, sess *session, data json
 			fail("AuthError", "only the connections signed in as the user may subscribe to "+d.Channel, 403)
 			return
 		}
-	case strings.HasPrefix(d.Channel, "private-encrypted-"), strings.HasPrefix(d.Channel, "cache-"),
-		strings.HasPrefix(d.Channel, "private-cache-"), strings.HasPrefix(d.Channel, "presence-cache-"):
-		fail("UnsupportedChannel", "this server does not serve channels like "+d.Channel+" yet", 400)
-		return
 	case strings.HasPrefix(d.Channel, "private-"):
+		// private-encrypted- channels too: the server relays their
+		// ciphertext and never holds the key, which the app's
+		// authorization endpoint gives the client beside auth.
 		if !p.app.validAuth(d.Auth, sess.id+":"+d.Channel) {
 			fail("AuthError", "Invalid signature: expected HMAC-SHA256 of socket_id:channel with the app's secret", 401)
 			return
@@ -165,12 +164,23 @@ func (p *pusherProtocol) subscribe(ctx context.Context, sess *session, data json
 		}
 		req.Member, req.MaxMembers, req.Members = member, p.app.MaxPresenceMembers, true
 	}
+	req.Last = isCacheChannel(d.Channel)
 	e := sess.subscribe(ctx, req, func(s *subscribed) {
 		data := json.RawMessage(`"{}"`)
 		if s.members != nil {
 			data = jsonString(encodePusherMembers(s.members))
 		}
 		sess.enqueueReplyLocked(encodePusherEvent("pusher_internal:subscription_succeeded", d.Channel, data))
+		if !req.Last {
+			return
+		}
+		// A cache channel's last event (from the broker's history, so
+		// whichever node it was triggered on), else a miss.
+		if len(s.pubs) == 0 {
+			sess.enqueueReplyLocked(encodePusherEvent("pusher:cache_miss", d.Channel, nil))
+			return
+		}
+		sess.enqueueReplyLocked(p.encodePublication(s.pubs[0]))
 	})
 	if e == nil {
 		return
@@ -284,6 +294,12 @@ func (p *pusherProtocol) clientEvent(ctx context.Context, sess *session, m *push
 	}
 	if !strings.HasPrefix(m.Channel, "private-") && !strings.HasPrefix(m.Channel, "presence-") {
 		refuse(0, "client events are allowed on private and presence channels only")
+		return
+	}
+	if strings.HasPrefix(m.Channel, "private-encrypted-") {
+		// As on Pusher: the server cannot check or relay them as the
+		// encrypted events its clients expect.
+		refuse(0, "client events are not supported on encrypted channels")
 		return
 	}
 	channel := p.app.pusherChannel(m.Channel)

@@ -37,7 +37,7 @@ type pusherPeer struct {
 	socket string
 }
 
-func startPusherPeer(t *testing.T, name, addr, key, appID, secret string) *pusherPeer {
+func startPusherPeer(t *testing.T, name, addr, key, appID, secret string, args ...string) *pusherPeer {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
 	p := &pusherPeer{t: t, name: name, lines: make(chan map[string]any, 1000)}
@@ -47,7 +47,7 @@ func startPusherPeer(t *testing.T, name, addr, key, appID, secret string) *pushe
 			m = map[string]any{"type": "unparsed", "line": line}
 		}
 		p.lines <- m
-	}, "node", "js/pusher_peer.mjs", host, port, key, appID, secret)
+	}, "node", append([]string{"js/pusher_peer.mjs", host, port, key, appID, secret}, args...)...)
 	return p
 }
 

@@ -2,7 +2,11 @@
 // input, with the pusher server SDK at hand to sign channel authorizations
 // and to call the HTTP API, for peers/interop/pusher_test.go.
 //
-//   node pusher_peer.mjs HOST PORT KEY APP_ID SECRET
+//   node pusher_peer.mjs HOST PORT KEY APP_ID SECRET [MASTER_KEY]
+//
+// MASTER_KEY, base64 of 32 bytes, is the SDK's encryptionMasterKeyBase64:
+// its channel authorizations give pusher-js the shared secret of each
+// private-encrypted- channel, and its triggers encrypt for them.
 //
 // Commands, one JSON object a line on standard input:
 //   {"op":"subscribe","channel":C,"user":{"user_id":…,"user_info":…},"secret":S}
@@ -17,7 +21,7 @@
 //   {"op":"send_to_user","user":U,"event":E,"data":D}, {"op":"terminate","user":U}
 //   {"op":"disconnect"}
 // What happens comes out as JSON lines on standard output: state, event,
-// subscribed, subscription_error, member_added, member_removed, error,
+// subscribed, subscription_error, cache_miss, member_added, member_removed, error,
 // client_event_sent, trigger, signed_in, user_event. The process exits when standard input ends.
 import { createRequire } from 'node:module';
 import readline from 'node:readline';
@@ -26,10 +30,11 @@ const require = createRequire(import.meta.url);
 const Pusher = require('pusher-js');
 const PusherServer = require('pusher');
 
-const [host, port, key, appId, secret] = process.argv.slice(2);
+const [host, port, key, appId, secret, masterKey] = process.argv.slice(2);
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
-const sdk = (s) => new PusherServer({ appId, key, secret: s || secret, host, port, useTLS: false });
+const sdk = (s) => new PusherServer({ appId, key, secret: s || secret, host, port, useTLS: false,
+  ...(masterKey ? { encryptionMasterKeyBase64: masterKey } : {}) });
 const signing = {}; // channel → {user, secret} of its subscribe command
 let signinUser = null; // the user_data of the signin command
 
@@ -84,6 +89,7 @@ function subscribe(cmd) {
   });
   ch.bind('pusher:subscription_error', (e) =>
     out({ type: 'subscription_error', channel: cmd.channel, status: e.status, error: e.error }));
+  ch.bind('pusher:cache_miss', () => out({ type: 'cache_miss', channel: cmd.channel }));
   ch.bind('pusher:member_added', (m) => out({ type: 'member_added', channel: cmd.channel, id: m.id, info: m.info }));
   ch.bind('pusher:member_removed', (m) => out({ type: 'member_removed', channel: cmd.channel, id: m.id }));
 }
@@ -98,7 +104,11 @@ async function run(cmd) {
       break;
     case 'client_event': {
       const ch = client.channel(cmd.channel);
-      out({ type: 'client_event_sent', ok: !!(ch && ch.trigger(cmd.event, cmd.data)) });
+      try {
+        out({ type: 'client_event_sent', ok: !!(ch && ch.trigger(cmd.event, cmd.data)) });
+      } catch (err) {
+        out({ type: 'client_event_sent', ok: false, error: String(err.message || err) });
+      }
       break;
     }
     case 'trigger': {

@@ -1,0 +1,75 @@
+package interop
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestPusherJSEncryptedAndCache: private-encrypted- and cache- channels
+// with pusher-js and the pusher SDK. The SDK, given the master key,
+// encrypts what it triggers and gives each subscriber the channel's shared
+// secret in its authorization; pusher-js decrypts. The gateway only relays
+// the ciphertext: a client whose authorization came from another master
+// key receives the events and cannot read them. A cache channel gives a
+// late subscriber the last event, and pusher:cache_miss before there is
+// one.
+func TestPusherJSEncryptedAndCache(t *testing.T) {
+	requirePusherJS(t)
+	addr := startPusherGateway(t, []pusherApp{{id: "7", key: "k7", secret: "s7"}})
+	const masterKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
+	const otherKey = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
+	alice := startPusherPeer(t, "alice", addr, "k7", "7", "s7", masterKey)
+	bob := startPusherPeer(t, "bob", addr, "k7", "7", "s7", masterKey)
+	eve := startPusherPeer(t, "eve", addr, "k7", "7", "s7", otherKey)
+	for _, p := range []*pusherPeer{alice, bob, eve} {
+		p.connected()
+	}
+
+	t.Run("encrypted", func(t *testing.T) {
+		for _, p := range []*pusherPeer{alice, bob, eve} {
+			p.send(map[string]any{"op": "subscribe", "channel": "private-encrypted-vault"})
+			p.await("subscribed", "private-encrypted-vault")
+		}
+		alice.send(map[string]any{"op": "trigger", "channels": []string{"private-encrypted-vault"}, "event": "secret",
+			"data": map[string]any{"pin": "1234"}})
+		res, ev := alice.awaitBoth("trigger", "event")
+		if res["status"] != float64(200) {
+			t.Fatalf("trigger: %v", res)
+		}
+		for _, m := range []map[string]any{ev, bob.await("event", "private-encrypted-vault")} {
+			if m["event"] != "secret" || fmt.Sprint(m["data"]) != "map[pin:1234]" {
+				t.Fatalf("decrypted event %v", m)
+			}
+		}
+		// Eve's shared secret is another one: pusher-js cannot decrypt,
+		// fetches a new one (as wrong) and drops the event.
+		eve.quiet(time.Second)
+		// pusher-js refuses client events on encrypted channels itself.
+		alice.send(map[string]any{"op": "client_event", "channel": "private-encrypted-vault", "event": "client-x", "data": 1})
+		if m := alice.await("client_event_sent", ""); m["ok"] != false {
+			t.Fatalf("client event on an encrypted channel: %v", m)
+		}
+		bob.quiet(200 * time.Millisecond)
+	})
+
+	t.Run("cache", func(t *testing.T) {
+		for _, channel := range []string{"cache-prices", "private-encrypted-cache-prices"} {
+			alice.send(map[string]any{"op": "subscribe", "channel": channel})
+			alice.await("subscribed", channel)
+			alice.await("cache_miss", channel)
+			for _, n := range []int{1, 2} {
+				alice.send(map[string]any{"op": "trigger", "channels": []string{channel}, "event": "price", "data": map[string]any{"n": n}})
+				if _, ev := alice.awaitBoth("trigger", "event"); fmt.Sprint(ev["data"]) != fmt.Sprintf("map[n:%d]", n) {
+					t.Fatalf("alice: %v", ev)
+				}
+			}
+			bob.send(map[string]any{"op": "subscribe", "channel": channel})
+			bob.await("subscribed", channel)
+			if m := bob.await("event", channel); m["event"] != "price" || fmt.Sprint(m["data"]) != "map[n:2]" {
+				t.Fatalf("bob's cached event: %v, want the last, n 2", m)
+			}
+			bob.quiet(200 * time.Millisecond)
+		}
+	})
+}
