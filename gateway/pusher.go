@@ -84,13 +84,15 @@ func (a *PusherApp) withDefaults() {
 }
 
 // The namespaces of an app's channels: presence channels in one with
-// presence, cache channels in ones whose history keeps the last event for
+// member events, cache channels in ones whose history keeps the last event for
 // pusherCacheTTL, the others in one without either. Their permissions
 // keep duplex clients out; the Pusher protocol grants subscriptions by its
 // own rules (subscribeRequest.Granted).
 func (a *PusherApp) namespaces() []Namespace {
+	// Every channel keeps a presence set, without join and leave events,
+	// in which the HTTP API counts its subscriptions on every node.
 	plain := Namespace{Name: "$pusher." + a.ID, Subscribe: PermissionServer, Publish: PermissionServer,
-		SlowConsumer: SlowDisconnect}
+		SlowConsumer: SlowDisconnect, Presence: true}
 	presence := plain
 	presence.Name += ".presence"
 	presence.Presence, presence.JoinLeave, presence.PresenceCountAbove, presence.perUserEvents = true, true, -1, true

@@ -48,6 +48,9 @@ type Server struct {
 	pusherApps   map[string]*pusherApp // by key
 	pusherByID   map[string]*pusherApp
 	pusherAccept websocket.AcceptOptions // no subprotocol
+	// pusherOccupancy is this node's entries in the apps' sets of
+	// occupied channels.
+	pusherOccupancy pusherOccupancy
 
 	handshakes *ratelimit.Keyed // nil without a handshake rate
 	perIP      *ratelimit.PerKey
@@ -181,6 +184,9 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("POST /apps/{id}/events", s.servePusherEvents)
 		mux.HandleFunc("POST /apps/{id}/batch_events", s.servePusherBatch)
 		mux.HandleFunc("POST /apps/{id}/users/{user}/terminate_connections", s.servePusherTerminate)
+		mux.HandleFunc("GET /apps/{id}/channels", s.servePusherChannels)
+		mux.HandleFunc("GET /apps/{id}/channels/{name}", s.servePusherChannel)
+		mux.HandleFunc("GET /apps/{id}/channels/{name}/users", s.servePusherUsers)
 	}
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -452,6 +458,7 @@ func (s *Server) subscribe(ctx context.Context, channel string, sess *session) e
 			s.hub.remove(channel, sess)
 			return err
 		}
+		s.pusherOccupied(ctx, channel)
 	}
 	s.metrics.subscriptions.Inc()
 	return nil
@@ -467,6 +474,7 @@ func (s *Server) unsubscribe(channel string, sess *session) {
 		if err := s.broker.Unsubscribe(ctx, channel); err != nil {
 			s.log.Warn("broker unsubscribe failed", "channel", channel, "err", err)
 		}
+		s.pusherVacated(ctx, channel)
 	}
 	s.metrics.subscriptions.Dec()
 }

@@ -2,6 +2,7 @@ package interop
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -72,4 +73,59 @@ func TestPusherJSEncryptedAndCache(t *testing.T) {
 			bob.quiet(200 * time.Millisecond)
 		}
 	})
+}
+
+// TestPusherJSQueries: the pusher SDK's get and trigger with info, signed
+// by the SDK, against what pusher-js clients subscribed.
+func TestPusherJSQueries(t *testing.T) {
+	requirePusherJS(t)
+	addr := startPusherGateway(t, []pusherApp{{id: "8", key: "k8", secret: "s8"}})
+	alice := startPusherPeer(t, "alice", addr, "k8", "8", "s8")
+	bob := startPusherPeer(t, "bob", addr, "k8", "8", "s8")
+	for _, p := range []*pusherPeer{alice, bob} {
+		p.connected()
+		p.send(map[string]any{"op": "subscribe", "channel": "news"})
+		p.await("subscribed", "news")
+	}
+	alice.send(map[string]any{"op": "subscribe", "channel": "presence-lobby", "user": map[string]any{"user_id": "alice"}})
+	alice.await("subscribed", "presence-lobby")
+	bob.send(map[string]any{"op": "subscribe", "channel": "presence-lobby", "user": map[string]any{"user_id": "bob"}})
+	bob.await("subscribed", "presence-lobby")
+	alice.await("member_added", "presence-lobby")
+
+	for _, tc := range []struct {
+		path   string
+		params map[string]any
+		status float64
+		body   string
+	}{
+		{"/channels", nil, 200, `{"channels":{"news":{},"presence-lobby":{}}}`},
+		{"/channels", map[string]any{"filter_by_prefix": "presence-", "info": "user_count"}, 200,
+			`{"channels":{"presence-lobby":{"user_count":2}}}`},
+		{"/channels/news", map[string]any{"info": "subscription_count"}, 200, `{"occupied":true,"subscription_count":2}`},
+		{"/channels/presence-lobby/users", nil, 200, ""},
+		{"/channels/news", map[string]any{"info": "user_count"}, 400, ""},
+	} {
+		alice.send(map[string]any{"op": "get", "path": tc.path, "params": tc.params})
+		m := alice.await("get", "")
+		if m["status"] != tc.status || tc.body != "" && m["body"] != tc.body {
+			t.Errorf("get %s %v: %v, want %v %s", tc.path, tc.params, m, tc.status, tc.body)
+		}
+		if tc.path == "/channels/presence-lobby/users" {
+			if b, _ := m["body"].(string); !strings.Contains(b, `{"id":"alice"}`) || !strings.Contains(b, `{"id":"bob"}`) {
+				t.Errorf("users: %v", m)
+			}
+		}
+	}
+	alice.send(map[string]any{"op": "trigger", "channels": []string{"news", "presence-lobby"}, "event": "e", "data": 1,
+		"info": "subscription_count"})
+	var res map[string]any
+	for res == nil {
+		if m := alice.await("", ""); m["type"] == "trigger" {
+			res = m
+		}
+	}
+	if res["status"] != float64(200) || res["body"] != `{"channels":{"news":{"subscription_count":2},"presence-lobby":{"subscription_count":2}}}` {
+		t.Fatalf("trigger with info: %v", res)
+	}
 }

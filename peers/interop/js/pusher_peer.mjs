@@ -14,15 +14,16 @@
 //       the app's: a wrong one must be refused)
 //   {"op":"unsubscribe","channel":C}
 //   {"op":"client_event","channel":C,"event":E,"data":D}
-//   {"op":"trigger","channels":[…],"event":E,"data":D,"exclude_self":bool,"secret":S}
+//   {"op":"trigger","channels":[…],"event":E,"data":D,"exclude_self":bool,"info":I,"secret":S}
 //       (through the HTTP API, signed by the SDK)
 //   {"op":"trigger_batch","batch":[{"channel":C,"name":E,"data":D},…]}
+//   {"op":"get","path":P,"params":{…}}  (a query of the HTTP API, as the SDK's get)
 //   {"op":"signin","user":{"id":U,…}}  (pusher-js signin, signed by the SDK)
 //   {"op":"send_to_user","user":U,"event":E,"data":D}, {"op":"terminate","user":U}
 //   {"op":"disconnect"}
 // What happens comes out as JSON lines on standard output: state, event,
 // subscribed, subscription_error, cache_miss, member_added, member_removed, error,
-// client_event_sent, trigger, signed_in, user_event. The process exits when standard input ends.
+// client_event_sent, trigger, get, signed_in, user_event. The process exits when standard input ends.
 import { createRequire } from 'node:module';
 import readline from 'node:readline';
 
@@ -114,8 +115,9 @@ async function run(cmd) {
     case 'trigger': {
       const params = cmd.exclude_self ? { socket_id: client.connection.socket_id } : undefined;
       try {
-        const res = await sdk(cmd.secret).trigger(cmd.channels, cmd.event, cmd.data, params);
-        out({ type: 'trigger', status: res.status });
+        const res = await sdk(cmd.secret).trigger(cmd.channels, cmd.event, cmd.data,
+          cmd.info ? { ...params, info: cmd.info } : params);
+        out({ type: 'trigger', status: res.status, body: await res.text() });
       } catch (err) {
         out({ type: 'trigger', status: err.status || 0, body: String(err.body || err.message) });
       }
@@ -141,6 +143,15 @@ async function run(cmd) {
       }
       const ch = client.user.serverToUserChannel;
       out({ type: 'signed_in', user: client.user.user_data, channel_subscribed: !!(ch && ch.subscribed) });
+      break;
+    }
+    case 'get': {
+      try {
+        const res = await sdk(cmd.secret).get({ path: cmd.path, params: cmd.params || {} });
+        out({ type: 'get', status: res.status, body: await res.text() });
+      } catch (err) {
+        out({ type: 'get', status: err.status || 0, body: String(err.body || err.message) });
+      }
       break;
     }
     case 'send_to_user':
