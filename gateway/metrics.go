@@ -69,7 +69,8 @@ const (
 	limitStreams            = "streams"
 	limitReplySize          = "reply_size" // a history or recovery reply cut to the reply budget
 	limitMembers            = "presence_members"
-	limitClientEvents       = "client_events" // Pusher client events over PusherApp.ClientEventRate
+	limitClientEvents       = "client_events"        // Pusher client events over PusherApp.ClientEventRate
+	limitWebhookQueue       = "pusher_webhook_queue" // Pusher webhook events dropped, their app's queue full
 )
 
 // The label values each family is made with, so that every series exists,
@@ -88,6 +89,7 @@ var (
 		limitMessageRate, limitMessageSize, limitReadRate, limitFragments, limitMessageTimeout,
 		limitChannels, limitStreams, limitReplySize, limitPendingConnections,
 		limitPendingConnectionsPerIP, limitAPIBrowser, limitMembers, limitClientEvents,
+		limitWebhookQueue,
 	}
 	slowPolicies   = []string{string(SlowDisconnect), string(SlowDropOldest), string(SlowLatest)}
 	apiMethodNames = []string{

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +46,9 @@ type PusherApp struct {
 	// (Pusher's is 100); a subscriber over it gets
 	// pusher:subscription_error. Default: 1000.
 	MaxPresenceMembers int
+	// Webhooks receive the app's webhooks: see PusherWebhook. Default:
+	// none.
+	Webhooks []PusherWebhook
 }
 
 // pusherActivityTimeout is the activity_timeout, in seconds, told to
@@ -67,6 +72,16 @@ func (p *Pusher) check() error {
 			return fmt.Errorf("gateway: pusher app %q: id or key configured twice", a.ID)
 		}
 		ids[a.ID], keys[a.Key] = true, true
+		for _, h := range a.Webhooks {
+			if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("gateway: pusher app %q: webhook URL %q is not an http or https URL", a.ID, h.URL)
+			}
+			for _, name := range h.Events {
+				if !slices.Contains(pusherWebhookEvents, name) {
+					return fmt.Errorf("gateway: pusher app %q: unknown webhook event %q (known: %s)", a.ID, name, strings.Join(pusherWebhookEvents, ", "))
+				}
+			}
+		}
 		if a.ClientEventRate < 0 || a.MaxPresenceMembers < 0 {
 			return fmt.Errorf("gateway: pusher app %q: negative client event rate or member cap", a.ID)
 		}

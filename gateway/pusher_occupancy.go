@@ -22,6 +22,7 @@ import (
 type pusherOccupancy struct {
 	mu      sync.Mutex
 	entries map[string]presenceEntry // by the gateway's channel name
+	node    *presenceEntry           // in pusherNodesSet, with webhooks
 }
 
 // pusherChannelsSet names the presence set of the occupied channels of
@@ -81,9 +82,12 @@ func (s *Server) pusherVacated(ctx context.Context, channel string) {
 func (s *Server) pusherOccupancyEntries() []presenceEntry {
 	s.pusherOccupancy.mu.Lock()
 	defer s.pusherOccupancy.mu.Unlock()
-	out := make([]presenceEntry, 0, len(s.pusherOccupancy.entries))
+	out := make([]presenceEntry, 0, len(s.pusherOccupancy.entries)+1)
 	for _, e := range s.pusherOccupancy.entries {
 		out = append(out, e)
+	}
+	if e := s.pusherOccupancy.node; e != nil {
+		out = append(out, *e)
 	}
 	return out
 }

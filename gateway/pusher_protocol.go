@@ -20,6 +20,7 @@ import (
 type pusherApp struct {
 	PusherApp
 	protocol *pusherProtocol
+	hooks    *pusherHooks // nil without webhooks
 }
 
 // pusherProtocol is Pusher Channels' protocol, version 7, for the clients
@@ -329,7 +330,14 @@ func (p *pusherProtocol) clientEvent(ctx context.Context, sess *session, m *push
 	}
 	if _, err := sess.publishAs(ctx, channel, data, true); err != nil {
 		refuse(0, "client event not delivered: "+asError(err).Message)
+		return
 	}
+	hookData := env.Data
+	if len(hookData) == 0 || hookData[0] != '"' {
+		hookData = jsonString(hookData) // webhooks carry data as a string, as Pusher's do
+	}
+	sess.srv.queueWebhook(p.app, pusherWebhookEvent{Name: "client_event", Channel: m.Channel, Event: m.Event,
+		Data: hookData, SocketID: sess.id, UserID: env.UserID})
 }
 
 // allowClientEvent counts a client event of sess against the app's rate,

@@ -163,6 +163,7 @@ func New(cfg Config) (*Server, error) {
 	s.wg.Add(2)
 	go s.janitor()
 	go s.presenceLoop()
+	s.startPusherWebhooks()
 	return s, nil
 }
 
@@ -558,6 +559,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		closeCtx, cancel = context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 	}
+	s.leavePusherNodes(closeCtx)
 	if berr := s.broker.Close(closeCtx); berr != nil && err == nil {
 		err = berr
 	}

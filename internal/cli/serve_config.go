@@ -226,6 +226,12 @@ type pusherAppConfig struct {
 	ClientEvents       bool    `yaml:"client_events"`
 	ClientEventRate    float64 `yaml:"client_event_rate"`
 	MaxPresenceMembers int     `yaml:"max_presence_members"`
+	// Webhooks receive the app's webhooks: url, and event_types (default
+	// all); see gateway.PusherWebhook.
+	Webhooks []struct {
+		URL        string   `yaml:"url"`
+		EventTypes []string `yaml:"event_types"`
+	} `yaml:"webhooks"`
 }
 
 // parsePusherApp reads the value of --pusher-app, ID:KEY:SECRET.
@@ -490,10 +496,14 @@ func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
 		return g, err
 	}
 	for _, a := range c.Pusher.Apps {
-		g.Pusher.Apps = append(g.Pusher.Apps, gateway.PusherApp{
+		app := gateway.PusherApp{
 			ID: a.ID, Key: a.Key, Secret: a.Secret,
 			ClientEvents: a.ClientEvents, ClientEventRate: a.ClientEventRate, MaxPresenceMembers: a.MaxPresenceMembers,
-		})
+		}
+		for _, h := range a.Webhooks {
+			app.Webhooks = append(app.Webhooks, gateway.PusherWebhook{URL: h.URL, Events: h.EventTypes})
+		}
+		g.Pusher.Apps = append(g.Pusher.Apps, app)
 	}
 	return g, nil
 }

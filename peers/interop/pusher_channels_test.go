@@ -1,7 +1,10 @@
 package interop
 
 import (
+	"encoding/json"
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -128,4 +131,73 @@ func TestPusherJSQueries(t *testing.T) {
 	if res["status"] != float64(200) || res["body"] != `{"channels":{"news":{"subscription_count":2},"presence-lobby":{"subscription_count":2}}}` {
 		t.Fatalf("trigger with info: %v", res)
 	}
+}
+
+// TestPusherJSWebhooks: the gateway's webhooks, caused by pusher-js
+// clients, pass the pusher SDK's own webhook check (and fail it with
+// another secret): channel_occupied, member_added, client_event,
+// member_removed, channel_vacated.
+func TestPusherJSWebhooks(t *testing.T) {
+	requirePusherJS(t)
+	lines := make(chan map[string]any, 100)
+	startPeer(t, 2*time.Minute, func(line string) {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil {
+			lines <- m
+		}
+	}, "node", "js/pusher_webhooks.mjs", "k9", "s9")
+	var port float64
+	select {
+	case m := <-lines:
+		port, _ = m["port"].(float64)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the webhook receiver did not start")
+	}
+	addr := startPusherGateway(t, []pusherApp{{id: "9", key: "k9", secret: "s9", clientEvents: true,
+		webhook: fmt.Sprintf("http://127.0.0.1:%d/hooks", int(port))}})
+	alice := startPusherPeer(t, "alice", addr, "k9", "9", "s9")
+	bob := startPusherPeer(t, "bob", addr, "k9", "9", "s9")
+	for _, p := range []*pusherPeer{alice, bob} {
+		p.connected()
+	}
+	var got []string
+	expect := func(want ...string) {
+		t.Helper()
+		sort.Strings(want)
+		timeout := time.After(15 * time.Second)
+		for !slices.Equal(got, want) {
+			select {
+			case m := <-lines:
+				if m["valid"] != true || m["valid_other"] != false {
+					t.Fatalf("webhook: %v", m)
+				}
+				for _, e := range m["events"].([]any) {
+					e := e.(map[string]any)
+					s := fmt.Sprint(e["name"], " ", e["channel"])
+					if e["user_id"] != nil {
+						s += fmt.Sprint(" ", e["user_id"])
+					}
+					if e["event"] != nil {
+						s += fmt.Sprint(" ", e["event"], " ", e["data"])
+					}
+					got = append(got, s)
+				}
+				sort.Strings(got)
+			case <-timeout:
+				t.Fatalf("webhook events %q, want %q", got, want)
+			}
+		}
+	}
+	alice.send(map[string]any{"op": "subscribe", "channel": "presence-lobby", "user": map[string]any{"user_id": "alice"}})
+	alice.await("subscribed", "presence-lobby")
+	bob.send(map[string]any{"op": "subscribe", "channel": "presence-lobby", "user": map[string]any{"user_id": "bob"}})
+	bob.await("subscribed", "presence-lobby")
+	expect("channel_occupied presence-lobby", "member_added presence-lobby alice", "member_added presence-lobby bob")
+	alice.send(map[string]any{"op": "client_event", "channel": "presence-lobby", "event": "client-wave", "data": map[string]any{"hi": 1}})
+	bob.await("event", "presence-lobby")
+	alice.send(map[string]any{"op": "unsubscribe", "channel": "presence-lobby"})
+	bob.send(map[string]any{"op": "unsubscribe", "channel": "presence-lobby"})
+	expect("channel_occupied presence-lobby", "member_added presence-lobby alice", "member_added presence-lobby bob",
+		`client_event presence-lobby alice client-wave {"hi":1}`,
+		"member_removed presence-lobby alice", "member_removed presence-lobby bob", "channel_vacated presence-lobby")
 }

@@ -141,6 +141,7 @@ func (p *pusherPeer) quiet(d time.Duration) {
 type pusherApp struct {
 	id, key, secret string
 	clientEvents    bool
+	webhook         string // a webhook URL, or none
 }
 
 // startPusherGateway runs duplex serve, built from this tree, with the
@@ -150,7 +151,11 @@ func startPusherGateway(t *testing.T, apps []pusherApp) string {
 	var cfg strings.Builder
 	cfg.WriteString("presence_interval: 20ms\npusher:\n  apps:\n")
 	for _, a := range apps {
-		fmt.Fprintf(&cfg, "    - {id: %q, key: %q, secret: %q, client_events: %v}\n", a.id, a.key, a.secret, a.clientEvents)
+		fmt.Fprintf(&cfg, "    - {id: %q, key: %q, secret: %q, client_events: %v", a.id, a.key, a.secret, a.clientEvents)
+		if a.webhook != "" {
+			fmt.Fprintf(&cfg, ", webhooks: [{url: %q}]", a.webhook)
+		}
+		cfg.WriteString("}\n")
 	}
 	path := filepath.Join(t.TempDir(), "duplex.yaml")
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
