@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,19 @@ type PusherApp struct {
 	// Webhooks receive the app's webhooks: see PusherWebhook. Default:
 	// none.
 	Webhooks []PusherWebhook
+	// MaxConnections caps the app's connections, counted on every node
+	// at the broker; a connection over it is refused with pusher:error
+	// 4004, as on Pusher. Default: 0, no cap but the gateway's.
+	MaxConnections int
+	// Origins, when not empty, replaces Config.OriginPatterns for the
+	// app's clients: the hosts (path.Match patterns such as
+	// "*.example.com"), besides the gateway's own, whose web pages may
+	// connect. A page of another origin is refused with pusher:error
+	// 4009. Default: Config.OriginPatterns, refused at the handshake.
+	Origins []string
+	// Disabled refuses the app's connections with pusher:error 4003 and
+	// its HTTP API requests with 403. Default: false.
+	Disabled bool
 }
 
 // pusherActivityTimeout is the activity_timeout, in seconds, told to
@@ -82,7 +96,12 @@ func (p *Pusher) check() error {
 				}
 			}
 		}
-		if a.ClientEventRate < 0 || a.MaxPresenceMembers < 0 {
+		for _, o := range a.Origins {
+			if _, err := path.Match(o, ""); err != nil {
+				return fmt.Errorf("gateway: pusher app %q: malformed origin pattern %q", a.ID, o)
+			}
+		}
+		if a.ClientEventRate < 0 || a.MaxPresenceMembers < 0 || a.MaxConnections < 0 {
 			return fmt.Errorf("gateway: pusher app %q: negative client event rate or member cap", a.ID)
 		}
 	}
@@ -209,6 +228,8 @@ const (
 	pusherCloseBadVersion     websocket.StatusCode = 4006
 	pusherCloseUnsupported    websocket.StatusCode = 4007
 	pusherCloseNoVersion      websocket.StatusCode = 4008
+	pusherCloseAppDisabled    websocket.StatusCode = 4003
+	pusherCloseOverQuota      websocket.StatusCode = 4004
 	pusherCloseUnauthorized   websocket.StatusCode = 4009
 	pusherCloseOverCapacity   websocket.StatusCode = 4100
 	pusherCloseReconnect      websocket.StatusCode = 4200
@@ -221,14 +242,42 @@ const (
 // close code.
 func (s *Server) servePusher(w http.ResponseWriter, r *http.Request) {
 	key, version := r.PathValue("key"), r.URL.Query().Get("protocol")
-	s.acceptWebSocket(w, r, &s.pusherAccept, func(tr *wsTransport, ip string) {
-		s.startPusher(tr, ip, key, version)
+	opts, originOK := &s.pusherAccept, true
+	if app := s.pusherApps[key]; app != nil && len(app.Origins) > 0 {
+		// The app's own origins: checked here, so that a page of another
+		// is told why with Pusher's code rather than an HTTP 403.
+		opts, originOK = &s.pusherAcceptAnyOrigin, app.allowsOrigin(r)
+	}
+	s.acceptWebSocket(w, r, opts, func(tr *wsTransport, ip string) {
+		s.startPusher(tr, ip, key, version, originOK)
 	})
+}
+
+// allowsOrigin reports whether r comes from no web page, a page of the
+// gateway's own host, or one of the app's Origins.
+func (a *PusherApp) allowsOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, pattern := range a.Origins {
+		if ok, _ := path.Match(strings.ToLower(pattern), strings.ToLower(u.Host)); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // startPusher starts the session of a Pusher client, or refuses it with
 // pusher:error and the close code that says why.
-func (s *Server) startPusher(tr *wsTransport, ip, key, version string) {
+func (s *Server) startPusher(tr *wsTransport, ip, key, version string, originOK bool) {
 	refuse := func(code websocket.StatusCode, msg, metricReason string) {
 		s.metrics.disconnects.With(metricReason).Inc()
 		tr.close(code, msg, encodePusherError(int(code), msg))
@@ -248,9 +297,24 @@ func (s *Server) startPusher(tr *wsTransport, ip, key, version string) {
 	case version != "7":
 		refuse(pusherCloseUnsupported, "Unsupported protocol version "+truncateReason(version)+": 7 is served", reasonBadRequest)
 		return
+	case app.Disabled:
+		refuse(pusherCloseAppDisabled, "App "+app.ID+" is disabled", reasonUnauthorized)
+		return
+	case !originOK:
+		refuse(pusherCloseUnauthorized, "The origin is not allowed to connect to app "+app.ID, reasonUnauthorized)
+		return
+	}
+	id := newSocketID()
+	if ok, err := s.admitPusherConn(app, id); !ok {
+		if err != nil {
+			refuse(pusherCloseOverCapacity, "The broker did not answer: try again later", reasonServerError)
+		} else {
+			refuse(pusherCloseOverQuota, "Application is over connection quota", reasonConnLimit)
+		}
+		return
 	}
 	sess := newSession(s, tr, app.protocol, ip, nil)
-	sess.id = newSocketID()
+	sess.id = id
 	tr.serve(sess)
 }
 

@@ -68,6 +68,10 @@ func (s *Server) pusherAPIRequest(w http.ResponseWriter, r *http.Request) (*push
 		pusherAPIError(w, status, msg)
 		return nil, nil
 	}
+	if app.Disabled {
+		pusherAPIError(w, http.StatusForbidden, "App "+app.ID+" is disabled")
+		return nil, nil
+	}
 	return app, body
 }
 

@@ -23,6 +23,9 @@ type pusherOccupancy struct {
 	mu      sync.Mutex
 	entries map[string]presenceEntry // by the gateway's channel name
 	node    *presenceEntry           // in pusherNodesSet, with webhooks
+	// conns are the entries of this node's connections in their apps'
+	// sets of connections, for apps with MaxConnections.
+	conns map[string]presenceEntry // by socket id
 }
 
 // pusherChannelsSet names the presence set of the occupied channels of
@@ -89,6 +92,9 @@ func (s *Server) pusherOccupancyEntries() []presenceEntry {
 	if e := s.pusherOccupancy.node; e != nil {
 		out = append(out, *e)
 	}
+	for _, e := range s.pusherOccupancy.conns {
+		out = append(out, e)
+	}
 	return out
 }
 
@@ -119,4 +125,50 @@ func (s *Server) pusherChannelStats(ctx context.Context, app *pusherApp, name st
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	return s.broker.PresenceStats(ctx, app.pusherChannel(name))
+}
+
+// admitPusherConn counts a connection of an app with MaxConnections in the
+// app's set of connections at the broker, and reports whether it is within
+// the cap, counting every node; one over it is removed again.
+func (s *Server) admitPusherConn(app *pusherApp, socketID string) (bool, error) {
+	if app.MaxConnections <= 0 {
+		return true, nil
+	}
+	e := presenceEntry{channel: "$pusher." + app.ID + ".connections", info: &broker.ClientInfo{Client: socketID}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.broker.AddPresence(ctx, e.channel, e.info, s.cfg.PresenceTTL); err != nil {
+		return false, err
+	}
+	st, err := s.broker.PresenceStats(ctx, e.channel)
+	if err != nil || st.Clients > app.MaxConnections {
+		if rerr := s.broker.RemovePresence(ctx, e.channel, socketID); rerr != nil {
+			s.log.Warn("removing a refused Pusher connection from its app's set failed", "err", rerr)
+		}
+		return false, err
+	}
+	s.pusherOccupancy.mu.Lock()
+	if s.pusherOccupancy.conns == nil {
+		s.pusherOccupancy.conns = make(map[string]presenceEntry)
+	}
+	s.pusherOccupancy.conns[socketID] = e
+	s.pusherOccupancy.mu.Unlock()
+	return true, nil
+}
+
+// releasePusherConn removes an ended session from its app's set of
+// connections, if it is in one.
+func (s *Server) releasePusherConn(sess *session) {
+	s.pusherOccupancy.mu.Lock()
+	e, ok := s.pusherOccupancy.conns[sess.id]
+	delete(s.pusherOccupancy.conns, sess.id)
+	s.pusherOccupancy.mu.Unlock()
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.broker.RemovePresence(ctx, e.channel, sess.id); err != nil {
+		s.log.Warn("removing a Pusher connection from its app's set failed", "err", err)
+	}
 }

@@ -48,6 +48,8 @@ type Server struct {
 	pusherApps   map[string]*pusherApp // by key
 	pusherByID   map[string]*pusherApp
 	pusherAccept websocket.AcceptOptions // no subprotocol
+	// pusherAcceptAnyOrigin is for apps with origins of their own.
+	pusherAcceptAnyOrigin websocket.AcceptOptions
 	// pusherOccupancy is this node's entries in the apps' sets of
 	// occupied channels.
 	pusherOccupancy pusherOccupancy
@@ -130,6 +132,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.pusherAccept = s.accept
 	s.pusherAccept.Subprotocols = nil
+	s.pusherAcceptAnyOrigin = s.pusherAccept
+	s.pusherAcceptAnyOrigin.InsecureSkipVerifyOrigin = true // the app's origins are checked (PusherApp.Origins)
 	s.pusherApps = make(map[string]*pusherApp, len(c.Pusher.Apps))
 	s.pusherByID = make(map[string]*pusherApp, len(c.Pusher.Apps))
 	for _, a := range c.Pusher.Apps {
@@ -375,6 +379,7 @@ func (s *Server) admit(sess *session) (ok bool, limit string) {
 }
 
 func (s *Server) release(sess *session) {
+	s.releasePusherConn(sess)
 	s.conns.Add(-1)
 	s.perIP.Release(sess.ip)
 }

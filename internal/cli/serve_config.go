@@ -228,7 +228,13 @@ type pusherAppConfig struct {
 	MaxPresenceMembers int     `yaml:"max_presence_members"`
 	// Webhooks receive the app's webhooks: url, and event_types (default
 	// all); see gateway.PusherWebhook.
-	Webhooks []struct {
+	// MaxConnections caps the app's connections on every node (default
+	// 0: none); Origins replaces origins for the app's clients; Disabled
+	// refuses its connections and API requests.
+	MaxConnections int      `yaml:"max_connections"`
+	Origins        []string `yaml:"origins"`
+	Disabled       bool     `yaml:"disabled"`
+	Webhooks       []struct {
 		URL        string   `yaml:"url"`
 		EventTypes []string `yaml:"event_types"`
 	} `yaml:"webhooks"`
@@ -499,6 +505,7 @@ func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
 		app := gateway.PusherApp{
 			ID: a.ID, Key: a.Key, Secret: a.Secret,
 			ClientEvents: a.ClientEvents, ClientEventRate: a.ClientEventRate, MaxPresenceMembers: a.MaxPresenceMembers,
+			MaxConnections: a.MaxConnections, Origins: a.Origins, Disabled: a.Disabled,
 		}
 		for _, h := range a.Webhooks {
 			app.Webhooks = append(app.Webhooks, gateway.PusherWebhook{URL: h.URL, Events: h.EventTypes})
