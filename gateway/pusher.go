@@ -63,6 +63,14 @@ type PusherApp struct {
 	// Disabled refuses the app's connections with pusher:error 4003 and
 	// its HTTP API requests with 403. Default: false.
 	Disabled bool
+	// HistorySize is how many events each channel of the app keeps for
+	// the recovery extension (docs/pusher.md): a client that subscribes
+	// with the id of the last event it got receives those it missed.
+	// Default: 0, no history and no recovery, as on Pusher.
+	HistorySize int
+	// HistoryTTL is how long an event stays in history. Default: 0,
+	// only HistorySize bounds it.
+	HistoryTTL time.Duration
 }
 
 // pusherActivityTimeout is the activity_timeout, in seconds, told to
@@ -101,7 +109,7 @@ func (p *Pusher) check() error {
 				return fmt.Errorf("gateway: pusher app %q: malformed origin pattern %q", a.ID, o)
 			}
 		}
-		if a.ClientEventRate < 0 || a.MaxPresenceMembers < 0 || a.MaxConnections < 0 {
+		if a.ClientEventRate < 0 || a.MaxPresenceMembers < 0 || a.MaxConnections < 0 || a.HistorySize < 0 || a.HistoryTTL < 0 {
 			return fmt.Errorf("gateway: pusher app %q: negative client event rate or member cap", a.ID)
 		}
 	}
@@ -126,7 +134,7 @@ func (a *PusherApp) namespaces() []Namespace {
 	// Every channel keeps a presence set, without join and leave events,
 	// in which the HTTP API counts its subscriptions on every node.
 	plain := Namespace{Name: "$pusher." + a.ID, Subscribe: PermissionServer, Publish: PermissionServer,
-		SlowConsumer: SlowDisconnect, Presence: true}
+		SlowConsumer: SlowDisconnect, Presence: true, HistorySize: a.HistorySize, HistoryTTL: a.HistoryTTL}
 	presence := plain
 	presence.Name += ".presence"
 	presence.Presence, presence.JoinLeave, presence.PresenceCountAbove, presence.perUserEvents = true, true, -1, true
@@ -134,7 +142,7 @@ func (a *PusherApp) namespaces() []Namespace {
 	cache.Name += ".cache"
 	presenceCache.Name = "$pusher." + a.ID + ".presence-cache"
 	for _, ns := range []*Namespace{&cache, &presenceCache} {
-		ns.HistorySize, ns.HistoryTTL = 1, pusherCacheTTL
+		ns.HistorySize, ns.HistoryTTL = max(1, a.HistorySize), pusherCacheTTL
 	}
 	return []Namespace{plain, presence, cache, presenceCache}
 }

@@ -234,6 +234,10 @@ type pusherAppConfig struct {
 	MaxConnections int      `yaml:"max_connections"`
 	Origins        []string `yaml:"origins"`
 	Disabled       bool     `yaml:"disabled"`
+	// HistorySize and HistoryTTL keep events for the recovery
+	// extension (default 0: none).
+	HistorySize int           `yaml:"history_size"`
+	HistoryTTL  time.Duration `yaml:"history_ttl"`
 	Webhooks       []struct {
 		URL        string   `yaml:"url"`
 		EventTypes []string `yaml:"event_types"`
@@ -506,6 +510,7 @@ func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
 			ID: a.ID, Key: a.Key, Secret: a.Secret,
 			ClientEvents: a.ClientEvents, ClientEventRate: a.ClientEventRate, MaxPresenceMembers: a.MaxPresenceMembers,
 			MaxConnections: a.MaxConnections, Origins: a.Origins, Disabled: a.Disabled,
+			HistorySize: a.HistorySize, HistoryTTL: a.HistoryTTL,
 		}
 		for _, h := range a.Webhooks {
 			app.Webhooks = append(app.Webhooks, gateway.PusherWebhook{URL: h.URL, Events: h.EventTypes})
