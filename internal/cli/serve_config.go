@@ -238,7 +238,7 @@ type pusherAppConfig struct {
 	// extension (default 0: none).
 	HistorySize int           `yaml:"history_size"`
 	HistoryTTL  time.Duration `yaml:"history_ttl"`
-	Webhooks       []struct {
+	Webhooks    []struct {
 		URL        string   `yaml:"url"`
 		EventTypes []string `yaml:"event_types"`
 	} `yaml:"webhooks"`
