@@ -201,3 +201,60 @@ func TestPusherJSWebhooks(t *testing.T) {
 		`client_event presence-lobby alice client-wave {"hi":1}`,
 		"member_removed presence-lobby alice", "member_removed presence-lobby bob", "channel_vacated presence-lobby")
 }
+
+// TestPusherJSRecovery: pusher-js with pusher_recovery.mjs, disconnected
+// while events are triggered, gets them when it connects again and
+// pusher-js subscribes again, in order, then live ones; a pusher-js
+// without it, on the same channel, gets only live events, as from Pusher.
+func TestPusherJSRecovery(t *testing.T) {
+	requirePusherJS(t)
+	addr := startPusherGateway(t, []pusherApp{{id: "12", key: "k12", secret: "s12", historySize: 100}})
+	alice := startPusherPeer(t, "alice", addr, "k12", "12", "s12", "-", "recovery")
+	bob := startPusherPeer(t, "bob", addr, "k12", "12", "s12")
+	carol := startPusherPeer(t, "carol", addr, "k12", "12", "s12") // unchanged pusher-js
+	for _, p := range []*pusherPeer{alice, bob, carol} {
+		p.connected()
+		p.send(map[string]any{"op": "subscribe", "channel": "feed"})
+		p.await("subscribed", "feed")
+	}
+	trigger := func(n int) {
+		t.Helper()
+		bob.send(map[string]any{"op": "trigger", "channels": []string{"feed"}, "event": "tick", "data": n})
+		for {
+			if m := bob.await("", ""); m["type"] == "trigger" {
+				if m["status"] != float64(200) {
+					t.Fatalf("trigger: %v", m)
+				}
+				return
+			}
+		}
+	}
+	trigger(1)
+	for _, p := range []*pusherPeer{alice, carol} {
+		if m := p.await("event", "feed"); m["data"] != float64(1) {
+			t.Fatalf("%s: %v", p.name, m)
+		}
+		p.send(map[string]any{"op": "disconnect"})
+		for m := p.await("state", ""); m["current"] != "disconnected"; m = p.await("state", "") {
+		}
+	}
+	for n := 2; n <= 4; n++ {
+		trigger(n)
+	}
+	for _, p := range []*pusherPeer{alice, carol} {
+		p.send(map[string]any{"op": "connect"})
+		p.connected()
+		p.await("subscribed", "feed")
+	}
+	trigger(5)
+	if m := carol.await("event", "feed"); m["data"] != float64(5) {
+		t.Fatalf("carol, without the extension, got %v, want only the live event 5", m)
+	}
+	carol.quiet(200 * time.Millisecond)
+	for n := 2; n <= 5; n++ {
+		if m := alice.await("event", "feed"); m["data"] != float64(n) {
+			t.Fatalf("alice got %v, want the event %d", m, n)
+		}
+	}
+	alice.quiet(200 * time.Millisecond)
+}

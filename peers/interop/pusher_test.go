@@ -142,6 +142,7 @@ type pusherApp struct {
 	id, key, secret string
 	clientEvents    bool
 	webhook         string // a webhook URL, or none
+	historySize     int    // events kept per channel for recovery
 }
 
 // startPusherGateway runs duplex serve, built from this tree, with the
@@ -152,6 +153,9 @@ func startPusherGateway(t *testing.T, apps []pusherApp) string {
 	cfg.WriteString("presence_interval: 20ms\npusher:\n  apps:\n")
 	for _, a := range apps {
 		fmt.Fprintf(&cfg, "    - {id: %q, key: %q, secret: %q, client_events: %v", a.id, a.key, a.secret, a.clientEvents)
+		if a.historySize > 0 {
+			fmt.Fprintf(&cfg, ", history_size: %d", a.historySize)
+		}
 		if a.webhook != "" {
 			fmt.Fprintf(&cfg, ", webhooks: [{url: %q}]", a.webhook)
 		}

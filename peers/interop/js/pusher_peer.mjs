@@ -2,8 +2,9 @@
 // input, with the pusher server SDK at hand to sign channel authorizations
 // and to call the HTTP API, for peers/interop/pusher_test.go.
 //
-//   node pusher_peer.mjs HOST PORT KEY APP_ID SECRET [MASTER_KEY]
+//   node pusher_peer.mjs HOST PORT KEY APP_ID SECRET [MASTER_KEY|-] [recovery]
 //
+// recovery turns on the gateway's recovery extension (pusher_recovery.mjs).
 // MASTER_KEY, base64 of 32 bytes, is the SDK's encryptionMasterKeyBase64:
 // its channel authorizations give pusher-js the shared secret of each
 // private-encrypted- channel, and its triggers encrypt for them.
@@ -20,18 +21,21 @@
 //   {"op":"get","path":P,"params":{…}}  (a query of the HTTP API, as the SDK's get)
 //   {"op":"signin","user":{"id":U,…}}  (pusher-js signin, signed by the SDK)
 //   {"op":"send_to_user","user":U,"event":E,"data":D}, {"op":"terminate","user":U}
-//   {"op":"disconnect"}
+//   {"op":"disconnect"}, {"op":"connect"}
 // What happens comes out as JSON lines on standard output: state, event,
 // subscribed, subscription_error, cache_miss, member_added, member_removed, error,
 // client_event_sent, trigger, get, signed_in, user_event. The process exits when standard input ends.
 import { createRequire } from 'node:module';
 import readline from 'node:readline';
+import { enableRecovery } from './pusher_recovery.mjs';
 
 const require = createRequire(import.meta.url);
 const Pusher = require('pusher-js');
 const PusherServer = require('pusher');
 
-const [host, port, key, appId, secret, masterKey] = process.argv.slice(2);
+const [host, port, key, appId, secret, masterKeyArg, extension] = process.argv.slice(2);
+const masterKey = masterKeyArg === '-' ? undefined : masterKeyArg;
+if (extension === 'recovery') enableRecovery(Pusher);
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 const sdk = (s) => new PusherServer({ appId, key, secret: s || secret, host, port, useTLS: false,
@@ -168,6 +172,9 @@ async function run(cmd) {
     }
     case 'disconnect':
       client.disconnect();
+      break;
+    case 'connect':
+      client.connect();
       break;
     default:
       out({ type: 'bad_command', cmd });
