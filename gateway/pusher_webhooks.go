@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/duplexws/duplex/gateway/broker"
@@ -230,6 +231,21 @@ func (s *Server) readPusherChannels(ctx context.Context, app *pusherApp) {
 // its webhooks that wants them, trying each POST again with backoff.
 func (s *Server) sendPusherWebhooks(app *pusherApp) {
 	defer s.wg.Done()
+	// A POST in progress ends with the server, so Shutdown does not wait
+	// for a slow receiver.
+	ctx, cancel := context.WithCancel(context.Background())
+	var watching sync.WaitGroup
+	watching.Add(1)
+	go func() {
+		defer watching.Done()
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	defer watching.Wait()
+	defer cancel()
 	client := &http.Client{Timeout: 10 * time.Second}
 	for {
 		var batch []pusherWebhookEvent
@@ -256,7 +272,7 @@ func (s *Server) sendPusherWebhooks(app *pusherApp) {
 				})
 			}
 			if len(events) > 0 {
-				s.postPusherWebhook(client, app, hook.URL, events)
+				s.postPusherWebhook(ctx, client, app, hook.URL, events)
 			}
 		}
 	}
@@ -264,7 +280,7 @@ func (s *Server) sendPusherWebhooks(app *pusherApp) {
 
 // postPusherWebhook posts events to url, signed, up to
 // pusherWebhookAttempts times while the answer is not a 2xx.
-func (s *Server) postPusherWebhook(client *http.Client, app *pusherApp, url string, events []pusherWebhookEvent) {
+func (s *Server) postPusherWebhook(ctx context.Context, client *http.Client, app *pusherApp, url string, events []pusherWebhookEvent) {
 	body, _ := json.Marshal(struct {
 		TimeMS int64                `json:"time_ms"`
 		Events []pusherWebhookEvent `json:"events"`
@@ -272,7 +288,7 @@ func (s *Server) postPusherWebhook(client *http.Client, app *pusherApp, url stri
 	signature := hex.EncodeToString(app.sign(string(body)))
 	wait := pusherWebhookBackoff
 	for attempt := 1; ; attempt++ {
-		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 		if err != nil {
 			s.log.Warn("Pusher webhook URL is invalid", "app", app.ID, "url", url, "err", err)
 			return
