@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/duplexws/duplex/gateway/broker/redis"
+	"github.com/duplexws/duplex/internal/testredis"
 	"github.com/duplexws/duplex/websocket"
 )
 
@@ -70,4 +73,27 @@ func TestPusherAppLimits(t *testing.T) {
 	if st, _ := pusherCall(t, ts2, "POST", "/apps/off/events", "secret3", nil, []byte(`{"name":"e","data":"1","channel":"a"}`)); st != 403 {
 		t.Fatalf("disabled app's API: %d", st)
 	}
+}
+
+// TestPusherAppLimitsTwoNodes: an app's connection cap counts the
+// connections of every node of one redis-server.
+func TestPusherAppLimitsTwoNodes(t *testing.T) {
+	rs := testredis.Start(t, testredis.Options{})
+	prefix := fmt.Sprintf("cap_%d", time.Now().UnixNano())
+	node := func() *testServer {
+		return newPusherServer(t, func(cfg *Config) {
+			cfg.Pusher.Apps = append([]PusherApp(nil), cfg.Pusher.Apps...)
+			cfg.Pusher.Apps[0].MaxConnections = 2
+			b, err := redis.New(redis.Options{Addrs: []string{rs.Addr()}, Prefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Broker = b
+		})
+	}
+	a, b := node(), node()
+	dialPusher(t, a, "key1")
+	dialPusher(t, b, "key1")
+	pusherRefused(t, a, "key1", nil, 4004)
+	pusherRefused(t, b, "key1", nil, 4004)
 }
