@@ -163,3 +163,39 @@ func TestPusherWebhooksTwoNodes(t *testing.T) {
 	rcv.await("channel_occupied presence-room", "channel_occupied news", "member_added presence-room carol",
 		"member_removed presence-room carol", "channel_vacated presence-room", "channel_vacated news")
 }
+
+// TestPusherWebhookQueue: while the receiver does not answer, at most
+// pusherWebhookQueue events wait; the others are dropped and counted in
+// duplex_limit_hits_total{limit="pusher_webhook_queue"}.
+func TestPusherWebhookQueue(t *testing.T) {
+	release := make(chan struct{})
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(rcv.Close)
+	t.Cleanup(func() { close(release) }) // before rcv.Close: runs first
+	ts := newPusherServer(t, webhookApps(rcv.URL))
+	app := ts.pusherByID["app1"]
+	ev := pusherWebhookEvent{Name: "client_event", Channel: "private-a", Event: "client-x", Data: json.RawMessage(`"{}"`)}
+	ts.queueWebhook(app, ev) // taken by the sender, which then waits on the receiver
+	deadline := time.Now().Add(5 * time.Second)
+	for len(app.hooks.queue) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the sender took no event")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	const extra = 25
+	for range pusherWebhookQueue + extra {
+		ts.queueWebhook(app, ev)
+	}
+	if n := len(app.hooks.queue); n != pusherWebhookQueue {
+		t.Fatalf("%d events wait, want %d", n, pusherWebhookQueue)
+	}
+	if n := readValue(ts.metrics.limitHits.With(limitWebhookQueue)); n != extra {
+		t.Fatalf("%v events counted as dropped, want %d", n, extra)
+	}
+}
