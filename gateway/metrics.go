@@ -72,7 +72,8 @@ const (
 	limitStreams            = "streams"
 	limitReplySize          = "reply_size" // a history or recovery reply cut to the reply budget
 	limitMembers            = "presence_members"
-	limitClientEvents       = "client_events" // Pusher client events over PusherApp.ClientEventRate
+	limitClientEvents       = "client_events"        // Pusher client events over PusherApp.ClientEventRate
+	limitWebhookQueue       = "pusher_webhook_queue" // Pusher webhook events dropped, their app's queue full
 	limitFallbackSendRate   = "fallback_send_rate"
 )
 
@@ -92,7 +93,7 @@ var (
 		limitMessageRate, limitMessageSize, limitReadRate, limitFragments, limitMessageTimeout,
 		limitChannels, limitStreams, limitReplySize, limitPendingConnections,
 		limitPendingConnectionsPerIP, limitAPIBrowser, limitMembers, limitClientEvents,
-		limitFallbackSendRate,
+		limitWebhookQueue, limitFallbackSendRate,
 	}
 	slowPolicies   = []string{string(SlowDisconnect), string(SlowDropOldest), string(SlowLatest)}
 	apiMethodNames = []string{

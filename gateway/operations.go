@@ -176,6 +176,9 @@ type subscribeRequest struct {
 	// Members asks for the channel's presence in the result, read after
 	// the client joined it.
 	Members bool
+	// Last asks for the channel's latest publication in history, if any,
+	// in subscribed.pubs (Pusher's cache channels).
+	Last bool
 }
 
 // ErrMemberLimit refuses a subscription to a presence channel that has
@@ -285,6 +288,8 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 			opts = broker.HistoryOptions{Limit: -1}
 		case req.Since != nil:
 			opts = broker.HistoryOptions{Since: req.Since, Limit: -1}
+		case req.Last:
+			opts = broker.HistoryOptions{Limit: 1, Reverse: true}
 		}
 		h, err := srv.broker.History(ctx, req.Channel, opts)
 		if err != nil {
@@ -306,6 +311,8 @@ func (sess *session) subscribe(ctx context.Context, req subscribeRequest, reply 
 				res.Offset = h.Publications[n-1].Position.Offset
 				out.rest = gapNotice(req.Channel, h.Position.Epoch, res.Offset+1, h.Position.Offset)
 			}
+		} else if req.Last {
+			out.pubs = h.Publications
 		}
 	} else if req.Since != nil {
 		recovered := false

@@ -301,6 +301,7 @@ func (s *Server) refreshPresence() {
 		}
 		sess.mu.Unlock()
 	})
+	entries = append(entries, s.pusherOccupancyEntries()...)
 	if len(entries) == 0 || !s.brokerReady() {
 		return
 	}

@@ -5,8 +5,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/http"
+	"net/url"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/duplexws/duplex/websocket"
 )
@@ -43,6 +47,30 @@ type PusherApp struct {
 	// (Pusher's is 100); a subscriber over it gets
 	// pusher:subscription_error. Default: 1000.
 	MaxPresenceMembers int
+	// Webhooks receive the app's webhooks: see PusherWebhook. Default:
+	// none.
+	Webhooks []PusherWebhook
+	// MaxConnections caps the app's connections, counted on every node
+	// at the broker; a connection over it is refused with pusher:error
+	// 4004, as on Pusher. Default: 0, no cap but the gateway's.
+	MaxConnections int
+	// Origins, when not empty, replaces Config.OriginPatterns for the
+	// app's clients: the hosts (path.Match patterns such as
+	// "*.example.com"), besides the gateway's own, whose web pages may
+	// connect. A page of another origin is refused with pusher:error
+	// 4009. Default: Config.OriginPatterns, refused at the handshake.
+	Origins []string
+	// Disabled refuses the app's connections with pusher:error 4003 and
+	// its HTTP API requests with 403. Default: false.
+	Disabled bool
+	// HistorySize is how many events each channel of the app keeps for
+	// the recovery extension (docs/pusher.md): a client that subscribes
+	// with the id of the last event it got receives those it missed.
+	// Default: 0, no history and no recovery, as on Pusher.
+	HistorySize int
+	// HistoryTTL is how long an event stays in history. Default: 0,
+	// only HistorySize bounds it.
+	HistoryTTL time.Duration
 }
 
 // pusherActivityTimeout is the activity_timeout, in seconds, told to
@@ -66,7 +94,22 @@ func (p *Pusher) check() error {
 			return fmt.Errorf("gateway: pusher app %q: id or key configured twice", a.ID)
 		}
 		ids[a.ID], keys[a.Key] = true, true
-		if a.ClientEventRate < 0 || a.MaxPresenceMembers < 0 {
+		for _, h := range a.Webhooks {
+			if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("gateway: pusher app %q: webhook URL %q is not an http or https URL", a.ID, h.URL)
+			}
+			for _, name := range h.Events {
+				if !slices.Contains(pusherWebhookEvents, name) {
+					return fmt.Errorf("gateway: pusher app %q: unknown webhook event %q (known: %s)", a.ID, name, strings.Join(pusherWebhookEvents, ", "))
+				}
+			}
+		}
+		for _, o := range a.Origins {
+			if _, err := path.Match(o, ""); err != nil {
+				return fmt.Errorf("gateway: pusher app %q: malformed origin pattern %q", a.ID, o)
+			}
+		}
+		if a.ClientEventRate < 0 || a.MaxPresenceMembers < 0 || a.MaxConnections < 0 || a.HistorySize < 0 || a.HistoryTTL < 0 {
 			return fmt.Errorf("gateway: pusher app %q: negative client event rate or member cap", a.ID)
 		}
 	}
@@ -83,26 +126,55 @@ func (a *PusherApp) withDefaults() {
 }
 
 // The namespaces of an app's channels: presence channels in one with
-// presence, the others in one without. Their permissions keep duplex
-// clients out; the Pusher protocol grants subscriptions by its own rules
-// (subscribeRequest.Granted).
+// member events, cache channels in ones whose history keeps the last event for
+// pusherCacheTTL, the others in one without either. Their permissions
+// keep duplex clients out; the Pusher protocol grants subscriptions by its
+// own rules (subscribeRequest.Granted).
 func (a *PusherApp) namespaces() []Namespace {
-	return []Namespace{
-		{Name: "$pusher." + a.ID, Subscribe: PermissionServer, Publish: PermissionServer,
-			SlowConsumer: SlowDisconnect},
-		{Name: "$pusher." + a.ID + ".presence", Subscribe: PermissionServer, Publish: PermissionServer,
-			SlowConsumer: SlowDisconnect, Presence: true, JoinLeave: true, PresenceCountAbove: -1,
-			perUserEvents: true},
+	// Every channel keeps a presence set, without join and leave events,
+	// in which the HTTP API counts its subscriptions on every node.
+	plain := Namespace{Name: "$pusher." + a.ID, Subscribe: PermissionServer, Publish: PermissionServer,
+		SlowConsumer: SlowDisconnect, Presence: true, HistorySize: a.HistorySize, HistoryTTL: a.HistoryTTL}
+	presence := plain
+	presence.Name += ".presence"
+	presence.Presence, presence.JoinLeave, presence.PresenceCountAbove, presence.perUserEvents = true, true, -1, true
+	cache, presenceCache := plain, presence
+	cache.Name += ".cache"
+	presenceCache.Name = "$pusher." + a.ID + ".presence-cache"
+	for _, ns := range []*Namespace{&cache, &presenceCache} {
+		ns.HistorySize, ns.HistoryTTL = max(1, a.HistorySize), pusherCacheTTL
 	}
+	return []Namespace{plain, presence, cache, presenceCache}
+}
+
+// pusherCacheTTL is how long a cache channel keeps its last event, as on
+// Pusher.
+const pusherCacheTTL = 30 * time.Minute
+
+// isCacheChannel reports whether name is one of Pusher's cache channels,
+// which give a subscriber the last event or pusher:cache_miss.
+func isCacheChannel(name string) bool {
+	for _, p := range []string{"cache-", "private-cache-", "private-encrypted-cache-", "presence-cache-"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // pusherChannel is the gateway's name of the app's channel name: the
-// channel in the app's namespace.
+// channel in the app's namespace of its kind.
 func (a *PusherApp) pusherChannel(name string) string {
-	if strings.HasPrefix(name, "presence-") {
-		return "$pusher." + a.ID + ".presence:" + name
+	ns := "$pusher." + a.ID
+	switch {
+	case strings.HasPrefix(name, "presence-cache-"):
+		ns += ".presence-cache"
+	case strings.HasPrefix(name, "presence-"):
+		ns += ".presence"
+	case isCacheChannel(name):
+		ns += ".cache"
 	}
-	return "$pusher." + a.ID + ":" + name
+	return ns + ":" + name
 }
 
 // pusherUserChannel begins the name of the channel of events to one user
@@ -164,6 +236,8 @@ const (
 	pusherCloseBadVersion     websocket.StatusCode = 4006
 	pusherCloseUnsupported    websocket.StatusCode = 4007
 	pusherCloseNoVersion      websocket.StatusCode = 4008
+	pusherCloseAppDisabled    websocket.StatusCode = 4003
+	pusherCloseOverQuota      websocket.StatusCode = 4004
 	pusherCloseUnauthorized   websocket.StatusCode = 4009
 	pusherCloseOverCapacity   websocket.StatusCode = 4100
 	pusherCloseReconnect      websocket.StatusCode = 4200
@@ -176,14 +250,42 @@ const (
 // close code.
 func (s *Server) servePusher(w http.ResponseWriter, r *http.Request) {
 	key, version := r.PathValue("key"), r.URL.Query().Get("protocol")
-	s.acceptWebSocket(w, r, &s.pusherAccept, func(tr *wsTransport, ip string) {
-		s.startPusher(tr, ip, key, version)
+	opts, originOK := &s.pusherAccept, true
+	if app := s.pusherApps[key]; app != nil && len(app.Origins) > 0 {
+		// The app's own origins: checked here, so that a page of another
+		// is told why with Pusher's code rather than an HTTP 403.
+		opts, originOK = &s.pusherAcceptAnyOrigin, app.allowsOrigin(r)
+	}
+	s.acceptWebSocket(w, r, opts, func(tr *wsTransport, ip string) {
+		s.startPusher(tr, ip, key, version, originOK)
 	})
+}
+
+// allowsOrigin reports whether r comes from no web page, a page of the
+// gateway's own host, or one of the app's Origins.
+func (a *PusherApp) allowsOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, pattern := range a.Origins {
+		if ok, _ := path.Match(strings.ToLower(pattern), strings.ToLower(u.Host)); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // startPusher starts the session of a Pusher client, or refuses it with
 // pusher:error and the close code that says why.
-func (s *Server) startPusher(tr *wsTransport, ip, key, version string) {
+func (s *Server) startPusher(tr *wsTransport, ip, key, version string, originOK bool) {
 	refuse := func(code websocket.StatusCode, msg, metricReason string) {
 		s.metrics.disconnects.With(metricReason).Inc()
 		tr.close(code, msg, encodePusherError(int(code), msg))
@@ -203,9 +305,24 @@ func (s *Server) startPusher(tr *wsTransport, ip, key, version string) {
 	case version != "7":
 		refuse(pusherCloseUnsupported, "Unsupported protocol version "+truncateReason(version)+": 7 is served", reasonBadRequest)
 		return
+	case app.Disabled:
+		refuse(pusherCloseAppDisabled, "App "+app.ID+" is disabled", reasonUnauthorized)
+		return
+	case !originOK:
+		refuse(pusherCloseUnauthorized, "The origin is not allowed to connect to app "+app.ID, reasonUnauthorized)
+		return
+	}
+	id := newSocketID()
+	if ok, err := s.admitPusherConn(app, id); !ok {
+		if err != nil {
+			refuse(pusherCloseOverCapacity, "The broker did not answer: try again later", reasonServerError)
+		} else {
+			refuse(pusherCloseOverQuota, "Application is over connection quota", reasonConnLimit)
+		}
+		return
 	}
 	sess := newSession(s, tr, app.protocol, ip, nil)
-	sess.id = newSocketID()
+	sess.id = id
 	tr.serve(sess)
 }
 

@@ -42,6 +42,9 @@ type pusherEvent struct {
 	Channels []string        `json:"channels"`
 	Channel  string          `json:"channel"`
 	SocketID string          `json:"socket_id"`
+	// Info asks for attributes of the channels in the reply:
+	// "user_count", "subscription_count", comma-separated.
+	Info string `json:"info"`
 }
 
 // pusherMaxBatch is how many events one batch_events request may hold, as
@@ -65,6 +68,10 @@ func (s *Server) pusherAPIRequest(w http.ResponseWriter, r *http.Request) (*push
 		pusherAPIError(w, status, msg)
 		return nil, nil
 	}
+	if app.Disabled {
+		pusherAPIError(w, http.StatusForbidden, "App "+app.ID+" is disabled")
+		return nil, nil
+	}
 	return app, body
 }
 
@@ -79,7 +86,7 @@ func (s *Server) servePusherEvents(w http.ResponseWriter, r *http.Request) {
 		pusherAPIError(w, http.StatusBadRequest, "Body is not a JSON object of an event")
 		return
 	}
-	s.pusherEvents(r.Context(), w, app, []pusherEvent{ev})
+	s.pusherEvents(r.Context(), w, app, []pusherEvent{ev}, false)
 }
 
 // servePusherBatch triggers up to 10 events, each on one channel.
@@ -105,12 +112,12 @@ func (s *Server) servePusherBatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.pusherEvents(r.Context(), w, app, req.Batch)
+	s.pusherEvents(r.Context(), w, app, req.Batch, true)
 }
 
 // pusherEvents checks every event, then triggers them in order, and
-// answers.
-func (s *Server) pusherEvents(ctx context.Context, w http.ResponseWriter, app *pusherApp, events []pusherEvent) {
+// answers, with the attributes the events' info asked for.
+func (s *Server) pusherEvents(ctx context.Context, w http.ResponseWriter, app *pusherApp, events []pusherEvent, batch bool) {
 	envelopes := make([][]byte, len(events))
 	for i := range events {
 		ev := &events[i]
@@ -137,6 +144,10 @@ func (s *Server) pusherEvents(ctx context.Context, w http.ResponseWriter, app *p
 				return
 			}
 		}
+		if msg := checkTriggerInfo(ev); msg != "" {
+			pusherAPIError(w, http.StatusBadRequest, msg)
+			return
+		}
 		var err error
 		if envelopes[i], err = json.Marshal(pusherEnvelope{Event: ev.Name, Data: ev.Data}); err != nil {
 			pusherAPIError(w, http.StatusBadRequest, "Event data is not valid JSON")
@@ -153,8 +164,12 @@ func (s *Server) pusherEvents(ctx context.Context, w http.ResponseWriter, app *p
 			return
 		}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write([]byte("{}"))
+	reply, err := s.pusherTriggerInfo(ctx, app, events, batch)
+	if err != nil {
+		pusherAPIError(w, http.StatusServiceUnavailable, "The events were triggered; reading the channels' info failed: "+err.Error())
+		return
+	}
+	pusherAPIReply(w, reply)
 }
 
 // servePusherTerminate closes every connection of a signed-in user of the

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +21,8 @@ import (
 // triggered on one node reach Pusher subscribers on the other; presence
 // is the channel's across nodes: the member list on subscribe, and
 // member_added and member_removed once per user, whichever node its
-// connections are on.
+// connections are on; a cache channel's last event is the channel's, not
+// a node's; the HTTP API's counts are the channel's on every node.
 func TestPusherTwoNodes(t *testing.T) {
 	t.Run("nats", func(t *testing.T) {
 		ns := testnats.Start(t, testnats.Options{})
@@ -90,5 +93,31 @@ func testPusherTwoNodes(t *testing.T, newBroker func() broker.Broker) {
 	}
 	if m := alice.nextEvent("news"); m.str("data") != `{"n":1}` || m.str("channel") != "presence-room" {
 		t.Fatalf("alice: %v", m)
+	}
+
+	// A cache channel's last event, triggered on node a, is in the
+	// broker's history: a subscriber on node b gets it.
+	if err := a.PusherTrigger(context.Background(), "app1", "price", []string{"cache-quotes"}, json.RawMessage(`"42"`)); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := dialPusher(t, b, "key1")
+	c.pusherSend("pusher:subscribe", "", map[string]any{"channel": "cache-quotes"})
+	c.nextEvent("pusher_internal:subscription_succeeded")
+	if m := c.nextEvent("price"); m.str("data") != "42" || m.str("channel") != "cache-quotes" {
+		t.Fatalf("cached event on the other node: %v", m)
+	}
+
+	// The HTTP API of either node counts every node's subscribers.
+	joinPusher(t, a, "presence-room", "carol")
+	for _, ts := range []*testServer{a, b} {
+		st, body := pusherCall(t, ts, "GET", "/apps/app1/channels", "secret1",
+			url.Values{"info": {"subscription_count"}}, nil)
+		if st != 200 || body != `{"channels":{"cache-quotes":{"subscription_count":1},"presence-room":{"subscription_count":2}}}` {
+			t.Fatalf("channels: %d %s", st, body)
+		}
+		_, body = pusherCall(t, ts, "GET", "/apps/app1/channels/presence-room/users", "secret1", nil, nil)
+		if !strings.Contains(body, `"alice"`) || !strings.Contains(body, `"carol"`) || strings.Count(body, `"id"`) != 2 {
+			t.Fatalf("users: %s", body)
+		}
 	}
 }

@@ -29,6 +29,9 @@ func FuzzPusherMessage(f *testing.F) {
 		`{"event":"pusher:subscribe","data":{"channel":"presence-a","auth":"key1:00","channel_data":"{\"user_id\":1}"}}`,
 		`{"event":"pusher:subscribe","data":{"channel":"private-encrypted-a"}}`,
 		`{"event":"pusher:subscribe","data":{"channel":"bad name"}}`,
+		`{"event":"pusher:subscribe","data":{"channel":"news","recovery":true,"since":"e:1"}}`,
+		`{"event":"pusher:subscribe","data":{"channel":"cache-a","since":":"}}`,
+		`{"event":"client-x","channel":"private-encrypted-a","data":"x"}`,
 		`{"event":"pusher:unsubscribe","data":{"channel":"news"}}`,
 		`{"event":"client-x","channel":"private-a","data":{"a":1}}`,
 		`{"event":"client-x","channel":"news","data":null}`,
@@ -103,7 +106,7 @@ func FuzzPusherMessage(f *testing.F) {
 				return
 			case "pusher:error":
 				sawError = true
-			case "pusher_internal:subscription_succeeded", "pusher:subscription_error":
+			case "pusher_internal:subscription_succeeded", "pusher:subscription_error", "pusher:cache_miss":
 			default:
 				t.Fatalf("after %q: unexpected event %q", msg, ev)
 			}

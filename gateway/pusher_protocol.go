@@ -20,6 +20,7 @@ import (
 type pusherApp struct {
 	PusherApp
 	protocol *pusherProtocol
+	hooks    *pusherHooks // nil without webhooks
 }
 
 // pusherProtocol is Pusher Channels' protocol, version 7, for the clients
@@ -121,6 +122,11 @@ type pusherSubscribe struct {
 	Channel     string `json:"channel"`
 	Auth        string `json:"auth"`
 	ChannelData string `json:"channel_data"`
+	// Recovery (the recovery extension) asks for the channel's position
+	// in subscription_succeeded, and Since, an event id, for the events
+	// after it.
+	Recovery bool   `json:"recovery"`
+	Since    string `json:"since"`
 }
 
 // subscribe checks a pusher:subscribe by Pusher's rules (the channel
@@ -144,11 +150,10 @@ func (p *pusherProtocol) subscribe(ctx context.Context, sess *session, data json
 			fail("AuthError", "only the connections signed in as the user may subscribe to "+d.Channel, 403)
 			return
 		}
-	case strings.HasPrefix(d.Channel, "private-encrypted-"), strings.HasPrefix(d.Channel, "cache-"),
-		strings.HasPrefix(d.Channel, "private-cache-"), strings.HasPrefix(d.Channel, "presence-cache-"):
-		fail("UnsupportedChannel", "this server does not serve channels like "+d.Channel+" yet", 400)
-		return
 	case strings.HasPrefix(d.Channel, "private-"):
+		// private-encrypted- channels too: the server relays their
+		// ciphertext and never holds the key, which the app's
+		// authorization endpoint gives the client beside auth.
 		if !p.app.validAuth(d.Auth, sess.id+":"+d.Channel) {
 			fail("AuthError", "Invalid signature: expected HMAC-SHA256 of socket_id:channel with the app's secret", 401)
 			return
@@ -165,12 +170,35 @@ func (p *pusherProtocol) subscribe(ctx context.Context, sess *session, data json
 		}
 		req.Member, req.MaxMembers, req.Members = member, p.app.MaxPresenceMembers, true
 	}
+	if pos, ok := parsePusherID(d.Since); ok {
+		req.Since = &pos
+	}
+	req.Last = isCacheChannel(d.Channel) && req.Since == nil
 	e := sess.subscribe(ctx, req, func(s *subscribed) {
-		data := json.RawMessage(`"{}"`)
+		data := []byte("{}")
 		if s.members != nil {
-			data = jsonString(encodePusherMembers(s.members))
+			data = encodePusherMembers(s.members)
 		}
-		sess.enqueueReplyLocked(encodePusherEvent("pusher_internal:subscription_succeeded", d.Channel, data))
+		if d.Recovery || req.Since != nil {
+			data = withRecovery(data, &s.result, s.rest == nil)
+		}
+		sess.enqueueReplyLocked(encodePusherEvent("pusher_internal:subscription_succeeded", d.Channel, jsonString(data)))
+		if req.Since != nil {
+			for _, pub := range s.pubs {
+				sess.enqueueReplyLocked(p.encodePublication(pub))
+			}
+			return
+		}
+		if !req.Last {
+			return
+		}
+		// A cache channel's last event (from the broker's history, so
+		// whichever node it was triggered on), else a miss.
+		if len(s.pubs) == 0 {
+			sess.enqueueReplyLocked(encodePusherEvent("pusher:cache_miss", d.Channel, nil))
+			return
+		}
+		sess.enqueueReplyLocked(p.encodePublication(s.pubs[0]))
 	})
 	if e == nil {
 		return
@@ -286,6 +314,12 @@ func (p *pusherProtocol) clientEvent(ctx context.Context, sess *session, m *push
 		refuse(0, "client events are allowed on private and presence channels only")
 		return
 	}
+	if strings.HasPrefix(m.Channel, "private-encrypted-") {
+		// As on Pusher: the server cannot check or relay them as the
+		// encrypted events its clients expect.
+		refuse(0, "client events are not supported on encrypted channels")
+		return
+	}
 	channel := p.app.pusherChannel(m.Channel)
 	sess.mu.Lock()
 	sub := sess.subs[channel]
@@ -313,7 +347,14 @@ func (p *pusherProtocol) clientEvent(ctx context.Context, sess *session, m *push
 	}
 	if _, err := sess.publishAs(ctx, channel, data, true); err != nil {
 		refuse(0, "client event not delivered: "+asError(err).Message)
+		return
 	}
+	hookData := env.Data
+	if len(hookData) == 0 || hookData[0] != '"' {
+		hookData = jsonString(hookData) // webhooks carry data as a string, as Pusher's do
+	}
+	sess.srv.queueWebhook(p.app, pusherWebhookEvent{Name: "client_event", Channel: m.Channel, Event: m.Event,
+		Data: hookData, SocketID: sess.id, UserID: env.UserID})
 }
 
 // allowClientEvent counts a client event of sess against the app's rate,
@@ -337,12 +378,55 @@ func (*pusherProtocol) encodePublication(pub *broker.Publication) []byte {
 	if json.Unmarshal(pub.Data, &env) != nil || env.Event == "" || env.Data == nil {
 		env = pusherEnvelope{Event: "message", Data: pub.Data}
 	}
+	var id string
+	if pub.Position.Epoch != "" {
+		id = pusherID(pub.Position)
+	}
 	b, _ := json.Marshal(struct {
 		Event   string          `json:"event"`
 		Channel string          `json:"channel"`
 		Data    json.RawMessage `json:"data"`
 		UserID  string          `json:"user_id,omitempty"`
-	}{env.Event, pusherName(pub.Channel), env.Data, env.UserID})
+		ID      string          `json:"id,omitempty"`
+	}{env.Event, pusherName(pub.Channel), env.Data, env.UserID, id})
+	return b
+}
+
+// pusherID is the recovery extension's id of an event at pos in its
+// channel's stream: "epoch:offset".
+func pusherID(pos broker.Position) string {
+	return pos.Epoch + ":" + strconv.FormatUint(pos.Offset, 10)
+}
+
+// parsePusherID reads an id of pusherID.
+func parsePusherID(id string) (broker.Position, bool) {
+	i := strings.LastIndexByte(id, ':')
+	if i <= 0 {
+		return broker.Position{}, false
+	}
+	off, err := strconv.ParseUint(id[i+1:], 10, 64)
+	if err != nil {
+		return broker.Position{}, false
+	}
+	return broker.Position{Epoch: id[:i], Offset: off}, true
+}
+
+// withRecovery adds to subscription_succeeded's data, a JSON object, the
+// recovery extension's fields: "id", the channel's position (absent on a
+// channel without history), and, when the subscription gave an id,
+// "recovered", whether every event after it was delivered.
+func withRecovery(data []byte, res *subscribeResult, complete bool) []byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(data, &m) != nil || m == nil {
+		m = make(map[string]json.RawMessage)
+	}
+	if res.Recoverable {
+		m["id"], _ = json.Marshal(pusherID(broker.Position{Epoch: res.Epoch, Offset: res.Offset}))
+	}
+	if res.Recovered != nil {
+		m["recovered"], _ = json.Marshal(*res.Recovered && complete)
+	}
+	b, _ := json.Marshal(m)
 	return b
 }
 

@@ -197,9 +197,9 @@ func TestPusherPublicChannels(t *testing.T) {
 	}
 }
 
-// TestPusherPrivateChannels: the channel signature is checked, and a bad
-// one refused with pusher:subscription_error; channels not served yet are
-// refused, not served as something else.
+// TestPusherPrivateChannels: the channel signature is checked, on
+// private-encrypted- and private-cache- channels too, and a bad one
+// refused with pusher:subscription_error.
 func TestPusherPrivateChannels(t *testing.T) {
 	ts := newPusherServer(t, nil)
 	c, socket := dialPusher(t, ts, "key1")
@@ -208,8 +208,8 @@ func TestPusherPrivateChannels(t *testing.T) {
 		{"private-a", channelAuth("key2", "secret1", socket+":private-a")},
 		{"private-a", channelAuth("key1", "secret1", "1.2:private-a")},
 		{"private-a", ""},
-		{"private-encrypted-a", channelAuth("key1", "secret1", socket+":private-encrypted-a")},
-		{"cache-a", ""},
+		{"private-encrypted-a", channelAuth("key1", "secret1", socket+":private-a")},
+		{"private-cache-a", ""},
 	} {
 		c.pusherSend("pusher:subscribe", "", map[string]any{"channel": tc.channel, "auth": tc.auth})
 		m := c.nextEvent("pusher:subscription_error")

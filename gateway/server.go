@@ -48,6 +48,11 @@ type Server struct {
 	pusherApps   map[string]*pusherApp // by key
 	pusherByID   map[string]*pusherApp
 	pusherAccept websocket.AcceptOptions // no subprotocol
+	// pusherAcceptAnyOrigin is for apps with origins of their own.
+	pusherAcceptAnyOrigin websocket.AcceptOptions
+	// pusherOccupancy is this node's entries in the apps' sets of
+	// occupied channels.
+	pusherOccupancy pusherOccupancy
 
 	handshakes    *ratelimit.Keyed // nil without a handshake rate
 	fallbackSends *ratelimit.Keyed // nil without a fallback POST rate
@@ -131,6 +136,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.pusherAccept = s.accept
 	s.pusherAccept.Subprotocols = nil
+	s.pusherAcceptAnyOrigin = s.pusherAccept
+	s.pusherAcceptAnyOrigin.InsecureSkipVerifyOrigin = true // the app's origins are checked (PusherApp.Origins)
 	s.pusherApps = make(map[string]*pusherApp, len(c.Pusher.Apps))
 	s.pusherByID = make(map[string]*pusherApp, len(c.Pusher.Apps))
 	for _, a := range c.Pusher.Apps {
@@ -164,6 +171,7 @@ func New(cfg Config) (*Server, error) {
 	s.wg.Add(2)
 	go s.janitor()
 	go s.presenceLoop()
+	s.startPusherWebhooks()
 	return s, nil
 }
 
@@ -185,6 +193,9 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("POST /apps/{id}/events", s.servePusherEvents)
 		mux.HandleFunc("POST /apps/{id}/batch_events", s.servePusherBatch)
 		mux.HandleFunc("POST /apps/{id}/users/{user}/terminate_connections", s.servePusherTerminate)
+		mux.HandleFunc("GET /apps/{id}/channels", s.servePusherChannels)
+		mux.HandleFunc("GET /apps/{id}/channels/{name}", s.servePusherChannel)
+		mux.HandleFunc("GET /apps/{id}/channels/{name}/users", s.servePusherUsers)
 	}
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -372,6 +383,7 @@ func (s *Server) admit(sess *session) (ok bool, limit string) {
 }
 
 func (s *Server) release(sess *session) {
+	s.releasePusherConn(sess)
 	s.conns.Add(-1)
 	s.perIP.Release(sess.ip)
 }
@@ -456,6 +468,7 @@ func (s *Server) subscribe(ctx context.Context, channel string, sess *session) e
 			s.hub.remove(channel, sess)
 			return err
 		}
+		s.pusherOccupied(ctx, channel)
 	}
 	s.metrics.subscriptions.Inc()
 	return nil
@@ -471,6 +484,7 @@ func (s *Server) unsubscribe(channel string, sess *session) {
 		if err := s.broker.Unsubscribe(ctx, channel); err != nil {
 			s.log.Warn("broker unsubscribe failed", "channel", channel, "err", err)
 		}
+		s.pusherVacated(ctx, channel)
 	}
 	s.metrics.subscriptions.Dec()
 }
@@ -554,6 +568,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		closeCtx, cancel = context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 	}
+	s.leavePusherNodes(closeCtx)
 	if berr := s.broker.Close(closeCtx); berr != nil && err == nil {
 		err = berr
 	}

@@ -231,6 +231,22 @@ type pusherAppConfig struct {
 	ClientEvents       bool    `yaml:"client_events"`
 	ClientEventRate    float64 `yaml:"client_event_rate"`
 	MaxPresenceMembers int     `yaml:"max_presence_members"`
+	// Webhooks receive the app's webhooks: url, and event_types (default
+	// all); see gateway.PusherWebhook.
+	// MaxConnections caps the app's connections on every node (default
+	// 0: none); Origins replaces origins for the app's clients; Disabled
+	// refuses its connections and API requests.
+	MaxConnections int      `yaml:"max_connections"`
+	Origins        []string `yaml:"origins"`
+	Disabled       bool     `yaml:"disabled"`
+	// HistorySize and HistoryTTL keep events for the recovery
+	// extension (default 0: none).
+	HistorySize int           `yaml:"history_size"`
+	HistoryTTL  time.Duration `yaml:"history_ttl"`
+	Webhooks    []struct {
+		URL        string   `yaml:"url"`
+		EventTypes []string `yaml:"event_types"`
+	} `yaml:"webhooks"`
 }
 
 // parsePusherApp reads the value of --pusher-app, ID:KEY:SECRET.
@@ -496,10 +512,16 @@ func (c *serveConfig) gatewayConfig() (gateway.Config, error) {
 		return g, err
 	}
 	for _, a := range c.Pusher.Apps {
-		g.Pusher.Apps = append(g.Pusher.Apps, gateway.PusherApp{
+		app := gateway.PusherApp{
 			ID: a.ID, Key: a.Key, Secret: a.Secret,
 			ClientEvents: a.ClientEvents, ClientEventRate: a.ClientEventRate, MaxPresenceMembers: a.MaxPresenceMembers,
-		})
+			MaxConnections: a.MaxConnections, Origins: a.Origins, Disabled: a.Disabled,
+			HistorySize: a.HistorySize, HistoryTTL: a.HistoryTTL,
+		}
+		for _, h := range a.Webhooks {
+			app.Webhooks = append(app.Webhooks, gateway.PusherWebhook{URL: h.URL, Events: h.EventTypes})
+		}
+		g.Pusher.Apps = append(g.Pusher.Apps, app)
 	}
 	return g, nil
 }

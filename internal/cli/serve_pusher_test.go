@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/duplexws/duplex/websocket"
 )
@@ -15,7 +16,9 @@ import (
 // error.
 func TestServePusherConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "duplex.yaml")
-	yaml := "pusher:\n  apps:\n    - id: \"7\"\n      key: file-key\n      secret: file-secret\n      client_events: true\n      client_event_rate: 3\n      max_presence_members: 500\n"
+	yaml := "pusher:\n  apps:\n    - id: \"7\"\n      key: file-key\n      secret: file-secret\n      client_events: true\n      client_event_rate: 3\n      max_presence_members: 500\n" +
+		"      history_size: 50\n      history_ttl: 2m\n      max_connections: 9\n      origins: [\"*.example.com\"]\n      disabled: true\n" +
+		"      webhooks: [{url: \"http://127.0.0.1:1/h\", event_types: [client_event]}]\n"
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -31,6 +34,8 @@ func TestServePusherConfig(t *testing.T) {
 	apps := g.Pusher.Apps
 	if len(apps) != 2 || apps[0].ID != "7" || apps[0].Key != "file-key" || !apps[0].ClientEvents ||
 		apps[0].ClientEventRate != 3 || apps[0].MaxPresenceMembers != 500 ||
+		apps[0].HistorySize != 50 || apps[0].HistoryTTL != 2*time.Minute || apps[0].MaxConnections != 9 || len(apps[0].Origins) != 1 || apps[0].Origins[0] != "*.example.com" || !apps[0].Disabled ||
+		len(apps[0].Webhooks) != 1 || apps[0].Webhooks[0].URL != "http://127.0.0.1:1/h" || apps[0].Webhooks[0].Events[0] != "client_event" ||
 		apps[1].ID != "8" || apps[1].Key != "flag-key" || apps[1].Secret != "flag:secret" || apps[1].ClientEvents {
 		t.Fatalf("apps %+v", apps)
 	}

@@ -37,7 +37,7 @@ type pusherPeer struct {
 	socket string
 }
 
-func startPusherPeer(t *testing.T, name, addr, key, appID, secret string) *pusherPeer {
+func startPusherPeer(t *testing.T, name, addr, key, appID, secret string, args ...string) *pusherPeer {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
 	p := &pusherPeer{t: t, name: name, lines: make(chan map[string]any, 1000)}
@@ -47,7 +47,7 @@ func startPusherPeer(t *testing.T, name, addr, key, appID, secret string) *pushe
 			m = map[string]any{"type": "unparsed", "line": line}
 		}
 		p.lines <- m
-	}, "node", "js/pusher_peer.mjs", host, port, key, appID, secret)
+	}, "node", append([]string{"js/pusher_peer.mjs", host, port, key, appID, secret}, args...)...)
 	return p
 }
 
@@ -141,6 +141,8 @@ func (p *pusherPeer) quiet(d time.Duration) {
 type pusherApp struct {
 	id, key, secret string
 	clientEvents    bool
+	webhook         string // a webhook URL, or none
+	historySize     int    // events kept per channel for recovery
 }
 
 // startPusherGateway runs duplex serve, built from this tree, with the
@@ -150,7 +152,14 @@ func startPusherGateway(t *testing.T, apps []pusherApp) string {
 	var cfg strings.Builder
 	cfg.WriteString("presence_interval: 20ms\npusher:\n  apps:\n")
 	for _, a := range apps {
-		fmt.Fprintf(&cfg, "    - {id: %q, key: %q, secret: %q, client_events: %v}\n", a.id, a.key, a.secret, a.clientEvents)
+		fmt.Fprintf(&cfg, "    - {id: %q, key: %q, secret: %q, client_events: %v", a.id, a.key, a.secret, a.clientEvents)
+		if a.historySize > 0 {
+			fmt.Fprintf(&cfg, ", history_size: %d", a.historySize)
+		}
+		if a.webhook != "" {
+			fmt.Fprintf(&cfg, ", webhooks: [{url: %q}]", a.webhook)
+		}
+		cfg.WriteString("}\n")
 	}
 	path := filepath.Join(t.TempDir(), "duplex.yaml")
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {

@@ -2,7 +2,12 @@
 // input, with the pusher server SDK at hand to sign channel authorizations
 // and to call the HTTP API, for peers/interop/pusher_test.go.
 //
-//   node pusher_peer.mjs HOST PORT KEY APP_ID SECRET
+//   node pusher_peer.mjs HOST PORT KEY APP_ID SECRET [MASTER_KEY|-] [recovery]
+//
+// recovery turns on the gateway's recovery extension (pusher_recovery.mjs).
+// MASTER_KEY, base64 of 32 bytes, is the SDK's encryptionMasterKeyBase64:
+// its channel authorizations give pusher-js the shared secret of each
+// private-encrypted- channel, and its triggers encrypt for them.
 //
 // Commands, one JSON object a line on standard input:
 //   {"op":"subscribe","channel":C,"user":{"user_id":…,"user_info":…},"secret":S}
@@ -10,26 +15,31 @@
 //       the app's: a wrong one must be refused)
 //   {"op":"unsubscribe","channel":C}
 //   {"op":"client_event","channel":C,"event":E,"data":D}
-//   {"op":"trigger","channels":[…],"event":E,"data":D,"exclude_self":bool,"secret":S}
+//   {"op":"trigger","channels":[…],"event":E,"data":D,"exclude_self":bool,"info":I,"secret":S}
 //       (through the HTTP API, signed by the SDK)
 //   {"op":"trigger_batch","batch":[{"channel":C,"name":E,"data":D},…]}
+//   {"op":"get","path":P,"params":{…}}  (a query of the HTTP API, as the SDK's get)
 //   {"op":"signin","user":{"id":U,…}}  (pusher-js signin, signed by the SDK)
 //   {"op":"send_to_user","user":U,"event":E,"data":D}, {"op":"terminate","user":U}
-//   {"op":"disconnect"}
+//   {"op":"disconnect"}, {"op":"connect"}
 // What happens comes out as JSON lines on standard output: state, event,
-// subscribed, subscription_error, member_added, member_removed, error,
-// client_event_sent, trigger, signed_in, user_event. The process exits when standard input ends.
+// subscribed, subscription_error, cache_miss, member_added, member_removed, error,
+// client_event_sent, trigger, get, signed_in, user_event. The process exits when standard input ends.
 import { createRequire } from 'node:module';
 import readline from 'node:readline';
+import { enableRecovery } from './pusher_recovery.mjs';
 
 const require = createRequire(import.meta.url);
 const Pusher = require('pusher-js');
 const PusherServer = require('pusher');
 
-const [host, port, key, appId, secret] = process.argv.slice(2);
+const [host, port, key, appId, secret, masterKeyArg, extension] = process.argv.slice(2);
+const masterKey = masterKeyArg === '-' ? undefined : masterKeyArg;
+if (extension === 'recovery') enableRecovery(Pusher);
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
-const sdk = (s) => new PusherServer({ appId, key, secret: s || secret, host, port, useTLS: false });
+const sdk = (s) => new PusherServer({ appId, key, secret: s || secret, host, port, useTLS: false,
+  ...(masterKey ? { encryptionMasterKeyBase64: masterKey } : {}) });
 const signing = {}; // channel → {user, secret} of its subscribe command
 let signinUser = null; // the user_data of the signin command
 
@@ -84,6 +94,7 @@ function subscribe(cmd) {
   });
   ch.bind('pusher:subscription_error', (e) =>
     out({ type: 'subscription_error', channel: cmd.channel, status: e.status, error: e.error }));
+  ch.bind('pusher:cache_miss', () => out({ type: 'cache_miss', channel: cmd.channel }));
   ch.bind('pusher:member_added', (m) => out({ type: 'member_added', channel: cmd.channel, id: m.id, info: m.info }));
   ch.bind('pusher:member_removed', (m) => out({ type: 'member_removed', channel: cmd.channel, id: m.id }));
 }
@@ -98,14 +109,19 @@ async function run(cmd) {
       break;
     case 'client_event': {
       const ch = client.channel(cmd.channel);
-      out({ type: 'client_event_sent', ok: !!(ch && ch.trigger(cmd.event, cmd.data)) });
+      try {
+        out({ type: 'client_event_sent', ok: !!(ch && ch.trigger(cmd.event, cmd.data)) });
+      } catch (err) {
+        out({ type: 'client_event_sent', ok: false, error: String(err.message || err) });
+      }
       break;
     }
     case 'trigger': {
       const params = cmd.exclude_self ? { socket_id: client.connection.socket_id } : undefined;
       try {
-        const res = await sdk(cmd.secret).trigger(cmd.channels, cmd.event, cmd.data, params);
-        out({ type: 'trigger', status: res.status });
+        const res = await sdk(cmd.secret).trigger(cmd.channels, cmd.event, cmd.data,
+          cmd.info ? { ...params, info: cmd.info } : params);
+        out({ type: 'trigger', status: res.status, body: await res.text() });
       } catch (err) {
         out({ type: 'trigger', status: err.status || 0, body: String(err.body || err.message) });
       }
@@ -133,6 +149,15 @@ async function run(cmd) {
       out({ type: 'signed_in', user: client.user.user_data, channel_subscribed: !!(ch && ch.subscribed) });
       break;
     }
+    case 'get': {
+      try {
+        const res = await sdk(cmd.secret).get({ path: cmd.path, params: cmd.params || {} });
+        out({ type: 'get', status: res.status, body: await res.text() });
+      } catch (err) {
+        out({ type: 'get', status: err.status || 0, body: String(err.body || err.message) });
+      }
+      break;
+    }
     case 'send_to_user':
     case 'terminate': {
       try {
@@ -147,6 +172,9 @@ async function run(cmd) {
     }
     case 'disconnect':
       client.disconnect();
+      break;
+    case 'connect':
+      client.connect();
       break;
     default:
       out({ type: 'bad_command', cmd });
