@@ -1,7 +1,6 @@
 package websocket
 
 import (
-	"os"
 	"sync"
 	"syscall"
 )
@@ -18,10 +17,7 @@ import (
 // meanwhile and its Await ended) is ignored.
 type poller struct {
 	mu      sync.Mutex
-	epfd    int
-	file    *os.File        // epfd, kept open: its finalizer would close it
-	set     syscall.RawConn // file, waited on through the runtime
-	wake    [2]int          // a pipe in the set, to wake the goroutine
+	es      epollSet
 	waiting map[uint64]*Conn
 	next    uint64
 	running bool // the poller's goroutine exists
@@ -39,29 +35,11 @@ var (
 	thePollerOnce sync.Once
 )
 
-const wakeToken = 0 // the pipe's token; connections' start at 1
-
 func getPoller() *poller {
 	thePollerOnce.Do(func() {
 		p := &thePoller
 		p.waiting = make(map[uint64]*Conn)
-		p.epfd, p.err = syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-		if p.err != nil {
-			return
-		}
-		if p.err = syscall.SetNonblock(p.epfd, true); p.err != nil {
-			return
-		}
-		// A non-blocking descriptor given to os.NewFile joins the netpoller.
-		p.file = os.NewFile(uintptr(p.epfd), "duplex-poller")
-		if p.set, p.err = p.file.SyscallConn(); p.err != nil {
-			return
-		}
-		if p.err = syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); p.err != nil {
-			return
-		}
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN}
-		p.err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, p.wake[0], &ev)
+		p.err = p.es.open("duplex-poller", 128)
 	})
 	if thePoller.err != nil {
 		return nil
@@ -102,12 +80,12 @@ func (c *Conn) park() bool {
 	}
 	var ctlErr error
 	err := c.br.raw.Control(func(fd uintptr) {
-		ctlErr = syscall.EpollCtl(p.epfd, op, int(fd), &ev)
+		ctlErr = syscall.EpollCtl(p.es.epfd, op, int(fd), &ev)
 		switch {
 		case ctlErr == syscall.ENOENT && op == syscall.EPOLL_CTL_MOD:
-			ctlErr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+			ctlErr = syscall.EpollCtl(p.es.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 		case ctlErr == syscall.EEXIST && op == syscall.EPOLL_CTL_ADD:
-			ctlErr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
+			ctlErr = syscall.EpollCtl(p.es.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
 		}
 	})
 	if err != nil || ctlErr != nil {
@@ -145,42 +123,20 @@ func (c *Conn) unpark() {
 // that it ends. p.mu is held.
 func (p *poller) wakeIfIdle() {
 	if len(p.waiting) == 0 && p.running {
-		syscall.Write(p.wake[1], []byte{0})
+		p.es.wakeUp()
 	}
 }
 
 // loop is the poller's goroutine. It ends when no connection waits.
 func (p *poller) loop() {
-	var events [128]syscall.EpollEvent
-	var drain [64]byte
 	var woken []*Conn
-	n := 0
-	collect := func(fd uintptr) bool {
-		var err error
-		n, err = syscall.EpollWait(int(fd), events[:], 0)
-		if err != nil { // EINTR; nothing else with valid arguments
-			n = 0
-		}
-		return n > 0 // none ready: wait for the set to become readable
-	}
 	for {
-		if err := p.set.Read(collect); err != nil {
-			n = 0 // cannot happen: the set is never closed
-		}
+		ready := p.es.wait()
 		woken = woken[:0]
 		p.mu.Lock()
-		for _, ev := range events[:n] {
-			token := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-			if token == wakeToken {
-				for {
-					if k, _ := syscall.Read(p.wake[0], drain[:]); k <= 0 {
-						break
-					}
-				}
-				continue
-			}
-			if c, ok := p.waiting[token]; ok {
-				delete(p.waiting, token)
+		for _, ev := range ready {
+			if c, ok := p.waiting[eventToken(ev)]; ok {
+				delete(p.waiting, eventToken(ev))
 				c.parked.token = 0
 				woken = append(woken, c)
 			}

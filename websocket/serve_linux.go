@@ -2,7 +2,6 @@ package websocket
 
 import (
 	"context"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -26,10 +25,7 @@ import (
 // longer in the table (the connection was closed meanwhile) is ignored.
 type serveLoop struct {
 	mu      sync.Mutex
-	epfd    int
-	file    *os.File        // epfd, kept open: its finalizer would close it
-	set     syscall.RawConn // file, waited on through the runtime
-	wake    [2]int          // a pipe in the set, to wake the goroutine
+	es      epollSet
 	conns   map[uint64]*Conn
 	next    uint64
 	running bool   // the loop's goroutine exists
@@ -67,29 +63,7 @@ func loopsAvailable() bool { return len(getServeLoops()) > 0 }
 
 func newServeLoop() (*serveLoop, error) {
 	l := &serveLoop{conns: make(map[uint64]*Conn)}
-	var err error
-	if l.epfd, err = syscall.EpollCreate1(syscall.EPOLL_CLOEXEC); err != nil {
-		return nil, err
-	}
-	if err = syscall.SetNonblock(l.epfd, true); err != nil {
-		syscall.Close(l.epfd)
-		return nil, err
-	}
-	// A non-blocking descriptor given to os.NewFile joins the netpoller.
-	l.file = os.NewFile(uintptr(l.epfd), "duplex-serve")
-	if l.set, err = l.file.SyscallConn(); err != nil {
-		l.file.Close()
-		return nil, err
-	}
-	if err = syscall.Pipe2(l.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
-		l.file.Close()
-		return nil, err
-	}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN}
-	if err = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, l.wake[0], &ev); err != nil {
-		l.file.Close()
-		syscall.Close(l.wake[0])
-		syscall.Close(l.wake[1])
+	if err := l.es.open("duplex-serve", 256); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -133,7 +107,7 @@ func (c *Conn) enterLoop() bool {
 	ev.Fd, ev.Pad = int32(token), int32(token>>32)
 	var ctlErr error
 	err := c.br.raw.Control(func(fd uintptr) {
-		ctlErr = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+		ctlErr = syscall.EpollCtl(l.es.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 	})
 	if err != nil || ctlErr != nil {
 		return false // closed meanwhile, or epoll refused: a goroutine reads
@@ -152,7 +126,7 @@ func (c *Conn) leaveLoop(l *serveLoop) {
 	delete(l.conns, c.serving.token)
 	c.serving.token = 0
 	c.br.raw.Control(func(fd uintptr) {
-		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+		syscall.EpollCtl(l.es.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 	})
 }
 
@@ -169,7 +143,7 @@ func (c *Conn) unserve() {
 	if end {
 		c.leaveLoop(l)
 		if len(l.conns) == 0 && l.running {
-			syscall.Write(l.wake[1], []byte{0}) // so that it ends
+			l.es.wakeUp() // so that it ends
 		}
 	}
 	l.mu.Unlock()
@@ -181,35 +155,13 @@ func (c *Conn) unserve() {
 
 // run is the loop's goroutine. It ends when the set holds no connection.
 func (l *serveLoop) run() {
-	var events [256]syscall.EpollEvent
-	var drain [64]byte
-	ready := make([]*Conn, 0, len(events))
-	n := 0
-	collect := func(fd uintptr) bool {
-		var err error
-		n, err = syscall.EpollWait(int(fd), events[:], 0)
-		if err != nil { // EINTR; nothing else with valid arguments
-			n = 0
-		}
-		return n > 0 // none ready: wait for the set to become readable
-	}
+	ready := make([]*Conn, 0, 256)
 	for {
-		if err := l.set.Read(collect); err != nil {
-			n = 0 // cannot happen: the set is never closed
-		}
+		events := l.es.wait()
 		ready = ready[:0]
 		l.mu.Lock()
-		for _, ev := range events[:n] {
-			token := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-			if token == wakeToken {
-				for {
-					if k, _ := syscall.Read(l.wake[0], drain[:]); k <= 0 {
-						break
-					}
-				}
-				continue
-			}
-			if c, ok := l.conns[token]; ok {
+		for _, ev := range events {
+			if c, ok := l.conns[eventToken(ev)]; ok {
 				c.serving.busy = true
 				ready = append(ready, c)
 			}
