@@ -9,29 +9,10 @@
 // SDK then triggers an event on each, and the page sends a client event
 // that a second pusher-js in the page receives. Prints one JSON line:
 // {"browser", "subscribed": [...], "events": [...], "members": n}.
-import { createRequire } from 'node:module';
-import { chromium } from 'playwright-core';
+import { openPusherPage } from './pusher_page.mjs';
 
-const require = createRequire(import.meta.url);
-const PusherServer = require('pusher');
-const [addr, key, appId, secret, userDataDir] = process.argv.slice(2);
-const [host, port] = addr.split(':');
-const sdk = new PusherServer({ appId, key, secret, host, port, useTLS: false });
-
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const { context, page, sdk, key, host, port } = await openPusherPage(process.argv.slice(2));
 try {
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.on('console', (m) => process.stderr.write(`console.${m.type()}: ${m.text()}\n`));
-  page.on('pageerror', (e) => process.stderr.write(`page error: ${e}\n`));
-  await page.exposeFunction('signChannel', (socketId, channel, user) =>
-    sdk.authorizeChannel(socketId, channel, channel.startsWith('presence-') ? user : undefined));
-  await page.goto(`http://${addr}/healthz`);
-  await page.addScriptTag({ path: require.resolve('pusher-js/dist/web/pusher.min.js') });
   const subscribed = await page.evaluate(async ({ key, host, port }) => {
     const opts = (user) => ({
       cluster: 'local', wsHost: host, wsPort: Number(port), forceTLS: false,
