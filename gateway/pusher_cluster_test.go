@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,25 +17,25 @@ import (
 	"github.com/duplexws/duplex/internal/testredis"
 )
 
-// TestPusherTwoNodes: two gateway nodes on one nats-server, and on one
-// redis-server. Events
-// triggered on one node reach Pusher subscribers on the other; presence
+// TestPusherThreeNodes: three gateway nodes on one nats-server, and on one
+// redis-server, with members joining on different nodes. Events
+// triggered on one node reach Pusher subscribers on the others; presence
 // is the channel's across nodes: the member list on subscribe, and
 // member_added and member_removed once per user, whichever node its
 // connections are on; a cache channel's last event is the channel's, not
 // a node's; the HTTP API's counts are the channel's on every node.
-func TestPusherTwoNodes(t *testing.T) {
+func TestPusherThreeNodes(t *testing.T) {
 	t.Run("nats", func(t *testing.T) {
 		ns := testnats.Start(t, testnats.Options{})
 		prefix := fmt.Sprintf("pusher_%d", time.Now().UnixNano())
-		testPusherTwoNodes(t, func() broker.Broker {
+		testPusherThreeNodes(t, func() broker.Broker {
 			return nats.New(nats.Options{Servers: []string{ns.Addr()}, Prefix: prefix, ReconnectWait: 50 * time.Millisecond})
 		})
 	})
 	t.Run("redis", func(t *testing.T) {
 		rs := testredis.Start(t, testredis.Options{})
 		prefix := fmt.Sprintf("pusher_%d", time.Now().UnixNano())
-		testPusherTwoNodes(t, func() broker.Broker {
+		testPusherThreeNodes(t, func() broker.Broker {
 			b, err := redis.New(redis.Options{Addrs: []string{rs.Addr()}, Prefix: prefix})
 			if err != nil {
 				t.Fatal(err)
@@ -44,11 +45,16 @@ func TestPusherTwoNodes(t *testing.T) {
 	})
 }
 
-func testPusherTwoNodes(t *testing.T, newBroker func() broker.Broker) {
+func testPusherThreeNodes(t *testing.T, newBroker func() broker.Broker) {
 	node := func() *testServer {
-		return newPusherServer(t, func(cfg *Config) { cfg.Broker = newBroker() })
+		return newPusherServer(t, func(cfg *Config) {
+			cfg.Broker = newBroker()
+			apps := slices.Clone(testPusherApps)
+			apps[0].MaxPresenceMembers = 10 // alice, bob, dave and carol
+			cfg.Pusher.Apps = apps
+		})
 	}
-	a, b := node(), node()
+	a, b, third := node(), node(), node()
 
 	join := func(ts *testServer, user string) (*client, int) {
 		c, socket := dialPusher(t, ts, "key1")
@@ -77,14 +83,26 @@ func testPusherTwoNodes(t *testing.T, newBroker func() broker.Broker) {
 	if m := alice.nextEvent("pusher_internal:member_added"); m.str("data") != `{"user_id":"bob"}` {
 		t.Fatalf("alice: %v", m)
 	}
+	// A member joining on a third node is seen by the members of both.
+	dave, n := join(third, "dave")
+	if n != 3 {
+		t.Fatalf("dave, on a third node, sees %d members", n)
+	}
+	for name, cl := range map[string]*client{"alice": alice, "bob": bob} {
+		if m := cl.nextEvent("pusher_internal:member_added"); m.str("data") != `{"user_id":"dave"}` {
+			t.Fatalf("%s: %v", name, m)
+		}
+	}
 	// Bob's second connection, on alice's node, adds no member; when his
 	// first goes he is still there.
 	bob2, _ := join(a, "bob")
 	bob.conn.CloseNow()
 	alice.quiet(300 * time.Millisecond)
 	bob2.conn.CloseNow()
-	if m := alice.nextEvent("pusher_internal:member_removed"); m.str("data") != `{"user_id":"bob"}` {
-		t.Fatalf("alice: %v", m)
+	for name, cl := range map[string]*client{"alice": alice, "dave": dave} {
+		if m := cl.nextEvent("pusher_internal:member_removed"); m.str("data") != `{"user_id":"bob"}` {
+			t.Fatalf("%s: %v", name, m)
+		}
 	}
 
 	// An event triggered on node b reaches alice on node a.
@@ -109,14 +127,14 @@ func testPusherTwoNodes(t *testing.T, newBroker func() broker.Broker) {
 
 	// The HTTP API of either node counts every node's subscribers.
 	joinPusher(t, a, "presence-room", "carol")
-	for _, ts := range []*testServer{a, b} {
+	for _, ts := range []*testServer{a, b, third} {
 		st, body := pusherCall(t, ts, "GET", "/apps/app1/channels", "secret1",
 			url.Values{"info": {"subscription_count"}}, nil)
-		if st != 200 || body != `{"channels":{"cache-quotes":{"subscription_count":1},"presence-room":{"subscription_count":2}}}` {
+		if st != 200 || body != `{"channels":{"cache-quotes":{"subscription_count":1},"presence-room":{"subscription_count":3}}}` {
 			t.Fatalf("channels: %d %s", st, body)
 		}
 		_, body = pusherCall(t, ts, "GET", "/apps/app1/channels/presence-room/users", "secret1", nil, nil)
-		if !strings.Contains(body, `"alice"`) || !strings.Contains(body, `"carol"`) || strings.Count(body, `"id"`) != 2 {
+		if !strings.Contains(body, `"alice"`) || !strings.Contains(body, `"carol"`) || !strings.Contains(body, `"dave"`) || strings.Count(body, `"id"`) != 3 {
 			t.Fatalf("users: %s", body)
 		}
 	}
