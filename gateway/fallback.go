@@ -53,6 +53,11 @@ type fallbackTransport struct {
 	end  chan struct{} // closed to end the response
 	once sync.Once
 
+	// dlMu orders the write deadlines: aborted, once set, makes writes
+	// fail at once, and a deadline in the past ends a write in progress.
+	dlMu    sync.Mutex
+	aborted bool
+
 	// The client's commands, in the order of their sequence numbers:
 	// inMu makes their handling the session's one reading chain.
 	inMu    sync.Mutex
@@ -74,8 +79,8 @@ func (t *fallbackTransport) writeLocked(msg []byte) error {
 	if t.done {
 		return errors.New("gateway: the fallback stream ended")
 	}
-	if d := t.srv.cfg.Limits.WriteTimeout; d > 0 {
-		t.rc.SetWriteDeadline(time.Now().Add(d))
+	if !t.setWriteDeadline() {
+		return errFallbackAborted
 	}
 	var err error
 	if t.sse {
@@ -133,9 +138,32 @@ func (t *fallbackTransport) close(code websocket.StatusCode, reason string, last
 
 func (t *fallbackTransport) closeNow() { t.once.Do(func() { close(t.end) }) }
 
-// abortOnClose: net/http owns the connection, which the handler's return
-// ends.
-func (t *fallbackTransport) abortOnClose() bool { return false }
+var errFallbackAborted = errors.New("gateway: the fallback stream was aborted")
+
+// setWriteDeadline sets the deadline of the next write, unless the stream
+// was aborted, which it reports by false.
+func (t *fallbackTransport) setWriteDeadline() bool {
+	t.dlMu.Lock()
+	defer t.dlMu.Unlock()
+	if t.aborted {
+		return false
+	}
+	if d := t.srv.cfg.Limits.WriteTimeout; d > 0 {
+		t.rc.SetWriteDeadline(time.Now().Add(d))
+	}
+	return true
+}
+
+// abortOnClose ends a write stuck on a client that does not read (a slow
+// consumer's) and makes every later write fail at once, so that closing
+// the session does not wait for the write timeout; the handler's return
+// then ends the response, and net/http the connection.
+func (t *fallbackTransport) abortOnClose() bool {
+	t.dlMu.Lock()
+	defer t.dlMu.Unlock()
+	t.aborted = true
+	return t.rc.SetWriteDeadline(time.Now()) == nil
+}
 
 // keepalive writes a line the client ignores, so that proxies between
 // keep the response open and a client gone is noticed.
@@ -145,8 +173,8 @@ func (t *fallbackTransport) keepalive() error {
 	if t.done {
 		return nil
 	}
-	if d := t.srv.cfg.Limits.WriteTimeout; d > 0 {
-		t.rc.SetWriteDeadline(time.Now().Add(d))
+	if !t.setWriteDeadline() {
+		return errFallbackAborted
 	}
 	ping := []byte("\n")
 	if t.sse {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -503,5 +504,62 @@ func TestFallbackSendRate(t *testing.T) {
 	// And the session lived through it all.
 	if r := c.call(a.http.URL, "ping", nil); r.obj("error") != nil {
 		t.Errorf("ping after the flood: %v", r)
+	}
+}
+
+// TestFallbackSlowConsumer: the slow-consumer policy holds over HTTP
+// streaming as over WebSocket. A client that reads its stream's first line
+// and then nothing fills its socket, then its queue, and is disconnected
+// as a slow consumer; the node lets its session go, and other clients are
+// served.
+func TestFallbackSlowConsumer(t *testing.T) {
+	ts := newServer(t, slowNamespaces)
+	base := ts.http.URL
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	if _, err := io.WriteString(conn, "GET /fallback/stream HTTP/1.1\r\nHost: gateway\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 512), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /fallback/stream: %v, %v", resp, err)
+	}
+	first, err := bufio.NewReaderSize(resp.Body, 256).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hello struct{ Session string }
+	if err := json.Unmarshal([]byte(first), &hello); err != nil || hello.Session == "" {
+		t.Fatalf("first line %q: %v", first, err)
+	}
+	// Its commands go by POST; it never reads their replies.
+	slow := &fallbackClient{t: t, session: hello.Session}
+	for seq, cmd := range []string{`{"id":1,"method":"connect"}`, `{"id":2,"method":"subscribe","channel":"slowd:x"}`} {
+		if st := slow.post(base, uint64(seq), cmd); st != http.StatusNoContent && st != http.StatusAccepted {
+			t.Fatalf("POST %s: %d", cmd, st)
+		}
+	}
+	waitFor(t, "the slow client's subscription", func() bool {
+		return metricValue(t, base, "duplex_subscriptions", "") >= 1
+	})
+	publishUntil(t, ts, "slowd:x", func() bool {
+		return metricValue(t, base, disconnects, `reason="slow_consumer"`) >= 1
+	})
+	waitMetric(t, base, connGauge, "", func(v float64) bool { return v == 0 })
+
+	fresh := openFallback(t, base, false, nil)
+	fresh.call(base, "connect", nil)
+	if r := fresh.call(base, "subscribe", msg{"channel": "slowd:x"}); r.obj("error") != nil {
+		t.Fatalf("subscribe: %v", r)
+	}
+	if _, err := ts.Publish(context.Background(), "slowd:x", json.RawMessage(`"after"`)); err != nil {
+		t.Fatal(err)
+	}
+	if m := fresh.nextPush("pub"); m["data"] != "after" {
+		t.Fatalf("push %v", m)
 	}
 }
