@@ -521,9 +521,12 @@ func TestH2OurClientOptions(t *testing.T) {
 	}
 	// Over the server's read limit of 4096. The server fails the
 	// connection when the frame's header arrives, so the write may be cut
-	// short by the close it answers with.
-	if err := c.Write(ctx, websocket.MessageBinary, make([]byte, 5000)); err != nil && websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
-		t.Fatal(err)
+	// short by the close it answers with: with that close's code when the
+	// reader took the close frame in first, or as a lost stream when the
+	// stream ended under the write first. The reader's error and the
+	// server's, below, say 1009.
+	if err := c.Write(ctx, websocket.MessageBinary, make([]byte, 5000)); err != nil {
+		t.Logf("the oversized write: %v", err)
 	}
 	if r := <-reads; websocket.CloseStatus(r.err) != websocket.StatusMessageTooBig {
 		t.Fatalf("read after an oversized message: %v, want close 1009", r.err)
