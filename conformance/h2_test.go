@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -587,30 +586,12 @@ func startClientH2(t *testing.T, cfg endpointConfig, subprotocols ...string) *cl
 	}
 	cl := &clientH2{client: &client{results: make(chan dialResult, 1)}, ln: ln, tls: serverCfg}
 	tr := &h2client.Transport{TLSConfig: clientCfg}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*ioTimeout)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c, resp, err := websocket.Dial(ctx, "wss://"+ln.Addr().String()+"/", &websocket.DialOptions{
-			HTTP2Transport: tr, Compression: cfg.compression, WriteBufferSize: cfg.writeBuffer, Subprotocols: subprotocols,
-		})
-		if err != nil {
-			cl.results <- dialResult{resp: resp, err: err}
-			return
-		}
-		ep := newEndpoint(c, cfg)
-		cl.results <- dialResult{resp: resp, ep: ep}
-		ep.echo()
-	}()
-	t.Cleanup(func() {
+	opts := &websocket.DialOptions{
+		HTTP2Transport: tr, Compression: cfg.compression, WriteBufferSize: cfg.writeBuffer, Subprotocols: subprotocols,
+	}
+	dialAndEcho(t, cl.client, "wss://"+ln.Addr().String()+"/", opts, cfg, func() error {
 		ln.Close()
-		select {
-		case <-done:
-		case <-time.After(3 * ioTimeout):
-			t.Error("Dial or the echo loop of the client did not end")
-		}
-		cancel()
-		tr.Close()
+		return tr.Close()
 	})
 	return cl
 }

@@ -304,11 +304,20 @@ func startClientConfig(t *testing.T, path string, cfg endpointConfig, opts *webs
 		t.Fatal(err)
 	}
 	cl := &client{ln: ln.(*net.TCPListener), results: make(chan dialResult, 1)}
+	dialAndEcho(t, cl, "ws://"+ln.Addr().String()+path, &o, cfg, ln.Close)
+	return cl
+}
+
+// dialAndEcho has our client dial url with opts in a goroutine, reports
+// the outcome in cl.results, and echoes on the Conn it got. When the test
+// ends it calls stop (which must end the connection), then waits for the
+// goroutine.
+func dialAndEcho(t *testing.T, cl *client, url string, opts *websocket.DialOptions, cfg endpointConfig, stop func() error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*ioTimeout)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		c, resp, err := websocket.Dial(ctx, "ws://"+ln.Addr().String()+path, &o)
+		c, resp, err := websocket.Dial(ctx, url, opts)
 		if err != nil {
 			cl.results <- dialResult{resp: resp, err: err}
 			return
@@ -318,7 +327,7 @@ func startClientConfig(t *testing.T, path string, cfg endpointConfig, opts *webs
 		ep.echo()
 	}()
 	t.Cleanup(func() {
-		ln.Close()
+		stop()
 		select {
 		case <-done:
 		case <-time.After(3 * ioTimeout):
@@ -326,7 +335,6 @@ func startClientConfig(t *testing.T, path string, cfg endpointConfig, opts *webs
 		}
 		cancel()
 	})
-	return cl
 }
 
 // accept takes the client's connection and reads its opening handshake,
