@@ -24,12 +24,13 @@ import (
 // events whose signature is right, and answers the first fail requests
 // with 500.
 type webhookReceiver struct {
-	t      *testing.T
-	srv    *httptest.Server
-	mu     sync.Mutex
-	events []string // "name channel user/event"
-	posts  int
-	fail   int
+	t        *testing.T
+	srv      *httptest.Server
+	mu       sync.Mutex
+	events   []string // "name channel user/event"
+	posts    int
+	fail     int
+	maxBatch int // the most events one accepted POST carried
 }
 
 func newWebhookReceiver(t *testing.T, fail int) *webhookReceiver {
@@ -62,6 +63,7 @@ func newWebhookReceiver(t *testing.T, fail int) *webhookReceiver {
 			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
+		r.maxBatch = max(r.maxBatch, len(b.Events))
 		for _, e := range b.Events {
 			s := e.Name + " " + e.Channel
 			if e.UserID != "" {
@@ -129,6 +131,26 @@ func TestPusherWebhooks(t *testing.T) {
 	rcv.await("channel_occupied presence-room", "member_added presence-room alice", "member_added presence-room bob",
 		`client_event presence-room alice client-typing {"x":1} true`, "member_removed presence-room alice",
 		"member_removed presence-room bob", "channel_vacated presence-room")
+}
+
+// TestPusherWebhookBatches: events of the same moment go in one POST.
+// A client subscribes to three channels at once; their channel_occupied
+// events are found in the same check of the channels, so at least two of
+// them share a POST however the check's tick falls.
+func TestPusherWebhookBatches(t *testing.T) {
+	rcv := newWebhookReceiver(t, 0)
+	ts := newPusherServer(t, webhookApps(rcv.srv.URL))
+	c, _ := dialPusher(t, ts, "key1")
+	for _, ch := range []string{"news-a", "news-b", "news-c"} {
+		c.pusherSend("pusher:subscribe", "", map[string]any{"channel": ch})
+	}
+	rcv.await("channel_occupied news-a", "channel_occupied news-b", "channel_occupied news-c")
+	rcv.mu.Lock()
+	posts, most := rcv.posts, rcv.maxBatch
+	rcv.mu.Unlock()
+	if most < 2 {
+		t.Fatalf("3 events of one moment came in %d POSTs of at most %d event", posts, most)
+	}
 }
 
 // TestPusherWebhooksTwoNodes: with subscribers on two nodes of one
