@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -79,75 +78,66 @@ func (g *gateway) connectFallback(kind string, n int, channel func(i int) string
 	defer posts.CloseIdleConnections()
 	httpc := &http.Client{Transport: posts, Timeout: 30 * time.Second}
 	clients := make([]*fallbackClient, n)
-	sem := make(chan struct{}, 64)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
+	inParallel(n, func(i int) {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%8))}, Timeout: 30 * time.Second}
+		conn, err := d.Dial("tcp", addr)
+		if err != nil {
+			log.Fatalf("dial %d: %v", i, err)
+		}
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			log.Fatalf("fallback client %d: GET %s: %v %v", i, path, resp.Status, err)
+		}
+		lines := bufio.NewReader(resp.Body)
+		next := func() []byte {
+			for {
+				line, err := lines.ReadBytes('\n')
+				if err != nil {
+					log.Fatalf("fallback client %d: %v", i, err)
+				}
+				line = bytes.TrimSpace(line)
+				if kind == "sse" {
+					var ok bool
+					if line, ok = bytes.CutPrefix(line, []byte("data: ")); !ok {
+						continue // the blank line ending an event, a comment
+					}
+				}
+				if len(line) > 0 {
+					return line
+				}
+			}
+		}
+		var hello struct{ Session string }
+		if err := json.Unmarshal(next(), &hello); err != nil || hello.Session == "" {
+			log.Fatalf("fallback client %d: no session line: %v", i, err)
+		}
+		cmds := subscribeCommands(channel(i))
+		pr, err := httpc.Post(g.base+"/fallback/send?seq=0&session="+hello.Session, "text/plain", strings.NewReader(cmds))
+		if err != nil {
+			log.Fatalf("fallback client %d: POST: %v", i, err)
+		}
+		io.Copy(io.Discard, pr.Body)
+		pr.Body.Close()
+		if pr.StatusCode != http.StatusNoContent {
+			log.Fatalf("fallback client %d: POST: %s", i, pr.Status)
+		}
+		for replies := 0; replies < 2; {
+			line := next()
+			if bytes.Contains(line, []byte(`"error"`)) {
+				log.Fatalf("fallback client %d: %s", i, line)
+			}
+			replies += bytes.Count(line, []byte(`"id":`))
+		}
+		conn.SetDeadline(time.Time{})
+		c := &fallbackClient{conn: conn, done: make(chan struct{})}
+		clients[i] = c
 		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%8))}, Timeout: 30 * time.Second}
-			conn, err := d.Dial("tcp", addr)
-			if err != nil {
-				log.Fatalf("dial %d: %v", i, err)
-			}
-			conn.SetDeadline(time.Now().Add(30 * time.Second))
-			fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr)
-			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-			if err != nil || resp.StatusCode != http.StatusOK {
-				log.Fatalf("fallback client %d: GET %s: %v %v", i, path, resp.Status, err)
-			}
-			lines := bufio.NewReader(resp.Body)
-			next := func() []byte {
-				for {
-					line, err := lines.ReadBytes('\n')
-					if err != nil {
-						log.Fatalf("fallback client %d: %v", i, err)
-					}
-					line = bytes.TrimSpace(line)
-					if kind == "sse" {
-						var ok bool
-						if line, ok = bytes.CutPrefix(line, []byte("data: ")); !ok {
-							continue // the blank line ending an event, a comment
-						}
-					}
-					if len(line) > 0 {
-						return line
-					}
-				}
-			}
-			var hello struct{ Session string }
-			if err := json.Unmarshal(next(), &hello); err != nil || hello.Session == "" {
-				log.Fatalf("fallback client %d: no session line: %v", i, err)
-			}
-			cmds := fmt.Sprintf(`{"id":1,"method":"connect"}`+"\n"+`{"id":2,"method":"subscribe","channel":%q}`, channel(i))
-			pr, err := httpc.Post(g.base+"/fallback/send?seq=0&session="+hello.Session, "text/plain", strings.NewReader(cmds))
-			if err != nil {
-				log.Fatalf("fallback client %d: POST: %v", i, err)
-			}
-			io.Copy(io.Discard, pr.Body)
-			pr.Body.Close()
-			if pr.StatusCode != http.StatusNoContent {
-				log.Fatalf("fallback client %d: POST: %s", i, pr.Status)
-			}
-			for replies := 0; replies < 2; {
-				line := next()
-				if bytes.Contains(line, []byte(`"error"`)) {
-					log.Fatalf("fallback client %d: %s", i, line)
-				}
-				replies += bytes.Count(line, []byte(`"id":`))
-			}
-			conn.SetDeadline(time.Time{})
-			c := &fallbackClient{conn: conn, done: make(chan struct{})}
-			clients[i] = c
-			go func() {
-				// Keepalives until the session ends.
-				defer close(c.done)
-				io.Copy(io.Discard, lines)
-			}()
+			// Keepalives until the session ends.
+			defer close(c.done)
+			io.Copy(io.Discard, lines)
 		}()
-	}
-	wg.Wait()
+	})
 	return clients
 }

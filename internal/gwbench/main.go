@@ -280,51 +280,62 @@ func (c *client) close() {
 	<-c.done
 }
 
+// inParallel calls f(0) … f(n-1), 64 at a time, and waits for them all.
+func inParallel(n int, f func(i int)) {
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			f(i)
+		})
+	}
+	wg.Wait()
+}
+
+// subscribeCommands is a client's first message: connect, then subscribe
+// to channel.
+func subscribeCommands(channel string) string {
+	return fmt.Sprintf(`{"id":1,"method":"connect"}`+"\n"+`{"id":2,"method":"subscribe","channel":%q}`, channel)
+}
+
 // connect opens n clients, 64 handshakes at a time, over several loopback
 // source addresses.
 func (g *gateway) connect(n int, channel func(i int) string) []*client {
 	url := "ws" + strings.TrimPrefix(g.base, "http") + "/ws"
 	clients := make([]*client, n)
-	sem := make(chan struct{}, 64)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%8))}
-			d := &net.Dialer{LocalAddr: src}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
-				Subprotocols:   []string{"duplex.v1.json"},
-				NetDialContext: d.DialContext,
-			})
+	inParallel(n, func(i int) {
+		src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%8))}
+		d := &net.Dialer{LocalAddr: src}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
+			Subprotocols:   []string{"duplex.v1.json"},
+			NetDialContext: d.DialContext,
+		})
+		if err != nil {
+			log.Fatalf("dial %d: %v", i, err)
+		}
+		conn.SetReadLimit(-1)
+		cmds := subscribeCommands(channel(i))
+		if err := conn.Write(ctx, websocket.MessageText, []byte(cmds)); err != nil {
+			log.Fatalf("client %d: %v", i, err)
+		}
+		for replies := 0; replies < 2; {
+			_, data, err := conn.Read(ctx)
 			if err != nil {
-				log.Fatalf("dial %d: %v", i, err)
-			}
-			conn.SetReadLimit(-1)
-			cmds := fmt.Sprintf(`{"id":1,"method":"connect"}`+"\n"+`{"id":2,"method":"subscribe","channel":%q}`, channel(i))
-			if err := conn.Write(ctx, websocket.MessageText, []byte(cmds)); err != nil {
 				log.Fatalf("client %d: %v", i, err)
 			}
-			for replies := 0; replies < 2; {
-				_, data, err := conn.Read(ctx)
-				if err != nil {
-					log.Fatalf("client %d: %v", i, err)
-				}
-				if bytes.Contains(data, []byte(`"error"`)) {
-					log.Fatalf("client %d: %s", i, data)
-				}
-				replies += bytes.Count(data, []byte(`"id":`))
+			if bytes.Contains(data, []byte(`"error"`)) {
+				log.Fatalf("client %d: %s", i, data)
 			}
-			c := &client{conn: conn, done: make(chan struct{})}
-			clients[i] = c
-			go c.readLoop()
-		}()
-	}
-	wg.Wait()
+			replies += bytes.Count(data, []byte(`"id":`))
+		}
+		c := &client{conn: conn, done: make(chan struct{})}
+		clients[i] = c
+		go c.readLoop()
+	})
 	return clients
 }
 
