@@ -67,6 +67,22 @@ func dialPusher(t *testing.T, ts *testServer, key string) (*client, string) {
 	return c, d.SocketID
 }
 
+// privateRoomPair connects two clients of app1 to ts, both subscribed to
+// private-room.
+func privateRoomPair(t *testing.T, ts *testServer) (a, b *client) {
+	t.Helper()
+	a, sa := dialPusher(t, ts, "key1")
+	b, sb := dialPusher(t, ts, "key1")
+	for _, p := range []struct {
+		c      *client
+		socket string
+	}{{a, sa}, {b, sb}} {
+		p.c.pusherSend("pusher:subscribe", "", map[string]any{"channel": "private-room", "auth": channelAuth("key1", "secret1", p.socket+":private-room")})
+		p.c.nextEvent("pusher_internal:subscription_succeeded")
+	}
+	return a, b
+}
+
 func (c *client) pusherSend(event, channel string, data any) {
 	c.t.Helper()
 	m := msg{"event": event, "data": data}
@@ -226,15 +242,7 @@ func TestPusherPrivateChannels(t *testing.T) {
 // presence channels, only in apps that allow them.
 func TestPusherClientEvents(t *testing.T) {
 	ts := newPusherServer(t, nil)
-	a, sa := dialPusher(t, ts, "key1")
-	b, sb := dialPusher(t, ts, "key1")
-	for _, p := range []struct {
-		c      *client
-		socket string
-	}{{a, sa}, {b, sb}} {
-		p.c.pusherSend("pusher:subscribe", "", map[string]any{"channel": "private-room", "auth": channelAuth("key1", "secret1", p.socket+":private-room")})
-		p.c.nextEvent("pusher_internal:subscription_succeeded")
-	}
+	a, b := privateRoomPair(t, ts)
 	a.pusherSend("client-typing", "private-room", map[string]any{"who": "a"})
 	m := b.nextEvent("client-typing")
 	if m.str("channel") != "private-room" || m.obj("data").str("who") != "a" {
@@ -540,15 +548,7 @@ func TestPusherClientEventHook(t *testing.T) {
 			return nil
 		}
 	})
-	a, sa := dialPusher(t, ts, "key1")
-	b, sb := dialPusher(t, ts, "key1")
-	for _, p := range []struct {
-		c      *client
-		socket string
-	}{{a, sa}, {b, sb}} {
-		p.c.pusherSend("pusher:subscribe", "", map[string]any{"channel": "private-room", "auth": channelAuth("key1", "secret1", p.socket+":private-room")})
-		p.c.nextEvent("pusher_internal:subscription_succeeded")
-	}
+	a, b := privateRoomPair(t, ts)
 	a.pusherSend("client-say", "private-room", map[string]any{"text": "forbidden"})
 	if m := a.nextEvent("pusher:error"); !strings.Contains(m.obj("data").str("message"), "no forbidden words") {
 		t.Fatalf("refused client event: %v", m)
