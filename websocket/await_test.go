@@ -183,17 +183,7 @@ func TestAwaitHoldsNoGoroutine(t *testing.T) {
 		t.Skip("the poller is Linux's")
 	}
 	const n = 1000
-	clients, servers := make([]net.Conn, n), make([]*Conn, n)
-	for i := range n {
-		a, b := tcpPair(t)
-		clients[i], servers[i] = a, newConn(b, nil, false, "", newConnConfig(0, 0, 0, 0, 0))
-	}
-	defer func() {
-		for i := range n {
-			clients[i].Close()
-			servers[i].CloseNow()
-		}
-	}()
+	clients, servers := serverConns(t, n)
 	before := runtime.NumGoroutine()
 	results := make(chan readResult, n)
 	for _, c := range servers {
@@ -313,4 +303,23 @@ func TestAwaitStress(t *testing.T) {
 		s.c.CloseNow()
 		s.peer.Close()
 	}
+}
+
+// serverConns returns n TCP connections, each as a bare client socket and
+// a server Conn with the default configuration, all closed when the test
+// ends.
+func serverConns(t *testing.T, n int) ([]net.Conn, []*Conn) {
+	t.Helper()
+	clients, servers := make([]net.Conn, n), make([]*Conn, n)
+	for i := range n {
+		a, b := tcpPair(t)
+		clients[i], servers[i] = a, newConn(b, nil, false, "", newConnConfig(0, 0, 0, 0, 0))
+	}
+	t.Cleanup(func() {
+		for i := range n {
+			clients[i].Close()
+			servers[i].CloseNow()
+		}
+	})
+	return clients, servers
 }

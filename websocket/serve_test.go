@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"runtime"
 	"sync"
 	"testing"
@@ -237,17 +236,7 @@ func TestServeHoldsNoGoroutine(t *testing.T) {
 		t.Skip("only Linux has the loops")
 	}
 	const n = 500
-	clients, servers := make([]net.Conn, n), make([]*Conn, n)
-	for i := range n {
-		a, b := tcpPair(t)
-		clients[i], servers[i] = a, newConn(b, nil, false, "", newConnConfig(0, 0, 0, 0, 0))
-	}
-	defer func() {
-		for i := range n {
-			clients[i].Close()
-			servers[i].CloseNow()
-		}
-	}()
+	clients, servers := serverConns(t, n)
 	before := runtime.NumGoroutine()
 	for _, c := range servers {
 		serveEcho(t, c)
