@@ -90,11 +90,19 @@ func BenchmarkFanout(b *testing.B) {
 		}
 	}
 	data := json.RawMessage(fmt.Sprintf(`{"text":%q}`, strings.Repeat("x", 100)))
-	var sent int64
 	b.ReportAllocs()
 	b.ResetTimer()
+	publishWindowed(b, srv, data, window, waitAll)
+}
+
+// publishWindowed publishes data to feed:bench once per iteration of b,
+// keeping about window publications in flight (waitAll(n) waits until
+// every subscriber has n), and returns how many it published once all are
+// delivered.
+func publishWindowed(b *testing.B, srv *Server, data json.RawMessage, window int64, waitAll func(int64)) int64 {
+	var sent int64
 	for b.Loop() {
-		if _, err := srv.Publish(ctx, "feed:bench", data); err != nil {
+		if _, err := srv.Publish(context.Background(), "feed:bench", data); err != nil {
 			b.Fatal(err)
 		}
 		sent++
@@ -103,4 +111,5 @@ func BenchmarkFanout(b *testing.B) {
 		}
 	}
 	waitAll(sent)
+	return sent
 }
