@@ -137,6 +137,14 @@ func FuzzCommandDecode(f *testing.F) {
 				continue
 			}
 			data, err := compactJSON(c.Data)
+			if !utf8.Valid(c.Data) {
+				// encoding/json passes raw bytes through unchecked;
+				// compactJSON is what keeps them off text frames.
+				if err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
+					t.Fatalf("decoded data %q of invalid UTF-8 got %v, want a bad request", c.Data, err)
+				}
+				continue
+			}
 			if err != nil {
 				t.Fatalf("decoded data %q is refused by compactJSON: %v", c.Data, err)
 			}
