@@ -37,6 +37,38 @@ type connConfig struct {
 	closeTimeout    time.Duration
 	limits          readLimits
 	readLimit       int64 // 0: DefaultReadLimit
+
+	// writePool keeps the write buffers: writeBufferSize and room for a
+	// frame header. sharedConfig sets it.
+	writePool *bufferPool
+}
+
+// sharedConfigs holds one copy of each configuration in use, so that the
+// Conns accepted or dialed with equal options point to it instead of
+// holding 120 bytes each. It stops growing at maxSharedConfigs entries
+// (options that differ from one connection to the next): later
+// configurations get a copy of their own.
+var (
+	sharedConfigs    sync.Map // connConfig -> *connConfig
+	sharedConfigsN   atomic.Int32
+	maxSharedConfigs = int32(64)
+)
+
+// sharedConfig returns a pointer to a connConfig equal to cfg, with its
+// writePool set, which its holders must not change.
+func sharedConfig(cfg connConfig) *connConfig {
+	cfg.writePool = poolFor(cfg.writeBufferSize + frame.MaxHeaderSize)
+	if p, ok := sharedConfigs.Load(cfg); ok {
+		return p.(*connConfig)
+	}
+	if sharedConfigsN.Load() >= maxSharedConfigs {
+		return &cfg
+	}
+	p, loaded := sharedConfigs.LoadOrStore(cfg, &cfg)
+	if !loaded {
+		sharedConfigsN.Add(1)
+	}
+	return p.(*connConfig)
 }
 
 func newConnConfig(readSize, writeSize int, pingInterval, pongTimeout, closeTimeout time.Duration) connConfig {
@@ -82,8 +114,7 @@ type Conn struct {
 	client      bool
 	subprotocol string
 	comp        *compression // nil unless permessage-deflate was agreed
-	cfg         connConfig
-	writePool   *bufferPool
+	cfg         *connConfig  // shared by the Conns of equal options (sharedConfig)
 
 	// Reading. The fields below readMu belong to whoever holds it.
 	readMu      ctxMutex
@@ -160,8 +191,7 @@ func newConn(netConn net.Conn, early []byte, client bool, subprotocol string, cf
 		netConn:     netConn,
 		client:      client,
 		subprotocol: subprotocol,
-		cfg:         cfg,
-		writePool:   poolFor(cfg.writeBufferSize + frame.MaxHeaderSize),
+		cfg:         sharedConfig(cfg),
 		br:          newReadBuffer(netConn, cfg.readBufferSize, early),
 		readMu:      newCtxMutex(),
 		msgMu:       newCtxMutex(),

@@ -81,12 +81,12 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 	w.held = false
 	switch {
 	case c.comp == nil || plain:
-		w.buf = c.writePool.get()
+		w.buf = c.cfg.writePool.get()
 	case c.comp.threshold > 0:
 		// Held plain until it reaches the threshold, so that a short
 		// message goes out uncompressed, as with Write.
 		w.held = true
-		w.buf = c.writePool.get()
+		w.buf = c.cfg.writePool.get()
 	default:
 		w.beginCompression()
 	}
@@ -129,7 +129,7 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 		w.beginCompression()
 		*w.buf = w.mc.Write(*w.buf, b)
 		*plainBuf = b[:0]
-		w.c.writePool.put(plainBuf)
+		w.c.cfg.writePool.put(plainBuf)
 	}
 	if w.mc != nil {
 		*w.buf = w.mc.Write(*w.buf, p)
@@ -209,7 +209,7 @@ func (w *messageWriter) Close() error {
 		// Also a message held under the compression threshold: it goes
 		// out whole, uncompressed.
 		err = w.send(true, *w.buf)
-		w.c.writePool.put(w.buf)
+		w.c.cfg.writePool.put(w.buf)
 	}
 	w.held = false
 	w.open = false
@@ -274,8 +274,8 @@ func (c *Conn) writeFrameLocked(op frame.Opcode, fin bool, rsv byte, p []byte) e
 		h.Masked = true
 		binary.LittleEndian.PutUint32(h.MaskKey[:], uint32(c.maskRand.Uint64()))
 	}
-	buf := c.writePool.get()
-	defer c.writePool.put(buf)
+	buf := c.cfg.writePool.get()
+	defer c.cfg.writePool.put(buf)
 	b := frame.AppendHeader(*buf, h)
 	if !c.client {
 		if len(p) <= cap(b)-len(b) {
