@@ -193,9 +193,6 @@ func newConn(netConn net.Conn, early []byte, client bool, subprotocol string, cf
 		subprotocol: subprotocol,
 		cfg:         sharedConfig(cfg),
 		br:          newReadBuffer(netConn, cfg.readBufferSize, early),
-		readMu:      newCtxMutex(),
-		msgMu:       newCtxMutex(),
-		frameMu:     newCtxMutex(),
 		closed:      make(chan struct{}),
 		peerClosed:  make(chan struct{}),
 	}
