@@ -156,9 +156,10 @@ type Conn struct {
 
 	// Ending.
 	closeMu      sync.Mutex
-	closed       chan struct{} // closed once the network connection is closed
-	closeErr     error         // why the connection ended; under closeMu
-	peerClosed   chan struct{} // closed when the peer's close frame arrives
+	closed       atomic.Bool                   // the network connection is closed; set under closeMu
+	closedCh     atomic.Pointer[chan struct{}] // closed once closed is set; nil until closedChan
+	closeErr     error                         // why the connection ended; under closeMu
+	peerClosed   atomic.Bool                   // the peer's close frame has arrived
 	closeReadCtl sync.Once
 	wg           sync.WaitGroup // the goroutines this Conn started
 
@@ -193,8 +194,6 @@ func newConn(netConn net.Conn, early []byte, client bool, subprotocol string, cf
 		subprotocol: subprotocol,
 		cfg:         sharedConfig(cfg),
 		br:          newReadBuffer(netConn, cfg.readBufferSize, early),
-		closed:      make(chan struct{}),
-		peerClosed:  make(chan struct{}),
 	}
 	c.readLimit.Store(cmp.Or(cfg.readLimit, DefaultReadLimit))
 	c.rate = newReadRate(cfg.limits.rate)
@@ -240,13 +239,26 @@ func (c *Conn) goBackground(f func()) bool {
 	return true
 }
 
-func (c *Conn) isClosed() bool {
-	select {
-	case <-c.closed:
-		return true
-	default:
-		return false
+func (c *Conn) isClosed() bool { return c.closed.Load() }
+
+// closedChan returns a channel that is closed once the network connection
+// is. It is made at the first call, by a wait that needs it (a contended
+// lock, Ping, Close): an idle connection holds none.
+func (c *Conn) closedChan() <-chan struct{} {
+	if p := c.closedCh.Load(); p != nil {
+		return *p
 	}
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if p := c.closedCh.Load(); p != nil {
+		return *p
+	}
+	ch := make(chan struct{})
+	if c.closed.Load() {
+		close(ch)
+	}
+	c.closedCh.Store(&ch)
+	return ch
 }
 
 // closeNetConn closes the network connection once, recording why the
@@ -260,7 +272,10 @@ func (c *Conn) closeNetConn(why error) {
 	if c.isClosed() {
 		return
 	}
-	close(c.closed)
+	c.closed.Store(true)
+	if p := c.closedCh.Load(); p != nil {
+		close(*p)
+	}
 	c.unpark() // before the descriptor closes: it is still in the poller
 	c.unserve()
 	c.netConn.Close()
@@ -283,7 +298,10 @@ func (c *Conn) endErr(fallback error) error {
 
 // lock takes m for a call on c, giving up when ctx ends or c closes.
 func (c *Conn) lock(ctx context.Context, m *ctxMutex) error {
-	err := m.lock(ctx, c.closed)
+	if m.tryLock() {
+		return nil // without making the channel a wait needs
+	}
+	err := m.lock(ctx, c.closedChan())
 	if err == errLockClosed {
 		return c.endErr(errConnClosed)
 	}

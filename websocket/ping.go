@@ -38,7 +38,7 @@ func (c *Conn) Ping(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-c.closed:
+	case <-c.closedChan():
 		return c.endErr(errConnClosed)
 	}
 }
