@@ -111,6 +111,7 @@ func (c *Conn) serveFrom(l *serveLoop) {
 // does reads the network: the buffer holds every byte it parses.
 func (c *Conn) dispatch(scratch *[]byte) serveAction {
 	s := c.serving
+	c.takeReadState()
 	for {
 		if c.readErr != nil {
 			return serveEnded
@@ -119,7 +120,9 @@ func (c *Conn) dispatch(scratch *[]byte) serveAction {
 		whole, need := scanMessage(buf, c.serveLimit())
 		if !whole {
 			if c.br.r == c.br.w {
-				c.br.release() // an idle connection holds no buffer
+				// An idle connection holds no buffer, nor read state.
+				c.br.release()
+				c.dropReadState()
 			}
 			if need < 0 {
 				return serveHandOff
@@ -257,6 +260,7 @@ func (c *Conn) serveLimit() int {
 // the next one fits the buffer whole; then c goes back to a loop.
 func (c *Conn) serveBlocking() {
 	s := c.serving
+	c.takeReadState()
 	for {
 		c.br.noWait = false
 		c.beginMessageWatch()
@@ -285,6 +289,7 @@ func (c *Conn) serveEnd() {
 	err := c.readErr
 	c.br.noWait = false
 	c.br.release()
+	c.takeReadState() // for whoever reads next: Close, say
 	linger := s.linger
 	c.readMu.unlock()
 	go func() {

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
+	"sync"
 	"time"
 
 	"github.com/duplexws/duplex/internal/deflate"
@@ -264,6 +266,17 @@ func (c *Conn) endFrame(ctx context.Context, err error) error {
 	return c.endErr(err)
 }
 
+// frameVec is the header and payload of a frame written with writev, as
+// net.Buffers, which WriteTo consumes: a frame larger than the write
+// buffer takes one from frameVecs for the write, as a Conn would hold its
+// 72 bytes for nothing between such frames.
+type frameVec struct {
+	iov  [2][]byte
+	bufs net.Buffers
+}
+
+var frameVecs = sync.Pool{New: func() any { return new(frameVec) }}
+
 // writeFrameLocked encodes and sends one frame. The caller holds frameMu.
 // A server frame that fits the buffer goes out in one write, a larger one
 // in one writev; a client frame is masked as it is copied into the buffer,
@@ -282,10 +295,12 @@ func (c *Conn) writeFrameLocked(op frame.Opcode, fin bool, rsv byte, p []byte) e
 			_, err := c.netConn.Write(append(b, p...))
 			return err
 		}
-		c.iov = [2][]byte{b, p}
-		c.bufs = c.iov[:]
-		_, err := c.bufs.WriteTo(c.netConn)
-		c.iov, c.bufs = [2][]byte{}, nil
+		v := frameVecs.Get().(*frameVec)
+		v.iov = [2][]byte{b, p}
+		v.bufs = v.iov[:]
+		_, err := v.bufs.WriteTo(c.netConn)
+		v.iov, v.bufs = [2][]byte{}, nil
+		frameVecs.Put(v)
 		return err
 	}
 	pos := 0
