@@ -158,10 +158,9 @@ type Conn struct {
 	// once by Serve, then under readMu (serve.go).
 	serving *serveState
 
-	// The contexts whose end interrupts I/O: readWatch under readMu,
-	// writeWatch under frameMu.
-	readWatch  ctxWatch
-	writeWatch ctxWatch
+	// The contexts whose end interrupts I/O; nil until the first watch of
+	// a context that can end (watchesOf).
+	watches atomic.Pointer[connWatches]
 }
 
 // readState is what reading a message takes: the state of the frame and
@@ -235,10 +234,8 @@ func newConn(netConn net.Conn, early []byte, client bool, subprotocol string, cf
 	}
 	c.readLimit.Store(cmp.Or(cfg.readLimit, DefaultReadLimit))
 	c.rate = newReadRate(cfg.limits.rate)
-	c.br.onWait = c.waitingForPeer
 	c.reader.c = c
 	c.writer.c = c
-	c.writeWatch.dir = writing
 	if client {
 		var seed [32]byte
 		crand.Read(seed[:]) // never fails (crypto/rand, Go 1.24+)
@@ -319,8 +316,10 @@ func (c *Conn) closeNetConn(why error) {
 	c.netConn.Close()
 	c.stopKeepalive()
 	// A long-lived context must not keep registrations of closed Conns.
-	c.readWatch.retire()
-	c.writeWatch.retire()
+	if ws := c.watches.Load(); ws != nil {
+		ws.read.retire()
+		ws.write.retire()
+	}
 }
 
 // endErr returns why the connection ended, or fallback when nothing was
@@ -374,11 +373,18 @@ func (c *Conn) watch(ctx context.Context, dir ioDirection) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	w := &c.readWatch
-	if dir == writing {
-		w = &c.writeWatch
-	}
 	done := ctx.Done()
+	ws := c.watches.Load()
+	if ws == nil {
+		if done == nil {
+			return nil // none watched, and none to watch
+		}
+		ws = c.watchesOf()
+	}
+	w := &ws.read
+	if dir == writing {
+		w = &ws.write
+	}
 	if done == w.done {
 		return nil
 	}
@@ -418,6 +424,26 @@ func (c *Conn) watch(ctx context.Context, dir ioDirection) error {
 // sets deadlines of its own.
 func (c *Conn) unwatch(dir ioDirection) {
 	c.watch(context.Background(), dir)
+}
+
+// connWatches are a Conn's watched contexts: read under readMu, write
+// under frameMu. Most Conns, served ones among them, never watch a context
+// that can end, so they are made at the first that does, not with the
+// Conn, which is then 112 bytes smaller.
+type connWatches struct {
+	read, write ctxWatch
+}
+
+// watchesOf returns c's watches, made at the first call.
+func (c *Conn) watchesOf() *connWatches {
+	if ws := c.watches.Load(); ws != nil {
+		return ws
+	}
+	ws := &connWatches{write: ctxWatch{dir: writing}}
+	if c.watches.CompareAndSwap(nil, ws) {
+		return ws
+	}
+	return c.watches.Load()
 }
 
 // ctxWatch is the context watched for one direction of I/O.

@@ -345,12 +345,20 @@ func (c *Conn) writeControlFromReader(op frame.Opcode, payload []byte) error {
 	// Hold off the AfterFunc of the watched write context, which would cut
 	// this frame short, without retiring the watch: the application's next
 	// Write under the same context then costs nothing again. The watch's
-	// lock is released before closeNetConn, which takes it.
-	c.writeWatch.mu.Lock()
+	// lock is released before closeNetConn, which takes it. Without
+	// watches no write context is watched, and none can be while frameMu
+	// is held.
+	var watchMu *sync.Mutex
+	if ws := c.watches.Load(); ws != nil {
+		watchMu = &ws.write.mu
+		watchMu.Lock()
+	}
 	c.netConn.SetWriteDeadline(time.Now().Add(c.cfg.closeTimeout))
 	err := c.writeFrameLocked(op, true, 0, payload)
 	c.netConn.SetWriteDeadline(time.Time{})
-	c.writeWatch.mu.Unlock()
+	if watchMu != nil {
+		watchMu.Unlock()
+	}
 	if err != nil {
 		c.closeNetConn(&netError{err})
 		return c.endErr(err)
