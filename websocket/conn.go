@@ -142,12 +142,9 @@ type Conn struct {
 	closeReadCtl sync.Once
 	wg           sync.WaitGroup // the goroutines this Conn started
 
-	// Pings waiting for their pong.
-	pingMu  sync.Mutex
-	pings   map[uint64]chan struct{}
-	pingSeq uint64
-
-	keepalive keepalive // used when the ping interval is positive
+	// Pings waiting for their pong, and keepalive; nil until the first
+	// Ping, or with no ping interval (pingsOf).
+	pingState atomic.Pointer[pingState]
 
 	// Await: the function to call, under readMu while an Await waits, and
 	// the connection's place in the poller (poller_linux.go).
