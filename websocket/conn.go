@@ -39,8 +39,8 @@ type connConfig struct {
 	readLimit       int64 // 0: DefaultReadLimit
 
 	// writePool keeps the write buffers: writeBufferSize and room for a
-	// frame header. sharedConfig sets it.
-	writePool *bufferPool
+	// frame header; readPool the read buffers. sharedConfig sets them.
+	writePool, readPool *bufferPool
 }
 
 // sharedConfigs holds one copy of each configuration in use, so that the
@@ -58,6 +58,7 @@ var (
 // writePool set, which its holders must not change.
 func sharedConfig(cfg connConfig) *connConfig {
 	cfg.writePool = poolFor(cfg.writeBufferSize + frame.MaxHeaderSize)
+	cfg.readPool = poolFor(cfg.readBufferSize)
 	if p, ok := sharedConfigs.Load(cfg); ok {
 		return p.(*connConfig)
 	}
