@@ -110,9 +110,9 @@ func serveMemory(tb testing.TB, n int) (heap, stack float64) {
 }
 
 // maxServeHeap bounds the heap of an idle served connection, measured
-// by serveMemory: 793 to 844 bytes on linux/amd64 with Go 1.27.3 (of
+// by serveMemory: 792 to 858 bytes on linux/amd64 with Go 1.27.3 (of
 // which about 300 are net's: its netFD, TCPConn and the two addresses),
-// against 2,270 before issue 14. The margin, about 12%, absorbs the noise
+// against 2,270 before issue 14. The margin, about 10%, absorbs the noise
 // of a shared machine and is smaller than each of the larger parts an idle
 // served Conn no longer holds: its read buffer's bookkeeping (it then
 // measures 1,000 to 1,050), its read state (1,290 to 1,350), the wake
