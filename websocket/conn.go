@@ -45,14 +45,15 @@ type connConfig struct {
 
 // sharedConfigs holds one copy of each configuration in use, so that the
 // Conns accepted or dialed with equal options point to it instead of
-// holding 120 bytes each. It stops growing at maxSharedConfigs entries
+// holding 128 bytes each. It stops growing at maxSharedConfigs entries
 // (options that differ from one connection to the next): later
 // configurations get a copy of their own.
 var (
-	sharedConfigs    sync.Map // connConfig -> *connConfig
-	sharedConfigsN   atomic.Int32
-	maxSharedConfigs = int32(64)
+	sharedConfigs  sync.Map // connConfig -> *connConfig
+	sharedConfigsN atomic.Int32
 )
+
+const maxSharedConfigs = 64
 
 // sharedConfig returns a pointer to a connConfig equal to cfg, with its
 // writePool set, which its holders must not change.
