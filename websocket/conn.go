@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/duplexws/duplex/internal/deflate"
 	"github.com/duplexws/duplex/internal/frame"
@@ -113,15 +114,23 @@ func newConnConfig(readSize, writeSize int, pingInterval, pongTimeout, closeTime
 // CloseNow: they release its resources and wait for its goroutines.
 type Conn struct {
 	netConn     net.Conn
-	client      bool
-	subprotocol string
-	comp        *compression // nil unless permessage-deflate was agreed
-	cfg         *connConfig  // shared by the Conns of equal options (sharedConfig)
+	subprotocol unique.Handle[string] // 8 bytes where a string takes 16
+	comp        *compression          // nil unless permessage-deflate was agreed
+	cfg         *connConfig           // shared by the Conns of equal options (sharedConfig)
+
+	// The flags, side by side with closeReadCtl: alone, each would take 8
+	// bytes with its padding. (A Conn is 352 bytes, a size class of its
+	// own: every 8 bytes more cost 32.)
+	client       bool
+	readClosed   atomic.Bool // CloseRead has taken over reading
+	closeSent    atomic.Bool // the close frame has gone out; set under frameMu
+	closed       atomic.Bool // the network connection is closed; set under closeMu
+	peerClosed   atomic.Bool // the peer's close frame has arrived
+	closeReadCtl sync.Once   // CloseRead starts reading once
 
 	// Reading. The fields below readMu belong to whoever holds it.
 	readMu     ctxMutex
 	readLimit  atomic.Int64
-	readClosed atomic.Bool // CloseRead has taken over reading
 	br         *readBuffer
 	rate       *readRate // nil without a RateLimit
 	reader     messageReader
@@ -129,20 +138,16 @@ type Conn struct {
 	*readState       // nil only while Serve's loop waits (dropReadState)
 
 	// Writing.
-	msgMu     ctxMutex // held for the whole of a data message
-	frameMu   ctxMutex // held while one frame is written
-	writer    messageWriter
-	closeSent atomic.Bool   // set under frameMu
-	maskRand  *rand.ChaCha8 // client only; under frameMu
+	msgMu    ctxMutex // held for the whole of a data message
+	frameMu  ctxMutex // held while one frame is written
+	writer   messageWriter
+	maskRand *rand.ChaCha8 // client only; under frameMu
 
 	// Ending.
-	closeMu      sync.Mutex
-	closed       atomic.Bool                   // the network connection is closed; set under closeMu
-	closedCh     atomic.Pointer[chan struct{}] // closed once closed is set; nil until closedChan
-	closeErr     error                         // why the connection ended; under closeMu
-	peerClosed   atomic.Bool                   // the peer's close frame has arrived
-	closeReadCtl sync.Once
-	wg           sync.WaitGroup // the goroutines this Conn started
+	closeMu  sync.Mutex
+	closedCh atomic.Pointer[chan struct{}] // closed once closed is set; nil until closedChan
+	closeErr error                         // why the connection ended; under closeMu
+	wg       sync.WaitGroup                // the goroutines this Conn started
 
 	// Pings waiting for their pong, and keepalive; nil until the first
 	// Ping, or with no ping interval (pingsOf).
@@ -226,7 +231,7 @@ func newConn(netConn net.Conn, early []byte, client bool, subprotocol string, cf
 	c := &Conn{
 		netConn:     netConn,
 		client:      client,
-		subprotocol: subprotocol,
+		subprotocol: unique.Make(subprotocol),
 		cfg:         sharedConfig(cfg),
 		readState:   new(readState),
 		br:          newReadBuffer(netConn, cfg.readBufferSize, early),
@@ -247,7 +252,7 @@ func newConn(netConn net.Conn, early []byte, client bool, subprotocol string, cf
 }
 
 // Subprotocol returns the subprotocol the handshake agreed on, or "".
-func (c *Conn) Subprotocol() string { return c.subprotocol }
+func (c *Conn) Subprotocol() string { return c.subprotocol.Value() }
 
 // SetReadLimit sets the largest message, in bytes, that Read and Reader
 // accept; the ReadLimit of the options, or DefaultReadLimit (32 KiB),
