@@ -119,8 +119,8 @@ type Conn struct {
 	cfg         *connConfig           // shared by the Conns of equal options (sharedConfig)
 
 	// The flags, side by side with closeReadCtl: alone, each would take 8
-	// bytes with its padding. (A Conn is 352 bytes, a size class of its
-	// own: every 8 bytes more cost 32.)
+	// bytes with its padding. (A Conn is 352 bytes, exactly a size class of
+	// the allocator: every 8 bytes more cost 32.)
 	client       bool
 	readClosed   atomic.Bool // CloseRead has taken over reading
 	closeSent    atomic.Bool // the close frame has gone out; set under frameMu
