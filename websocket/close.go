@@ -114,16 +114,14 @@ func (c *Conn) closeHandshake(code StatusCode, reason string) error {
 	// Read for the answer unless a reader does; either way not longer than
 	// the close timeout.
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.closeTimeout)
-	if c.readMu.lock(ctx, c.closed) == nil {
+	if c.lock(ctx, &c.readMu) == nil {
 		c.readUntilClosed()
 		c.readMu.unlock()
 	}
 	cancel()
 	c.closeNetConn(errConnClosed)
-	select {
-	case <-c.peerClosed:
+	if c.peerClosed.Load() {
 		return nil
-	default:
 	}
 	if err := c.endErr(nil); err != nil && err != errConnClosed {
 		return err
@@ -135,7 +133,7 @@ func (c *Conn) waitClosed() {
 	t := time.NewTimer(c.cfg.closeTimeout)
 	defer t.Stop()
 	select {
-	case <-c.closed:
+	case <-c.closedChan():
 	case <-t.C:
 	}
 }
@@ -172,7 +170,7 @@ func (c *Conn) handleClose(payload []byte) error {
 		return c.failFrame(ferr)
 	}
 	ce := &CloseError{Code: StatusCode(code), Reason: string(reason)}
-	close(c.peerClosed)
+	c.peerClosed.Store(true)
 	c.recordEnd(ce)
 	if !c.closeSent.Load() {
 		var p [2]byte

@@ -291,7 +291,7 @@ func addPoolSpares(c *Conn, size int) {
 		readers[i].Close()     // returns the inflater
 		b := make([]byte, 0, max(4096, 2*size))
 		compressBuffers.Put(&b)
-		w := make([]byte, 0, c.writePool.size)
-		c.writePool.put(&w)
+		w := make([]byte, 0, c.cfg.writePool.size)
+		c.cfg.writePool.put(&w)
 	}
 }

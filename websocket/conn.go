@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/duplexws/duplex/internal/deflate"
 	"github.com/duplexws/duplex/internal/frame"
@@ -37,6 +38,40 @@ type connConfig struct {
 	closeTimeout    time.Duration
 	limits          readLimits
 	readLimit       int64 // 0: DefaultReadLimit
+
+	// writePool keeps the write buffers: writeBufferSize and room for a
+	// frame header; readPool the read buffers. sharedConfig sets them.
+	writePool, readPool *bufferPool
+}
+
+// sharedConfigs holds one copy of each configuration in use, so that the
+// Conns accepted or dialed with equal options point to it instead of
+// holding 128 bytes each. It stops growing at maxSharedConfigs entries
+// (options that differ from one connection to the next): later
+// configurations get a copy of their own.
+var (
+	sharedConfigs  sync.Map // connConfig -> *connConfig
+	sharedConfigsN atomic.Int32
+)
+
+const maxSharedConfigs = 64
+
+// sharedConfig returns a pointer to a connConfig equal to cfg, with its
+// writePool set, which its holders must not change.
+func sharedConfig(cfg connConfig) *connConfig {
+	cfg.writePool = poolFor(cfg.writeBufferSize + frame.MaxHeaderSize)
+	cfg.readPool = poolFor(cfg.readBufferSize)
+	if p, ok := sharedConfigs.Load(cfg); ok {
+		return p.(*connConfig)
+	}
+	if sharedConfigsN.Load() >= maxSharedConfigs {
+		return &cfg
+	}
+	p, loaded := sharedConfigs.LoadOrStore(cfg, &cfg)
+	if !loaded {
+		sharedConfigsN.Add(1)
+	}
+	return p.(*connConfig)
 }
 
 func newConnConfig(readSize, writeSize int, pingInterval, pongTimeout, closeTimeout time.Duration) connConfig {
@@ -79,17 +114,66 @@ func newConnConfig(readSize, writeSize int, pingInterval, pongTimeout, closeTime
 // CloseNow: they release its resources and wait for its goroutines.
 type Conn struct {
 	netConn     net.Conn
-	client      bool
-	subprotocol string
-	comp        *compression // nil unless permessage-deflate was agreed
-	cfg         connConfig
-	writePool   *bufferPool
+	subprotocol unique.Handle[string] // 8 bytes where a string takes 16
+	comp        *compression          // nil unless permessage-deflate was agreed
+	cfg         *connConfig           // shared by the Conns of equal options (sharedConfig)
+
+	// The flags, side by side with closeReadCtl: alone, each would take 8
+	// bytes with its padding. (A Conn is 352 bytes, exactly a size class of
+	// the allocator: every 8 bytes more cost 32.)
+	client       bool
+	readClosed   atomic.Bool // CloseRead has taken over reading
+	closeSent    atomic.Bool // the close frame has gone out; set under frameMu
+	closed       atomic.Bool // the network connection is closed; set under closeMu
+	peerClosed   atomic.Bool // the peer's close frame has arrived
+	closeReadCtl sync.Once   // CloseRead starts reading once
 
 	// Reading. The fields below readMu belong to whoever holds it.
-	readMu      ctxMutex
-	readLimit   atomic.Int64
-	readClosed  atomic.Bool // CloseRead has taken over reading
-	br          *readBuffer
+	readMu     ctxMutex
+	readLimit  atomic.Int64
+	br         *readBuffer
+	rate       *readRate // nil without a RateLimit
+	reader     messageReader
+	readErr    error // set once reading has ended for good
+	*readState       // nil only while Serve's loop waits (dropReadState)
+
+	// Writing.
+	msgMu    ctxMutex // held for the whole of a data message
+	frameMu  ctxMutex // held while one frame is written
+	writer   messageWriter
+	maskRand *rand.ChaCha8 // client only; under frameMu
+
+	// Ending.
+	closeMu  sync.Mutex
+	closedCh atomic.Pointer[chan struct{}] // closed once closed is set; nil until closedChan
+	closeErr error                         // why the connection ended; under closeMu
+	wg       sync.WaitGroup                // the goroutines this Conn started
+
+	// Pings waiting for their pong, and keepalive; nil until the first
+	// Ping, or with no ping interval (pingsOf).
+	pingState atomic.Pointer[pingState]
+
+	// Await: the function to call, under readMu while an Await waits, and
+	// the connection's place in the poller (poller_linux.go).
+	awaitFn func()
+	parked  parkState
+
+	// Serve: what it calls and the connection's place in its loop; set
+	// once by Serve, then under readMu (serve.go).
+	serving *serveState
+
+	// The contexts whose end interrupts I/O; nil until the first watch of
+	// a context that can end (watchesOf).
+	watches atomic.Pointer[connWatches]
+}
+
+// readState is what reading a message takes: the state of the frame and
+// message being read, and room for a control frame. Only a served Conn
+// waiting in a loop of Serve holds none: the loop takes one from
+// readStates when data arrives and puts it back when the connection is
+// idle again (dropReadState), which saves its 320 bytes on each idle
+// connection. Other Conns keep theirs.
+type readState struct {
 	stream      frame.Stream
 	frameLeft   int64 // payload bytes of the current data frame still unread
 	frameFin    bool  // the current data frame ends its message
@@ -105,52 +189,40 @@ type Conn struct {
 	msgTimed    bool      // msgDeadline is set
 	msgWatching bool      // a call that began a message watch is under way
 	msgDeadline time.Time // when the call reading the current message gives up
-	rate        *readRate // nil without a RateLimit
 	utf8        frame.UTF8
 	inflate     *deflate.MessageReader // the compressed message being read, or nil
 	msgInflated int64                  // bytes the current compressed message inflated to so far
 	partial     []byte
-	reader      messageReader
 	ctrl        [frame.MaxControlPayload]byte
-	readErr     error // set once reading has ended for good
+}
 
-	// Writing.
-	msgMu     ctxMutex // held for the whole of a data message
-	frameMu   ctxMutex // held while one frame is written
-	writer    messageWriter
-	closeSent atomic.Bool   // set under frameMu
-	maskRand  *rand.ChaCha8 // client only; under frameMu
-	iov       [2][]byte     // header and payload for writev; under frameMu
-	bufs      net.Buffers   // iov as net.Buffers; under frameMu
+var readStates = sync.Pool{New: func() any { return new(readState) }}
 
-	// Ending.
-	closeMu      sync.Mutex
-	closed       chan struct{} // closed once the network connection is closed
-	closeErr     error         // why the connection ended; under closeMu
-	peerClosed   chan struct{} // closed when the peer's close frame arrives
-	closeReadCtl sync.Once
-	wg           sync.WaitGroup // the goroutines this Conn started
+// takeReadState gives c a read state if it has none. The caller holds
+// readMu.
+func (c *Conn) takeReadState() {
+	if c.readState == nil {
+		c.readState = readStates.Get().(*readState)
+	}
+}
 
-	// Pings waiting for their pong.
-	pingMu  sync.Mutex
-	pings   map[uint64]chan struct{}
-	pingSeq uint64
-
-	keepalive keepalive // used when the ping interval is positive
-
-	// Await: the function to call, under readMu while an Await waits, and
-	// the connection's place in the poller (poller_linux.go).
-	awaitFn func()
-	parked  parkState
-
-	// Serve: what it calls and the connection's place in its loop; set
-	// once by Serve, then under readMu (serve.go).
-	serving *serveState
-
-	// The contexts whose end interrupts I/O: readWatch under readMu,
-	// writeWatch under frameMu.
-	readWatch  ctxWatch
-	writeWatch ctxWatch
+// dropReadState puts c's read state back in the pool if c is between
+// messages, with no frame, deadline or fragmented message in progress, so
+// that nothing in it is needed until the next frame arrives; it reports
+// whether it did. The caller holds readMu for Serve, and calls
+// takeReadState before reading again.
+func (c *Conn) dropReadState() bool {
+	rs := c.readState
+	if rs == nil {
+		return true
+	}
+	if rs.msgActive || rs.frameLeft != 0 || rs.skipLeft != 0 || rs.msgTimed || rs.msgWatching || rs.stream.InMessage() {
+		return false
+	}
+	*rs = readState{}
+	readStates.Put(rs)
+	c.readState = nil
+	return true
 }
 
 // newConn wraps an established connection whose handshake is done. early
@@ -159,22 +231,15 @@ func newConn(netConn net.Conn, early []byte, client bool, subprotocol string, cf
 	c := &Conn{
 		netConn:     netConn,
 		client:      client,
-		subprotocol: subprotocol,
-		cfg:         cfg,
-		writePool:   poolFor(cfg.writeBufferSize + frame.MaxHeaderSize),
+		subprotocol: unique.Make(subprotocol),
+		cfg:         sharedConfig(cfg),
+		readState:   new(readState),
 		br:          newReadBuffer(netConn, cfg.readBufferSize, early),
-		readMu:      newCtxMutex(),
-		msgMu:       newCtxMutex(),
-		frameMu:     newCtxMutex(),
-		closed:      make(chan struct{}),
-		peerClosed:  make(chan struct{}),
 	}
 	c.readLimit.Store(cmp.Or(cfg.readLimit, DefaultReadLimit))
 	c.rate = newReadRate(cfg.limits.rate)
-	c.br.onWait = c.waitingForPeer
 	c.reader.c = c
 	c.writer.c = c
-	c.writeWatch.dir = writing
 	if client {
 		var seed [32]byte
 		crand.Read(seed[:]) // never fails (crypto/rand, Go 1.24+)
@@ -187,7 +252,7 @@ func newConn(netConn net.Conn, early []byte, client bool, subprotocol string, cf
 }
 
 // Subprotocol returns the subprotocol the handshake agreed on, or "".
-func (c *Conn) Subprotocol() string { return c.subprotocol }
+func (c *Conn) Subprotocol() string { return c.subprotocol.Value() }
 
 // SetReadLimit sets the largest message, in bytes, that Read and Reader
 // accept; the ReadLimit of the options, or DefaultReadLimit (32 KiB),
@@ -213,13 +278,26 @@ func (c *Conn) goBackground(f func()) bool {
 	return true
 }
 
-func (c *Conn) isClosed() bool {
-	select {
-	case <-c.closed:
-		return true
-	default:
-		return false
+func (c *Conn) isClosed() bool { return c.closed.Load() }
+
+// closedChan returns a channel that is closed once the network connection
+// is. It is made at the first call, by a wait that needs it (a contended
+// lock, Ping, Close): an idle connection holds none.
+func (c *Conn) closedChan() <-chan struct{} {
+	if p := c.closedCh.Load(); p != nil {
+		return *p
 	}
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if p := c.closedCh.Load(); p != nil {
+		return *p
+	}
+	ch := make(chan struct{})
+	if c.closed.Load() {
+		close(ch)
+	}
+	c.closedCh.Store(&ch)
+	return ch
 }
 
 // closeNetConn closes the network connection once, recording why the
@@ -233,14 +311,19 @@ func (c *Conn) closeNetConn(why error) {
 	if c.isClosed() {
 		return
 	}
-	close(c.closed)
+	c.closed.Store(true)
+	if p := c.closedCh.Load(); p != nil {
+		close(*p)
+	}
 	c.unpark() // before the descriptor closes: it is still in the poller
 	c.unserve()
 	c.netConn.Close()
 	c.stopKeepalive()
 	// A long-lived context must not keep registrations of closed Conns.
-	c.readWatch.retire()
-	c.writeWatch.retire()
+	if ws := c.watches.Load(); ws != nil {
+		ws.read.retire()
+		ws.write.retire()
+	}
 }
 
 // endErr returns why the connection ended, or fallback when nothing was
@@ -256,7 +339,10 @@ func (c *Conn) endErr(fallback error) error {
 
 // lock takes m for a call on c, giving up when ctx ends or c closes.
 func (c *Conn) lock(ctx context.Context, m *ctxMutex) error {
-	err := m.lock(ctx, c.closed)
+	if m.tryLock() {
+		return nil // without making the channel a wait needs
+	}
+	err := m.lock(ctx, c.closedChan())
 	if err == errLockClosed {
 		return c.endErr(errConnClosed)
 	}
@@ -291,11 +377,18 @@ func (c *Conn) watch(ctx context.Context, dir ioDirection) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	w := &c.readWatch
-	if dir == writing {
-		w = &c.writeWatch
-	}
 	done := ctx.Done()
+	ws := c.watches.Load()
+	if ws == nil {
+		if done == nil {
+			return nil // none watched, and none to watch
+		}
+		ws = c.watchesOf()
+	}
+	w := &ws.read
+	if dir == writing {
+		w = &ws.write
+	}
 	if done == w.done {
 		return nil
 	}
@@ -335,6 +428,26 @@ func (c *Conn) watch(ctx context.Context, dir ioDirection) error {
 // sets deadlines of its own.
 func (c *Conn) unwatch(dir ioDirection) {
 	c.watch(context.Background(), dir)
+}
+
+// connWatches are a Conn's watched contexts: read under readMu, write
+// under frameMu. Most Conns, served ones among them, never watch a context
+// that can end, so they are made at the first that does, not with the
+// Conn, which is then 112 bytes smaller.
+type connWatches struct {
+	read, write ctxWatch
+}
+
+// watchesOf returns c's watches, made at the first call.
+func (c *Conn) watchesOf() *connWatches {
+	if ws := c.watches.Load(); ws != nil {
+		return ws
+	}
+	ws := &connWatches{write: ctxWatch{dir: writing}}
+	if c.watches.CompareAndSwap(nil, ws) {
+		return ws
+	}
+	return c.watches.Load()
 }
 
 // ctxWatch is the context watched for one direction of I/O.

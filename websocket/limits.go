@@ -226,6 +226,11 @@ func (r *readRate) exceeded() *ProtocolError {
 func (c *Conn) beginMessageWatch() {
 	if c.cfg.limits.messageTimeout > 0 {
 		c.msgWatching = true
+		if c.br.onWait == nil {
+			// Bound here, not in newConn: a served Conn never watches
+			// from its loop, and the method value costs 16 bytes.
+			c.br.onWait = c.waitingForPeer
+		}
 		c.br.watchWait = true
 		if c.msgTimed {
 			c.renewMessageDeadline()
@@ -280,7 +285,12 @@ func (c *Conn) clearMessageDeadline() {
 // setReadDeadlineUnlessCancelled sets the read deadline unless the watched
 // context has ended, whose deadline in the past must stay.
 func (c *Conn) setReadDeadlineUnlessCancelled(t time.Time) {
-	w := &c.readWatch
+	ws := c.watches.Load()
+	if ws == nil {
+		c.netConn.SetReadDeadline(t) // no context was ever watched
+		return
+	}
+	w := &ws.read
 	w.mu.Lock()
 	if w.ctx == nil || w.ctx.Err() == nil {
 		c.netConn.SetReadDeadline(t)

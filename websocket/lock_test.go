@@ -2,6 +2,7 @@ package websocket
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -10,7 +11,7 @@ import (
 // ctxMutex excludes: goroutines that take it in turn, some giving up on a
 // context, never overlap, and the ones that did not give up all get it.
 func TestCtxMutexExcludes(t *testing.T) {
-	m := newCtxMutex()
+	var m ctxMutex
 	closed := make(chan struct{})
 	var inside, count int // under m
 	var wg sync.WaitGroup
@@ -52,7 +53,7 @@ func TestCtxMutexExcludes(t *testing.T) {
 // A waiter gives up when its context ends or the connection closes, and
 // wakes when the holder unlocks.
 func TestCtxMutexWaits(t *testing.T) {
-	m := newCtxMutex()
+	var m ctxMutex
 	closed := make(chan struct{})
 	if !m.tryLock() || m.tryLock() {
 		t.Fatal("tryLock: want the first to win and the second to fail")
@@ -86,11 +87,62 @@ func TestCtxMutexWaits(t *testing.T) {
 
 // The uncontended path every write takes twice (msgMu, frameMu).
 func BenchmarkCtxMutex(b *testing.B) {
-	m := newCtxMutex()
+	var m ctxMutex
 	ctx := context.Background()
 	closed := make(chan struct{})
 	for b.Loop() {
 		m.lock(ctx, closed)
 		m.unlock()
 	}
+}
+
+// A mutex nobody has waited for holds no channel, and a wait makes the one
+// channel every later wait shares: after the first, contention allocates
+// nothing.
+func TestCtxMutexWakeChannelLazy(t *testing.T) {
+	var m ctxMutex
+	ctx := context.Background()
+	closed := make(chan struct{})
+	m.lock(ctx, closed)
+	m.unlock()
+	if m.wake.Load() != nil {
+		t.Fatal("an uncontended lock and unlock made the wake channel")
+	}
+	contend := func() {
+		m.lock(ctx, closed)
+		got := make(chan error, 1)
+		go func() { got <- m.lock(ctx, closed) }()
+		for m.waiters.Load() == 0 {
+			runtime.Gosched()
+		}
+		m.unlock()
+		if err := waitResult(t, got, 5*time.Second, "the waiter"); err != nil {
+			t.Fatalf("the waiter got %v", err)
+		}
+		m.unlock()
+	}
+	contend()
+	first := m.wake.Load()
+	if first == nil {
+		t.Fatal("a wait left no wake channel")
+	}
+	contend()
+	if m.wake.Load() != first {
+		t.Fatal("a second wait made another wake channel")
+	}
+}
+
+// The contended path: goroutines taking turns, waiters woken by unlock.
+func BenchmarkCtxMutexContended(b *testing.B) {
+	var m ctxMutex
+	ctx := context.Background()
+	closed := make(chan struct{})
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.lock(ctx, closed)
+			m.unlock()
+		}
+	})
 }

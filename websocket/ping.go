@@ -14,18 +14,19 @@ import (
 // connection (Read, Reader or CloseRead), so something must be reading.
 func (c *Conn) Ping(ctx context.Context) error {
 	done := make(chan struct{})
-	c.pingMu.Lock()
-	if c.pings == nil {
-		c.pings = make(map[uint64]chan struct{})
+	ps := c.pingsOf()
+	ps.mu.Lock()
+	if ps.pings == nil {
+		ps.pings = make(map[uint64]chan struct{})
 	}
-	c.pingSeq++
-	id := c.pingSeq
-	c.pings[id] = done
-	c.pingMu.Unlock()
+	ps.seq++
+	id := ps.seq
+	ps.pings[id] = done
+	ps.mu.Unlock()
 	defer func() {
-		c.pingMu.Lock()
-		delete(c.pings, id)
-		c.pingMu.Unlock()
+		ps.mu.Lock()
+		delete(ps.pings, id)
+		ps.mu.Unlock()
 	}()
 
 	var p [8]byte
@@ -38,7 +39,7 @@ func (c *Conn) Ping(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-c.closed:
+	case <-c.closedChan():
 		return c.endErr(errConnClosed)
 	}
 }
@@ -50,16 +51,41 @@ func (c *Conn) gotPong(p []byte) {
 		return
 	}
 	id := binary.BigEndian.Uint64(p)
+	ps := c.pingState.Load()
+	if ps == nil {
+		return // no Ping and no keepalive ever sent one
+	}
 	if id == keepaliveID {
-		c.keepalivePong()
+		c.keepalivePong(&ps.keepalive)
 		return
 	}
-	c.pingMu.Lock()
-	if done, ok := c.pings[id]; ok {
+	ps.mu.Lock()
+	if done, ok := ps.pings[id]; ok {
 		close(done)
-		delete(c.pings, id)
+		delete(ps.pings, id)
 	}
-	c.pingMu.Unlock()
+	ps.mu.Unlock()
+}
+
+// pingState is what a Conn that pings holds: the pings waiting for their
+// pong, and keepalive. Most Conns never ping, or are pinged by their peer
+// only (which answering takes nothing of), so a Conn makes it at its first
+// Ping or, with a ping interval, at once: 48 bytes an idle Conn does not
+// hold otherwise.
+type pingState struct {
+	mu        sync.Mutex
+	pings     map[uint64]chan struct{}
+	seq       uint64
+	keepalive keepalive // used when the ping interval is positive
+}
+
+// pingsOf returns c's ping state, made at the first call.
+func (c *Conn) pingsOf() *pingState {
+	if ps := c.pingState.Load(); ps != nil {
+		return ps
+	}
+	c.pingState.CompareAndSwap(nil, new(pingState))
+	return c.pingState.Load()
 }
 
 // keepaliveID marks the pings keepalive sends, which no Ping call waits for.
@@ -77,7 +103,7 @@ type keepalive struct {
 }
 
 func (c *Conn) startKeepalive() {
-	k := &c.keepalive
+	k := &c.pingsOf().keepalive
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.timer = time.AfterFunc(c.cfg.pingInterval, c.keepaliveTick)
@@ -85,7 +111,11 @@ func (c *Conn) startKeepalive() {
 
 // stopKeepalive stops the timer for good, when the connection closes.
 func (c *Conn) stopKeepalive() {
-	k := &c.keepalive
+	ps := c.pingState.Load()
+	if ps == nil {
+		return
+	}
+	k := &ps.keepalive
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.timer != nil {
@@ -106,7 +136,7 @@ func (c *Conn) keepaliveTick() {
 	c.closeMu.Unlock()
 	defer c.wg.Done()
 
-	k := &c.keepalive
+	k := &c.pingState.Load().keepalive // made by startKeepalive
 	k.mu.Lock()
 	timedOut := k.awaiting
 	k.awaiting = true
@@ -132,8 +162,7 @@ func (c *Conn) keepaliveTick() {
 
 // keepalivePong records the pong to keepalive's ping and schedules the
 // next ping an interval later.
-func (c *Conn) keepalivePong() {
-	k := &c.keepalive
+func (c *Conn) keepalivePong(k *keepalive) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.timer == nil || !k.awaiting {

@@ -62,7 +62,7 @@ func (c *Conn) park() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c.isClosed() {
-		// closeNetConn closes c.closed, then unparks under p.mu, then
+		// closeNetConn sets c.closed, then unparks under p.mu, then
 		// closes the descriptor. Checked under p.mu, an open c means its
 		// unpark comes after this wait is in the table and ends it; a
 		// closed one may have unparked already, and a descriptor it

@@ -539,6 +539,7 @@ func (c *Conn) readError(ctx context.Context, err error) error {
 	if c.readErr != nil {
 		return c.readErr
 	}
+	c.takeReadState() // a loop of Serve may have dropped it
 	if ctx.Err() != nil && isTimeout(err) {
 		return ctx.Err()
 	}

@@ -44,7 +44,8 @@ type readBuffer struct {
 	err        error
 	onReadable func(fd uintptr) bool
 
-	// Arrived asks the kernel through onQueued, which reports in queued.
+	// Arrived asks the kernel through onQueued, which reports in queued;
+	// bound at the first call.
 	onQueued func(fd uintptr)
 	queued   int
 }
@@ -61,7 +62,6 @@ func newReadBuffer(src net.Conn, size int, early []byte) *readBuffer {
 			if raw, err := sc.SyscallConn(); err == nil {
 				b.raw = raw
 				b.onReadable = b.readReady
-				b.onQueued = b.countQueued
 			}
 		}
 	}
@@ -89,6 +89,9 @@ func (b *readBuffer) Arrived() int {
 	n := b.w - b.r
 	if b.raw != nil {
 		b.queued = 0
+		if b.onQueued == nil {
+			b.onQueued = b.countQueued
+		}
 		b.raw.Control(b.onQueued)
 		n += b.queued
 	}

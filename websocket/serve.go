@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/duplexws/duplex/internal/frame"
@@ -55,7 +57,7 @@ func (c *Conn) Serve(onMessage func(typ MessageType, p []byte), onEnd func(err e
 		return errServeBusy
 	}
 	c.unwatch(reading)
-	c.serving = &serveState{onMessage: onMessage, onEnd: onEnd}
+	c.serving = &serveState{onMessage: onMessage, onEnd: onEnd, raw: c.br.raw}
 	c.serveFrom(nil)
 	return nil
 }
@@ -64,8 +66,46 @@ func (c *Conn) Serve(onMessage func(typ MessageType, p []byte), onEnd func(err e
 type serveState struct {
 	onMessage func(MessageType, []byte)
 	onEnd     func(error)
-	linger    bool // the close frame is sent: drain before closing (lingerLater)
-	loopState      // the connection's place in its loop (serve_linux.go)
+	linger    bool            // the close frame is sent: drain before closing (lingerLater)
+	raw       syscall.RawConn // the read buffer's, kept while the buffer is dropped
+	loopState                 // the connection's place in its loop (serve_linux.go)
+}
+
+// readBuffers holds the read buffers (their bookkeeping, not the bytes,
+// which have a pool of their own) of served Conns that wait idle in a
+// loop: each would hold 200 bytes it needs only when data arrives.
+var readBuffers sync.Pool // *readBuffer
+
+// takeReadBuffer gives a served c a read buffer again, if it dropped its
+// own, set to read without waiting as a loop does. The caller holds
+// readMu for Serve.
+func (c *Conn) takeReadBuffer() {
+	if c.br != nil {
+		return
+	}
+	b, _ := readBuffers.Get().(*readBuffer)
+	if b == nil {
+		b = new(readBuffer)
+		b.onReadable = b.readReady
+	}
+	b.src, b.raw, b.pool = c.netConn, c.serving.raw, c.cfg.readPool
+	b.noWait = true
+	c.br = b
+}
+
+// dropReadBuffer puts a served c's read buffer in readBuffers if it holds
+// no bytes, which it does once it has given them back to their pool: an
+// idle connection read raw. The caller holds readMu for Serve, and calls
+// takeReadBuffer before reading again.
+func (c *Conn) dropReadBuffer() {
+	b := c.br
+	if b == nil || b.buf != nil || b.raw == nil || b.watchWait {
+		return
+	}
+	// What is bound to b, not to c, stays with it.
+	*b = readBuffer{onReadable: b.onReadable, onQueued: b.onQueued}
+	readBuffers.Put(b)
+	c.br = nil
 }
 
 // lingerLater reports whether the drain that linger does after the close
@@ -92,6 +132,7 @@ const (
 // or, without one, reads in this goroutine. l is the loop whose scratch
 // buffer to use, or nil. The caller holds readMu for Serve.
 func (c *Conn) serveFrom(l *serveLoop) {
+	c.takeReadBuffer()
 	c.br.noWait = true
 	switch c.dispatch(scratchOf(l)) {
 	case serveEnded:
@@ -111,6 +152,7 @@ func (c *Conn) serveFrom(l *serveLoop) {
 // does reads the network: the buffer holds every byte it parses.
 func (c *Conn) dispatch(scratch *[]byte) serveAction {
 	s := c.serving
+	c.takeReadState()
 	for {
 		if c.readErr != nil {
 			return serveEnded
@@ -126,6 +168,10 @@ func (c *Conn) dispatch(scratch *[]byte) serveAction {
 			}
 			if need > c.br.Size() && need > len(c.br.buf) {
 				c.br.grow(need) // for a message larger than the buffer
+			}
+			if c.br.buf == nil && c.dropReadState() {
+				// Idle: nor the buffer's bookkeeping, nor read state.
+				c.dropReadBuffer()
 			}
 			return serveWait
 		}
@@ -257,6 +303,8 @@ func (c *Conn) serveLimit() int {
 // the next one fits the buffer whole; then c goes back to a loop.
 func (c *Conn) serveBlocking() {
 	s := c.serving
+	c.takeReadBuffer()
+	c.takeReadState()
 	for {
 		c.br.noWait = false
 		c.beginMessageWatch()
@@ -283,8 +331,10 @@ func (c *Conn) serveEnd() {
 		c.readErr = c.endErr(errConnClosed)
 	}
 	err := c.readErr
+	c.takeReadBuffer() // for whoever reads next: Close, say
 	c.br.noWait = false
 	c.br.release()
+	c.takeReadState()
 	linger := s.linger
 	c.readMu.unlock()
 	go func() {

@@ -80,7 +80,7 @@ func scratchOf(l *serveLoop) *[]byte {
 // on, and reports whether it did; c must not be touched after true. The
 // caller holds readMu for Serve and has delivered what c buffered.
 func (c *Conn) enterLoop() bool {
-	if c.br.raw == nil {
+	if c.serving.raw == nil {
 		return false
 	}
 	loops := getServeLoops()
@@ -106,7 +106,7 @@ func (c *Conn) enterLoop() bool {
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP}
 	ev.Fd, ev.Pad = int32(token), int32(token>>32)
 	var ctlErr error
-	err := c.br.raw.Control(func(fd uintptr) {
+	err := s.raw.Control(func(fd uintptr) {
 		ctlErr = syscall.EpollCtl(l.es.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 	})
 	if err != nil || ctlErr != nil {
@@ -125,7 +125,7 @@ func (c *Conn) enterLoop() bool {
 func (c *Conn) leaveLoop(l *serveLoop) {
 	delete(l.conns, c.serving.token)
 	c.serving.token = 0
-	c.br.raw.Control(func(fd uintptr) {
+	c.serving.raw.Control(func(fd uintptr) {
 		syscall.EpollCtl(l.es.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 	})
 }
@@ -203,6 +203,7 @@ func (l *serveLoop) run() {
 // deliver reads once from c, which the set reported ready, and delivers
 // what that completed. It reports whether c is still in the loop.
 func (l *serveLoop) deliver(c *Conn) bool {
+	c.takeReadBuffer()
 	br := c.br
 	if br.buf == nil {
 		br.take()

@@ -126,7 +126,7 @@ func TestPongKeepsWriteWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	server.frameMu.lock(context.Background(), nil)
-	gen := server.writeWatch.gen // moves only when a watch is retired
+	gen := server.watches.Load().write.gen // moves only when a watch is retired
 	server.frameMu.unlock()
 
 	pinged := make(chan error, 1)
@@ -139,9 +139,10 @@ func TestPongKeepsWriteWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	server.frameMu.lock(context.Background(), nil)
-	server.writeWatch.mu.Lock()
-	kept := server.writeWatch.gen == gen && server.writeWatch.done == ctx.Done()
-	server.writeWatch.mu.Unlock()
+	w := &server.watches.Load().write
+	w.mu.Lock()
+	kept := w.gen == gen && w.done == ctx.Done()
+	w.mu.Unlock()
 	server.frameMu.unlock()
 	if !kept {
 		t.Fatal("answering a ping retired the watch of the write context")

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
+	"sync"
 	"time"
 
 	"github.com/duplexws/duplex/internal/deflate"
@@ -81,12 +83,12 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 	w.held = false
 	switch {
 	case c.comp == nil || plain:
-		w.buf = c.writePool.get()
+		w.buf = c.cfg.writePool.get()
 	case c.comp.threshold > 0:
 		// Held plain until it reaches the threshold, so that a short
 		// message goes out uncompressed, as with Write.
 		w.held = true
-		w.buf = c.writePool.get()
+		w.buf = c.cfg.writePool.get()
 	default:
 		w.beginCompression()
 	}
@@ -129,7 +131,7 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 		w.beginCompression()
 		*w.buf = w.mc.Write(*w.buf, b)
 		*plainBuf = b[:0]
-		w.c.writePool.put(plainBuf)
+		w.c.cfg.writePool.put(plainBuf)
 	}
 	if w.mc != nil {
 		*w.buf = w.mc.Write(*w.buf, p)
@@ -209,7 +211,7 @@ func (w *messageWriter) Close() error {
 		// Also a message held under the compression threshold: it goes
 		// out whole, uncompressed.
 		err = w.send(true, *w.buf)
-		w.c.writePool.put(w.buf)
+		w.c.cfg.writePool.put(w.buf)
 	}
 	w.held = false
 	w.open = false
@@ -264,6 +266,17 @@ func (c *Conn) endFrame(ctx context.Context, err error) error {
 	return c.endErr(err)
 }
 
+// frameVec is the header and payload of a frame written with writev, as
+// net.Buffers, which WriteTo consumes: a frame larger than the write
+// buffer takes one from frameVecs for the write, as a Conn would hold its
+// 72 bytes for nothing between such frames.
+type frameVec struct {
+	iov  [2][]byte
+	bufs net.Buffers
+}
+
+var frameVecs = sync.Pool{New: func() any { return new(frameVec) }}
+
 // writeFrameLocked encodes and sends one frame. The caller holds frameMu.
 // A server frame that fits the buffer goes out in one write, a larger one
 // in one writev; a client frame is masked as it is copied into the buffer,
@@ -274,18 +287,20 @@ func (c *Conn) writeFrameLocked(op frame.Opcode, fin bool, rsv byte, p []byte) e
 		h.Masked = true
 		binary.LittleEndian.PutUint32(h.MaskKey[:], uint32(c.maskRand.Uint64()))
 	}
-	buf := c.writePool.get()
-	defer c.writePool.put(buf)
+	buf := c.cfg.writePool.get()
+	defer c.cfg.writePool.put(buf)
 	b := frame.AppendHeader(*buf, h)
 	if !c.client {
 		if len(p) <= cap(b)-len(b) {
 			_, err := c.netConn.Write(append(b, p...))
 			return err
 		}
-		c.iov = [2][]byte{b, p}
-		c.bufs = c.iov[:]
-		_, err := c.bufs.WriteTo(c.netConn)
-		c.iov, c.bufs = [2][]byte{}, nil
+		v := frameVecs.Get().(*frameVec)
+		v.iov = [2][]byte{b, p}
+		v.bufs = v.iov[:]
+		_, err := v.bufs.WriteTo(c.netConn)
+		v.iov, v.bufs = [2][]byte{}, nil
+		frameVecs.Put(v)
 		return err
 	}
 	pos := 0
@@ -330,12 +345,20 @@ func (c *Conn) writeControlFromReader(op frame.Opcode, payload []byte) error {
 	// Hold off the AfterFunc of the watched write context, which would cut
 	// this frame short, without retiring the watch: the application's next
 	// Write under the same context then costs nothing again. The watch's
-	// lock is released before closeNetConn, which takes it.
-	c.writeWatch.mu.Lock()
+	// lock is released before closeNetConn, which takes it. Without
+	// watches no write context is watched, and none can be while frameMu
+	// is held.
+	var watchMu *sync.Mutex
+	if ws := c.watches.Load(); ws != nil {
+		watchMu = &ws.write.mu
+		watchMu.Lock()
+	}
 	c.netConn.SetWriteDeadline(time.Now().Add(c.cfg.closeTimeout))
 	err := c.writeFrameLocked(op, true, 0, payload)
 	c.netConn.SetWriteDeadline(time.Time{})
-	c.writeWatch.mu.Unlock()
+	if watchMu != nil {
+		watchMu.Unlock()
+	}
 	if err != nil {
 		c.closeNetConn(&netError{err})
 		return c.endErr(err)
