@@ -29,12 +29,16 @@ var errServeBusy = errors.New("websocket: Serve while reading, awaiting or servi
 // connections, a goroutine reads as Read would.
 //
 // onMessage runs on the goroutine that drains the set, one message at a
-// time for each connection, so it must not wait long: it may Write (which
-// waits only while the peer's receive window is full), and should hand
-// slow work to another goroutine. p is valid only until onMessage returns;
-// copy what must outlive the call. A message that does not fit the read
-// buffer (AcceptOptions.ReadBufferSize) is read by a goroutine of its own,
-// which then hands the connection back. Pings are answered and pongs
+// time for each connection. It may Write, which waits while the peer's
+// receive window is full: when the calls for what one read brought keep
+// that goroutine 10 to 20 ms, a new goroutine takes the set over, so that
+// its other connections are still served, and the old one, once
+// onMessage returns, hands its connection back to the set and ends. Each
+// callback blocked at a time thus costs a goroutine: slow work is still
+// better handed to another goroutine. p is valid only until onMessage
+// returns; copy what must outlive the call. A message that does not fit
+// the read buffer (AcceptOptions.ReadBufferSize) is read by a goroutine of
+// its own, which then hands the connection back. Pings are answered and pongs
 // handled as Read does. Close, which waits for the peer's close frame,
 // must not be called from onMessage: call CloseNow there, or Close in a
 // goroutine.
@@ -56,7 +60,7 @@ func (c *Conn) Serve(onMessage func(typ MessageType, p []byte), onEnd func(err e
 	}
 	c.unwatch(reading)
 	c.serving = &serveState{onMessage: onMessage, onEnd: onEnd}
-	c.serveFrom(nil)
+	c.serveFrom()
 	return nil
 }
 
@@ -90,11 +94,12 @@ const (
 )
 
 // serveFrom delivers what c has buffered, then waits for more in a loop,
-// or, without one, reads in this goroutine. l is the loop whose scratch
-// buffer to use, or nil. The caller holds readMu for Serve.
-func (c *Conn) serveFrom(l *serveLoop) {
+// or, without one, reads in this goroutine. The caller holds readMu for
+// Serve.
+func (c *Conn) serveFrom() {
 	c.br.noWait = true
-	switch c.dispatch(scratchOf(l)) {
+	var scratch []byte
+	switch c.dispatch(&scratch) {
 	case serveEnded:
 		c.serveEnd()
 		return
@@ -379,7 +384,7 @@ func (c *Conn) serveBlocking() {
 		}
 		s.onMessage(c.msgType, msg)
 		if c.br.raw != nil && loopsAvailable() {
-			c.serveFrom(nil)
+			c.serveFrom()
 			return
 		}
 	}
