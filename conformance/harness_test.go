@@ -128,7 +128,9 @@ func (r role) modes() []serveMode {
 }
 
 // forEachMode runs f once per mode of modes, in a subtest named by the
-// mode when there are several.
+// mode when there are several. Those subtests run in parallel: each has a
+// server of its own, and most of a run is waiting, so the three modes cost
+// about the wall time of one.
 func forEachMode(t *testing.T, modes []serveMode, f func(t *testing.T, m serveMode)) {
 	t.Helper()
 	if len(modes) == 1 {
@@ -136,7 +138,10 @@ func forEachMode(t *testing.T, modes []serveMode, f func(t *testing.T, m serveMo
 		return
 	}
 	for _, m := range modes {
-		t.Run(m.String(), func(t *testing.T) { f(t, m) })
+		t.Run(m.String(), func(t *testing.T) {
+			t.Parallel()
+			f(t, m)
+		})
 	}
 }
 
