@@ -57,34 +57,26 @@ type deflateCase struct {
 	run   func(p *rawPeer)
 }
 
-// runDeflateCases runs cases × roles × transports × delivery modes, as
-// runWireCases does, each run on a connection negotiated as its setup says.
+// runDeflateCases runs cases × roles × serving modes × transports ×
+// delivery modes, as runWireCases does, each run on a connection
+// negotiated as its setup says.
 func runDeflateCases(t *testing.T, cases []deflateCase) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			for _, r := range c.roles.list() {
-				t.Run(r.String(), func(t *testing.T) {
-					for _, tr := range transports {
-						tr.subtest(t, func(t *testing.T) {
-							for _, d := range deliveries {
-								t.Run(d.String(), func(t *testing.T) {
-									c.run(connectDeflate(t, tr, r, d, c.setup))
-								})
-							}
-						})
-					}
-				})
-			}
+			forEachRun(t, c.roles, func(t *testing.T, r role, m serveMode, tr transport, d delivery) {
+				c.run(connectDeflate(t, tr, r, m, d, c.setup))
+			})
 		})
 	}
 }
 
 // connectDeflate opens a connection between a raw peer and the library in
-// role r, negotiating as s says, and sets the raw peer up for the agreement.
-func connectDeflate(t *testing.T, tr transport, r role, d delivery, s deflateSetup) *rawPeer {
+// role r, serving in mode m, negotiating as s says, and sets the raw peer up
+// for the agreement.
+func connectDeflate(t *testing.T, tr transport, r role, m serveMode, d delivery, s deflateSetup) *rawPeer {
 	t.Helper()
-	cfg := endpointConfig{defaultLimit: s.defaultLimit, writeBuffer: s.writeBuffer, writerChunk: s.writerChunk, prepared: s.prepared}
+	cfg := endpointConfig{defaultLimit: s.defaultLimit, writeBuffer: s.writeBuffer, writerChunk: s.writerChunk, prepared: s.prepared, mode: m}
 	var p *rawPeer
 	offer := ""
 	switch {

@@ -22,7 +22,11 @@
 //     library's end echoes every message (Read, then Write of the same type)
 //     until an error, which the cases check: a *websocket.ProtocolError with
 //     the close code the library sent, or a *websocket.CloseError with the
-//     peer's.
+//     peer's. Our server echoes in each of the library's three ways to
+//     serve (issue 14): "read", a goroutine looping Read and Write; "await",
+//     Conn.Await, then Read and Write in its callback; "serve", Conn.Serve,
+//     whose onMessage writes the echo (on Linux over HTTP/1.1 the
+//     connection waits in Serve's epoll sets).
 //   - peer_test.go: the raw peer, which sends in the run's delivery mode and
 //     checks what comes back: exact frames, close codes, who closes TCP.
 //   - rawhttp_test.go: the raw side of the opening handshake.
@@ -43,7 +47,12 @@
 // role-specific) and in three delivery modes: the raw peer's bytes go out
 // whole, one byte per write, or in random-sized writes from an RNG seeded
 // with the test's name, over sockets with TCP_NODELAY. Subtests are named
-// case/role/mode, such as "TestFraming/1.1.3_text_126_bytes/client/one-byte".
+// case/role/delivery, such as "TestFraming/1.1.3_text_126_bytes/client/one-byte",
+// and for our server case/role/serving/delivery, such as
+// "TestUTF8/6.4.1_fail_fast:_invalid_second_fragment,_message_unfinished/server/serve/whole";
+// the three serving modes of a run go in parallel. Over HTTP/2, where
+// Await and Serve read in a goroutine as Read does, those two modes run
+// with whole delivery only.
 //
 // Every case of runWireCases and runDeflateCases also runs over HTTP/2
 // (h2_test.go, RFC 8441): the connection is a stream of an HTTP/2
@@ -52,7 +61,7 @@
 // through internal/h2client. The raw peer's writes are DATA frames, one
 // per write (one-byte delivery is one-byte DATA frames); END_STREAM stands
 // for TCP's FIN and RST_STREAM for a reset. Those subtests are named
-// case/role/h2/mode. A server that fails the connection ends its stream
+// case/role/[serving/]h2/delivery. A server that fails the connection ends its stream
 // at once (net/http's handler returns; there is no half-close to linger
 // on), and what the raw peer still sends is then dropped. The opening
 // handshake of RFC 8441 has cases of its own (h2_handshake_test.go,

@@ -48,40 +48,48 @@ func TestH2Handshake(t *testing.T) {
 		}, "403", ""},
 	}
 	for _, c := range serverCases {
-		t.Run(c.name+"/server/h2", func(t *testing.T) {
-			srv := startServerH2(t, endpointConfig{})
-			fields := extendedConnect(srv.addr())
-			if c.edit != nil {
-				fields = c.edit(fields)
-			}
-			s, h := requestH2(t, srv, fields)
-			defer s.Close()
-			if got := h.PseudoValue("status"); got != c.status {
-				t.Fatalf(":status %s, want %s", got, c.status)
-			}
-			if c.status != "200" {
-				if err := <-srv.acceptErrs; err == nil || !strings.HasPrefix(err.Error(), "websocket: ") {
-					t.Errorf("Accept returned %v, want an error that says why", err)
-				}
-				return
-			}
-			for _, name := range []string{"Upgrade", "Connection", "Sec-Websocket-Accept"} {
-				if v := s.resp.Header.Values(name); len(v) > 0 {
-					t.Errorf("the 200 carries %s: %q (RFC 8441 section 5 leaves it out)", name, v)
-				}
-			}
-			if got := s.resp.Header.Get("Sec-Websocket-Protocol"); got != c.subprotocol {
-				t.Errorf("Sec-WebSocket-Protocol %q, want %q", got, c.subprotocol)
-			}
-			ep := srv.endpoint(t)
-			if got := ep.conn.Subprotocol(); got != c.subprotocol {
-				t.Errorf("Subprotocol() = %q, want %q", got, c.subprotocol)
-			}
-			s.start()
-			s.Close() // a reset ends our server's Conn
-			if err := ep.wait(t); err == nil {
-				t.Error("the endpoint ended without an error after the reset")
-			}
+		modes := []serveMode{modeRead} // a refusal serves nothing
+		if c.status == "200" {
+			modes = serveModes
+		}
+		t.Run(c.name+"/server", func(t *testing.T) {
+			forEachMode(t, modes, func(t *testing.T, m serveMode) {
+				t.Run("h2", func(t *testing.T) {
+					srv := startServerH2(t, endpointConfig{mode: m})
+					fields := extendedConnect(srv.addr())
+					if c.edit != nil {
+						fields = c.edit(fields)
+					}
+					s, h := requestH2(t, srv, fields)
+					defer s.Close()
+					if got := h.PseudoValue("status"); got != c.status {
+						t.Fatalf(":status %s, want %s", got, c.status)
+					}
+					if c.status != "200" {
+						if err := <-srv.acceptErrs; err == nil || !strings.HasPrefix(err.Error(), "websocket: ") {
+							t.Errorf("Accept returned %v, want an error that says why", err)
+						}
+						return
+					}
+					for _, name := range []string{"Upgrade", "Connection", "Sec-Websocket-Accept"} {
+						if v := s.resp.Header.Values(name); len(v) > 0 {
+							t.Errorf("the 200 carries %s: %q (RFC 8441 section 5 leaves it out)", name, v)
+						}
+					}
+					if got := s.resp.Header.Get("Sec-Websocket-Protocol"); got != c.subprotocol {
+						t.Errorf("Sec-WebSocket-Protocol %q, want %q", got, c.subprotocol)
+					}
+					ep := srv.endpoint(t)
+					if got := ep.conn.Subprotocol(); got != c.subprotocol {
+						t.Errorf("Subprotocol() = %q, want %q", got, c.subprotocol)
+					}
+					s.start()
+					s.Close() // a reset ends our server's Conn
+					if err := ep.wait(t); err == nil {
+						t.Error("the endpoint ended without an error after the reset")
+					}
+				})
+			})
 		})
 	}
 

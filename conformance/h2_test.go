@@ -57,12 +57,12 @@ func (tr transport) subtest(t *testing.T, f func(t *testing.T)) {
 }
 
 // connectOver opens a connection over tr, as connect does over HTTP/1.1.
-func connectOver(t *testing.T, tr transport, r role, d delivery, defaultLimit bool) *rawPeer {
+func connectOver(t *testing.T, tr transport, r role, d delivery, cfg endpointConfig) *rawPeer {
 	t.Helper()
 	if tr == overHTTP1 {
-		return connect(t, r, d, defaultLimit)
+		return connect(t, r, d, cfg)
 	}
-	return connectH2(t, r, d, endpointConfig{defaultLimit: defaultLimit}, h2Handshake{})
+	return connectH2(t, r, d, cfg, h2Handshake{})
 }
 
 // h2Handshake is what the extended CONNECT negotiates beyond the

@@ -110,29 +110,35 @@ func TestHandshakeServer(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			for _, d := range deliveries {
-				t.Run(d.String(), func(t *testing.T) {
-					srv := startServer(t, false)
-					p := srv.dial(t, d)
-					req := validRequest(srv.addr())
-					if c.edit != nil {
-						c.edit(req, p)
-					}
-					resp := p.sendRequest(req)
-					if resp.StatusCode != c.status {
-						t.Fatalf("status %s, want %d", resp.Status, c.status)
-					}
-					if c.status == http.StatusSwitchingProtocols {
-						checkSwitching(t, resp, rfcAccept)
-						p.ep = srv.endpoint(t)
-					} else {
-						checkRefusal(p, srv, resp, c.byHTTP)
-					}
-					if c.check != nil {
-						c.check(p, resp)
-					}
-				})
+			modes := []serveMode{modeRead} // a refusal serves nothing
+			if c.status == http.StatusSwitchingProtocols {
+				modes = serveModes
 			}
+			forEachMode(t, modes, func(t *testing.T, m serveMode) {
+				for _, d := range deliveries {
+					t.Run(d.String(), func(t *testing.T) {
+						srv := startServerConfig(t, endpointConfig{mode: m})
+						p := srv.dial(t, d)
+						req := validRequest(srv.addr())
+						if c.edit != nil {
+							c.edit(req, p)
+						}
+						resp := p.sendRequest(req)
+						if resp.StatusCode != c.status {
+							t.Fatalf("status %s, want %d", resp.Status, c.status)
+						}
+						if c.status == http.StatusSwitchingProtocols {
+							checkSwitching(t, resp, rfcAccept)
+							p.ep = srv.endpoint(t)
+						} else {
+							checkRefusal(p, srv, resp, c.byHTTP)
+						}
+						if c.check != nil {
+							c.check(p, resp)
+						}
+					})
+				}
+			})
 		})
 	}
 }

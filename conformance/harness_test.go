@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,26 +62,99 @@ type wireCase struct {
 	run          func(p *rawPeer)
 }
 
-// runWireCases runs cases × roles × transports × delivery modes, each run
-// against a new connection (h2_test.go: the frame rules are the same over
-// HTTP/2).
+// runWireCases runs cases × roles × serving modes × transports × delivery
+// modes, each run against a new connection (h2_test.go: the frame rules are
+// the same over HTTP/2).
 func runWireCases(t *testing.T, cases []wireCase) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			for _, r := range c.roles.list() {
-				t.Run(r.String(), func(t *testing.T) {
-					for _, tr := range transports {
-						tr.subtest(t, func(t *testing.T) {
-							for _, d := range deliveries {
-								t.Run(d.String(), func(t *testing.T) {
-									c.run(connectOver(t, tr, r, d, c.defaultLimit))
-								})
-							}
-						})
-					}
-				})
-			}
+			forEachRun(t, c.roles, func(t *testing.T, r role, m serveMode, tr transport, d delivery) {
+				c.run(connectOver(t, tr, r, d, endpointConfig{defaultLimit: c.defaultLimit, mode: m}))
+			})
+		})
+	}
+}
+
+// forEachRun calls run once per role of rs, serving mode of the role,
+// transport and delivery mode, each in a subtest named
+// role/[mode/][h2/]delivery: only our server has several modes.
+func forEachRun(t *testing.T, rs roles, run func(t *testing.T, r role, m serveMode, tr transport, d delivery)) {
+	t.Helper()
+	for _, r := range rs.list() {
+		t.Run(r.String(), func(t *testing.T) {
+			forEachMode(t, r.modes(), func(t *testing.T, m serveMode) {
+				for _, tr := range transports {
+					tr.subtest(t, func(t *testing.T) {
+						for _, d := range m.deliveries(tr) {
+							t.Run(d.String(), func(t *testing.T) { run(t, r, m, tr, d) })
+						}
+					})
+				}
+			})
+		})
+	}
+}
+
+// deliveries are the delivery modes m runs in over tr. An HTTP/2 stream
+// cannot wait in an epoll set, so Await and Serve read it as Read does,
+// in a goroutine: the delivery modes, which test how reading copes with
+// frames cut anywhere, would run the same code three times over (the
+// heaviest runs of the suite, one-byte DATA frames under -race). Those
+// modes run over HTTP/2 with whole delivery only, which still covers how
+// they start, echo and end on a stream.
+func (m serveMode) deliveries(tr transport) []delivery {
+	if tr == overHTTP2 && m != modeRead {
+		return []delivery{deliverWhole}
+	}
+	return deliveries
+}
+
+// serveMode is how the library's endpoint reads: our server runs every
+// server-role case in each of the library's three ways to serve a
+// connection (issue 14), our client reads with Read.
+type serveMode int
+
+const (
+	modeRead  serveMode = iota // a goroutine loops Read and Write
+	modeAwait                  // Conn.Await without a goroutine, then Read and Write in its callback's
+	modeServe                  // Conn.Serve: onMessage writes the echo
+)
+
+var serveModes = []serveMode{modeRead, modeAwait, modeServe}
+
+func (m serveMode) String() string {
+	switch m {
+	case modeAwait:
+		return "await"
+	case modeServe:
+		return "serve"
+	}
+	return "read"
+}
+
+// modes are the serving modes a run in role r goes through.
+func (r role) modes() []serveMode {
+	if r == roleServer {
+		return serveModes
+	}
+	return []serveMode{modeRead}
+}
+
+// forEachMode runs f once per mode of modes, in a subtest named by the
+// mode when there are several. Those subtests run in parallel: each has a
+// server of its own, and most of a run is waiting, so the three modes cost
+// about the wall time of one.
+func forEachMode(t *testing.T, modes []serveMode, f func(t *testing.T, m serveMode)) {
+	t.Helper()
+	if len(modes) == 1 {
+		f(t, modes[0])
+		return
+	}
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			t.Parallel()
+			f(t, m)
 		})
 	}
 }
@@ -93,40 +167,111 @@ type endpointConfig struct {
 	writeBuffer  int                          // the Conn's WriteBufferSize; 0: the default
 	writerChunk  int                          // > 0: echo through a Writer, in writes of this many bytes
 	prepared     bool                         // echo with NewPreparedMessage and WritePrepared
+	mode         serveMode                    // how the endpoint reads; the zero value: Read
 }
 
 // endpoint is the library's end of a connection: a Conn that echoes every
-// message (Read, then Write of the same type) until an error.
+// message (Read, then Write of the same type; or the same from Await's
+// callback or Serve's onMessage) until an error.
 type endpoint struct {
 	conn        *websocket.Conn
 	writerChunk int
 	prepared    bool
+	mode        serveMode
 	done        chan struct{}
-	err         error // why the echo loop ended; set before done is closed
+	endOnce     sync.Once
+	err         error // why the echo ended; set before done is closed
 }
 
-// newEndpoint wraps a Conn fresh from the handshake; echo runs it.
+// newEndpoint wraps a Conn fresh from the handshake; run runs it.
 func newEndpoint(c *websocket.Conn, cfg endpointConfig) *endpoint {
 	if !cfg.defaultLimit {
 		c.SetReadLimit(generalReadLimit)
 	}
-	return &endpoint{conn: c, writerChunk: cfg.writerChunk, prepared: cfg.prepared, done: make(chan struct{})}
+	return &endpoint{conn: c, writerChunk: cfg.writerChunk, prepared: cfg.prepared, mode: cfg.mode, done: make(chan struct{})}
 }
 
-// echo runs the echo loop and ends the Conn.
-func (e *endpoint) echo() {
-	defer close(e.done)
-	ctx := context.Background()
-	for {
-		typ, msg, err := e.conn.Read(ctx)
-		if err == nil {
-			err = e.write(ctx, typ, msg)
+// run echoes in e's mode: in modeRead it returns when the echo has ended,
+// in the others once the library has taken over (e.done says when it
+// ends).
+func (e *endpoint) run() {
+	switch e.mode {
+	case modeAwait:
+		e.await()
+	case modeServe:
+		e.serve()
+	default:
+		for e.echoOne() {
 		}
+	}
+}
+
+// end records why the echo ended, ends the Conn and closes done; only the
+// first call counts.
+func (e *endpoint) end(err error) {
+	e.endOnce.Do(func() {
+		e.err = err
+		e.conn.CloseNow()
+		close(e.done)
+	})
+}
+
+// echoOne reads a message and writes its echo, and reports whether both
+// succeeded; when not, it ends e.
+func (e *endpoint) echoOne() bool {
+	ctx := context.Background()
+	typ, msg, err := e.conn.Read(ctx)
+	if err == nil {
+		err = e.write(ctx, typ, msg)
+	}
+	if err != nil {
+		e.end(err)
+		return false
+	}
+	return true
+}
+
+// await echoes the messages that have begun to arrive, then leaves the
+// wait for the next to Await, whose callback continues here.
+func (e *endpoint) await() {
+	for {
+		ready, err := e.conn.Await(e.awaitCallback)
 		if err != nil {
-			e.err = err
-			e.conn.CloseNow()
+			e.end(err)
 			return
 		}
+		if !ready || !e.echoOne() {
+			return
+		}
+	}
+}
+
+func (e *endpoint) awaitCallback() {
+	if e.echoOne() {
+		e.await()
+	}
+}
+
+// serve echoes from Serve's onMessage. A failed echo ends the Conn, and
+// its error is the endpoint's rather than the read error onEnd reports.
+func (e *endpoint) serve() {
+	ctx := context.Background()
+	var writeErr error // onMessage's, read by onEnd, which comes after every onMessage
+	err := e.conn.Serve(func(typ websocket.MessageType, p []byte) {
+		if writeErr != nil {
+			return
+		}
+		if writeErr = e.write(ctx, typ, p); writeErr != nil {
+			e.conn.CloseNow()
+		}
+	}, func(err error) {
+		if writeErr != nil {
+			err = writeErr
+		}
+		e.end(err)
+	})
+	if err != nil {
+		e.end(err)
 	}
 }
 
@@ -173,16 +318,16 @@ func (e *endpoint) wait(t *testing.T) error {
 
 // connect opens a connection between a raw peer and the library in role r
 // and completes the opening handshake.
-func connect(t *testing.T, r role, d delivery, defaultLimit bool) *rawPeer {
+func connect(t *testing.T, r role, d delivery, cfg endpointConfig) *rawPeer {
 	t.Helper()
 	if r == roleServer {
-		srv := startServer(t, defaultLimit)
+		srv := startServerConfig(t, cfg)
 		p := srv.dial(t, d)
 		p.handshake()
 		p.ep = srv.endpoint(t)
 		return p
 	}
-	cl := startClient(t, "/", defaultLimit, nil)
+	cl := startClient(t, "/", cfg.defaultLimit, nil)
 	p := cl.accept(t, d)
 	p.serverHandshake(acceptResponse(p.hs, nil))
 	res := cl.result(t)
@@ -201,11 +346,6 @@ type server struct {
 	acceptErrs chan error
 }
 
-func startServer(t *testing.T, defaultLimit bool) *server {
-	t.Helper()
-	return startServerConfig(t, endpointConfig{defaultLimit: defaultLimit})
-}
-
 func startServerConfig(t *testing.T, cfg endpointConfig) *server {
 	t.Helper()
 	s := &server{endpoints: make(chan *endpoint, 1), acceptErrs: make(chan error, 1)}
@@ -215,7 +355,9 @@ func startServerConfig(t *testing.T, cfg endpointConfig) *server {
 }
 
 // handler accepts with cfg and echoes, handing the endpoint over to the
-// test; on either transport it returns when the echo loop has ended.
+// test. Over HTTP/2 it returns when the echo has ended, as the stream ends
+// with it; over HTTP/1.1 Accept has taken the connection, so in the modes
+// that need no goroutine the handler returns at once.
 func (s *server) handler(cfg endpointConfig) http.Handler {
 	opts := &websocket.AcceptOptions{
 		Subprotocols:    serverSubprotocols,
@@ -233,7 +375,10 @@ func (s *server) handler(cfg endpointConfig) http.Handler {
 		}
 		ep := newEndpoint(c, cfg)
 		s.endpoints <- ep
-		ep.echo()
+		ep.run()
+		if r.ProtoMajor >= 2 {
+			<-ep.done
+		}
 	})
 }
 
@@ -324,7 +469,7 @@ func dialAndEcho(t *testing.T, cl *client, url string, opts *websocket.DialOptio
 		}
 		ep := newEndpoint(c, cfg)
 		cl.results <- dialResult{resp: resp, ep: ep}
-		ep.echo()
+		ep.run()
 	}()
 	t.Cleanup(func() {
 		stop()

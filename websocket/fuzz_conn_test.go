@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -89,14 +90,15 @@ const (
 	fuzzSmallBufio = 1 << 4 // the smallest read buffer, so that frames cross its end
 	fuzzCompress   = 1 << 5 // permessage-deflate agreed: RSV1 messages are inflated
 	fuzzTakeover   = 1 << 6 // with context takeover, and 9-bit windows
+	fuzzServe      = 1 << 7 // served with Serve over a socket, in an epoll set on Linux (fuzz_serve_linux_test.go)
 	// The second byte times 8 is the read limit.
 )
 
 // FuzzConnRead feeds arbitrary bytes to a Conn as the frames of its peer,
-// in either role, and checks what it makes of them: no panic, no message
-// over the read limit, only valid UTF-8 as text, and when it fails the
-// connection, a close frame with the code it reports as the last thing it
-// sent.
+// in either role, read with Read, Reader or Serve, and checks what it
+// makes of them: no panic, no message over the read limit, only valid
+// UTF-8 as text, and when it fails the connection, a close frame with the
+// code it reports as the last thing it sent.
 func FuzzConnRead(f *testing.F) {
 	f.Fuzz(func(t *testing.T, input []byte) { checkConnRead(t, input, nil) })
 }
@@ -125,6 +127,16 @@ func checkConnRead(t *testing.T, input []byte, overStream func(fc *fuzzConn, cli
 	}
 	cfg := newConnConfig(readSize, 0, 0, 0, 50*time.Millisecond)
 	var netConn net.Conn = fc
+	serve := flags&fuzzServe != 0 && overStream == nil
+	var wait func()
+	if serve {
+		var sock net.Conn
+		if sock, wait = socketFor(t, fc); sock == nil {
+			return // no sockets to serve here
+		}
+		defer wait()
+		netConn = sock
+	}
 	if overStream != nil {
 		netConn = overStream(fc, client)
 	}
@@ -145,7 +157,10 @@ func checkConnRead(t *testing.T, input []byte, overStream func(fc *fuzzConn, cli
 	buf := make([]byte, 100)
 	var err error
 	messages := 0
-	for ; ; messages++ {
+	if serve {
+		messages, err = serveAll(t, c, limit)
+	}
+	for ; !serve; messages++ {
 		var typ MessageType
 		var msg []byte
 		if flags&fuzzUseReader != 0 {
@@ -160,15 +175,13 @@ func checkConnRead(t *testing.T, input []byte, overStream func(fc *fuzzConn, cli
 		if err != nil {
 			break
 		}
-		if int64(len(msg)) > limit {
-			t.Fatalf("a message of %d bytes passed the read limit of %d", len(msg), limit)
+		if err := checkFuzzMessage(typ, msg, limit); err != nil {
+			t.Fatal(err)
 		}
-		if typ == MessageText && !utf8.Valid(msg) {
-			t.Fatalf("a text message of invalid UTF-8 passed: %q", msg)
-		}
-		if typ != MessageText && typ != MessageBinary {
-			t.Fatalf("a message of type %v", typ)
-		}
+	}
+	if serve {
+		c.CloseNow()
+		wait() // what the Conn sent is all in fc
 	}
 
 	t.Logf("%s: %d messages, then %v", roleName(client), messages, err)
@@ -207,6 +220,51 @@ func checkConnRead(t *testing.T, input []byte, overStream func(fc *fuzzConn, cli
 			t.Fatalf("the peer closed with %d, answered with %d", want, code)
 		}
 	}
+}
+
+// checkFuzzMessage checks a message a Conn delivered.
+func checkFuzzMessage(typ MessageType, msg []byte, limit int64) error {
+	if int64(len(msg)) > limit {
+		return fmt.Errorf("a message of %d bytes passed the read limit of %d", len(msg), limit)
+	}
+	if typ == MessageText && !utf8.Valid(msg) {
+		return fmt.Errorf("a text message of invalid UTF-8 passed: %q", msg)
+	}
+	if typ != MessageText && typ != MessageBinary {
+		return fmt.Errorf("a message of type %v", typ)
+	}
+	return nil
+}
+
+// serveAll serves c until reading ends, checking each message, and returns
+// how many there were and the error onEnd reports.
+func serveAll(t *testing.T, c *Conn, limit int64) (int, error) {
+	var mu sync.Mutex
+	messages := 0
+	var bad error // the first message that failed checkFuzzMessage
+	ended := make(chan error, 1)
+	err := c.Serve(func(typ MessageType, p []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		messages++
+		if err := checkFuzzMessage(typ, p, limit); err != nil && bad == nil {
+			bad = err
+		}
+	}, func(err error) { ended <- err })
+	if err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	select {
+	case err = <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("onEnd not called though the input has ended")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if bad != nil {
+		t.Fatal(bad)
+	}
+	return messages, err
 }
 
 // readAllSmall reads r to its end in small pieces, failing beyond limit.

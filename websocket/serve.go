@@ -31,12 +31,16 @@ var errServeBusy = errors.New("websocket: Serve while reading, awaiting or servi
 // connections, a goroutine reads as Read would.
 //
 // onMessage runs on the goroutine that drains the set, one message at a
-// time for each connection, so it must not wait long: it may Write (which
-// waits only while the peer's receive window is full), and should hand
-// slow work to another goroutine. p is valid only until onMessage returns;
-// copy what must outlive the call. A message that does not fit the read
-// buffer (AcceptOptions.ReadBufferSize) is read by a goroutine of its own,
-// which then hands the connection back. Pings are answered and pongs
+// time for each connection. It may Write, which waits while the peer's
+// receive window is full: when the calls for what one read brought keep
+// that goroutine 10 to 20 ms, a new goroutine takes the set over, so that
+// its other connections are still served, and the old one, once
+// onMessage returns, hands its connection back to the set and ends. Each
+// callback blocked at a time thus costs a goroutine: slow work is still
+// better handed to another goroutine. p is valid only until onMessage
+// returns; copy what must outlive the call. A message that does not fit
+// the read buffer (AcceptOptions.ReadBufferSize) is read by a goroutine of
+// its own, which then hands the connection back. Pings are answered and pongs
 // handled as Read does. Close, which waits for the peer's close frame,
 // must not be called from onMessage: call CloseNow there, or Close in a
 // goroutine.
@@ -58,7 +62,7 @@ func (c *Conn) Serve(onMessage func(typ MessageType, p []byte), onEnd func(err e
 	}
 	c.unwatch(reading)
 	c.serving = &serveState{onMessage: onMessage, onEnd: onEnd, raw: c.br.raw}
-	c.serveFrom(nil)
+	c.serveFrom()
 	return nil
 }
 
@@ -68,6 +72,7 @@ type serveState struct {
 	onEnd     func(error)
 	linger    bool            // the close frame is sent: drain before closing (lingerLater)
 	raw       syscall.RawConn // the read buffer's, kept while the buffer is dropped
+	prefix    prefixCheck     // of the message the buffer holds part of
 	loopState                 // the connection's place in its loop (serve_linux.go)
 }
 
@@ -129,12 +134,13 @@ const (
 )
 
 // serveFrom delivers what c has buffered, then waits for more in a loop,
-// or, without one, reads in this goroutine. l is the loop whose scratch
-// buffer to use, or nil. The caller holds readMu for Serve.
-func (c *Conn) serveFrom(l *serveLoop) {
+// or, without one, reads in this goroutine. The caller holds readMu for
+// Serve.
+func (c *Conn) serveFrom() {
 	c.takeReadBuffer()
 	c.br.noWait = true
-	switch c.dispatch(scratchOf(l)) {
+	var scratch []byte
+	switch c.dispatch(&scratch) {
 	case serveEnded:
 		c.serveEnd()
 		return
@@ -160,6 +166,12 @@ func (c *Conn) dispatch(scratch *[]byte) serveAction {
 		buf := c.br.buf[c.br.r:c.br.w]
 		whole, need := scanMessage(buf, c.serveLimit())
 		if !whole {
+			if need >= 0 && !c.prefixValid(buf) {
+				need = -1 // Read, in a goroutine, fails it as it would
+			}
+			if need < 0 {
+				s.prefix = prefixCheck{}
+			}
 			if c.br.r == c.br.w {
 				c.br.release() // an idle connection holds no buffer
 			}
@@ -175,6 +187,7 @@ func (c *Conn) dispatch(scratch *[]byte) serveAction {
 			}
 			return serveWait
 		}
+		s.prefix = prefixCheck{}
 		if buf[0]&0x08 != 0 && c.skipLeft == 0 {
 			h, op, err := c.readFrameHeader()
 			if err == nil {
@@ -195,6 +208,108 @@ func (c *Conn) dispatch(scratch *[]byte) serveAction {
 		}
 		s.onMessage(typ, p)
 	}
+}
+
+// prefixCheck is how far prefixValid has checked the frames of a message
+// that has begun to arrive, so that each byte is checked once however many
+// reads the message takes. Offsets count from the message's first byte.
+type prefixCheck struct {
+	off      int  // bytes checked
+	frameEnd int  // the end of the data frame off is in, or off between frames
+	text     bool // an uncompressed text message: its payload must be UTF-8
+	deflated bool // a compressed message
+	size     int64
+	frames   int64
+	masked   bool
+	key      [4]byte
+	keyPos   int // frame.Mask's position in the frame's key
+	stream   frame.Stream
+	utf8     frame.UTF8
+	started  bool // stream holds c.stream's state at the message's start
+}
+
+// prefixValid reports whether the part of a message that b, the buffer
+// from the message's first byte, holds can still begin a valid message: so
+// that a loop, which delivers a message once it is whole, fails a peer as
+// soon as Read would, at a frame header that breaks the rules or at the
+// first byte of invalid UTF-8 in text (RFC 6455 section 8.1; Autobahn
+// 6.4), at a frame past the read limit or the fragment limit, without
+// waiting for bytes that may never come. It checks what
+// arrived since its last call; the failure itself is left to Read. A
+// compressed message's text is checked once it is whole, when it is
+// inflated.
+func (c *Conn) prefixValid(b []byte) bool {
+	pc := &c.serving.prefix
+	if !pc.started {
+		*pc = prefixCheck{started: true, stream: c.stream}
+	}
+	if c.skipLeft > 0 || c.closeSent.Load() {
+		return true // data after the close frame is discarded unchecked
+	}
+	for pc.off < len(b) {
+		if pc.off < pc.frameEnd {
+			end := min(pc.frameEnd, len(b))
+			if pc.text && !pc.checkText(b[pc.off:end]) {
+				return false
+			}
+			pc.off = end
+			continue
+		}
+		rest := b[pc.off:]
+		if len(rest) < 2 || len(rest) < frame.HeaderLen(rest[1]) {
+			return true
+		}
+		h, n, err := frame.ParseHeader(rest)
+		if err != nil {
+			return false
+		}
+		if h.Opcode.IsControl() {
+			// Whole, it is answered before the message goes on; scanMessage
+			// leaves such a message to a goroutine. Only its header counts.
+			var s frame.Stream
+			_, err := s.Check(&h, !c.client, 0)
+			return err == nil
+		}
+		if _, err := pc.stream.Check(&h, !c.client, c.comp.allowedRSV()); err != nil {
+			return false
+		}
+		if h.Opcode != frame.OpContinuation {
+			pc.deflated = h.RSV&frame.RSV1 != 0
+			pc.text = h.Opcode == frame.OpText && !pc.deflated
+		}
+		// The limits nextFrame checks as each header arrives.
+		pc.frames++
+		if limit := c.fragmentCap(); limit >= 0 && pc.frames > limit {
+			return false
+		}
+		if limit := rawLimit(c.readLimit.Load(), pc.deflated); limit >= 0 && h.Length > limit-pc.size {
+			return false
+		}
+		pc.size += h.Length
+		pc.masked, pc.key, pc.keyPos = h.Masked, h.MaskKey, 0
+		pc.off += n
+		pc.frameEnd = pc.off + int(h.Length) // within serveLimit: scanMessage saw it
+
+	}
+	return true
+}
+
+// checkText feeds payload bytes p, as they are on the wire, to the UTF-8
+// validator.
+func (pc *prefixCheck) checkText(p []byte) bool {
+	if !pc.masked {
+		return pc.utf8.Write(p)
+	}
+	var plain [256]byte
+	for len(p) > 0 {
+		n := copy(plain[:], p)
+		pc.keyPos = frame.Mask(pc.key, pc.keyPos, plain[:n])
+		if !pc.utf8.Write(plain[:n]) {
+			return false
+		}
+		p = p[n:]
+	}
+	return true
 }
 
 // readWhole reads a message whose frames are all buffered into *scratch,
@@ -317,7 +432,7 @@ func (c *Conn) serveBlocking() {
 		}
 		s.onMessage(c.msgType, msg)
 		if c.br.raw != nil && loopsAvailable() {
-			c.serveFrom(nil)
+			c.serveFrom()
 			return
 		}
 	}

@@ -6,12 +6,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // A serveLoop holds connections that Serve serves: an epoll set in which
-// each waits level-triggered for as long as it is served, and one
-// goroutine that drains the set. The goroutine waits for the set itself to
-// become readable through the runtime's netpoller (an epoll set is a
+// each waits level-triggered for as long as it is served, and a goroutine,
+// its drainer, that drains the set. The drainer waits for the set itself
+// to become readable through the runtime's netpoller (an epoll set is a
 // pollable descriptor), so it holds no thread while nothing arrives; then
 // it collects the ready connections with a non-blocking epoll_wait and, for
 // each, reads once and delivers every whole message read. A connection
@@ -19,24 +20,63 @@ import (
 // again: no read is made to find out that nothing is left, and no
 // epoll_ctl is needed between messages.
 //
-// The goroutine exists while the set holds some connection.
+// The drainer exists while the set holds some connection.
+//
+// An onMessage that blocks (a Write to a peer that does not read) must not
+// stop the set: a watchdog, a timer armed while the drainer delivers,
+// notices a delivery that has lasted takeoverAfter or more and starts a
+// new drainer, which takes the set over; the connection being delivered
+// leaves the epoll set meanwhile, and the old drainer, once its onMessage
+// returns, puts it back and ends (takeOver, handBack). So a loop's
+// goroutines are its drainer and one for each callback blocked at the
+// time.
 //
 // Each registration has a token, which the event carries; a token no
 // longer in the table (the connection was closed meanwhile) is ignored.
 type serveLoop struct {
-	mu      sync.Mutex
-	es      epollSet
-	conns   map[uint64]*Conn
-	next    uint64
-	running bool   // the loop's goroutine exists
-	scratch []byte // what onMessage is given; the loop's goroutine's
+	mu       sync.Mutex
+	es       epollSet
+	conns    map[uint64]*Conn
+	next     uint64
+	running  bool     // a drainer exists
+	drainer  *drainer // the current one, while running
+	replaced int      // drainers taken over whose onMessage has not returned yet
+	scratch  []byte   // the last drainer's, kept for the next while none runs
+
+	// The watchdog: the timer is armed (armed true) from the start of a
+	// delivery until it fires and finds the drainer between deliveries.
+	watchdog *time.Timer
+	armed    atomic.Bool
+	lastSeq  uint64 // the drainer's seq when the watchdog last fired (under mu)
 }
+
+// A drainer is one goroutine draining a loop's set.
+type drainer struct {
+	// seq counts the drainer's deliveries, odd during one; the watchdog
+	// sets it to takenOver to take the set over from a delivery that has
+	// lasted too long.
+	seq     atomic.Uint64
+	ready   []*Conn // the connections of the current wait; nil once delivered and gone
+	current int     // the index in ready of the delivery under way
+	scratch []byte  // what onMessage is given
+}
+
+// takenOver is the seq of a drainer that the watchdog has replaced; an
+// even number no delivery reaches.
+const takenOver = 1<<64 - 2
+
+// takeoverAfter is how long one delivery may keep the set from its other
+// connections before another drainer takes over: longer than a delivery
+// that does not wait (a read and a few writes to the kernel), short enough
+// for the others not to notice much. The watchdog notices it after
+// between one and two of these.
+const takeoverAfter = 10 * time.Millisecond
 
 // loopState is a served Conn's place in its loop.
 type loopState struct {
 	loop  *serveLoop
 	token uint64 // of its registration; 0 when not in the set (under loop.mu)
-	busy  bool   // the loop's goroutine is delivering its messages (under loop.mu)
+	busy  bool   // a drainer is delivering its messages (under loop.mu)
 }
 
 var (
@@ -66,14 +106,9 @@ func newServeLoop() (*serveLoop, error) {
 	if err := l.es.open("duplex-serve", 256); err != nil {
 		return nil, err
 	}
+	l.watchdog = time.AfterFunc(time.Hour, l.watch)
+	l.watchdog.Stop()
 	return l, nil
-}
-
-func scratchOf(l *serveLoop) *[]byte {
-	if l == nil {
-		return new([]byte)
-	}
-	return &l.scratch
 }
 
 // enterLoop registers c in a loop, which delivers its messages from then
@@ -115,10 +150,16 @@ func (c *Conn) enterLoop() bool {
 	s.token = token
 	l.conns[token] = c
 	if !l.running {
-		l.running = true
-		go l.run()
+		l.start()
 	}
 	return true
+}
+
+// start starts a drainer, the current one from now on. l.mu is held.
+func (l *serveLoop) start() {
+	d := &drainer{ready: make([]*Conn, 0, 256), scratch: l.scratch}
+	l.running, l.drainer, l.lastSeq, l.scratch = true, d, 0, nil
+	go l.run(d)
 }
 
 // leaveLoop takes c out of its loop's set. l.mu is held.
@@ -153,22 +194,33 @@ func (c *Conn) unserve() {
 	}
 }
 
-// run is the loop's goroutine. It ends when the set holds no connection.
-func (l *serveLoop) run() {
-	ready := make([]*Conn, 0, 256)
+// run is a drainer's goroutine. It ends when the set holds no connection,
+// or after a delivery the watchdog took the set over from.
+func (l *serveLoop) run(d *drainer) {
 	for {
 		events := l.es.wait()
-		ready = ready[:0]
+		ready := d.ready[:0]
 		l.mu.Lock()
 		for _, ev := range events {
-			if c, ok := l.conns[eventToken(ev)]; ok {
+			if c, ok := l.conns[eventToken(ev)]; ok && !c.serving.busy {
 				c.serving.busy = true
 				ready = append(ready, c)
 			}
 		}
+		d.ready = ready
 		l.mu.Unlock()
 		for i, c := range ready {
-			if !l.deliver(c) {
+			d.current = i
+			seq := d.seq.Add(1) // odd: a delivery is under way
+			if !l.armed.Load() && l.armed.CompareAndSwap(false, true) {
+				l.watchdog.Reset(takeoverAfter)
+			}
+			kept := l.deliver(c, &d.scratch)
+			if !d.seq.CompareAndSwap(seq, seq+1) {
+				l.handBack(c, kept) // the set is another drainer's now
+				return
+			}
+			if !kept {
 				ready[i] = nil // no longer the loop's
 			}
 		}
@@ -188,7 +240,7 @@ func (l *serveLoop) run() {
 		}
 		stop := len(l.conns) == 0
 		if stop {
-			l.running = false
+			l.running, l.drainer, l.scratch = false, nil, d.scratch
 		}
 		l.mu.Unlock()
 		for _, c := range closing {
@@ -200,9 +252,106 @@ func (l *serveLoop) run() {
 	}
 }
 
+// watch is the watchdog's timer function. Between deliveries it disarms;
+// during one it rearms, and when the same delivery is still under way a
+// whole period later it takes the set over from the drainer.
+func (l *serveLoop) watch() {
+	l.mu.Lock()
+	var closing []*Conn
+	defer func() {
+		l.mu.Unlock()
+		for _, c := range closing {
+			c.serveEnd()
+		}
+	}()
+	// Disarmed first, then seq read: a drainer that starts a delivery
+	// after this read sees armed false and arms the timer itself (both
+	// sides write, then read, the other's atomic).
+	l.armed.Store(false)
+	d := l.drainer
+	if d == nil {
+		return
+	}
+	seq := d.seq.Load()
+	if seq&1 == 0 {
+		l.lastSeq = seq
+		return
+	}
+	if seq == l.lastSeq && d.seq.CompareAndSwap(seq, takenOver) {
+		closing = l.takeOver(d)
+		return
+	}
+	l.lastSeq = seq
+	if l.armed.CompareAndSwap(false, true) {
+		l.watchdog.Reset(takeoverAfter)
+	}
+}
+
+// takeOver replaces d, whose delivery has lasted too long, with a new
+// drainer: the connection d delivers leaves the epoll set until d hands it
+// back, and d's other ready connections are the set's again. It returns
+// those of them that were closed meanwhile, whose end was left to d, for
+// serveEnd. l.mu is held, and d no longer touches its ready connections.
+func (l *serveLoop) takeOver(d *drainer) (closing []*Conn) {
+	for i, c := range d.ready {
+		if c == nil {
+			continue
+		}
+		d.ready[i] = nil
+		if i == d.current {
+			c.serving.raw.Control(func(fd uintptr) {
+				syscall.EpollCtl(l.es.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+			})
+			continue
+		}
+		c.serving.busy = false
+		if c.isClosed() && c.serving.token != 0 {
+			c.leaveLoop(l)
+			closing = append(closing, c)
+		}
+	}
+	l.replaced++
+	l.start()
+	return closing
+}
+
+// handBack ends a drainer that was taken over, once its delivery to c has
+// returned; kept says whether c is still in the loop, out of the epoll set
+// since the takeover. It puts c back in the set, or ends it if it was
+// closed meanwhile.
+func (l *serveLoop) handBack(c *Conn, kept bool) {
+	l.mu.Lock()
+	l.replaced--
+	end := false
+	if kept {
+		c.serving.busy = false
+		end = c.isClosed()
+		if !end {
+			ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP}
+			ev.Fd, ev.Pad = int32(c.serving.token), int32(c.serving.token>>32)
+			var ctlErr error
+			err := c.serving.raw.Control(func(fd uintptr) {
+				ctlErr = syscall.EpollCtl(l.es.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+			})
+			end = err != nil || ctlErr != nil
+		}
+		if end {
+			c.leaveLoop(l)
+		}
+	}
+	if len(l.conns) == 0 && l.running {
+		l.es.wakeUp() // so that the current drainer ends
+	}
+	l.mu.Unlock()
+	if end {
+		c.serveEnd()
+	}
+}
+
 // deliver reads once from c, which the set reported ready, and delivers
-// what that completed. It reports whether c is still in the loop.
-func (l *serveLoop) deliver(c *Conn) bool {
+// what that completed, with scratch for onMessage's payloads. It reports
+// whether c is still in the loop.
+func (l *serveLoop) deliver(c *Conn, scratch *[]byte) bool {
 	c.takeReadBuffer()
 	br := c.br
 	if br.buf == nil {
@@ -213,7 +362,7 @@ func (l *serveLoop) deliver(c *Conn) bool {
 	}
 	k, err := br.readInto(nil)
 	br.w += k
-	action := c.dispatch(&l.scratch)
+	action := c.dispatch(scratch)
 	if action == serveWait && err != nil && err != errWouldBlock {
 		// What arrived before the error is delivered first.
 		c.readError(context.Background(), err)

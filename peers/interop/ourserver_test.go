@@ -36,7 +36,9 @@ var serverConfigs = map[string]websocket.AcceptOptions{
 // message, streaming it from a Reader to a Writer; "close" closes at once
 // with 4001 "bye"; "ping" pings the client three times while echoing, then
 // sends "pings answered: 3"; "fragments" first sends a text and a binary
-// message of fragmentedSize bytes through a Writer in fragmentCount writes.
+// message of fragmentedSize bytes through a Writer in fragmentCount writes;
+// "serve" echoes every message from Conn.Serve's onMessage, the library's
+// way to serve many connections (its epoll sets on Linux).
 // Each handler reports how its connection went under the id query
 // parameter, in results.
 type ourServer struct {
@@ -190,8 +192,35 @@ func serveMode(c *websocket.Conn, mode string) (end, pingErr error) {
 				return err, nil
 			}
 		}
+	case "serve":
+		return serveMessages(c), nil
 	}
 	return echoMessages(c), nil
+}
+
+// serveMessages echoes every message with Write from Serve's onMessage
+// until the connection ends, and returns why it ended: the error a failed
+// echo met, or the one onEnd reports.
+func serveMessages(c *websocket.Conn) error {
+	ended := make(chan error, 1)
+	var writeErr error // onMessage's; onEnd comes after every onMessage
+	err := c.Serve(func(typ websocket.MessageType, p []byte) {
+		if writeErr != nil {
+			return
+		}
+		if writeErr = c.Write(context.Background(), typ, p); writeErr != nil {
+			c.CloseNow()
+		}
+	}, func(err error) {
+		if writeErr != nil {
+			err = writeErr
+		}
+		ended <- err
+	})
+	if err != nil {
+		return err
+	}
+	return <-ended
 }
 
 // pingTimes pings n times, one after the other; someone must be reading.

@@ -203,6 +203,8 @@ func planFor(srv *ourServer, peer string, caps clientCaps) plan {
 	}
 	steps = append(steps, closeWith(4001, "bye"))
 	add(session{Name: "plain", Steps: steps, expect: expectation{serverEnd: &closeEvent{4001, "bye"}}}, false, "plain", "")
+	// The same served by Conn.Serve.
+	add(session{Name: "serve", Steps: steps, expect: expectation{serverEnd: &closeEvent{4001, "bye"}}}, false, "plain", "serve")
 
 	add(session{
 		Name:      "subprotocol",
