@@ -110,10 +110,12 @@ func newer(a, b broker.Position) bool {
 	return a.Epoch != ""
 }
 
-// fanOut queues pub for the channel's subscribers here.
+// fanOut delivers pub to the channel's subscribers here: written at once
+// to those that can take it, queued for the others. A large channel is
+// split over the processors.
 func (s *Server) fanOut(ns *Namespace, pub *broker.Publication) {
 	out := newOutPub(pub, ns.SlowConsumer)
-	s.hub.each(pub.Channel, func(sess *session) { sess.deliverPub(out) })
+	s.hub.eachSplit(pub.Channel, func(sess *session) { sess.deliverPub(out) })
 }
 
 // noteRead records the position a subscriber read when it subscribed:
