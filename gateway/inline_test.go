@@ -4,6 +4,9 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/duplexws/duplex/gateway/broker"
+	"github.com/duplexws/duplex/websocket"
 )
 
 // TestFanOutWritesInline: a publication to many idle subscribers is
@@ -54,7 +57,7 @@ func TestFanOutSlowSubscriberQueued(t *testing.T) {
 		cfg.Limits.WriteTimeout = time.Minute
 	})
 	slow, _ := slowSubscriber(t, ts, "feed:slow")
-	readers := make([]*client, 20)
+	readers := make([]*client, 5)
 	for i := range readers {
 		c, _ := connected(t, ts.url, "")
 		c.ok("subscribe", msg{"channel": "feed:slow"})
@@ -62,9 +65,23 @@ func TestFanOutSlowSubscriberQueued(t *testing.T) {
 	}
 	// The slow subscriber's socket buffers fill, then its queue, then it
 	// is closed.
-	last := publishUntil(t, ts, "feed:slow", func() bool {
+	closed := func() bool {
 		return metricValue(t, ts.http.URL, disconnects, `reason="slow_consumer"`) == 1
-	})
+	}
+	var last uint64
+	deadline := time.Now().Add(time.Minute)
+	for !closed() {
+		if last >= 5000 || time.Now().After(deadline) {
+			t.Fatalf("the slow subscriber is not closed after %d publications of 16 KiB", last)
+		}
+		for range 20 {
+			pos, err := ts.Publish(context.Background(), "feed:slow", payload(int(last), 16<<10))
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = pos.Offset
+		}
+	}
 	t.Logf("slow consumer closed after %d publications", last)
 	for i, c := range readers {
 		for want := uint64(1); want <= last; want++ {
@@ -80,4 +97,104 @@ func TestFanOutSlowSubscriberQueued(t *testing.T) {
 	// What was queued for it is accounted for, and gone.
 	waitMetric(t, ts.http.URL, queuedBytesGauge, "", func(v float64) bool { return v == 0 })
 	waitMetric(t, ts.http.URL, "duplex_outbound_queue_messages", "", func(v float64) bool { return v == 0 })
+}
+
+// TestFanOutKeepsOrderBehindQueue: a publication is written inline only
+// when nothing waits in the session's queue: a subscriber that reads
+// slower than publications come, so that its queue and writer are busy,
+// gets every publication once and in order.
+func TestFanOutKeepsOrderBehindQueue(t *testing.T) {
+	ts := newServer(t, func(cfg *Config) {
+		cfg.Limits.MaxQueueBytes = 256 << 20
+		cfg.Limits.WriteTimeout = time.Minute
+	})
+	r, _ := slowSubscriber(t, ts, "feed:order")
+	const n = 3000
+	published := make(chan error, 1)
+	go func() {
+		for i := 1; i <= n; i++ {
+			if _, err := ts.Publish(context.Background(), "feed:order", payload(i, 4<<10)); err != nil {
+				published <- err
+				return
+			}
+		}
+		published <- nil
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for want := uint64(1); want <= n; want++ {
+		m, err := r.readLine(ctx)
+		if err != nil {
+			t.Fatalf("reading publication %d: %v", want, err)
+		}
+		if off := uint64(m.num("offset")); m.str("push") != "pub" || off != want {
+			t.Fatalf("got %v (offset %d), want publication %d", m.str("push"), off, want)
+		}
+		if want%100 == 0 {
+			time.Sleep(2 * time.Millisecond) // slower than the publisher
+		}
+	}
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// inlineTransport is a transport that records the lines written to it
+// inline; the tests below drive the session's queue by hand, so nothing
+// else is written to it.
+type inlineTransport struct {
+	tried [][]byte
+}
+
+func (t *inlineTransport) write(msg []byte) error                     { return nil }
+func (t *inlineTransport) writeShared(line *sharedLine) error         { return nil }
+func (t *inlineTransport) close(websocket.StatusCode, string, []byte) {}
+func (t *inlineTransport) closeNow()                                  {}
+func (t *inlineTransport) abortOnClose() bool                         { return false }
+func (t *inlineTransport) kind() string                               { return "inline-test" }
+func (t *inlineTransport) tryWriteShared(line *sharedLine) (bool, error) {
+	t.tried = append(t.tried, line.line)
+	return true, nil
+}
+
+// TestInlineOnlyWhenNothingWaits: a publication is written inline only
+// when the queue is empty, no writer runs and no gap waits to go before
+// it; otherwise it is queued behind them, so nothing overtakes.
+func TestInlineOnlyWhenNothingWaits(t *testing.T) {
+	ts := newServer(t, nil)
+	tr := &inlineTransport{}
+	sess := newSession(ts.Server, tr, duplexProtocol{}, "192.0.2.1", nil)
+	pub := func(i int) *outPub {
+		p := newOutPub(&broker.Publication{Channel: "feed:x", Data: payload(i, 10),
+			Position: broker.Position{Offset: uint64(i), Epoch: "e"}}, SlowDisconnect)
+		return p
+	}
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	defer func() { sess.closing = true }() // nothing to release
+
+	sess.enqueuePubLocked(pub(1))
+	if len(tr.tried) != 1 || len(sess.out.items) != 0 || sess.out.writing {
+		t.Fatalf("idle session: %d written inline, %d queued, writer %v; want 1, 0, false", len(tr.tried), len(sess.out.items), sess.out.writing)
+	}
+
+	sess.out.writing = true // as if its writer were busy: none starts
+	sess.enqueuePubLocked(pub(2))
+	if len(tr.tried) != 1 || len(sess.out.items)-sess.out.head != 1 {
+		t.Fatalf("while the writer runs: %d written inline, %d queued; want 1, 1", len(tr.tried), len(sess.out.items)-sess.out.head)
+	}
+
+	sess.out.writing = false // its writer about to go, publication 2 still waits
+	sess.enqueuePubLocked(pub(3))
+	if len(tr.tried) != 1 {
+		t.Fatalf("publication 3 was written inline ahead of publication 2, which waits")
+	}
+
+	sess.discardLocked()          // the queue empty, no writer
+	sess.recordDropLocked(pub(4)) // and a gap that goes before the next publication
+	before := len(tr.tried)
+	sess.enqueuePubLocked(pub(5))
+	if len(tr.tried) != before {
+		t.Fatalf("publication 5 was written inline ahead of the gap push before it")
+	}
 }
