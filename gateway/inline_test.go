@@ -99,46 +99,6 @@ func TestFanOutSlowSubscriberQueued(t *testing.T) {
 	waitMetric(t, ts.http.URL, "duplex_outbound_queue_messages", "", func(v float64) bool { return v == 0 })
 }
 
-// TestFanOutKeepsOrderBehindQueue: a publication is written inline only
-// when nothing waits in the session's queue: a subscriber that reads
-// slower than publications come, so that its queue and writer are busy,
-// gets every publication once and in order.
-func TestFanOutKeepsOrderBehindQueue(t *testing.T) {
-	ts := newServer(t, func(cfg *Config) {
-		cfg.Limits.MaxQueueBytes = 256 << 20
-		cfg.Limits.WriteTimeout = time.Minute
-	})
-	r, _ := slowSubscriber(t, ts, "feed:order")
-	const n = 3000
-	published := make(chan error, 1)
-	go func() {
-		for i := 1; i <= n; i++ {
-			if _, err := ts.Publish(context.Background(), "feed:order", payload(i, 4<<10)); err != nil {
-				published <- err
-				return
-			}
-		}
-		published <- nil
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for want := uint64(1); want <= n; want++ {
-		m, err := r.readLine(ctx)
-		if err != nil {
-			t.Fatalf("reading publication %d: %v", want, err)
-		}
-		if off := uint64(m.num("offset")); m.str("push") != "pub" || off != want {
-			t.Fatalf("got %v (offset %d), want publication %d", m.str("push"), off, want)
-		}
-		if want%100 == 0 {
-			time.Sleep(2 * time.Millisecond) // slower than the publisher
-		}
-	}
-	if err := <-published; err != nil {
-		t.Fatal(err)
-	}
-}
-
 // inlineTransport is a transport that records the lines written to it
 // inline; the tests below drive the session's queue by hand, so nothing
 // else is written to it.
