@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/duplexws/duplex/gateway/broker"
 )
@@ -59,6 +60,10 @@ type hubChannel struct {
 	held bool
 
 	presence presenceBatch // guarded by the shard's mu
+
+	// arriving counts the broker's deliveries of the channel being
+	// handled (HandlePublication), the one being fanned out included.
+	arriving atomic.Int32
 }
 
 func newHub() *hub {

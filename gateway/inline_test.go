@@ -119,7 +119,8 @@ func (t *inlineTransport) tryWriteShared(line *sharedLine) (bool, error) {
 
 // TestInlineOnlyWhenNothingWaits: a publication is written inline only
 // when the queue is empty, no writer runs and no gap waits to go before
-// it; otherwise it is queued behind them, so nothing overtakes.
+// it; otherwise it is queued behind them, so nothing overtakes. One that
+// more of its channel follow is queued, for the writer to join them.
 func TestInlineOnlyWhenNothingWaits(t *testing.T) {
 	ts := newServer(t, nil)
 	tr := &inlineTransport{}
@@ -137,6 +138,14 @@ func TestInlineOnlyWhenNothingWaits(t *testing.T) {
 	if len(tr.tried) != 1 || len(sess.out.items) != 0 || sess.out.writing {
 		t.Fatalf("idle session: %d written inline, %d queued, writer %v; want 1, 0, false", len(tr.tried), len(sess.out.items), sess.out.writing)
 	}
+
+	more := pub(2)
+	more.queue = true // more of the channel follow: the writer joins them
+	sess.enqueuePubLocked(more)
+	if len(tr.tried) != 1 || len(sess.out.items)-sess.out.head != 1 {
+		t.Fatalf("a publication with more behind it: %d written inline, %d queued; want 1, 1", len(tr.tried), len(sess.out.items)-sess.out.head)
+	}
+	sess.discardLocked() // the queue empty, no writer
 
 	sess.out.writing = true // as if its writer were busy: none starts
 	sess.enqueuePubLocked(pub(2))

@@ -191,7 +191,7 @@ func (sess *session) enqueueReplyLocked(line []byte) {
 func (sess *session) appendLocked(line []byte, pub *outPub) {
 	q := &sess.out
 	srv := sess.srv
-	if pub != nil && !q.writing && q.head == len(q.items) && len(q.gaps) == 0 && sess.tryWriteLocked(pub, len(line)) {
+	if pub != nil && !pub.queue && !q.writing && q.head == len(q.items) && len(q.gaps) == 0 && sess.tryWriteLocked(pub, len(line)) {
 		return
 	}
 	if len(q.items) == cap(q.items) && q.head+q.holes > 0 && 2*(q.head+q.holes) >= len(q.items) {
