@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/duplexws/duplex/internal/frame"
@@ -61,7 +60,7 @@ func (c *Conn) Serve(onMessage func(typ MessageType, p []byte), onEnd func(err e
 		return errServeBusy
 	}
 	c.unwatch(reading)
-	c.serving = &serveState{onMessage: onMessage, onEnd: onEnd, raw: c.br.raw}
+	c.serving = &serveState{onMessage: onMessage, onEnd: onEnd}
 	c.serveFrom()
 	return nil
 }
@@ -71,7 +70,6 @@ type serveState struct {
 	onMessage func(MessageType, []byte)
 	onEnd     func(error)
 	linger    bool            // the close frame is sent: drain before closing (lingerLater)
-	raw       syscall.RawConn // the read buffer's, kept while the buffer is dropped
 	prefix    prefixCheck     // of the message the buffer holds part of
 	loopState                 // the connection's place in its loop (serve_linux.go)
 }
@@ -93,7 +91,7 @@ func (c *Conn) takeReadBuffer() {
 		b = new(readBuffer)
 		b.onReadable = b.readReady
 	}
-	b.src, b.raw, b.pool = c.netConn, c.serving.raw, c.cfg.readPool
+	b.src, b.raw, b.pool = c.netConn, c.raw, c.cfg.readPool
 	b.noWait = true
 	c.br = b
 }

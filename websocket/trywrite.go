@@ -30,7 +30,7 @@ import (
 //
 // Once pm is encoded, a write that goes out at once allocates nothing.
 func (c *Conn) TryWritePrepared(pm *PreparedMessage) (sent bool, err error) {
-	raw := c.br.raw // set once, by newConn: a TCP or Unix socket read raw
+	raw := c.raw // set once, by newConn; c.br may be a served Conn's, dropped while idle
 	if c.client || raw == nil {
 		return false, nil
 	}

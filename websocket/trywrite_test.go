@@ -319,3 +319,38 @@ func BenchmarkTryWritePrepared(b *testing.B) {
 		})
 	}
 }
+
+// A Conn that Serve's loop holds idle has dropped its read buffer; a
+// broadcast reaches it through TryWritePrepared all the same, from another
+// goroutine, while the loop may take the buffer back.
+func TestTryWritePreparedWhileServed(t *testing.T) {
+	if !loopsAvailable() {
+		t.Skip("no epoll sets here: Serve reads in a goroutine")
+	}
+	server, client := rawPair(t, 0)
+	got := make(chan string, 16)
+	if err := server.Serve(func(_ MessageType, p []byte) { got <- string(p) }, func(error) {}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pm, _ := NewPreparedMessage(MessageText, []byte("to a served connection"))
+	for i := range 50 {
+		// The client's message makes the loop take the buffer and drop
+		// it again while the server writes.
+		if err := client.Write(ctx, MessageText, []byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		if sent, err := server.TryWritePrepared(pm); !sent || err != nil {
+			t.Fatalf("TryWritePrepared %d = %v, %v; want true, nil", i, sent, err)
+		}
+		if _, p, err := client.Read(ctx); err != nil || string(p) != "to a served connection" {
+			t.Fatalf("Read %d = %q, %v", i, p, err)
+		}
+		select {
+		case <-got:
+		case <-ctx.Done():
+			t.Fatal("Serve did not deliver the client's message")
+		}
+	}
+}
