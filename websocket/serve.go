@@ -69,9 +69,9 @@ func (c *Conn) Serve(onMessage func(typ MessageType, p []byte), onEnd func(err e
 type serveState struct {
 	onMessage func(MessageType, []byte)
 	onEnd     func(error)
-	linger    bool            // the close frame is sent: drain before closing (lingerLater)
-	prefix    prefixCheck     // of the message the buffer holds part of
-	loopState                 // the connection's place in its loop (serve_linux.go)
+	linger    bool        // the close frame is sent: drain before closing (lingerLater)
+	prefix    prefixCheck // of the message the buffer holds part of
+	loopState             // the connection's place in its loop (serve_linux.go)
 }
 
 // readBuffers holds the read buffers (their bookkeeping, not the bytes,
