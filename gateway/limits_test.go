@@ -394,10 +394,13 @@ func slowSubscriber(t *testing.T, ts *testServer, channel string) (*rawConn, msg
 
 // publishUntil publishes ~1 KiB publications to channel until done
 // reports true (checked every 50), and returns the last position
-// published. It fails the test after 20000 publications or 10 s.
+// published. It fails the test after 20000 publications or 30 s. A
+// never-reading client is a slow consumer after about 3,600 (the kernel's
+// buffers, then the queue); under -race on 2 loaded cores that took up
+// to 10 s, the old deadline, and a run that needed 12,100 failed at it.
 func publishUntil(t *testing.T, ts *testServer, channel string, done func() bool) uint64 {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	var last uint64
 	for i := 1; i <= 20000; i++ {
 		pos, err := ts.Publish(context.Background(), channel, payload(i, 1024))

@@ -282,18 +282,23 @@ func (h slowHandler) HandlePublication(pub *broker.Publication) {
 // delivery takes longer than the health timeout (many subscribers on a
 // starved machine, or a catch-up holding the channel).
 func TestBusyIsNotLost(t *testing.T) {
+	// The health timeouts are short, so that a few seconds of deliveries
+	// span several of them, and long enough that a PING answer delayed by
+	// a starved scheduler (CI on 2 shared cores) is not taken for a lost
+	// link: a link that is lost is TestPaused's.
 	for _, tc := range []struct {
-		name  string
-		pause time.Duration
-		n     int
+		name   string
+		pause  time.Duration
+		n      int
+		health time.Duration
 	}{
-		{"ManySlowDeliveries", 10 * time.Millisecond, 150}, // 1.5 s of reading, 7 health timeouts
-		{"OneLongDelivery", 700 * time.Millisecond, 3},     // each delivery 3.5 health timeouts
+		{"ManySlowDeliveries", 10 * time.Millisecond, 150, 200 * time.Millisecond}, // 1.5 s of reading, 7 health timeouts
+		{"OneLongDelivery", 1750 * time.Millisecond, 3, 500 * time.Millisecond},    // each delivery 3.5 health timeouts
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := testredis.Start(t, testredis.Options{})
 			o := testOptions(redis.Options{Addrs: []string{srv.Addr()}})
-			o.HealthInterval, o.HealthTimeout = 50*time.Millisecond, 200*time.Millisecond
+			o.HealthInterval, o.HealthTimeout = tc.health/4, tc.health
 			b, err := redis.New(o)
 			if err != nil {
 				t.Fatal(err)
