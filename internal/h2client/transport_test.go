@@ -117,6 +117,11 @@ func TestManyConnsOneConnectionLargeMessages(t *testing.T) {
 	if n := tr.Connections(); n != 1 {
 		t.Fatalf("the transport dialled %d connections", n)
 	}
+	// Dial returns once the response has arrived, which may be before the
+	// server's handler, past Accept, has counted the last WebSocket.
+	for wait := time.Now().Add(5 * time.Second); srv.h2Socks.Load() < conns && time.Now().Before(wait); {
+		time.Sleep(time.Millisecond)
+	}
 	if n := srv.h2Socks.Load(); n != conns {
 		t.Fatalf("the server saw %d WebSockets over HTTP/2, want %d", n, conns)
 	}
