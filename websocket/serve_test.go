@@ -266,11 +266,13 @@ func TestServeAllocs(t *testing.T) {
 		t.Skip("counts allocations over loopback TCP")
 	}
 	client, server := newPair(t, nil, nil)
+	client.SetReadLimit(1 << 20)
+	server.SetReadLimit(1 << 20)
 	serveEcho(t, server)
 	ctx := context.Background()
-	for _, size := range []int{16, 1024} {
+	for _, size := range []int{16, 1024, 64 << 10} {
 		msg := pattern(size, size)
-		buf := make([]byte, 4096)
+		buf := make([]byte, max(size, 4096))
 		echo := func() {
 			if err := client.Write(ctx, MessageBinary, msg); err != nil {
 				t.Fatal(err)
@@ -286,20 +288,68 @@ func TestServeAllocs(t *testing.T) {
 	}
 }
 
-// BenchmarkServeEcho echoes messages through a served connection.
+// BenchmarkServeEcho echoes messages through a served connection; the
+// client reads the echo into a buffer of the message's size, as the
+// side-by-side load generator does (peers/bench). Steady state: 0 allocs/op.
 func BenchmarkServeEcho(b *testing.B) {
-	for _, size := range []int{16, 1024} {
+	for _, size := range []int{16, 1024, 64 << 10} {
 		b.Run(fmt.Sprint(size), func(b *testing.B) {
 			client, server := newPair(b, nil, nil)
+			client.SetReadLimit(1 << 20)
+			server.SetReadLimit(1 << 20)
 			serveEcho(b, server)
 			ctx := context.Background()
 			msg := pattern(size, size)
-			buf := make([]byte, 4096)
+			buf := make([]byte, max(size, 4096))
 			b.ReportAllocs()
 			b.SetBytes(int64(size))
 			for b.Loop() {
-				client.Write(ctx, MessageBinary, msg)
-				readToEOF(ctx, client, buf)
+				if err := client.Write(ctx, MessageBinary, msg); err != nil {
+					b.Fatal(err)
+				}
+				if n, err := readToEOF(ctx, client, buf); err != nil || n != size {
+					b.Fatalf("echo of %d bytes: %d, %v", size, n, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkHandlerEcho echoes messages through a server that reads and
+// writes in a goroutine, as the README's handler does: Read allocates each
+// message, 1 alloc/op.
+func BenchmarkHandlerEcho(b *testing.B) {
+	for _, size := range []int{1024, 64 << 10} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			client, server := newPair(b, nil, nil)
+			client.SetReadLimit(1 << 20)
+			server.SetReadLimit(1 << 20)
+			ctx := context.Background()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					typ, p, err := server.Read(ctx)
+					if err != nil || server.Write(ctx, typ, p) != nil {
+						return
+					}
+				}
+			}()
+			b.Cleanup(func() {
+				server.CloseNow()
+				<-done
+			})
+			msg := pattern(size, size)
+			buf := make([]byte, max(size, 4096))
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				if err := client.Write(ctx, MessageBinary, msg); err != nil {
+					b.Fatal(err)
+				}
+				if n, err := readToEOF(ctx, client, buf); err != nil || n != size {
+					b.Fatalf("echo of %d bytes: %d, %v", size, n, err)
+				}
 			}
 		})
 	}
