@@ -312,11 +312,24 @@ func (pc *prefixCheck) checkText(p []byte) bool {
 	return true
 }
 
-// readWhole reads a message whose frames are all buffered into *scratch,
-// growing it, and returns its type and payload.
+// readWhole reads a message whose frames are all buffered and returns its
+// type and payload: a message of one uncompressed frame in place, unmasked
+// in the read buffer, which nothing reads into before onMessage returns;
+// others assembled in *scratch, grown as needed.
 func (c *Conn) readWhole(scratch *[]byte) (MessageType, []byte, error) {
 	if err := c.nextMessage(); err != nil {
 		return 0, nil, err
+	}
+	if c.frameFin && c.inflate == nil && c.frameLeft <= int64(c.br.Buffered()) {
+		p := c.br.buf[c.br.r : c.br.r+int(c.frameLeft)]
+		if err := c.consumed(p); err != nil {
+			return 0, nil, err
+		}
+		c.br.consume(len(p))
+		if err := c.endMessage(); err != io.EOF {
+			return 0, nil, err
+		}
+		return c.msgType, p, nil
 	}
 	p := (*scratch)[:0]
 	for {
