@@ -326,8 +326,8 @@ func (c *Conn) writeFrameLocked(op frame.Opcode, fin bool, rsv byte, p []byte) e
 	for {
 		start := len(b)
 		n := min(len(p), cap(b)-start)
-		b = append(b, p[:n]...)
-		pos = frame.Mask(h.MaskKey, pos, b[start:])
+		b = b[:start+n]
+		pos = frame.MaskCopy(h.MaskKey, pos, b[start:], p[:n])
 		if _, err := c.netConn.Write(b); err != nil {
 			return err
 		}
