@@ -23,10 +23,11 @@ var errServeBusy = errors.New("websocket: Serve while reading, awaiting or servi
 // This is the way to serve many connections. On Linux, a TCP or Unix
 // connection waits in one of a few epoll sets the process shares (one per
 // GOMAXPROCS), each drained by one goroutine that, for every ready
-// connection, reads once what the kernel holds and calls onMessage for
-// every whole message that read completed: the epoll set says when more
-// has arrived, so no read finds nothing, and a busy connection costs about
-// one read and one write per message. An idle connection holds neither a
+// connection, reads what the kernel holds (once, or a few times while
+// each read fills the buffer) and calls onMessage for every whole message
+// the reads completed: the epoll set says when more has arrived, so a read
+// seldom finds nothing, and a busy connection costs about one read and one
+// write per message. An idle connection holds neither a
 // goroutine nor a read buffer. Elsewhere, and for TLS and wrapped
 // connections, a goroutine reads as Read would.
 //
