@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/bits"
 	"sync"
 	"syscall"
 	"time"
@@ -72,6 +73,7 @@ type serveState struct {
 	onMessage func(MessageType, []byte)
 	onEnd     func(error)
 	linger    bool            // the close frame is sent: drain before closing (lingerLater)
+	grownBits uint8           // log2 of the buffer the last message grew it to, 0 when none (deliver)
 	raw       syscall.RawConn // the read buffer's, kept while the buffer is dropped
 	prefix    prefixCheck     // of the message the buffer holds part of
 	loopState                 // the connection's place in its loop (serve_linux.go)
@@ -181,6 +183,7 @@ func (c *Conn) dispatch(scratch *[]byte) serveAction {
 			}
 			if need > c.br.Size() && need > len(c.br.buf) {
 				c.br.grow(need) // for a message larger than the buffer
+				s.grownBits = uint8(bits.Len(uint(need - 1)))
 			}
 			if c.br.buf == nil && c.dropReadState() {
 				// Idle: nor the buffer's bookkeeping, nor read state.

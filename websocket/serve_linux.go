@@ -359,20 +359,34 @@ const maxReadsPerDelivery = 4
 func (l *serveLoop) deliver(c *Conn, scratch *[]byte) bool {
 	var action serveAction
 	var err error
+	s := c.serving
+	hinted, read := false, 0
 	for reads := 1; ; reads++ {
 		c.takeReadBuffer()
 		br := c.br
 		if br.buf == nil {
-			br.take()
+			// A connection whose last message grew the buffer is likely to
+			// send another as large: a buffer of that size at once reads it
+			// in one read, not a buffer's worth first.
+			if s.grownBits != 0 {
+				br.grow(1 << s.grownBits)
+				hinted = true
+			} else {
+				br.take()
+			}
 		} else if br.r > 0 {
 			br.w = copy(br.buf, br.buf[br.r:br.w])
 			br.r = 0
 		}
-		room := len(br.buf) - br.w
+		room, size := len(br.buf)-br.w, br.Size()
 		var k int
 		k, err = br.readInto(nil)
 		br.w += k
-		action = c.dispatch(scratch)
+		read += k
+		action = c.dispatch(scratch) // which may drop br
+		if hinted && read <= size {
+			s.grownBits = 0 // the buffer's own size would have done
+		}
 		// A read that filled the buffer may have left bytes in the kernel,
 		// the rest of a message the buffer just grew for most of all: read
 		// them now rather than after another epoll_wait, a few times at
