@@ -39,8 +39,10 @@ type AcceptOptions struct {
 
 	// WriteBufferSize is the size of the buffer a frame is written
 	// through, taken from a pool for each write so that idle connections
-	// hold none; a Writer sends frames of up to this size. Default: 4096
-	// bytes; at least 256.
+	// hold none; a Writer sends frames of up to this size. (A client,
+	// which must mask a copy, masks a larger frame from Write in a pooled
+	// buffer of up to 64 KiB, so that such a message costs a system call
+	// per 64 KiB.) Default: 4096 bytes; at least 256.
 	WriteBufferSize int
 
 	// PingInterval, when positive, makes the connection ping the peer at

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/bits"
 	"sync"
 	"time"
 
@@ -22,10 +23,11 @@ var errServeBusy = errors.New("websocket: Serve while reading, awaiting or servi
 // This is the way to serve many connections. On Linux, a TCP or Unix
 // connection waits in one of a few epoll sets the process shares (one per
 // GOMAXPROCS), each drained by one goroutine that, for every ready
-// connection, reads once what the kernel holds and calls onMessage for
-// every whole message that read completed: the epoll set says when more
-// has arrived, so no read finds nothing, and a busy connection costs about
-// one read and one write per message. An idle connection holds neither a
+// connection, reads what the kernel holds (once, or a few times while
+// each read fills the buffer) and calls onMessage for every whole message
+// the reads completed: the epoll set says when more has arrived, so a read
+// seldom finds nothing, and a busy connection costs about one read and one
+// write per message. An idle connection holds neither a
 // goroutine nor a read buffer. Elsewhere, and for TLS and wrapped
 // connections, a goroutine reads as Read would.
 //
@@ -70,6 +72,7 @@ type serveState struct {
 	onMessage func(MessageType, []byte)
 	onEnd     func(error)
 	linger    bool        // the close frame is sent: drain before closing (lingerLater)
+	grownBits uint8       // log2 of the buffer the last message grew it to, 0 when none (deliver)
 	prefix    prefixCheck // of the message the buffer holds part of
 	loopState             // the connection's place in its loop (serve_linux.go)
 }
@@ -178,6 +181,7 @@ func (c *Conn) dispatch(scratch *[]byte) serveAction {
 			}
 			if need > c.br.Size() && need > len(c.br.buf) {
 				c.br.grow(need) // for a message larger than the buffer
+				s.grownBits = uint8(bits.Len(uint(need - 1)))
 			}
 			if c.br.buf == nil && c.dropReadState() {
 				// Idle: nor the buffer's bookkeeping, nor read state.
@@ -310,11 +314,24 @@ func (pc *prefixCheck) checkText(p []byte) bool {
 	return true
 }
 
-// readWhole reads a message whose frames are all buffered into *scratch,
-// growing it, and returns its type and payload.
+// readWhole reads a message whose frames are all buffered and returns its
+// type and payload: a message of one uncompressed frame in place, unmasked
+// in the read buffer, which nothing reads into before onMessage returns;
+// others assembled in *scratch, grown as needed.
 func (c *Conn) readWhole(scratch *[]byte) (MessageType, []byte, error) {
 	if err := c.nextMessage(); err != nil {
 		return 0, nil, err
+	}
+	if c.frameFin && c.inflate == nil && c.frameLeft <= int64(c.br.Buffered()) {
+		p := c.br.buf[c.br.r : c.br.r+int(c.frameLeft)]
+		if err := c.consumed(p); err != nil {
+			return 0, nil, err
+		}
+		c.br.consume(len(p))
+		if err := c.endMessage(); err != io.EOF {
+			return 0, nil, err
+		}
+		return c.msgType, p, nil
 	}
 	p := (*scratch)[:0]
 	for {

@@ -15,10 +15,10 @@ import (
 // to become readable through the runtime's netpoller (an epoll set is a
 // pollable descriptor), so it holds no thread while nothing arrives; then
 // it collects the ready connections with a non-blocking epoll_wait and, for
-// each, reads once and delivers every whole message read. A connection
-// whose data is not all read stays ready, so the next epoll_wait reports it
-// again: no read is made to find out that nothing is left, and no
-// epoll_ctl is needed between messages.
+// each, reads once (again only while a read fills the buffer) and delivers
+// every whole message read. A connection whose data is not all read stays
+// ready, so the next epoll_wait reports it again: no read is made to find
+// out that nothing is left, and no epoll_ctl is needed between messages.
 //
 // The drainer exists while the set holds some connection.
 //
@@ -348,21 +348,53 @@ func (l *serveLoop) handBack(c *Conn, kept bool) {
 	}
 }
 
-// deliver reads once from c, which the set reported ready, and delivers
-// what that completed, with scratch for onMessage's payloads. It reports
+// maxReadsPerDelivery bounds the reads deliver makes from a connection
+// whose reads keep filling its buffer.
+const maxReadsPerDelivery = 4
+
+// deliver reads from c, which the set reported ready, once, or again while
+// each read fills the buffer (up to maxReadsPerDelivery reads), and
+// delivers what that completed, with scratch for onMessage's payloads. It reports
 // whether c is still in the loop.
 func (l *serveLoop) deliver(c *Conn, scratch *[]byte) bool {
-	c.takeReadBuffer()
-	br := c.br
-	if br.buf == nil {
-		br.take()
-	} else if br.r > 0 {
-		br.w = copy(br.buf, br.buf[br.r:br.w])
-		br.r = 0
+	var action serveAction
+	var err error
+	s := c.serving
+	hinted, read := false, 0
+	for reads := 1; ; reads++ {
+		c.takeReadBuffer()
+		br := c.br
+		if br.buf == nil {
+			// A connection whose last message grew the buffer is likely to
+			// send another as large: a buffer of that size at once reads it
+			// in one read, not a buffer's worth first.
+			if s.grownBits != 0 {
+				br.grow(1 << s.grownBits)
+				hinted = true
+			} else {
+				br.take()
+			}
+		} else if br.r > 0 {
+			br.w = copy(br.buf, br.buf[br.r:br.w])
+			br.r = 0
+		}
+		room, size := len(br.buf)-br.w, br.Size()
+		var k int
+		k, err = br.readInto(nil)
+		br.w += k
+		read += k
+		action = c.dispatch(scratch) // which may drop br
+		if hinted && read <= size {
+			s.grownBits = 0 // the buffer's own size would have done
+		}
+		// A read that filled the buffer may have left bytes in the kernel,
+		// the rest of a message the buffer just grew for most of all: read
+		// them now rather than after another epoll_wait, a few times at
+		// most, so that the set's other connections are not kept waiting.
+		if action != serveWait || err != nil || k < room || reads == maxReadsPerDelivery {
+			break
+		}
 	}
-	k, err := br.readInto(nil)
-	br.w += k
-	action := c.dispatch(scratch)
 	if action == serveWait && err != nil && err != errWouldBlock {
 		// What arrived before the error is delivered first.
 		c.readError(context.Background(), err)

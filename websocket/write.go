@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math/bits"
 	"net"
 	"sync"
 	"time"
@@ -277,18 +278,36 @@ type frameVec struct {
 
 var frameVecs = sync.Pool{New: func() any { return new(frameVec) }}
 
+// maxMaskChunk is the most payload a client masks into one buffer before
+// writing it: a frame larger than the write buffer is masked in a pooled
+// buffer of up to this size, so that a 64 KiB message costs one write
+// instead of sixteen, each of which would wake the peer.
+const maxMaskChunk = 64 << 10
+
+// maskPool returns the pool of buffers a client frame of n payload bytes,
+// more than the write buffer holds, is masked in: the next power of two
+// up to maxMaskChunk, with room for the header.
+func maskPool(n int) *bufferPool {
+	return poolFor(min(1<<bits.Len(uint(n-1)), maxMaskChunk) + frame.MaxHeaderSize)
+}
+
 // writeFrameLocked encodes and sends one frame. The caller holds frameMu.
 // A server frame that fits the buffer goes out in one write, a larger one
-// in one writev; a client frame is masked as it is copied into the buffer,
+// in one writev; a client frame is masked as it is copied into the buffer
+// (one of up to maxMaskChunk for a frame larger than the write buffer),
 // never in the caller's slice.
 func (c *Conn) writeFrameLocked(op frame.Opcode, fin bool, rsv byte, p []byte) error {
 	h := frame.Header{Fin: fin, RSV: rsv, Opcode: op, Length: int64(len(p))}
+	pool := c.cfg.writePool
 	if c.client {
 		h.Masked = true
 		binary.LittleEndian.PutUint32(h.MaskKey[:], uint32(c.maskRand.Uint64()))
+		if len(p) > c.cfg.writeBufferSize {
+			pool = maskPool(len(p))
+		}
 	}
-	buf := c.cfg.writePool.get()
-	defer c.cfg.writePool.put(buf)
+	buf := pool.get()
+	defer pool.put(buf)
 	b := frame.AppendHeader(*buf, h)
 	if !c.client {
 		if len(p) <= cap(b)-len(b) {
@@ -307,8 +326,8 @@ func (c *Conn) writeFrameLocked(op frame.Opcode, fin bool, rsv byte, p []byte) e
 	for {
 		start := len(b)
 		n := min(len(p), cap(b)-start)
-		b = append(b, p[:n]...)
-		pos = frame.Mask(h.MaskKey, pos, b[start:])
+		b = b[:start+n]
+		pos = frame.MaskCopy(h.MaskKey, pos, b[start:], p[:n])
 		if _, err := c.netConn.Write(b); err != nil {
 			return err
 		}

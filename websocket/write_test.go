@@ -1,9 +1,11 @@
 package websocket
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -297,4 +299,63 @@ func TestWriterOpenAtClose(t *testing.T) {
 			t.Errorf("Write after Close = %v", err)
 		}
 	})
+}
+
+// writeCounter counts the writes made to a net.Conn.
+type writeCounter struct {
+	net.Conn
+	writes int
+}
+
+func (w *writeCounter) Write(p []byte) (int, error) {
+	w.writes++
+	return w.Conn.Write(p)
+}
+
+// TestClientWriteChunks: a client masks a frame larger than its write
+// buffer in chunks of up to maxMaskChunk, so a 64 KiB message goes out in
+// one write, and never in the caller's slice; the peer gets the payload
+// unmasked whole.
+func TestClientWriteChunks(t *testing.T) {
+	nc, peer := tcpPair(t)
+	counter := &writeCounter{Conn: nc}
+	c := newConn(counter, nil, true, "", newConnConfig(0, 0, 0, 0, 0))
+	t.Cleanup(func() {
+		c.CloseNow()
+		peer.Close()
+	})
+	br := bufio.NewReader(peer)
+	for _, tc := range []struct{ size, writes int }{
+		{100, 1},
+		{defaultBufferSize, 1},
+		{defaultBufferSize + 1, 1},
+		{20 << 10, 1},
+		{64 << 10, 1},
+		{64<<10 + 1, 2},
+		{200 << 10, 4},
+	} {
+		msg := pattern(tc.size, tc.size)
+		orig := bytes.Clone(msg)
+		got := make(chan []byte, 1)
+		go func() {
+			_, p, err := readTestFrame(br)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- p
+		}()
+		counter.writes = 0
+		if err := c.Write(context.Background(), MessageBinary, msg); err != nil {
+			t.Fatal(err)
+		}
+		if counter.writes != tc.writes {
+			t.Errorf("%d bytes: %d writes, want %d", tc.size, counter.writes, tc.writes)
+		}
+		if !bytes.Equal(msg, orig) {
+			t.Fatalf("%d bytes: Write changed the caller's slice", tc.size)
+		}
+		if p := <-got; !bytes.Equal(p, msg) {
+			t.Fatalf("%d bytes: the peer got %d bytes that differ", tc.size, len(p))
+		}
+	}
 }

@@ -132,3 +132,55 @@ func BenchmarkMask(b *testing.B) {
 		})
 	}
 }
+
+// MaskCopy writes what Mask would make of a copy, within dst's first
+// len(src) bytes, and leaves src as it was.
+func TestMaskCopyMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := 0; n <= 300; n++ {
+		for pos := 0; pos < 4; pos++ {
+			key := randomKey(rng)
+			src := randomBytes(rng, n)
+			orig := bytes.Clone(src)
+			buf := make([]byte, n+16)
+			dst := buf[8 : 8+n+4] // room past len(src) must stay untouched
+			next := MaskCopy(key, pos, dst, src)
+			want := bytes.Clone(src)
+			maskReference(key, pos, want)
+			if !bytes.Equal(buf[8:8+n], want) {
+				t.Fatalf("n %d, pos %d, key % x:\n got % x\nwant % x", n, pos, key, buf[8:8+n], want)
+			}
+			if !bytes.Equal(src, orig) {
+				t.Fatalf("n %d, pos %d: src changed", n, pos)
+			}
+			if next != (pos+n)%4 {
+				t.Fatalf("n %d, pos %d: returned %d, want %d", n, pos, next, (pos+n)%4)
+			}
+			for i, c := range append(buf[:8:8], buf[8+n:]...) {
+				if c != 0 {
+					t.Fatalf("n %d, pos %d: guard byte %d changed to %#x", n, pos, i, c)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkMaskCopy against copy then Mask, the two passes it replaces.
+func BenchmarkMaskCopy(b *testing.B) {
+	key := [4]byte{0x37, 0xfa, 0x21, 0x3d}
+	size := 64 << 10
+	src, dst := make([]byte, size), make([]byte, size)
+	b.Run("fused", func(b *testing.B) {
+		b.SetBytes(int64(size))
+		for b.Loop() {
+			MaskCopy(key, 0, dst, src)
+		}
+	})
+	b.Run("copy+Mask", func(b *testing.B) {
+		b.SetBytes(int64(size))
+		for b.Loop() {
+			copy(dst, src)
+			Mask(key, 0, dst)
+		}
+	})
+}
