@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"hash/maphash"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/duplexws/duplex/gateway/broker"
 )
@@ -58,6 +60,10 @@ type hubChannel struct {
 	held bool
 
 	presence presenceBatch // guarded by the shard's mu
+
+	// arriving counts the broker's deliveries of the channel being
+	// handled (HandlePublication), the one being fanned out included.
+	arriving atomic.Int32
 }
 
 func newHub() *hub {
@@ -126,6 +132,58 @@ func (h *hub) each(channel string, f func(*session)) {
 		}
 	}
 }
+
+// splitFanOut is the number of subscribers of a channel from which a
+// fan-out is split over the processors (eachSplit): below it, the
+// goroutines cost more than they save.
+const splitFanOut = 1024
+
+// eachSplit calls f for every subscriber of channel, as each does, but
+// spreads a large channel over up to GOMAXPROCS goroutines, so that a
+// broadcast that writes inline (session.tryWriteLocked) uses every core.
+// It returns once f has returned for every subscriber; the goroutines it
+// starts are its own and end with their share.
+func (h *hub) eachSplit(channel string, f func(*session)) {
+	sh := &h.shards[h.index(channel)]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	ch := sh.channels[channel]
+	if ch == nil {
+		return
+	}
+	parts := min(runtime.GOMAXPROCS(0), len(ch.subs)/(splitFanOut/2))
+	if len(ch.subs) < splitFanOut || parts < 2 {
+		for s := range ch.subs {
+			f(s)
+		}
+		return
+	}
+	box := subscriberLists.Get().(*[]*session)
+	subs := (*box)[:0]
+	for s := range ch.subs {
+		subs = append(subs, s)
+	}
+	var wg sync.WaitGroup
+	per := (len(subs) + parts - 1) / parts
+	for from := per; from < len(subs); from += per {
+		share := subs[from:min(from+per, len(subs))]
+		wg.Go(func() {
+			for _, s := range share {
+				f(s)
+			}
+		})
+	}
+	for _, s := range subs[:per] {
+		f(s)
+	}
+	wg.Wait()
+	clear(subs)
+	*box = subs[:0]
+	subscriberLists.Put(box)
+}
+
+// subscriberLists holds the lists eachSplit splits.
+var subscriberLists = sync.Pool{New: func() any { return new([]*session) }}
 
 // channels calls f with every channel that has subscribers here and their
 // number.

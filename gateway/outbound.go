@@ -191,6 +191,9 @@ func (sess *session) enqueueReplyLocked(line []byte) {
 func (sess *session) appendLocked(line []byte, pub *outPub) {
 	q := &sess.out
 	srv := sess.srv
+	if pub != nil && !pub.queue && !q.writing && q.head == len(q.items) && len(q.gaps) == 0 && sess.tryWriteLocked(pub, len(line)) {
+		return
+	}
 	if len(q.items) == cap(q.items) && q.head+q.holes > 0 && 2*(q.head+q.holes) >= len(q.items) {
 		q.compact()
 	}
@@ -210,8 +213,43 @@ func (sess *session) appendLocked(line []byte, pub *outPub) {
 		q.writing = true
 		srv.wg.Add(1)
 		sess.writer.Add(1)
+		srv.writerStarts.Add(1)
 		go sess.writeLoop()
 	}
+}
+
+// tryWriteLocked writes a publication at once, without waiting, when the
+// transport can (tryWriter): the caller has checked that nothing waits in
+// the queue and no writer runs, so nothing is overtaken. It reports
+// whether the publication is dealt with: written, or its write failed,
+// which ends the session as a failed write of the writer does. Otherwise
+// the caller queues it and starts the writer, as for every publication
+// before this path existed; a fan-out to many idle subscribers so starts
+// a goroutine only for those whose socket is full (issue 14: a goroutine
+// per delivery left its stack in the RSS long after a broadcast).
+//
+// Its counts are the writer's: one message and its bytes out, nothing
+// queued. It needs no stuck-write watch (sess.writeStarted), as it never
+// waits; a frame the socket took in part is finished by the connection,
+// and the session's next write waits for it under the watch. sess.mu is
+// held.
+func (sess *session) tryWriteLocked(pub *outPub, size int) bool {
+	tw, ok := sess.tr.(tryWriter)
+	if !ok {
+		return false
+	}
+	sent, err := tw.tryWriteShared(pub.lineFor(sess.proto))
+	if err != nil {
+		sess.closing = true
+		sess.out.closeAfter = nil
+		sess.discardLocked()
+		return true
+	}
+	if sent {
+		sess.srv.metrics.messagesOut.Inc()
+		sess.srv.metrics.bytesOut.Add(float64(size))
+	}
+	return sent
 }
 
 // compact squeezes the holes and the written items out of the queue.

@@ -126,6 +126,9 @@ type outPub struct {
 	channel string
 	pos     broker.Position
 	policy  SlowConsumerPolicy
+	// queue says that the publication is queued even for a session that
+	// could take it at once: more of its channel follow (Server.fanOut).
+	queue bool
 
 	lines sharedLines
 }

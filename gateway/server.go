@@ -75,6 +75,7 @@ type Server struct {
 	stopOnce      sync.Once
 	wg            sync.WaitGroup // every goroutine the server starts
 	connWG        sync.WaitGroup // the sessions, from upgrade to finish
+	writerStarts  atomic.Int64   // session writer goroutines started, for tests
 }
 
 // New returns a Server for cfg and starts its broker.

@@ -42,6 +42,15 @@ type transport interface {
 	kind() string
 }
 
+// A tryWriter is a transport that can write a shared line without waiting
+// when it can go out at once (wsTransport over a TCP or Unix socket), so
+// that a fan-out writes inline rather than starting a writer per session.
+type tryWriter interface {
+	// tryWriteShared writes line if it can go out now, never waiting, and
+	// reports whether it did; an error means the connection failed.
+	tryWriteShared(line *sharedLine) (sent bool, err error)
+}
+
 // wsTransport is a WebSocket connection, served without a goroutine while
 // the client is silent (websocket.Conn.Await).
 type wsTransport struct {
@@ -60,6 +69,10 @@ func (t *wsTransport) write(msg []byte) error {
 
 func (t *wsTransport) writeShared(line *sharedLine) error {
 	return t.conn.WritePrepared(context.Background(), line.frame())
+}
+
+func (t *wsTransport) tryWriteShared(line *sharedLine) (bool, error) {
+	return t.conn.TryWritePrepared(line.frame())
 }
 
 // lastLineTimeout bounds the writing of a protocol's last line before a

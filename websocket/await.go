@@ -3,7 +3,6 @@ package websocket
 import (
 	"context"
 	"errors"
-	"syscall"
 )
 
 var errAwaitBusy = errors.New("websocket: Await while reading or awaiting")
@@ -34,7 +33,7 @@ func (c *Conn) Await(f func()) (ready bool, err error) {
 	}
 	a := c.awaitStateOf()
 	a.fn = f
-	if c.br.raw == nil && c.readErr == nil && c.br.Buffered() == 0 {
+	if c.raw == nil && c.readErr == nil && c.br.Buffered() == 0 {
 		go c.awaitBlocking() // it cannot look without waiting
 		return false, nil
 	}
@@ -54,14 +53,13 @@ func (c *Conn) Await(f func()) (ready bool, err error) {
 // kept, so that later ones allocate nothing. The rest of what reading
 // takes, its read state and its read buffer's bookkeeping, goes to a pool
 // while the Conn waits in the poller (awaitPark): a connection that spends
-// its life there, as a gateway's idle one does, holds these 48 bytes and
+// its life there, as a gateway's idle one does, holds these 32 bytes and
 // wake's 16 instead of those 480.
 type awaitState struct {
-	fn     func()          // what to call when the wait ends; under readMu
-	wake   func()          // c.awaitWake, bound once: the poller starts it
-	raw    syscall.RawConn // the read buffer's descriptor, nil when it has none
-	onWait func()          // the dropped read buffer's, bound to c (beginMessageWatch)
-	token  uint64          // of the poller's wait in progress; 0 when none (under poller.mu)
+	fn     func() // what to call when the wait ends; under readMu
+	wake   func() // c.awaitWake, bound once: the poller starts it
+	onWait func() // the dropped read buffer's, bound to c (beginMessageWatch)
+	token  uint64 // of the poller's wait in progress; 0 when none (under poller.mu)
 }
 
 // awaitStateOf returns c's await state, made at the first call. The caller
@@ -69,7 +67,7 @@ type awaitState struct {
 func (c *Conn) awaitStateOf() *awaitState {
 	a := c.await.Load()
 	if a == nil {
-		a = &awaitState{raw: c.br.raw}
+		a = &awaitState{}
 		a.wake = c.awaitWake
 		c.await.Store(a) // unpark loads it
 	}
@@ -82,7 +80,7 @@ func (c *Conn) awaitStateOf() *awaitState {
 // takes them again. It returns false when c cannot wait there; then c is
 // still the caller's, and has both.
 func (c *Conn) awaitPark() bool {
-	if !havePoller || c.br.raw == nil {
+	if !havePoller || c.raw == nil {
 		return false
 	}
 	a := c.await.Load()
@@ -103,7 +101,7 @@ func (c *Conn) awaitTake() {
 	c.takeReadState()
 	if c.br == nil {
 		a := c.await.Load()
-		c.reuseReadBuffer(a.raw)
+		c.reuseReadBuffer()
 		c.br.onWait, a.onWait = a.onWait, nil
 	}
 }

@@ -49,7 +49,7 @@ func awaitMemory(tb testing.TB, n int) (heap, stack float64) {
 }
 
 // maxAwaitHeap bounds the heap of a connection parked in Await, measured
-// by awaitMemory: 836 to 845 bytes on linux/amd64 with Go 1.27.3, against
+// by awaitMemory: 824 to 845 bytes on linux/amd64 with Go 1.27.3, against
 // 1,272 to 1,308 when a parked Conn kept its read state and its read
 // buffer's bookkeeping. The margin, about 12%, absorbs the noise of a
 // shared machine and is smaller than each of those parts: the read

@@ -115,6 +115,7 @@ func newConnConfig(readSize, writeSize int, pingInterval, pongTimeout, closeTime
 // CloseNow: they release its resources and wait for its goroutines.
 type Conn struct {
 	netConn     net.Conn
+	raw         syscall.RawConn       // netConn's descriptor, set once: nil unless a TCP or Unix socket read raw
 	subprotocol unique.Handle[string] // 8 bytes where a string takes 16
 	comp        *compression          // nil unless permessage-deflate was agreed
 	cfg         *connConfig           // shared by the Conns of equal options (sharedConfig)
@@ -231,23 +232,21 @@ func (c *Conn) dropReadState() bool {
 var readBuffers sync.Pool // *readBuffer
 
 // reuseReadBuffer gives c, which has dropped its own (dropReadBuffer), a
-// read buffer from readBuffers that reads raw, raw being the descriptor of
-// c's network connection. The caller holds readMu.
-func (c *Conn) reuseReadBuffer(raw syscall.RawConn) {
+// read buffer from readBuffers that reads raw. The caller holds readMu.
+func (c *Conn) reuseReadBuffer() {
 	b, _ := readBuffers.Get().(*readBuffer)
 	if b == nil {
 		b = new(readBuffer)
 		b.onReadable = b.readReady
 	}
-	b.src, b.raw, b.pool = c.netConn, raw, c.cfg.readPool
+	b.src, b.raw, b.pool = c.netConn, c.raw, c.cfg.readPool
 	c.br = b
 }
 
 // dropReadBuffer puts c's read buffer in readBuffers if it holds no bytes,
 // which it does once it has given them back to their pool: an idle
-// connection read raw. The caller holds readMu for Serve or Await, keeps
-// the buffer's raw descriptor, and calls reuseReadBuffer before reading
-// again.
+// connection read raw. The caller holds readMu for Serve or Await, and
+// calls reuseReadBuffer before reading again.
 func (c *Conn) dropReadBuffer() {
 	b := c.br
 	if b == nil || b.buf != nil || b.raw == nil || b.watchWait {
@@ -270,6 +269,7 @@ func newConn(netConn net.Conn, early []byte, client bool, subprotocol string, cf
 		readState:   new(readState),
 		br:          newReadBuffer(netConn, cfg.readBufferSize, early),
 	}
+	c.raw = c.br.raw
 	c.readLimit.Store(cmp.Or(cfg.readLimit, DefaultReadLimit))
 	c.rate = newReadRate(cfg.limits.rate)
 	c.reader.c = c

@@ -53,11 +53,11 @@ func getPoller() *poller {
 	return &thePoller
 }
 
-// park puts c, which holds readMu and has nothing to read, in the
-// poller, its descriptor being a.raw. It returns false when c cannot wait
+// park puts c, which holds readMu for an Await whose state is a and has
+// nothing to read, in the poller. It returns false when c cannot wait
 // there; then c is still the caller's.
 func (c *Conn) park(a *awaitState) bool {
-	if a.raw == nil {
+	if c.raw == nil {
 		return false
 	}
 	p := getPoller()
@@ -81,7 +81,7 @@ func (c *Conn) park(a *awaitState) bool {
 	p.ctlEv = syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT}
 	p.ctlEv.Fd, p.ctlEv.Pad = int32(token), int32(token>>32)
 	p.ctlErr = nil
-	if err := a.raw.Control(p.ctl); err != nil || p.ctlErr != nil {
+	if err := c.raw.Control(p.ctl); err != nil || p.ctlErr != nil {
 		return false // closed meanwhile, or epoll refused
 	}
 	a.token = token

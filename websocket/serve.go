@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"syscall"
 	"time"
 
 	"github.com/duplexws/duplex/internal/frame"
@@ -60,7 +59,7 @@ func (c *Conn) Serve(onMessage func(typ MessageType, p []byte), onEnd func(err e
 		return errServeBusy
 	}
 	c.unwatch(reading)
-	c.serving = &serveState{onMessage: onMessage, onEnd: onEnd, raw: c.br.raw}
+	c.serving = &serveState{onMessage: onMessage, onEnd: onEnd}
 	c.serveFrom()
 	return nil
 }
@@ -69,10 +68,9 @@ func (c *Conn) Serve(onMessage func(typ MessageType, p []byte), onEnd func(err e
 type serveState struct {
 	onMessage func(MessageType, []byte)
 	onEnd     func(error)
-	linger    bool            // the close frame is sent: drain before closing (lingerLater)
-	raw       syscall.RawConn // the read buffer's, kept while the buffer is dropped
-	prefix    prefixCheck     // of the message the buffer holds part of
-	loopState                 // the connection's place in its loop (serve_linux.go)
+	linger    bool        // the close frame is sent: drain before closing (lingerLater)
+	prefix    prefixCheck // of the message the buffer holds part of
+	loopState             // the connection's place in its loop (serve_linux.go)
 }
 
 // takeReadBuffer gives a served c a read buffer again, if it dropped its
@@ -82,7 +80,7 @@ func (c *Conn) takeReadBuffer() {
 	if c.br != nil {
 		return
 	}
-	c.reuseReadBuffer(c.serving.raw)
+	c.reuseReadBuffer()
 	c.br.noWait = true
 }
 

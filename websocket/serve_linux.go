@@ -115,7 +115,7 @@ func newServeLoop() (*serveLoop, error) {
 // on, and reports whether it did; c must not be touched after true. The
 // caller holds readMu for Serve and has delivered what c buffered.
 func (c *Conn) enterLoop() bool {
-	if c.serving.raw == nil {
+	if c.raw == nil {
 		return false
 	}
 	loops := getServeLoops()
@@ -141,7 +141,7 @@ func (c *Conn) enterLoop() bool {
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP}
 	ev.Fd, ev.Pad = int32(token), int32(token>>32)
 	var ctlErr error
-	err := s.raw.Control(func(fd uintptr) {
+	err := c.raw.Control(func(fd uintptr) {
 		ctlErr = syscall.EpollCtl(l.es.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 	})
 	if err != nil || ctlErr != nil {
@@ -166,7 +166,7 @@ func (l *serveLoop) start() {
 func (c *Conn) leaveLoop(l *serveLoop) {
 	delete(l.conns, c.serving.token)
 	c.serving.token = 0
-	c.serving.raw.Control(func(fd uintptr) {
+	c.raw.Control(func(fd uintptr) {
 		syscall.EpollCtl(l.es.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 	})
 }
@@ -299,7 +299,7 @@ func (l *serveLoop) takeOver(d *drainer) (closing []*Conn) {
 		}
 		d.ready[i] = nil
 		if i == d.current {
-			c.serving.raw.Control(func(fd uintptr) {
+			c.raw.Control(func(fd uintptr) {
 				syscall.EpollCtl(l.es.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 			})
 			continue
@@ -330,7 +330,7 @@ func (l *serveLoop) handBack(c *Conn, kept bool) {
 			ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP}
 			ev.Fd, ev.Pad = int32(c.serving.token), int32(c.serving.token>>32)
 			var ctlErr error
-			err := c.serving.raw.Control(func(fd uintptr) {
+			err := c.raw.Control(func(fd uintptr) {
 				ctlErr = syscall.EpollCtl(l.es.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 			})
 			end = err != nil || ctlErr != nil

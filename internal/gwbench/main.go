@@ -40,6 +40,7 @@ func main() {
 	inflight := flag.Int("inflight", 4, "API publishes in flight")
 	idleOnly := flag.Bool("idle-only", false, "measure idle memory only")
 	transports := flag.String("transports", "websocket,http_stream,sse", "the transports whose idle sessions are measured, comma-separated: websocket, http_stream, sse (the throughput cases use WebSocket)")
+	flag.DurationVar(&broadcastSettle, "settle", 10*time.Second, "how long after one publication to all subscribers of one channel their memory is measured")
 	flag.StringVar(&heapProfile, "heap-profile", "", "save the gateway's heap profile, taken with the idle connections open, to this file")
 	flag.Parse()
 	log.SetFlags(0)
@@ -200,6 +201,9 @@ func runCase(bin, name string, n int, f func(*gateway, []*client) string) string
 		name, n, connectTime.Round(time.Millisecond),
 		(after.rss-before.rss)/float64(n)/1024, (after.heap-before.heap)/float64(n)/1024,
 		(after.stacks-before.stacks)/float64(n)/1024, (after.goroutines-before.goroutines)/float64(n))
+	if name == "one channel" {
+		result += "; " + g.afterBroadcast(clients, before)
+	}
 	if extra := f(g, clients); extra != "" {
 		result += "; " + extra
 	}
@@ -207,6 +211,82 @@ func runCase(bin, name string, n int, f func(*gateway, []*client) string) string
 		c.close()
 	}
 	return result + " |"
+}
+
+// broadcastSettle is how long after one publication to every client the
+// gateway's memory is measured again (issue 14: what the fan-out's
+// goroutines left behind stayed in the RSS); -settle.
+var broadcastSettle time.Duration
+
+// afterBroadcast publishes once to bench:all, waits until every client has
+// it, and reports the gateway's memory per connection broadcastSettle
+// later, against before (the memory before the clients connected).
+func (g *gateway) afterBroadcast(clients []*client, before memory) string {
+	body := fmt.Sprintf(`{"channel":"bench:all","data":{"t":%d}}`, time.Now().UnixNano())
+	resp, err := http.Post(g.base+"/api/publish", "application/json", strings.NewReader(body))
+	if err != nil {
+		log.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		log.Fatalf("publish: %s", resp.Status)
+	}
+	var got int64
+	for wait := time.Now().Add(10 * time.Second); time.Now().Before(wait); time.Sleep(20 * time.Millisecond) {
+		got = 0
+		for _, c := range clients {
+			got += c.received.Load()
+		}
+		if got >= int64(len(clients)) {
+			break
+		}
+	}
+	if got != int64(len(clients)) {
+		lostDeliveries.Add(int64(len(clients)) - got)
+	}
+	for _, c := range clients {
+		c.mu.Lock()
+		c.latencies = nil
+		c.mu.Unlock()
+		c.received.Store(0)
+	}
+	time.Sleep(broadcastSettle)
+	// As an operator sees it, then after a collection as the idle figure
+	// is taken (a collection frees the stacks of goroutines that ended).
+	asIs := g.rss()
+	m := g.memory()
+	n := float64(len(clients))
+	return fmt.Sprintf("%v after one publication to all: RSS %.1f KiB/conn (%.1f KiB/conn after a GC), stacks %.1f KiB/conn, goroutines %.2f/conn",
+		broadcastSettle, (asIs-before.rss)/n/1024, (m.rss-before.rss)/n/1024, (m.stacks-before.stacks)/n/1024, (m.goroutines-before.goroutines)/n)
+}
+
+// rss reads the gateway's resident memory, in bytes.
+func (g *gateway) rss() float64 {
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+	if r := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(status); r != nil {
+		kb, _ := strconv.ParseFloat(string(r[1]), 64)
+		return kb * 1024
+	}
+	return 0
+}
+
+// cpuSeconds returns the user and system CPU time the gateway has used.
+func (g *gateway) cpuSeconds() float64 {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", g.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses:
+	// utime and stime are the 12th and 13th, in clock ticks (100 a second
+	// on Linux).
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / 100
 }
 
 // heapProfile is where to save the idle case's heap profile, if anywhere.
@@ -241,12 +321,7 @@ func (g *gateway) memory() memory {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	var m memory
-	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
-	if r := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(status); r != nil {
-		kb, _ := strconv.ParseFloat(string(r[1]), 64)
-		m.rss = kb * 1024
-	}
+	m := memory{rss: g.rss()}
 	resp, err := http.Get(g.base + "/metrics")
 	if err != nil {
 		log.Fatal(err)
@@ -373,6 +448,7 @@ func (g *gateway) publishLoop(clients []*client, d time.Duration, inflight int, 
 	var seq atomic.Int64
 	deadline := time.Now().Add(d)
 	start := time.Now()
+	cpuStart := g.cpuSeconds()
 	var wg sync.WaitGroup
 	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: inflight}}
 	for range inflight {
@@ -422,6 +498,7 @@ func (g *gateway) publishLoop(clients []*client, d time.Duration, inflight int, 
 		}
 	}
 	elapsed := time.Since(start)
+	cpu := g.cpuSeconds() - cpuStart
 	var all []time.Duration
 	for _, c := range clients {
 		c.mu.Lock()
@@ -440,6 +517,10 @@ func (g *gateway) publishLoop(clients []*client, d time.Duration, inflight int, 
 	if got != want {
 		lostDeliveries.Add(want - got)
 	}
-	return fmt.Sprintf("%d deliveries (%d expected, %d lost) at %.0f/s; latency p50 %v p99 %v max %v",
-		got, want, want-got, float64(got)/elapsed.Seconds(), pct(0.5), pct(0.99), pct(1))
+	perCPU := 0.0
+	if cpu > 0 {
+		perCPU = float64(got) / cpu
+	}
+	return fmt.Sprintf("%d deliveries (%d expected, %d lost) at %.0f/s, %.0f per gateway CPU-second; latency p50 %v p99 %v max %v",
+		got, want, want-got, float64(got)/elapsed.Seconds(), perCPU, pct(0.5), pct(0.99), pct(1))
 }
