@@ -121,8 +121,8 @@ type Conn struct {
 	cfg         *connConfig           // shared by the Conns of equal options (sharedConfig)
 
 	// The flags, side by side with closeReadCtl: alone, each would take 8
-	// bytes with its padding. (A Conn is 368 bytes, in the allocator's
-	// size class of 384: 16 bytes more cost nothing, 24 cost 32.)
+	// bytes with its padding. (A Conn is 352 bytes, exactly a size class of
+	// the allocator: every 8 bytes more cost 32.)
 	client       bool
 	readClosed   atomic.Bool // CloseRead has taken over reading
 	closeSent    atomic.Bool // the close frame has gone out; set under frameMu
@@ -137,7 +137,7 @@ type Conn struct {
 	rate       *readRate // nil without a RateLimit
 	reader     messageReader
 	readErr    error // set once reading has ended for good
-	*readState       // nil only while Serve's loop waits (dropReadState)
+	*readState       // nil only while Serve's loop or the poller waits (dropReadState)
 
 	// Writing.
 	msgMu    ctxMutex // held for the whole of a data message
@@ -155,10 +155,8 @@ type Conn struct {
 	// Ping, or with no ping interval (pingsOf).
 	pingState atomic.Pointer[pingState]
 
-	// Await: the function to call, under readMu while an Await waits, and
-	// the connection's place in the poller (poller_linux.go).
-	awaitFn func()
-	parked  parkState
+	// Await's state, made at the first Await (await.go).
+	await atomic.Pointer[awaitState]
 
 	// Serve: what it calls and the connection's place in its loop; set
 	// once by Serve, then under readMu (serve.go).
@@ -170,11 +168,11 @@ type Conn struct {
 }
 
 // readState is what reading a message takes: the state of the frame and
-// message being read, and room for a control frame. Only a served Conn
-// waiting in a loop of Serve holds none: the loop takes one from
-// readStates when data arrives and puts it back when the connection is
-// idle again (dropReadState), which saves its 320 bytes on each idle
-// connection. Other Conns keep theirs.
+// message being read, and room for a control frame. Only a Conn that
+// waits idle, served in a loop of Serve or parked in Await, holds none:
+// it takes one from readStates when data arrives and puts it back when the
+// connection is idle again (dropReadState), which saves its 288 bytes on
+// each idle connection. Other Conns keep theirs.
 type readState struct {
 	stream      frame.Stream
 	frameLeft   int64 // payload bytes of the current data frame still unread
@@ -211,7 +209,7 @@ func (c *Conn) takeReadState() {
 // dropReadState puts c's read state back in the pool if c is between
 // messages, with no frame, deadline or fragmented message in progress, so
 // that nothing in it is needed until the next frame arrives; it reports
-// whether it did. The caller holds readMu for Serve, and calls
+// whether it did. The caller holds readMu for Serve or Await, and calls
 // takeReadState before reading again.
 func (c *Conn) dropReadState() bool {
 	rs := c.readState
@@ -225,6 +223,39 @@ func (c *Conn) dropReadState() bool {
 	readStates.Put(rs)
 	c.readState = nil
 	return true
+}
+
+// readBuffers holds the read buffers (their bookkeeping, not the bytes,
+// which have a pool of their own) of Conns that wait idle, served in a
+// loop or parked in Await: each would hold 184 bytes it needs only when
+// data arrives.
+var readBuffers sync.Pool // *readBuffer
+
+// reuseReadBuffer gives c, which has dropped its own (dropReadBuffer), a
+// read buffer from readBuffers that reads raw. The caller holds readMu.
+func (c *Conn) reuseReadBuffer() {
+	b, _ := readBuffers.Get().(*readBuffer)
+	if b == nil {
+		b = new(readBuffer)
+		b.onReadable = b.readReady
+	}
+	b.src, b.raw, b.pool = c.netConn, c.raw, c.cfg.readPool
+	c.br = b
+}
+
+// dropReadBuffer puts c's read buffer in readBuffers if it holds no bytes,
+// which it does once it has given them back to their pool: an idle
+// connection read raw. The caller holds readMu for Serve or Await, and
+// calls reuseReadBuffer before reading again.
+func (c *Conn) dropReadBuffer() {
+	b := c.br
+	if b == nil || b.buf != nil || b.raw == nil || b.watchWait {
+		return
+	}
+	// What is bound to b, not to c, stays with it.
+	*b = readBuffer{onReadable: b.onReadable, onQueued: b.onQueued}
+	readBuffers.Put(b)
+	c.br = nil
 }
 
 // newConn wraps an established connection whose handshake is done. early

@@ -22,13 +22,18 @@ type poller struct {
 	next    uint64
 	running bool // the poller's goroutine exists
 	err     error
+	loopFn  func() // loop, bound once
+
+	// The epoll_ctl of a park, under mu: ctl, bound once, arms ctlEv for
+	// the descriptor it is given and reports in ctlErr, so that a park
+	// allocates nothing.
+	ctl    func(fd uintptr)
+	ctlEv  syscall.EpollEvent
+	ctlErr error
 }
 
-// parkState is a Conn's place in the poller.
-type parkState struct {
-	token      uint64 // of the wait in progress; 0 when none (under poller.mu)
-	registered bool   // the descriptor is in the epoll set (under readMu)
-}
+// havePoller: Await parks connections here.
+const havePoller = true
 
 var (
 	thePoller     poller
@@ -39,6 +44,7 @@ func getPoller() *poller {
 	thePollerOnce.Do(func() {
 		p := &thePoller
 		p.waiting = make(map[uint64]*Conn)
+		p.loopFn, p.ctl = p.loop, p.arm
 		p.err = p.es.open("duplex-poller", 128)
 	})
 	if thePoller.err != nil {
@@ -47,10 +53,11 @@ func getPoller() *poller {
 	return &thePoller
 }
 
-// park puts c, which holds readMu and has nothing to read, in the poller.
-// It returns false when c cannot wait there; then c is still the caller's.
-func (c *Conn) park() bool {
-	if c.br.raw == nil {
+// park puts c, which holds readMu for an Await whose state is a and has
+// nothing to read, in the poller. It returns false when c cannot wait
+// there; then c is still the caller's.
+func (c *Conn) park(a *awaitState) bool {
+	if c.raw == nil {
 		return false
 	}
 	p := getPoller()
@@ -71,51 +78,51 @@ func (c *Conn) park() bool {
 	}
 	p.next++
 	token := p.next
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT}
-	ev.Fd, ev.Pad = int32(token), int32(token>>32)
-	// One-shot leaves the descriptor in the set, disarmed: rearm it.
-	op := syscall.EPOLL_CTL_ADD
-	if c.parked.registered {
-		op = syscall.EPOLL_CTL_MOD
-	}
-	var ctlErr error
-	err := c.br.raw.Control(func(fd uintptr) {
-		ctlErr = syscall.EpollCtl(p.es.epfd, op, int(fd), &ev)
-		switch {
-		case ctlErr == syscall.ENOENT && op == syscall.EPOLL_CTL_MOD:
-			ctlErr = syscall.EpollCtl(p.es.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
-		case ctlErr == syscall.EEXIST && op == syscall.EPOLL_CTL_ADD:
-			ctlErr = syscall.EpollCtl(p.es.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
-		}
-	})
-	if err != nil || ctlErr != nil {
+	p.ctlEv = syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT}
+	p.ctlEv.Fd, p.ctlEv.Pad = int32(token), int32(token>>32)
+	p.ctlErr = nil
+	if err := c.raw.Control(p.ctl); err != nil || p.ctlErr != nil {
 		return false // closed meanwhile, or epoll refused
 	}
-	c.parked.registered = true
-	c.parked.token = token
+	a.token = token
 	p.waiting[token] = c
 	if !p.running {
 		p.running = true
-		go p.loop()
+		go p.loopFn()
 	}
 	return true // the poller or unpark continues the Await: c is theirs
+}
+
+// arm registers the descriptor fd for p.ctlEv. One-shot leaves a
+// descriptor in the set, disarmed, after its first wait: so it rearms
+// the descriptor, and adds it if it is not there (its first wait; one
+// closed leaves the set). p.mu is held.
+func (p *poller) arm(fd uintptr) {
+	p.ctlErr = syscall.EpollCtl(p.es.epfd, syscall.EPOLL_CTL_MOD, int(fd), &p.ctlEv)
+	if p.ctlErr == syscall.ENOENT {
+		p.ctlErr = syscall.EpollCtl(p.es.epfd, syscall.EPOLL_CTL_ADD, int(fd), &p.ctlEv)
+	}
 }
 
 // unpark ends c's wait in the poller, if it has one, and continues its
 // Await, which finds the connection closed. c is closing.
 func (c *Conn) unpark() {
+	a := c.await.Load()
+	if a == nil {
+		return // it never awaited
+	}
 	p := &thePoller
 	p.mu.Lock()
-	token := c.parked.token
+	token := a.token
 	mine := token != 0 && p.waiting[token] == c
 	if mine {
 		delete(p.waiting, token)
-		c.parked.token = 0
+		a.token = 0
 		p.wakeIfIdle()
 	}
 	p.mu.Unlock()
 	if mine {
-		go c.awaitWake()
+		go a.wake()
 	}
 }
 
@@ -137,7 +144,7 @@ func (p *poller) loop() {
 		for _, ev := range ready {
 			if c, ok := p.waiting[eventToken(ev)]; ok {
 				delete(p.waiting, eventToken(ev))
-				c.parked.token = 0
+				c.await.Load().token = 0
 				woken = append(woken, c)
 			}
 		}
@@ -147,7 +154,8 @@ func (p *poller) loop() {
 		}
 		p.mu.Unlock()
 		for i, c := range woken {
-			go c.awaitWake()
+			wake := c.await.Load().wake // bound once: go allocates nothing
+			go wake()
 			woken[i] = nil
 		}
 		if stop {

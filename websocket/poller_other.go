@@ -2,10 +2,10 @@
 
 package websocket
 
-// parkState is empty: only Linux has the poller.
-type parkState struct{}
+// havePoller: only Linux has the poller; Await's goroutine waits.
+const havePoller = false
 
-// park reports that c cannot wait in a poller: Await's goroutine waits.
-func (c *Conn) park() bool { return false }
+// park reports that c cannot wait in a poller.
+func (c *Conn) park(*awaitState) bool { return false }
 
 func (c *Conn) unpark() {}

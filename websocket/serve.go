@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"math/bits"
-	"sync"
 	"time"
 
 	"github.com/duplexws/duplex/internal/frame"
@@ -77,11 +76,6 @@ type serveState struct {
 	loopState             // the connection's place in its loop (serve_linux.go)
 }
 
-// readBuffers holds the read buffers (their bookkeeping, not the bytes,
-// which have a pool of their own) of served Conns that wait idle in a
-// loop: each would hold 200 bytes it needs only when data arrives.
-var readBuffers sync.Pool // *readBuffer
-
 // takeReadBuffer gives a served c a read buffer again, if it dropped its
 // own, set to read without waiting as a loop does. The caller holds
 // readMu for Serve.
@@ -89,29 +83,8 @@ func (c *Conn) takeReadBuffer() {
 	if c.br != nil {
 		return
 	}
-	b, _ := readBuffers.Get().(*readBuffer)
-	if b == nil {
-		b = new(readBuffer)
-		b.onReadable = b.readReady
-	}
-	b.src, b.raw, b.pool = c.netConn, c.raw, c.cfg.readPool
-	b.noWait = true
-	c.br = b
-}
-
-// dropReadBuffer puts a served c's read buffer in readBuffers if it holds
-// no bytes, which it does once it has given them back to their pool: an
-// idle connection read raw. The caller holds readMu for Serve, and calls
-// takeReadBuffer before reading again.
-func (c *Conn) dropReadBuffer() {
-	b := c.br
-	if b == nil || b.buf != nil || b.raw == nil || b.watchWait {
-		return
-	}
-	// What is bound to b, not to c, stays with it.
-	*b = readBuffer{onReadable: b.onReadable, onQueued: b.onQueued}
-	readBuffers.Put(b)
-	c.br = nil
+	c.reuseReadBuffer()
+	c.br.noWait = true
 }
 
 // lingerLater reports whether the drain that linger does after the close

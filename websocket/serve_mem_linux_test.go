@@ -17,11 +17,24 @@ import (
 // serveMemory opens n connections to a server that Accepts each in its
 // handler, Serves it and returns, as peers/bench/servers/duplex does, and
 // returns the heap and goroutine stacks the server holds per connection,
-// each idle after one message. The clients are sockets made with syscalls,
+// each idle after one message (idleMemory).
+func serveMemory(tb testing.TB, n int) (heap, stack float64) {
+	tb.Helper()
+	return idleMemory(tb, n, func(c *Conn, delivered, ends *sync.WaitGroup) error {
+		return c.Serve(func(MessageType, []byte) { delivered.Done() }, func(error) { ends.Done() })
+	})
+}
+
+// idleMemory opens n connections to a server that Accepts each in its
+// handler, starts reading it with start and returns, and returns the heap
+// and goroutine stacks the server holds per connection, each idle after
+// one message. start marks each message read Done in delivered, and
+// the end of reading, once the Conn is closed, in ends; when it returns
+// an error, it marks neither. The clients are sockets made with syscalls,
 // outside the runtime's poller, so that the heap measured is the server's
 // alone. With DUPLEX_SERVEMEM_PROFILE set, it writes a heap profile of
 // every allocation live at the measurement to that file.
-func serveMemory(tb testing.TB, n int) (heap, stack float64) {
+func idleMemory(tb testing.TB, n int, start func(c *Conn, delivered, ends *sync.WaitGroup) error) (heap, stack float64) {
 	tb.Helper()
 	profile := os.Getenv("DUPLEX_SERVEMEM_PROFILE")
 	if profile != "" {
@@ -37,8 +50,7 @@ func serveMemory(tb testing.TB, n int) (heap, stack float64) {
 			return
 		}
 		ends.Add(1)
-		err = c.Serve(func(MessageType, []byte) { delivered.Done() }, func(error) { ends.Done() })
-		if err != nil {
+		if err := start(c, &delivered, &ends); err != nil {
 			c.CloseNow()
 			ends.Done()
 		}

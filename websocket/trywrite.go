@@ -30,7 +30,7 @@ import (
 //
 // Once pm is encoded, a write that goes out at once allocates nothing.
 func (c *Conn) TryWritePrepared(pm *PreparedMessage) (sent bool, err error) {
-	raw := c.raw // set once, by newConn; c.br may be a served Conn's, dropped while idle
+	raw := c.raw // set once, by newConn; c.br is dropped while the Conn waits in Serve or Await
 	if c.client || raw == nil {
 		return false, nil
 	}
