@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duplexws/duplex/gateway/broker"
 	"github.com/duplexws/duplex/websocket"
 )
 
@@ -397,7 +398,7 @@ func slowSubscriber(t *testing.T, ts *testServer, channel string) (*rawConn, msg
 // published. It fails the test after 20000 publications or 30 s. A
 // never-reading client is a slow consumer after about 3,600 (the kernel's
 // buffers, then the queue); under -race on 2 loaded cores that took up
-// to 10 s, the old deadline, and a run that needed 12,100 failed at it.
+// to 10 s, the old deadline.
 func publishUntil(t *testing.T, ts *testServer, channel string, done func() bool) uint64 {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -814,4 +815,60 @@ func TestMessageRateUnderOne(t *testing.T) {
 	ts := newServer(t, func(cfg *Config) { cfg.Limits.MessageRate = 0.5 })
 	c := dialClient(t, ts.url, nil)
 	c.okOpen("connect", nil)
+}
+
+// stuckTransport is a transport whose writes wait until release is closed,
+// and whose abort fails the write under way at once, as a fallback
+// stream's abort does (a write deadline in the past): the writer's failed
+// write marks the session closing.
+type stuckTransport struct {
+	inlineTransport
+	sess    *session
+	release chan struct{}
+}
+
+func (t *stuckTransport) write([]byte) error            { <-t.release; return nil }
+func (t *stuckTransport) writeShared(*sharedLine) error { <-t.release; return nil }
+func (t *stuckTransport) tryWriteShared(*sharedLine) (bool, error) {
+	return false, nil // the socket is full
+}
+func (t *stuckTransport) abortOnClose() bool {
+	t.sess.mu.Lock()
+	t.sess.closing = true // writeLoop's failed write
+	t.sess.mu.Unlock()
+	return true
+}
+
+// TestSlowConsumerReasonBeforeAbort: a session closed as a slow consumer
+// ends for that reason even when aborting its connection fails its writer
+// first. It ended as "client" 1 time in 8 over HTTP streaming
+// (TestFallbackSlowConsumer), since the failed write marked the session
+// closing before the slow-consumer close could give it its reason.
+func TestSlowConsumerReasonBeforeAbort(t *testing.T) {
+	ts := newServer(t, slowNamespaces)
+	tr := &stuckTransport{release: make(chan struct{})}
+	sess := newSession(ts.Server, tr, duplexProtocol{}, "192.0.2.1", nil)
+	tr.sess = sess
+	defer func() {
+		close(tr.release)
+		sess.writer.Wait()
+	}()
+	for i := 1; i <= 100; i++ {
+		sess.mu.Lock()
+		closing := sess.closing
+		if !closing {
+			sess.enqueuePubLocked(newOutPub(&broker.Publication{Channel: "slowd:x", Data: payload(i, 1024),
+				Position: broker.Position{Offset: uint64(i), Epoch: "e"}}, SlowDisconnect))
+		}
+		sess.mu.Unlock()
+		if closing {
+			break
+		}
+	}
+	sess.mu.Lock()
+	closing, reason := sess.closing, sess.endReason
+	sess.mu.Unlock()
+	if !closing || reason != reasonSlowConsumer {
+		t.Fatalf("after filling its queue: closing %v, end reason %q; want true, %q", closing, reason, reasonSlowConsumer)
+	}
 }

@@ -168,9 +168,15 @@ func (sess *session) enqueueLocked(line []byte, pub *outPub) {
 			sess.recordDropLocked(pub)
 			return
 		}
+		// The reason is the session's before the connection is aborted:
+		// aborting a fallback stream fails its writer's write at once,
+		// which must not make the end a network or client one.
+		if !sess.startClosingLocked(reasonSlowConsumer) {
+			return
+		}
 		sess.mu.Unlock()
 		sess.abortOnClose()
-		sess.close(CloseSlowConsumer, "slow consumer", reasonSlowConsumer)
+		sess.goCloseTransport(CloseSlowConsumer, "slow consumer")
 		sess.mu.Lock()
 		return
 	}

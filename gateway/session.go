@@ -223,6 +223,12 @@ func (sess *session) close(code websocket.StatusCode, reason, metricReason strin
 		return
 	}
 	sess.mu.Unlock()
+	sess.goCloseTransport(code, reason)
+}
+
+// goCloseTransport closes the transport (closeTransport) in a goroutine of
+// the server's, for a session that startClosingLocked has marked closing.
+func (sess *session) goCloseTransport(code websocket.StatusCode, reason string) {
 	srv := sess.srv
 	srv.wg.Add(1)
 	go func() {
