@@ -59,29 +59,8 @@ const maxAwaitHeap = 950
 
 // TestAwaitMemory: a connection parked in Await holds at most
 // maxAwaitHeap bytes of heap, and no goroutine.
-func TestAwaitMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("opens 2,000 loopback connections")
-	}
-	heap, stack := awaitMemory(t, 2000)
-	t.Logf("per connection parked in Await: %.0f B heap, %.0f B stacks", heap, stack)
-	if heap > maxAwaitHeap {
-		t.Errorf("a connection parked in Await holds %.0f B of heap, want at most %d", heap, maxAwaitHeap)
-	}
-	// A goroutine per connection would show as 2 KiB or more of stack.
-	if stack > 512 {
-		t.Errorf("a connection parked in Await holds %.0f B of goroutine stacks, want none", stack)
-	}
-}
+func TestAwaitMemory(t *testing.T) { testIdleMemory(t, "parked in Await", awaitMemory, maxAwaitHeap) }
 
 // BenchmarkAwaitMemory reports the heap and stack bytes a connection
 // parked in Await holds, at 2,000 connections.
-func BenchmarkAwaitMemory(b *testing.B) {
-	var heap, stack float64
-	for b.Loop() {
-		heap, stack = awaitMemory(b, 2000)
-	}
-	b.ReportMetric(heap, "heap-B/conn")
-	b.ReportMetric(stack, "stack-B/conn")
-	b.ReportMetric(0, "ns/op")
-}
+func BenchmarkAwaitMemory(b *testing.B) { benchIdleMemory(b, awaitMemory, 2000) }

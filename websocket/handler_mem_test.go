@@ -102,12 +102,38 @@ func TestHandlerPatternMemory(t *testing.T) {
 
 // BenchmarkHandlerPatternMemory reports the heap and stack bytes an idle
 // connection of the handler pattern holds, at 1,000 connections.
-func BenchmarkHandlerPatternMemory(b *testing.B) {
+func BenchmarkHandlerPatternMemory(b *testing.B) { benchIdleMemory(b, handlerPatternMemory, 1000) }
+
+// idleMeasure opens n connections served one way, lets them go idle and
+// reports the heap and goroutine stack bytes each holds.
+type idleMeasure func(tb testing.TB, n int) (heap, stack float64)
+
+// benchIdleMemory reports what measure finds at n connections.
+func benchIdleMemory(b *testing.B, measure idleMeasure, n int) {
 	var heap, stack float64
 	for b.Loop() {
-		heap, stack = handlerPatternMemory(b, 1000)
+		heap, stack = measure(b, n)
 	}
 	b.ReportMetric(heap, "heap-B/conn")
 	b.ReportMetric(stack, "stack-B/conn")
 	b.ReportMetric(0, "ns/op")
+}
+
+// testIdleMemory fails t if a connection idle in the way what names, as
+// measure finds it at 2,000 connections, holds more than maxHeap bytes of
+// heap or a goroutine.
+func testIdleMemory(t *testing.T, what string, measure idleMeasure, maxHeap int) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("opens 2,000 loopback connections")
+	}
+	heap, stack := measure(t, 2000)
+	t.Logf("per connection %s: %.0f B heap, %.0f B stacks", what, heap, stack)
+	if heap > float64(maxHeap) {
+		t.Errorf("a connection %s holds %.0f B of heap, want at most %d", what, heap, maxHeap)
+	}
+	// A goroutine per connection would show as 2 KiB or more of stack.
+	if stack > 512 {
+		t.Errorf("a connection %s holds %.0f B of goroutine stacks, want none", what, stack)
+	}
 }

@@ -135,29 +135,8 @@ const maxServeHeap = 900
 
 // TestServeMemory: an idle connection served with Serve holds at most
 // maxServeHeap bytes of heap, and no goroutine.
-func TestServeMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("opens 2,000 loopback connections")
-	}
-	heap, stack := serveMemory(t, 2000)
-	t.Logf("per idle served connection: %.0f B heap, %.0f B stacks", heap, stack)
-	if heap > maxServeHeap {
-		t.Errorf("an idle served connection holds %.0f B of heap, want at most %d", heap, maxServeHeap)
-	}
-	// A goroutine per connection would show as 2 KiB or more of stack.
-	if stack > 512 {
-		t.Errorf("an idle served connection holds %.0f B of goroutine stacks, want none", stack)
-	}
-}
+func TestServeMemory(t *testing.T) { testIdleMemory(t, "idle in Serve", serveMemory, maxServeHeap) }
 
 // BenchmarkServeMemory reports the heap and stack bytes an idle connection
 // served with Serve holds, at 2,000 connections.
-func BenchmarkServeMemory(b *testing.B) {
-	var heap, stack float64
-	for b.Loop() {
-		heap, stack = serveMemory(b, 2000)
-	}
-	b.ReportMetric(heap, "heap-B/conn")
-	b.ReportMetric(stack, "stack-B/conn")
-	b.ReportMetric(0, "ns/op")
-}
+func BenchmarkServeMemory(b *testing.B) { benchIdleMemory(b, serveMemory, 2000) }
