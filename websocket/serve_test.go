@@ -298,23 +298,30 @@ func BenchmarkServeEcho(b *testing.B) {
 			client.SetReadLimit(1 << 20)
 			server.SetReadLimit(1 << 20)
 			serveEcho(b, server)
-			ctx := context.Background()
-			msg := pattern(size, size)
-			buf := make([]byte, max(size, 4096))
-			b.ReportAllocs()
-			b.SetBytes(int64(size))
-			cpu := startCPU()
-			for b.Loop() {
-				if err := client.Write(ctx, MessageBinary, msg); err != nil {
-					b.Fatal(err)
-				}
-				if n, err := readToEOF(ctx, client, buf); err != nil || n != size {
-					b.Fatalf("echo of %d bytes: %d, %v", size, n, err)
-				}
-			}
-			cpu.report(b)
+			benchEcho(b, client, size)
 		})
 	}
+}
+
+// benchEcho is an echo benchmark's loop: client writes a message of size
+// bytes and reads its echo into a buffer of the message's size, as the
+// side-by-side load generator does (peers/bench).
+func benchEcho(b *testing.B, client *Conn, size int) {
+	ctx := context.Background()
+	msg := pattern(size, size)
+	buf := make([]byte, max(size, 4096))
+	b.ReportAllocs()
+	b.SetBytes(int64(size))
+	cpu := startCPU()
+	for b.Loop() {
+		if err := client.Write(ctx, MessageBinary, msg); err != nil {
+			b.Fatal(err)
+		}
+		if n, err := readToEOF(ctx, client, buf); err != nil || n != size {
+			b.Fatalf("echo of %d bytes: %d, %v", size, n, err)
+		}
+	}
+	cpu.report(b)
 }
 
 // cpuMeter measures the process's CPU time over a benchmark's loop: on
@@ -399,20 +406,7 @@ func BenchmarkHandlerEcho(b *testing.B) {
 				server.CloseNow()
 				<-done
 			})
-			msg := pattern(size, size)
-			buf := make([]byte, max(size, 4096))
-			b.ReportAllocs()
-			b.SetBytes(int64(size))
-			cpu := startCPU()
-			for b.Loop() {
-				if err := client.Write(ctx, MessageBinary, msg); err != nil {
-					b.Fatal(err)
-				}
-				if n, err := readToEOF(ctx, client, buf); err != nil || n != size {
-					b.Fatalf("echo of %d bytes: %d, %v", size, n, err)
-				}
-			}
-			cpu.report(b)
+			benchEcho(b, client, size)
 		})
 	}
 }
