@@ -218,20 +218,26 @@ func runCase(bin, name string, n int, f func(*gateway, []*client) string) string
 // goroutines left behind stayed in the RSS); -settle.
 var broadcastSettle time.Duration
 
-// afterBroadcast publishes once to bench:all, waits until every client has
-// it, and reports the gateway's memory per connection broadcastSettle
-// later, against before (the memory before the clients connected).
-func (g *gateway) afterBroadcast(clients []*client, before memory) string {
-	body := fmt.Sprintf(`{"channel":"bench:all","data":{"t":%d}}`, time.Now().UnixNano())
-	resp, err := http.Post(g.base+"/api/publish", "application/json", strings.NewReader(body))
+// api calls the gateway's API method with body through httpc, and exits
+// the benchmark unless it answered 200.
+func (g *gateway) api(httpc *http.Client, method string, body []byte) {
+	resp, err := httpc.Post(g.base+"/api/"+method, "application/json", bytes.NewReader(body))
 	if err != nil {
 		log.Fatal(err)
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		log.Fatalf("publish: %s", resp.Status)
+		log.Fatalf("%s: %s", method, resp.Status)
 	}
+}
+
+// afterBroadcast publishes once to bench:all, waits until every client has
+// it, and reports the gateway's memory per connection broadcastSettle
+// later, against before (the memory before the clients connected).
+func (g *gateway) afterBroadcast(clients []*client, before memory) string {
+	body := fmt.Sprintf(`{"channel":"bench:all","data":{"t":%d}}`, time.Now().UnixNano())
+	g.api(http.DefaultClient, "publish", []byte(body))
 	var got int64
 	for wait := time.Now().Add(10 * time.Second); time.Now().Before(wait); time.Sleep(20 * time.Millisecond) {
 		got = 0
@@ -467,15 +473,7 @@ func (g *gateway) publishLoop(clients []*client, d time.Duration, inflight int, 
 					method = "broadcast"
 					body, _ = json.Marshal(map[string]any{"channels": channels, "data": json.RawMessage(data)})
 				}
-				resp, err := httpc.Post(g.base+"/api/"+method, "application/json", bytes.NewReader(body))
-				if err != nil {
-					log.Fatal(err)
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					log.Fatalf("publish: %s", resp.Status)
-				}
+				g.api(httpc, method, body)
 				if len(channels) == 1 && channels[0] == "bench:all" {
 					published.Add(int64(len(clients)))
 				} else {
