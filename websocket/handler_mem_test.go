@@ -39,18 +39,7 @@ func handlerPatternMemory(tb testing.TB, n int) (heap, stack float64) {
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 
-	measure := func() (uint64, uint64) {
-		runtime.GC()
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc, m.StackInuse
-	}
-	heap0, stack0 := measure()
-	const handshake = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	// A masked text frame "hi", mask 0.
-	frame := []byte{0x81, 0x82, 0, 0, 0, 0, 'h', 'i'}
+	heap0, stack0 := heapAndStacks()
 	clients := make([]net.Conn, 0, n)
 	defer func() {
 		for _, c := range clients {
@@ -64,7 +53,7 @@ func handlerPatternMemory(tb testing.TB, n int) (heap, stack float64) {
 			tb.Fatal(err)
 		}
 		clients = append(clients, c)
-		if _, err := io.WriteString(c, handshake); err != nil {
+		if _, err := io.WriteString(c, memHandshake); err != nil {
 			tb.Fatal(err)
 		}
 		br := bufio.NewReaderSize(c, 256)
@@ -77,13 +66,13 @@ func handlerPatternMemory(tb testing.TB, n int) (heap, stack float64) {
 				break
 			}
 		}
-		if _, err := c.Write(frame); err != nil {
+		if _, err := c.Write(memFrame); err != nil {
 			tb.Fatal(err)
 		}
 	}
 	wg.Wait()
 	time.Sleep(100 * time.Millisecond) // every handler back in Read
-	heap1, stack1 := measure()
+	heap1, stack1 := heapAndStacks()
 	return float64(heap1-heap0) / float64(n), float64(stack1-stack0) / float64(n)
 }
 
@@ -103,6 +92,23 @@ func TestHandlerPatternMemory(t *testing.T) {
 // BenchmarkHandlerPatternMemory reports the heap and stack bytes an idle
 // connection of the handler pattern holds, at 1,000 connections.
 func BenchmarkHandlerPatternMemory(b *testing.B) { benchIdleMemory(b, handlerPatternMemory, 1000) }
+
+// heapAndStacks collects garbage and reports the heap in use and the
+// goroutine stacks.
+func heapAndStacks() (heap, stacks uint64) {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc, m.StackInuse
+}
+
+// memHandshake opens a WebSocket of the memory tests' clients, and
+// memFrame, a masked text frame "hi" (mask 0), is the message each sends.
+const memHandshake = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
+var memFrame = []byte{0x81, 0x82, 0, 0, 0, 0, 'h', 'i'}
 
 // idleMeasure opens n connections served one way, lets them go idle and
 // reports the heap and goroutine stack bytes each holds.

@@ -60,18 +60,7 @@ func idleMemory(tb testing.TB, n int, start func(c *Conn, delivered, ends *sync.
 	sa := &syscall.SockaddrInet4{Port: addr.Port}
 	copy(sa.Addr[:], addr.IP.To4())
 
-	measure := func() (uint64, uint64) {
-		runtime.GC()
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc, m.StackInuse
-	}
-	heap0, stack0 := measure()
-	const handshake = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	// A masked text frame "hi", mask 0.
-	frame := []byte{0x81, 0x82, 0, 0, 0, 0, 'h', 'i'}
+	heap0, stack0 := heapAndStacks()
 	fds := make([]int, 0, n)
 	defer func() {
 		for _, fd := range fds {
@@ -90,7 +79,7 @@ func idleMemory(tb testing.TB, n int, start func(c *Conn, delivered, ends *sync.
 		if err := syscall.Connect(fd, sa); err != nil {
 			tb.Fatal(err)
 		}
-		if _, err := syscall.Write(fd, []byte(handshake)); err != nil {
+		if _, err := syscall.Write(fd, []byte(memHandshake)); err != nil {
 			tb.Fatal(err)
 		}
 		got := 0
@@ -101,13 +90,13 @@ func idleMemory(tb testing.TB, n int, start func(c *Conn, delivered, ends *sync.
 			}
 			got += k
 		}
-		if _, err := syscall.Write(fd, frame); err != nil {
+		if _, err := syscall.Write(fd, memFrame); err != nil {
 			tb.Fatal(err)
 		}
 	}
 	delivered.Wait()
 	time.Sleep(100 * time.Millisecond) // every handler returned
-	heap1, stack1 := measure()
+	heap1, stack1 := heapAndStacks()
 	if profile != "" {
 		f, err := os.Create(profile)
 		if err != nil {
