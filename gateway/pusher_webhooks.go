@@ -24,6 +24,12 @@ import (
 // sends what changed since its last read, so that each event is sent
 // once. A node that becomes the leader takes what it reads first as the
 // state it knows: changes while the leadership moves are not sent.
+//
+// At shutdown, once the node's sessions are closed, the leader reads the
+// channels once more, so that what its own clients left is sent, and the
+// node sends what is queued, each POST tried once, for at most
+// pusherWebhookFlush (less if Shutdown's context ends first), before it
+// leaves the set of nodes.
 
 // PusherWebhook is a URL that receives an app's webhooks.
 type PusherWebhook struct {
@@ -53,6 +59,8 @@ const (
 	// pusherWebhookBackoff, doubled each time, between tries.
 	pusherWebhookAttempts = 5
 	pusherWebhookBackoff  = 500 * time.Millisecond
+	// pusherWebhookFlush bounds the sending of queued events at shutdown.
+	pusherWebhookFlush = 5 * time.Second
 )
 
 // pusherWebhookEvent is one event of a webhook's body.
@@ -68,6 +76,9 @@ type pusherWebhookEvent struct {
 // pusherHooks is the webhook state of one app.
 type pusherHooks struct {
 	queue chan pusherWebhookEvent
+	// watched is closed when the watcher has made its last read, at
+	// shutdown: the sender then sends what is queued.
+	watched chan struct{}
 	// What the leader read last: occupied channels, and the users of
 	// presence channels; nil when this node was not the leader.
 	channels map[string]bool
@@ -86,7 +97,7 @@ func (s *Server) startPusherWebhooks() {
 		if len(app.Webhooks) == 0 {
 			continue
 		}
-		app.hooks = &pusherHooks{queue: make(chan pusherWebhookEvent, pusherWebhookQueue)}
+		app.hooks = &pusherHooks{queue: make(chan pusherWebhookEvent, pusherWebhookQueue), watched: make(chan struct{})}
 		started = true
 	}
 	if !started {
@@ -156,11 +167,15 @@ func (a *PusherApp) sendsWebhook(name string) bool {
 // channels and the users of its presence channels, and queues the changes.
 func (s *Server) watchPusherChannels(app *pusherApp) {
 	defer s.wg.Done()
+	defer close(app.hooks.watched)
 	t := time.NewTicker(pusherWebhookInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.stop:
+			// The node's sessions are closed: what they left is sent
+			// while this node still leads.
+			s.readPusherChannels(s.stopCtx, app)
 			return
 		case <-t.C:
 		}
@@ -228,11 +243,12 @@ func (s *Server) readPusherChannels(ctx context.Context, app *pusherApp) {
 }
 
 // sendPusherWebhooks posts the app's queued events in batches to each of
-// its webhooks that wants them, trying each POST again with backoff.
+// its webhooks that wants them, trying each POST again with backoff; at
+// shutdown, it sends what is left (flushPusherWebhooks).
 func (s *Server) sendPusherWebhooks(app *pusherApp) {
 	defer s.wg.Done()
-	// A POST in progress ends with the server, so Shutdown does not wait
-	// for a slow receiver.
+	// A POST in progress ends with the time Shutdown gives the last
+	// webhooks, so that a slow receiver does not hold it longer.
 	ctx, cancel := context.WithCancel(context.Background())
 	var watching sync.WaitGroup
 	watching.Add(1)
@@ -240,6 +256,10 @@ func (s *Server) sendPusherWebhooks(app *pusherApp) {
 		defer watching.Done()
 		select {
 		case <-s.stop:
+			select {
+			case <-s.stopCtx.Done():
+			case <-ctx.Done():
+			}
 			cancel()
 		case <-ctx.Done():
 		}
@@ -251,29 +271,60 @@ func (s *Server) sendPusherWebhooks(app *pusherApp) {
 		var batch []pusherWebhookEvent
 		select {
 		case <-s.stop:
+			s.flushPusherWebhooks(ctx, client, app)
 			return
 		case ev := <-app.hooks.queue:
 			batch = append(batch, ev)
 		}
-	more:
-		for len(batch) < pusherWebhookBatch {
-			select {
-			case ev := <-app.hooks.queue:
-				batch = append(batch, ev)
-			default:
-				break more
-			}
+		s.postPusherBatch(ctx, client, app, takeWebhookBatch(app.hooks.queue, batch))
+	}
+}
+
+// flushPusherWebhooks sends, at shutdown, the events the watcher's last
+// read queued and every other event still queued, while ctx lasts. Each
+// POST is tried once: postPusherWebhook does not wait to try again once
+// the server stops.
+func (s *Server) flushPusherWebhooks(ctx context.Context, client *http.Client, app *pusherApp) {
+	select {
+	case <-app.hooks.watched:
+	case <-ctx.Done():
+		return
+	}
+	for ctx.Err() == nil {
+		batch := takeWebhookBatch(app.hooks.queue, nil)
+		if len(batch) == 0 {
+			return
 		}
-		for _, hook := range app.Webhooks {
-			events := batch
-			if len(hook.Events) > 0 {
-				events = slices.DeleteFunc(slices.Clone(batch), func(ev pusherWebhookEvent) bool {
-					return !slices.Contains(hook.Events, ev.Name)
-				})
-			}
-			if len(events) > 0 {
-				s.postPusherWebhook(ctx, client, app, hook.URL, events)
-			}
+		s.postPusherBatch(ctx, client, app, batch)
+	}
+}
+
+// takeWebhookBatch adds to batch the events waiting in queue, up to
+// pusherWebhookBatch, without waiting for more.
+func takeWebhookBatch(queue chan pusherWebhookEvent, batch []pusherWebhookEvent) []pusherWebhookEvent {
+	for len(batch) < pusherWebhookBatch {
+		select {
+		case ev := <-queue:
+			batch = append(batch, ev)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// postPusherBatch posts batch to each of the app's webhooks, with the
+// events each wants.
+func (s *Server) postPusherBatch(ctx context.Context, client *http.Client, app *pusherApp, batch []pusherWebhookEvent) {
+	for _, hook := range app.Webhooks {
+		events := batch
+		if len(hook.Events) > 0 {
+			events = slices.DeleteFunc(slices.Clone(batch), func(ev pusherWebhookEvent) bool {
+				return !slices.Contains(hook.Events, ev.Name)
+			})
+		}
+		if len(events) > 0 {
+			s.postPusherWebhook(ctx, client, app, hook.URL, events)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -30,7 +31,8 @@ type webhookReceiver struct {
 	events   []string // "name channel user/event"
 	posts    int
 	fail     int
-	maxBatch int // the most events one accepted POST carried
+	maxBatch int           // the most events one accepted POST carried
+	delay    time.Duration // how long each POST takes to answer
 }
 
 func newWebhookReceiver(t *testing.T, fail int) *webhookReceiver {
@@ -56,6 +58,10 @@ func newWebhookReceiver(t *testing.T, fail int) *webhookReceiver {
 		if err := json.Unmarshal(body, &b); err != nil || b.TimeMS == 0 {
 			t.Errorf("webhook body %s: %v", body, err)
 		}
+		r.mu.Lock()
+		delay := r.delay
+		r.mu.Unlock()
+		time.Sleep(delay)
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.posts++
@@ -131,6 +137,44 @@ func TestPusherWebhooks(t *testing.T) {
 	rcv.await("channel_occupied presence-room", "member_added presence-room alice", "member_added presence-room bob",
 		`client_event presence-room alice client-typing {"x":1} true`, "member_removed presence-room alice",
 		"member_removed presence-room bob", "channel_vacated presence-room")
+}
+
+// TestPusherWebhooksAtShutdown: when a node shuts down, what its clients
+// left (member_removed, channel_vacated) and the events still queued, the
+// batch being posted included, reach the webhook before Shutdown returns.
+// Before, the node stopped watching and sending at once and they were
+// lost.
+func TestPusherWebhooksAtShutdown(t *testing.T) {
+	rcv := newWebhookReceiver(t, 0)
+	ts := newPusherServer(t, webhookApps(rcv.srv.URL))
+	joinPusher(t, ts, "presence-room", "alice")
+	rcv.await("channel_occupied presence-room", "member_added presence-room alice")
+	rcv.mu.Lock()
+	rcv.delay = 200 * time.Millisecond
+	rcv.mu.Unlock()
+	app := ts.pusherByID["app1"]
+	want := []string{"channel_occupied presence-room", "member_added presence-room alice",
+		"member_removed presence-room alice", "channel_vacated presence-room"}
+	for i := range 3 {
+		// The first is taken and posted at once; the others wait for it.
+		ev := pusherWebhookEvent{Name: "client_event", Channel: "private-a", Event: "client-x", Data: json.RawMessage(fmt.Sprintf(`"%d"`, i))}
+		ts.queueWebhook(app, ev)
+		want = append(want, fmt.Sprintf("client_event private-a client-x %d false", i))
+	}
+	time.Sleep(50 * time.Millisecond) // the first POST is under way
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ts.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rcv.mu.Lock()
+	got := append([]string(nil), rcv.events...)
+	rcv.mu.Unlock()
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("webhook events when Shutdown returned:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }
 
 // TestPusherWebhookBatches: events of the same moment go in one POST.

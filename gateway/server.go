@@ -71,11 +71,14 @@ type Server struct {
 
 	presenceDirty dirtySet      // channels with join/leave events to flush
 	stop          chan struct{} // closed by Shutdown: stops the janitor
-	catchUpReads  chan struct{} // a slot for each catch-up read in flight (maxCatchUpReads)
-	stopOnce      sync.Once
-	wg            sync.WaitGroup // every goroutine the server starts
-	connWG        sync.WaitGroup // the sessions, from upgrade to finish
-	writerStarts  atomic.Int64   // session writer goroutines started, for tests
+	// stopCtx bounds what goroutines still do once stop is closed (the
+	// last webhooks); set by Shutdown before it closes stop.
+	stopCtx      context.Context
+	catchUpReads chan struct{} // a slot for each catch-up read in flight (maxCatchUpReads)
+	stopOnce     sync.Once
+	wg           sync.WaitGroup // every goroutine the server starts
+	connWG       sync.WaitGroup // the sessions, from upgrade to finish
+	writerStarts atomic.Int64   // session writer goroutines started, for tests
 }
 
 // New returns a Server for cfg and starts its broker.
@@ -559,16 +562,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.sessions.each(func(sess *session) { sess.closeNow(reasonShutdown) })
 		<-done
 	}
-	s.stopOnce.Do(func() { close(s.stop) })
-	s.wg.Wait()
-	s.verifier.Close()
-	s.proxies.close()
 	closeCtx := ctx
 	if closeCtx.Err() != nil {
 		var cancel context.CancelFunc
 		closeCtx, cancel = context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 	}
+	s.stopOnce.Do(func() {
+		stopCtx, cancel := context.WithTimeout(closeCtx, pusherWebhookFlush)
+		defer cancel()
+		s.stopCtx = stopCtx
+		close(s.stop)
+		s.wg.Wait()
+	})
+	s.wg.Wait()
+	s.verifier.Close()
+	s.proxies.close()
 	s.leavePusherNodes(closeCtx)
 	if berr := s.broker.Close(closeCtx); berr != nil && err == nil {
 		err = berr
