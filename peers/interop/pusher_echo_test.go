@@ -47,3 +47,62 @@ func TestLaravelEcho(t *testing.T) {
 		t.Fatalf("Echo in the page:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestLaravelEchoRecovery: Laravel Echo on pusher-js's web build in
+// Chromium, with pusher_recovery.mjs applied to the Pusher class Echo
+// uses, loses its connection for real (a proxy between the page and the
+// gateway closes it) while the SDK triggers events on an app with
+// history, and once pusher-js has reconnected by itself Echo's listen
+// callbacks get every missed event once, in order, then live ones, on a
+// public and a private channel. Echo on an unchanged pusher-js, on the same
+// app and through the same cut, gets only the live ones, as from Pusher.
+func TestLaravelEchoRecovery(t *testing.T) {
+	requireChromium(t)
+	requirePusherJS(t)
+	recordVersion(t, "laravel-echo", npmVersion(t, "laravel-echo"))
+	addr := startPusherGateway(t, []pusherApp{{id: "13", key: "k13", secret: "s13", historySize: 100}})
+	proc := startPeer(t, 2*time.Minute, nil, "node", "js/echo_recovery.mjs", addr, "k13", "13", "s13", t.TempDir())
+	lines := proc.output(t)
+	if len(lines) != 1 {
+		t.Fatalf("output %q", lines)
+	}
+	var out struct {
+		Browser                    string
+		Rec, Plain                 []string
+		RecConnects, PlainConnects int
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &out); err != nil {
+		t.Fatal(err)
+	}
+	recordVersion(t, "chromium", out.Browser)
+	// Both pusher-js connected twice: the cut was real and they came back
+	// by themselves.
+	if out.RecConnects != 2 || out.PlainConnects != 2 {
+		t.Errorf("connections: %d with recovery, %d without, want 2 each", out.RecConnects, out.PlainConnects)
+	}
+	// Each channel's log, in the order Echo called back (the two channels
+	// resubscribe independently, so only each one's order is fixed).
+	byChannel := func(log []string, channel string) string {
+		var got []string
+		for _, l := range log {
+			if rest, ok := strings.CutPrefix(l, channel+" "); ok {
+				got = append(got, rest)
+			}
+		}
+		return strings.Join(got, ", ")
+	}
+	for _, channel := range []string{"feed", "private-orders"} {
+		// The first subscribe has no since, so no recovered.
+		want := "subscribed, recovered undefined, tick 1, subscribed, recovered true, tick 2, tick 3, tick 4, tick 5"
+		if got := byChannel(out.Rec, channel); got != want {
+			t.Errorf("Echo with recovery, on %s: %s\nwant %s", channel, got, want)
+		}
+		want = "subscribed, recovered undefined, tick 1, subscribed, recovered undefined, tick 5"
+		if got := byChannel(out.Plain, channel); got != want {
+			t.Errorf("Echo without recovery, on %s: %s\nwant %s", channel, got, want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("logs:\nwith recovery %q\nwithout %q", out.Rec, out.Plain)
+	}
+}
