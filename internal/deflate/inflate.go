@@ -11,9 +11,10 @@ import (
 // made, and is pooled. It decodes into a window from which MessageReader
 // copies out, stopping whenever the window is full, so that the output of
 // a message is never held beyond the window, and before it asks its source
-// for more input while output is waiting, so that what has arrived is seen
-// before a wait for the rest. Its checks follow
-// compress/flate's, which the tests and fuzzers compare it with.
+// for input that may be long in coming while output is waiting
+// (source.mayWait), so that what has arrived is seen before a wait for the
+// rest. Its checks follow compress/flate's, which the tests and fuzzers
+// compare it with.
 type inflater struct {
 	src source
 	in  []byte // unread input of the current chunk
@@ -118,8 +119,8 @@ func (f *inflater) decode() {
 	for f.err == nil && f.wpos < highWater {
 		switch f.state {
 		case stateHeader:
-			if f.pending() {
-				return // once a block: cheap, and the next header may need input
+			if f.pending() && f.src.mayWait() {
+				return // once a block at most: the next header may need input
 			}
 			f.header()
 		case stateStored:
@@ -184,7 +185,7 @@ func (f *inflater) stored() bool {
 	}
 	for n > 0 {
 		if len(f.in) == 0 {
-			if f.pending() {
+			if f.pending() && f.src.mayWait() {
 				return false // hand out what has arrived before waiting for more
 			}
 			if f.in = f.src.next(); len(f.in) == 0 {
@@ -281,7 +282,7 @@ func (f *inflater) readDynamic() bool {
 func (f *inflater) huffman() bool {
 	lit := f.lit
 	for f.wpos < highWater {
-		if len(f.in) < maxSymbolBits/8 && f.nb+8*uint(len(f.in)) < maxSymbolBits && f.pending() {
+		if len(f.in) < maxSymbolBits/8 && f.nb+8*uint(len(f.in)) < maxSymbolBits && f.pending() && f.src.mayWait() {
 			// The input at hand may end inside the next symbol, and more
 			// may be long in coming: hand out what it decoded first.
 			return false
