@@ -248,3 +248,35 @@ func TestServeCompressedStreams(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkServeEchoCompressed echoes text messages through a served
+// connection with permessage-deflate and context takeover: 1 KiB ones,
+// which arrive whole and stay on the loop, and 64 KiB ones of random
+// letters, whose compressed frames (about 40 KiB) do not fit a read of
+// the pool's buffer.
+func BenchmarkServeEchoCompressed(b *testing.B) {
+	comp := CompressionOptions{Mode: CompressionContextTakeover, Threshold: 1}
+	for _, size := range []int{1024, 64 << 10} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			client, server := newPair(b, &AcceptOptions{Compression: comp}, &DialOptions{Compression: comp})
+			client.SetReadLimit(1 << 20)
+			server.SetReadLimit(1 << 20)
+			serveEcho(b, server)
+			ctx := context.Background()
+			msg := textPattern(size, size)
+			buf := make([]byte, size)
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			cpu := startCPU()
+			for b.Loop() {
+				if err := client.Write(ctx, MessageText, msg); err != nil {
+					b.Fatal(err)
+				}
+				if n, err := readToEOF(ctx, client, buf); err != nil || n != size {
+					b.Fatalf("echo of %d bytes: %d, %v", size, n, err)
+				}
+			}
+			cpu.report(b)
+		})
+	}
+}
