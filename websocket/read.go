@@ -321,6 +321,17 @@ type rawReader struct{ c *Conn }
 
 func (r rawReader) Read(p []byte) (int, error) { return r.c.readRaw(p) }
 
+// Ready reports whether Read returns without reading the network: bytes of
+// the current frame are buffered, or the message has ended. The inflater
+// hands out what it has inflated before a Read that may wait, so that text
+// is checked as it arrives (deflate.ReadyReader).
+func (r rawReader) Ready() bool {
+	if r.c.frameLeft == 0 {
+		return r.c.frameFin
+	}
+	return r.c.br.Buffered() > 0
+}
+
 // consumed accounts for payload bytes of the current frame that were just
 // read into b: it unmasks them and checks text as it arrives, so that
 // invalid UTF-8 fails the connection at once (RFC 6455 section 8.1).

@@ -40,10 +40,12 @@ var errServeBusy = errors.New("websocket: Serve while reading, awaiting or servi
 // better handed to another goroutine. p is valid only until onMessage
 // returns; copy what must outlive the call. A message that does not fit
 // the read buffer (AcceptOptions.ReadBufferSize) is read by a goroutine of
-// its own, which then hands the connection back. Pings are answered and pongs
-// handled as Read does. Close, which waits for the peer's close frame,
-// must not be called from onMessage: call CloseNow there, or Close in a
-// goroutine.
+// its own, which then hands the connection back; so is a compressed text
+// message that has arrived in part, whose text Read checks as it inflates
+// what has arrived (one that arrives whole stays on the set). Pings are
+// answered and pongs handled as Read does. Close, which waits for the
+// peer's close frame, must not be called from onMessage: call CloseNow
+// there, or Close in a goroutine.
 //
 // Serve counts as a read for good: it holds the read lock until reading
 // ends, so Read and Reader wait until then (or their context ends) and
@@ -143,6 +145,17 @@ func (c *Conn) dispatch(scratch *[]byte) serveAction {
 			if need >= 0 && !c.prefixValid(buf) {
 				need = -1 // Read, in a goroutine, fails it as it would
 			}
+			if need >= 0 && s.prefix.inflateText {
+				// Read inflates what has arrived and checks its text at
+				// once (RFC 6455 section 8.1); a loop cannot inflate part
+				// of a message, as the inflater cannot resume once its
+				// source has run dry. Small messages arrive whole and
+				// stay on the loop.
+				if need > c.br.Size() {
+					s.grownBits = uint8(bits.Len(uint(need - 1))) // for the next one
+				}
+				need = -1
+			}
 			if need < 0 {
 				s.prefix = prefixCheck{}
 			}
@@ -189,18 +202,20 @@ func (c *Conn) dispatch(scratch *[]byte) serveAction {
 // that has begun to arrive, so that each byte is checked once however many
 // reads the message takes. Offsets count from the message's first byte.
 type prefixCheck struct {
-	off      int  // bytes checked
-	frameEnd int  // the end of the data frame off is in, or off between frames
-	text     bool // an uncompressed text message: its payload must be UTF-8
-	deflated bool // a compressed message
-	size     int64
-	frames   int64
-	masked   bool
-	key      [4]byte
-	keyPos   int // frame.Mask's position in the frame's key
-	stream   frame.Stream
-	utf8     frame.UTF8
-	started  bool // stream holds c.stream's state at the message's start
+	off         int  // bytes checked
+	frameEnd    int  // the end of the data frame off is in, or off between frames
+	text        bool // an uncompressed text message: its payload must be UTF-8
+	deflated    bool // a compressed message
+	deflateText bool // a compressed text message
+	inflateText bool // b holds payload of a compressed text message: Read is to check it
+	size        int64
+	frames      int64
+	masked      bool
+	key         [4]byte
+	keyPos      int // frame.Mask's position in the frame's key
+	stream      frame.Stream
+	utf8        frame.UTF8
+	started     bool // stream holds c.stream's state at the message's start
 }
 
 // prefixValid reports whether the part of a message that b, the buffer
@@ -210,9 +225,10 @@ type prefixCheck struct {
 // first byte of invalid UTF-8 in text (RFC 6455 section 8.1; Autobahn
 // 6.4), at a frame past the read limit or the fragment limit, without
 // waiting for bytes that may never come. It checks what
-// arrived since its last call; the failure itself is left to Read. A
-// compressed message's text is checked once it is whole, when it is
-// inflated.
+// arrived since its last call; the failure itself is left to Read. The
+// text of a compressed message cannot be checked before it is inflated:
+// once payload of one has arrived, prefixValid sets inflateText, and the
+// loop leaves the message to Read, which inflates and checks what arrives.
 func (c *Conn) prefixValid(b []byte) bool {
 	pc := &c.serving.prefix
 	if !pc.started {
@@ -227,6 +243,7 @@ func (c *Conn) prefixValid(b []byte) bool {
 			if pc.text && !pc.checkText(b[pc.off:end]) {
 				return false
 			}
+			pc.inflateText = pc.inflateText || pc.deflateText
 			pc.off = end
 			continue
 		}
@@ -251,6 +268,7 @@ func (c *Conn) prefixValid(b []byte) bool {
 		if h.Opcode != frame.OpContinuation {
 			pc.deflated = h.RSV&frame.RSV1 != 0
 			pc.text = h.Opcode == frame.OpText && !pc.deflated
+			pc.deflateText = h.Opcode == frame.OpText && pc.deflated
 		}
 		// The limits nextFrame checks as each header arrives.
 		pc.frames++

@@ -72,11 +72,25 @@ type MessageReader struct {
 	err     error
 }
 
+// A ReadyReader is a source that can tell whether its next Read returns at
+// once (with data, or at the end) rather than waiting, as for the network.
+// A MessageReader whose source is one stops to hand out what it has
+// inflated only before a Read that may wait; from any other source, before
+// every Read.
+type ReadyReader interface {
+	io.Reader
+	Ready() bool
+}
+
 // BeginMessage starts inflating a message whose compressed payload src
 // yields, frame after frame, up to io.EOF at the end of the message; the
 // 00 00 FF FF tail of RFC 7692 section 7.2.2 is added here. limit caps the
 // inflated size; 0 or less means none. It returns a pointer into d: the
 // previous message must be read to its end or closed.
+//
+// Read hands out what the input read so far inflates to before it reads
+// src again where that may wait (see ReadyReader), so that a message is
+// checked as it arrives.
 //
 // Reading may stop before src's end when the payload holds a final DEFLATE
 // block (BFINAL set, RFC 7692 section 7.2.3.3): what follows is ignored,
@@ -235,16 +249,18 @@ var deflateTail = []byte{0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff}
 // io.Reader or a slice, then deflateTail, then nothing.
 type source struct {
 	r       io.Reader
-	payload []byte // a payload given whole, not yet handed out
-	srcDone bool   // r is exhausted (or absent)
-	tailed  bool   // deflateTail was handed out
-	any     bool   // the payload had bytes
-	err     error  // from r, other than io.EOF
+	ready   ReadyReader // r, when it says whether its Read waits
+	payload []byte      // a payload given whole, not yet handed out
+	srcDone bool        // r is exhausted (or absent)
+	tailed  bool        // deflateTail was handed out
+	any     bool        // the payload had bytes
+	err     error       // from r, other than io.EOF
 	buf     [4096]byte
 }
 
 func (s *source) reset(r io.Reader, payload []byte) {
 	s.r, s.payload, s.err = r, payload, nil
+	s.ready, _ = r.(ReadyReader)
 	s.srcDone, s.tailed, s.any = r == nil, false, len(payload) > 0
 }
 
@@ -272,6 +288,15 @@ func (s *source) read() []byte {
 		}
 	}
 	return nil
+}
+
+// mayWait reports whether next may wait for r: no input is at hand, and r
+// does not say that its Read returns at once.
+func (s *source) mayWait() bool {
+	if len(s.payload) > 0 || s.srcDone {
+		return false
+	}
+	return s.ready == nil || !s.ready.Ready()
 }
 
 // next returns the next chunk of input, empty at the end or after an error.

@@ -232,9 +232,11 @@ func TestInflateMatchesStdlib(t *testing.T) {
 			f.reset(dict)
 			var got []byte
 			for f.state != stateDone && f.err == nil {
+				// decode stops with output pending before it asks for
+				// input: hand it out each time, as MessageReader does.
+				got = append(got, f.win[f.rpos:f.wpos]...)
+				f.rpos = f.wpos
 				if f.wpos >= highWater {
-					got = append(got, f.win[f.rpos:f.wpos]...)
-					f.rpos = f.wpos
 					f.slide()
 				}
 				f.decode()
@@ -257,5 +259,65 @@ func TestHistoryAcrossWindowSizes(t *testing.T) {
 			}
 			testRoundTrip(t, msgs, CompressorConfig{WindowBits: bits, Level: 9})
 		})
+	}
+}
+
+// stallingReader hands out its parts one Read at a time and counts the
+// Reads made after the first part, which a network source would block in.
+type stallingReader struct {
+	parts [][]byte
+	asked int
+}
+
+func (r *stallingReader) Read(p []byte) (int, error) {
+	r.asked++
+	if len(r.parts) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.parts[0])
+	if r.parts[0] = r.parts[0][n:]; len(r.parts[0]) == 0 {
+		r.parts = r.parts[1:]
+	}
+	return n, nil
+}
+
+// What the input at hand inflates to is handed out before the source is
+// asked for more, which may mean waiting for the network: a message's first
+// fragment (flushed, as a compressor does at a fragment's end) is checked as
+// soon as it arrives. For every block type, with and without a window.
+func TestReadHandsOutBeforeWaiting(t *testing.T) {
+	first := []byte("the first fragment: \xff\xfe, not UTF-8, ")
+	for _, level := range []int{flate.NoCompression, flate.HuffmanOnly, 1, 9} {
+		for _, takeover := range []bool{false, true} {
+			var buf bytes.Buffer
+			w, _ := flate.NewWriter(&buf, level)
+			w.Write(first)
+			w.Flush()
+			part1 := bytes.Clone(buf.Bytes())
+			buf.Reset()
+			w.Write(bytes.Repeat([]byte("and the rest "), 100))
+			w.Flush()
+			part2 := buf.Bytes()[:buf.Len()-4]
+			d := NewDecompressor(DecompressorConfig{NoContextTakeover: !takeover})
+			if takeover { // a window from an earlier message
+				d.Decompress(nil, NewCompressor(CompressorConfig{Level: 6}).Compress(nil, first), 0)
+			}
+			src := &stallingReader{parts: [][]byte{part1, part2}}
+			m := d.BeginMessage(src, 0)
+			got := make([]byte, 0, 4096)
+			for len(got) < len(first) && src.asked <= 1 {
+				n, err := m.Read(got[len(got):cap(got)])
+				got = got[:len(got)+n]
+				if err != nil {
+					t.Fatalf("level %d, takeover %v: %v", level, takeover, err)
+				}
+			}
+			if !bytes.Equal(got, first) || src.asked > 1 {
+				t.Fatalf("level %d, takeover %v: %d bytes handed out after %d reads of the source, want the first fragment's %d after 1", level, takeover, len(got), src.asked, len(first))
+			}
+			if rest, err := io.ReadAll(m); err != nil || len(rest) != 1300 {
+				t.Fatalf("level %d, takeover %v: the rest: %d bytes, %v", level, takeover, len(rest), err)
+			}
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // FuzzParseExtensions: no panic; what parses formats and parses again to
@@ -138,6 +139,18 @@ func FuzzInflate(f *testing.F) {
 		}
 		if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTooBig) {
 			t.Fatalf("unexpected error %v", err)
+		}
+		// The same from a source that gives one byte at a time, as a
+		// network may: the inflater stops to hand out its output before
+		// most of its requests for input, and must resume where it stopped.
+		d1 := NewDecompressor(DecompressorConfig{})
+		if withDict {
+			d1.hist = append([]byte(nil), dict...)
+		}
+		m := d1.BeginMessage(iotest.OneByteReader(bytes.NewReader(payload)), lim)
+		got1, err1 := io.ReadAll(m)
+		if !bytes.Equal(got1, got) || err1 != err {
+			t.Fatalf("byte by byte: %d bytes, %v; whole: %d bytes, %v", len(got1), err1, len(got), err)
 		}
 		if len(payload) == 0 {
 			return // the empty message, which compress/flate calls an error

@@ -10,8 +10,11 @@ import (
 // 9 bits, which is most of them; this one allocates nothing after it is
 // made, and is pooled. It decodes into a window from which MessageReader
 // copies out, stopping whenever the window is full, so that the output of
-// a message is never held beyond the window. Its checks follow
-// compress/flate's, which the tests and fuzzers compare it with.
+// a message is never held beyond the window, and before it asks its source
+// for input that may be long in coming while output is waiting
+// (source.mayWait), so that what has arrived is seen before a wait for the
+// rest. Its checks follow compress/flate's, which the tests and fuzzers
+// compare it with.
 type inflater struct {
 	src source
 	in  []byte // unread input of the current chunk
@@ -100,16 +103,34 @@ func (f *inflater) fail() {
 	f.state = stateDone
 }
 
-// decode decodes until the window is full, the stream ends or fails.
+// maxSymbolBits is the most input one Huffman step takes: a length code,
+// its extra bits, a distance code and its extra bits (section 3.2.5).
+const maxSymbolBits = 15 + 5 + 15 + 13
+
+// pending reports whether decoded output waits to be handed out.
+func (f *inflater) pending() bool { return f.rpos < f.wpos }
+
+// decode decodes until the window is full, the stream ends or fails, or
+// output is pending and the next step may have to ask the source for more
+// input: the source may wait for the network, and what has arrived must be
+// seen first (so that text is checked as it arrives, as RFC 6455 section
+// 8.1 fails invalid UTF-8 at once).
 func (f *inflater) decode() {
 	for f.err == nil && f.wpos < highWater {
 		switch f.state {
 		case stateHeader:
+			if f.pending() && f.src.mayWait() {
+				return // once a block at most: the next header may need input
+			}
 			f.header()
 		case stateStored:
-			f.stored()
+			if !f.stored() {
+				return
+			}
 		case stateHuffman:
-			f.huffman()
+			if !f.huffman() {
+				return
+			}
 		case stateDone:
 			return
 		}
@@ -151,7 +172,9 @@ func (f *inflater) header() {
 	}
 }
 
-func (f *inflater) stored() {
+// stored copies a stored block's bytes. It returns false when it stops
+// early to hand out output before it asks for more input.
+func (f *inflater) stored() bool {
 	n := min(f.storedLen, len(f.win)-f.wpos)
 	for ; n > 0 && f.nb >= 8; n-- { // whole bytes already in the bit buffer
 		f.win[f.wpos] = byte(f.bb)
@@ -162,9 +185,12 @@ func (f *inflater) stored() {
 	}
 	for n > 0 {
 		if len(f.in) == 0 {
+			if f.pending() && f.src.mayWait() {
+				return false // hand out what has arrived before waiting for more
+			}
 			if f.in = f.src.next(); len(f.in) == 0 {
 				f.fail()
-				return
+				return true
 			}
 		}
 		c := copy(f.win[f.wpos:f.wpos+n], f.in)
@@ -176,6 +202,7 @@ func (f *inflater) stored() {
 	if f.storedLen == 0 {
 		f.state = stateHeader
 	}
+	return true
 }
 
 // readDynamic reads the code tables of a dynamic block (section 3.2.7).
@@ -250,9 +277,16 @@ func (f *inflater) readDynamic() bool {
 }
 
 // huffman decodes the symbols of a block until its end or a full window.
-func (f *inflater) huffman() {
+// It returns false when it stops early to hand out output before it may
+// have to ask for more input.
+func (f *inflater) huffman() bool {
 	lit := f.lit
 	for f.wpos < highWater {
+		if len(f.in) < maxSymbolBits/8 && f.nb+8*uint(len(f.in)) < maxSymbolBits && f.pending() && f.src.mayWait() {
+			// The input at hand may end inside the next symbol, and more
+			// may be long in coming: hand out what it decoded first.
+			return false
+		}
 		// Fast path: a code of up to primaryBits bits from a full buffer.
 		if f.nb < maxLitLenBits && f.nb <= 32 && len(f.in) >= 4 {
 			f.bb |= uint64(binary.LittleEndian.Uint32(f.in)) << f.nb
@@ -268,7 +302,7 @@ func (f *inflater) huffman() {
 			var ok bool
 			if sym, ok = f.symbol(lit); !ok {
 				f.fail()
-				return
+				return true
 			}
 		}
 		if sym < 256 {
@@ -278,28 +312,29 @@ func (f *inflater) huffman() {
 		}
 		if sym == endOfBlock {
 			f.state = stateHeader
-			return
+			return true
 		}
 		sym -= 257
 		if sym >= 29 {
 			f.fail()
-			return
+			return true
 		}
 		extra, ok := f.getBits(uint(lengthExtra[sym]))
 		length := int(lengthBase[sym]) + int(extra)
 		dsym, ok2 := f.symbol(f.dist)
 		if !ok || !ok2 || dsym >= numDist {
 			f.fail()
-			return
+			return true
 		}
 		extra, ok = f.getBits(uint(distExtra[dsym]))
 		dist := int(distBase[dsym]) + int(extra)
 		if !ok || dist > f.wpos {
 			f.fail() // a distance beyond the history
-			return
+			return true
 		}
 		f.copyMatch(length, dist)
 	}
+	return true
 }
 
 // copyMatch appends length bytes from dist back; they may overlap.
