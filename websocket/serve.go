@@ -165,9 +165,14 @@ func (c *Conn) dispatch(scratch *[]byte) serveAction {
 			if need < 0 {
 				return serveHandOff
 			}
-			if need > c.br.Size() && need > len(c.br.buf) {
-				c.br.grow(need) // for a message larger than the buffer
-				s.grownBits = uint8(bits.Len(uint(need - 1)))
+			if need > c.br.Size() && need > len(c.br.buf) && len(buf) == len(c.br.buf) {
+				// For a message larger than the buffer, once what has
+				// arrived fills it: to twice that at most, not to what a
+				// header announces, so that a peer that announces a large
+				// message and sends little of it holds little.
+				n := min(need, 2*len(c.br.buf))
+				c.br.grow(n)
+				s.grownBits = uint8(bits.Len(uint(n - 1)))
 			}
 			if c.br.buf == nil && c.dropReadState() {
 				// Idle: nor the buffer's bookkeeping, nor read state.

@@ -6,8 +6,10 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/duplexws/duplex/internal/frame"
 )
@@ -112,4 +114,65 @@ func replacedDrainers(loops []*serveLoop) int {
 		l.mu.Unlock()
 	}
 	return n
+}
+
+// A peer that announces a large message and sends a little of it costs
+// the little, not the announced size: Serve grows a connection's buffer as
+// bytes arrive. 64 connections each announce a 200 KiB frame and send
+// 1 KiB of it; the heap grows by far less than the 64 buffers of 256 KiB
+// that sizing by the header took.
+func TestServeGrowsAsBytesArrive(t *testing.T) {
+	const conns, announced, sent = 64, 200 << 10, 1 << 10
+	heap0, _ := heapAndStacks()
+	servers := make([]net.Conn, conns)
+	for i := range conns {
+		peer, nc := tcpPair(t)
+		c := newConn(nc, nil, false, "", newConnConfig(0, 0, 0, 0, 0))
+		c.SetReadLimit(1 << 20) // the frame is within the read limit and Serve's buffer limit
+		t.Cleanup(func() {
+			c.CloseNow()
+			peer.Close()
+		})
+		if err := c.Serve(func(MessageType, []byte) { t.Error("a message that never arrived whole was delivered") }, func(error) {}); err != nil {
+			t.Fatal(err)
+		}
+		h := frame.Header{Fin: true, Opcode: frame.OpBinary, Length: announced, Masked: true, MaskKey: testMaskKey}
+		if _, err := peer.Write(append(frame.AppendHeader(nil, h), make([]byte, sent)...)); err != nil {
+			t.Fatal(err)
+		}
+		servers[i] = nc
+	}
+	// Once the kernel holds none of it, the loops have read it all.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, nc := range servers {
+		for unread(t, nc) > 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the loops did not read what the peers sent")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the loops' dispatch after their last read
+	heap1, _ := heapAndStacks()
+	if grown := int64(heap1) - int64(heap0); grown > conns*32<<10 {
+		t.Fatalf("heap grew by %d KiB for %d connections holding %d bytes each of a %d-byte frame", grown>>10, conns, sent, announced)
+	}
+}
+
+// unread returns how many bytes the kernel holds for nc, unread.
+func unread(t *testing.T, nc net.Conn) int {
+	t.Helper()
+	raw, err := nc.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int32
+	var errno syscall.Errno
+	raw.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n)))
+	})
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	return int(n)
 }
