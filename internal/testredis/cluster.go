@@ -3,9 +3,11 @@ package testredis
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -71,16 +73,25 @@ func NewCluster(opts Options) (*Cluster, error) {
 }
 
 // waitOK waits until every node reports cluster_state:ok and knows every
-// other.
+// other. A node that still misses one after meetAgain is told to meet the
+// others again: on a loaded machine a cluster-bus handshake can time out,
+// and a node it dropped then waited for gossip that did not bring it back
+// within a minute (CI, once in many runs).
 func (c *Cluster) waitOK(timeout time.Duration) error {
+	const meetAgain = 3 * time.Second
 	deadline := time.Now().Add(timeout)
 	for _, n := range c.nodes {
+		nextMeet := time.Now().Add(meetAgain)
 		for {
 			info, err := n.Do("CLUSTER", "INFO")
 			s, _ := info.(string)
 			if err == nil && strings.Contains(s, "cluster_state:ok") &&
 				strings.Contains(s, fmt.Sprintf("cluster_known_nodes:%d", ClusterSize)) {
 				break
+			}
+			if time.Now().After(nextMeet) {
+				c.meet(n) // a node it knows already is left as it is
+				nextMeet = time.Now().Add(meetAgain)
 			}
 			if time.Now().After(deadline) {
 				var state []string
@@ -96,6 +107,20 @@ func (c *Cluster) waitOK(timeout time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// meet asks n to meet every other node of the cluster (CLUSTER MEET).
+func (c *Cluster) meet(n *Server) {
+	for _, o := range c.nodes {
+		if o == n {
+			continue
+		}
+		host, port, err := net.SplitHostPort(o.Addr())
+		if err != nil {
+			continue
+		}
+		n.Do("CLUSTER", "MEET", host, port, strconv.Itoa(o.bus))
+	}
 }
 
 // Nodes returns the masters.
