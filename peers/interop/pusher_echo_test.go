@@ -1,11 +1,9 @@
 package interop
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestLaravelEcho: Laravel Echo (npm laravel-echo), on pusher-js's web
@@ -17,20 +15,8 @@ func TestLaravelEcho(t *testing.T) {
 	requireChromium(t)
 	requirePusherJS(t)
 	recordVersion(t, "laravel-echo", npmVersion(t, "laravel-echo"))
-	addr := startPusherGateway(t, []pusherApp{{id: "11", key: "k11", secret: "s11", clientEvents: true}})
-	proc := startPeer(t, 2*time.Minute, nil, "node", "js/echo_chromium.mjs", addr, "k11", "11", "s11", t.TempDir())
-	lines := proc.output(t)
-	if len(lines) != 1 {
-		t.Fatalf("output %q", lines)
-	}
-	var out struct {
-		Browser string
-		Log     []string
-	}
-	if err := json.Unmarshal([]byte(lines[0]), &out); err != nil {
-		t.Fatal(err)
-	}
-	recordVersion(t, "chromium", out.Browser)
+	var out struct{ Log []string }
+	runPusherPage(t, pusherApp{id: "11", key: "k11", secret: "s11", clientEvents: true}, "js/echo_chromium.mjs", &out)
 	got := slices.Clone(out.Log)
 	slices.Sort(got)
 	want := []string{
@@ -60,21 +46,11 @@ func TestLaravelEchoRecovery(t *testing.T) {
 	requireChromium(t)
 	requirePusherJS(t)
 	recordVersion(t, "laravel-echo", npmVersion(t, "laravel-echo"))
-	addr := startPusherGateway(t, []pusherApp{{id: "13", key: "k13", secret: "s13", historySize: 100}})
-	proc := startPeer(t, 2*time.Minute, nil, "node", "js/echo_recovery.mjs", addr, "k13", "13", "s13", t.TempDir())
-	lines := proc.output(t)
-	if len(lines) != 1 {
-		t.Fatalf("output %q", lines)
-	}
 	var out struct {
-		Browser                    string
 		Rec, Plain                 []string
 		RecConnects, PlainConnects int
 	}
-	if err := json.Unmarshal([]byte(lines[0]), &out); err != nil {
-		t.Fatal(err)
-	}
-	recordVersion(t, "chromium", out.Browser)
+	runPusherPage(t, pusherApp{id: "13", key: "k13", secret: "s13", historySize: 100}, "js/echo_recovery.mjs", &out)
 	// Both pusher-js connected twice: the cut was real and they came back
 	// by themselves.
 	if out.RecConnects != 2 || out.PlainConnects != 2 {

@@ -388,14 +388,6 @@ func TestPusherJSUnknownKey(t *testing.T) {
 // SDK signing in Node), events triggered by the SDK, and a client event
 // between two pusher-js clients of the page, not echoed.
 func TestPusherJSChromium(t *testing.T) {
-	requireChromium(t)
-	requirePusherJS(t)
-	addr := startPusherGateway(t, []pusherApp{{id: "9", key: "k9", secret: "s9", clientEvents: true}})
-	proc := startPeer(t, 2*time.Minute, nil, "node", "js/pusher_chromium.mjs", addr, "k9", "9", "s9", t.TempDir())
-	lines := proc.output(t)
-	if len(lines) != 1 {
-		t.Fatalf("output %q", lines)
-	}
 	var out struct {
 		Browser    string
 		Subscribed []struct {
@@ -407,10 +399,7 @@ func TestPusherJSChromium(t *testing.T) {
 			Data                map[string]any
 		}
 	}
-	if err := json.Unmarshal([]byte(lines[0]), &out); err != nil {
-		t.Fatal(err)
-	}
-	recordVersion(t, "chromium", out.Browser)
+	runPusherPage(t, pusherApp{id: "9", key: "k9", secret: "s9", clientEvents: true}, "js/pusher_chromium.mjs", &out)
 	for _, s := range out.Subscribed {
 		if s.Channel == "presence-lobby" && (s.Count == nil || *s.Count < 1) {
 			t.Errorf("%s subscribed to presence-lobby with count %v", s.Tag, s.Count)
@@ -432,4 +421,27 @@ func TestPusherJSChromium(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("events in the page:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+// runPusherPage runs script, a Node program that drives Chromium, against
+// a gateway serving app, and decodes into out the one line of JSON it
+// prints; its Browser field is recorded as Chromium's version.
+func runPusherPage(t *testing.T, app pusherApp, script string, out any) {
+	t.Helper()
+	requireChromium(t)
+	requirePusherJS(t)
+	addr := startPusherGateway(t, []pusherApp{app})
+	proc := startPeer(t, 2*time.Minute, nil, "node", script, addr, app.key, app.id, app.secret, t.TempDir())
+	lines := proc.output(t)
+	if len(lines) != 1 {
+		t.Fatalf("output %q", lines)
+	}
+	var browser struct{ Browser string }
+	if err := json.Unmarshal([]byte(lines[0]), &browser); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(lines[0]), out); err != nil {
+		t.Fatal(err)
+	}
+	recordVersion(t, "chromium", browser.Browser)
 }
