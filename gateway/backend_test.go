@@ -79,7 +79,9 @@ func (b *testBackend) serve(w http.ResponseWriter, r *http.Request) {
 		case "ann":
 			reply(`{"result":{"user":"ann","info":{"name": "Ann"},"data":{"welcome":true},"meta":{"tier":"gold"},"channels":["secret:ann"]}}`)
 		case "expiring":
-			reply(`{"result":{"user":"eve","expire_at":` + itoa(time.Now().Add(time.Second).Unix()) + `}}`)
+			// Expiry is in whole seconds: between 1 and 2 s from now (now+1s
+			// truncated could leave a millisecond).
+			reply(`{"result":{"user":"eve","expire_at":` + itoa(time.Now().Unix()+2) + `}}`)
 		case "sam":
 			reply(`{"result":{"user":"sam","channels":["room:news","room:slow","secret:sam","nons:sam"]}}`)
 		case "kick":
@@ -103,7 +105,7 @@ func (b *testBackend) serve(w http.ResponseWriter, r *http.Request) {
 		case "room:closed":
 			reply(`{"error":{"code":1403,"message":"this room is closed"}}`)
 		case "room:renewed", "room:gone", "room:reinfo":
-			reply(`{"result":{"expire_at":` + itoa(time.Now().Add(time.Second).Unix()) + `}}`)
+			reply(`{"result":{"expire_at":` + itoa(time.Now().Unix()+2) + `}}`)
 		default:
 			reply(`{"result":{"info":{"seat": 7},"data":{"topic":"hello"}}}`)
 		}
