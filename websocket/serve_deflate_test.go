@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -139,14 +138,8 @@ func TestServeCompressedInvalidUTF8(t *testing.T) {
 						break
 					}
 					peer.conn.Close()
-					select {
-					case err := <-ended:
-						var pe *ProtocolError
-						if !errors.As(err, &pe) || pe.Code != StatusInvalidFramePayloadData {
-							t.Fatalf("reading ended with %v, want 1007", err)
-						}
-					case <-time.After(5 * time.Second):
-						t.Fatal("reading did not end")
+					if code, peerClosed, err := awaitEnd(t, ended, 5*time.Second); peerClosed || code != StatusInvalidFramePayloadData {
+						t.Fatalf("reading ended with %v, want 1007", err)
 					}
 				})
 			}
@@ -236,14 +229,8 @@ func TestServeCompressedStreams(t *testing.T) {
 				}
 			}
 			peer.conn.Write(frameBytes(true, true, frame.OpClose, closePayload(StatusNormalClosure, "")))
-			select {
-			case err := <-ended:
-				var ce *CloseError
-				if !errors.As(err, &ce) || ce.Code != StatusNormalClosure {
-					t.Fatalf("onEnd(%v), want the peer's 1000", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("onEnd not called")
+			if code, peerClosed, err := awaitEnd(t, ended, 10*time.Second); !peerClosed || code != StatusNormalClosure {
+				t.Fatalf("onEnd(%v), want the peer's 1000", err)
 			}
 		})
 	}

@@ -218,14 +218,9 @@ func TestServeProtocolError(t *testing.T) {
 		t.Fatalf("peer read %v %x, %v; want a close frame with 1002", h.Opcode, p, err)
 	}
 	peer.conn.Close()
-	select {
-	case err := <-ended:
-		var pe *ProtocolError
-		if !errors.As(err, &pe) || pe.Code != StatusProtocolError {
-			t.Fatalf("onEnd(%v), want a protocol error 1002", err)
-		}
-	case <-time.After(3 * time.Second): // less than the close timeout
-		t.Fatal("onEnd not called once the peer closed")
+	// Within less than the close timeout.
+	if code, peerClosed, err := awaitEnd(t, ended, 3*time.Second); peerClosed || code != StatusProtocolError {
+		t.Fatalf("onEnd(%v), want a protocol error 1002", err)
 	}
 }
 
@@ -530,14 +525,8 @@ func TestServeRandomStreams(t *testing.T) {
 				}
 			}
 			peer.write(frameBytes(true, true, frame.OpClose, closePayload(StatusNormalClosure, "")))
-			select {
-			case err := <-ended:
-				var ce *CloseError
-				if !errors.As(err, &ce) || ce.Code != StatusNormalClosure {
-					t.Fatalf("onEnd(%v), want the peer's 1000", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("onEnd not called")
+			if code, peerClosed, err := awaitEnd(t, ended, 10*time.Second); !peerClosed || code != StatusNormalClosure {
+				t.Fatalf("onEnd(%v), want the peer's 1000", err)
 			}
 			if n := <-pongs; n != pings {
 				t.Fatalf("%d pongs for %d pings", n, pings)
@@ -586,15 +575,31 @@ func TestServeLingerDoesNotBlock(t *testing.T) {
 	default:
 	}
 	peer.conn.Close()
-	select {
-	case err := <-ended:
-		var ce *CloseError
-		if !errors.As(err, &ce) || ce.Code != StatusGoingAway {
-			t.Fatalf("onEnd(%v), want the peer's 1001", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("onEnd not called once the peer closed")
+	if code, peerClosed, err := awaitEnd(t, ended, 10*time.Second); !peerClosed || code != StatusGoingAway {
+		t.Fatalf("onEnd(%v), want the peer's 1001", err)
 	}
+}
+
+// awaitEnd waits up to d for serving or reading to end, failing t if it
+// does not, and returns its error with the code it carries: the peer's
+// close (peerClosed, a *CloseError) or the failure this end found (a
+// *ProtocolError); 0 for other errors.
+func awaitEnd(t *testing.T, ended <-chan error, d time.Duration) (code StatusCode, peerClosed bool, err error) {
+	t.Helper()
+	select {
+	case err = <-ended:
+	case <-time.After(d):
+		t.Fatalf("reading did not end within %v", d)
+	}
+	var ce *CloseError
+	var pe *ProtocolError
+	switch {
+	case errors.As(err, &ce):
+		return ce.Code, true, err
+	case errors.As(err, &pe):
+		return pe.Code, false, err
+	}
+	return 0, false, err
 }
 
 // With permessage-deflate and context takeover, served messages inflate
