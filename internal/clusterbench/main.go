@@ -92,6 +92,10 @@ func main() {
 	}
 
 	r := report{opts: o, started: time.Now()}
+	// Before any setup, on a machine this run has not loaded yet.
+	if r.floor, err = measureFloor(1000, 20); err != nil {
+		log.Printf("clusterbench: the floor of a delivery: %v", err)
+	}
 	for _, s := range throughput {
 		log.Printf("clusterbench: %v, %d clients", s, s.nodes*o.clients)
 		t := time.Now()
@@ -168,7 +172,7 @@ func runThroughput(ctx context.Context, bin, configPath string, s setup, opts op
 	for _, kind := range []struct {
 		name   string
 		shared bool
-	}{{"one channel", true}, {"channel per client", false}} {
+	}{{oneChannel, true}, {channelPerClient, false}} {
 		fast, err := l.publish(kind.name, kind.shared, opts.duration, 0)
 		log.Printf("clusterbench: %v: %s published", s, kind.name)
 		res.phases = append(res.phases, fast)

@@ -26,6 +26,12 @@ const (
 	maxRetries       = 100 // of a call answered 503, 100 ms apart
 )
 
+// The names of the two kinds of phase.
+const (
+	oneChannel       = "one channel"
+	channelPerClient = "channel per client"
+)
+
 // load is the clients of a throughput setup and what was published to
 // them so far, which the workers check every client against.
 type load struct {
@@ -40,7 +46,7 @@ type load struct {
 
 // phase is what one publishing phase measured.
 type phase struct {
-	name        string // "one channel" or "channel per client"
+	name        string // oneChannel or channelPerClient
 	paced       bool
 	published   int64   // publications
 	pubRate     float64 // publications per second while publishing

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"runtime"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// clockThreadCPUTime is CLOCK_THREAD_CPUTIME_ID, which package syscall
+// does not name.
+const clockThreadCPUTime = 3
+
+// measureFloor opens pairs connected loopback sockets and, rounds times,
+// writes a frame to each server end and then reads it from each client
+// end, on one locked thread, timing the writes and the reads by the
+// thread's CPU time (not the wall clock, which other processes on a shared
+// machine would lengthen). The sockets are blocking and left out of the
+// runtime's netpoller, so each write and read is one system call. It
+// returns the cheapest round's costs: a floor errs low.
+func measureFloor(pairs, rounds int) (floor, error) {
+	servers, clients, err := socketPairs(pairs)
+	defer func() {
+		for _, f := range append(servers, clients...) {
+			f.Close()
+		}
+	}()
+	if err != nil {
+		return floor{}, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	frame := make([]byte, floorFrame)
+	buf := make([]byte, 4*floorFrame)
+	write, read := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
+	for range rounds {
+		t := threadCPU()
+		for _, s := range servers {
+			if n, err := syscall.Write(int(s.Fd()), frame); err != nil || n != len(frame) {
+				return floor{}, fmt.Errorf("floor: write: %d bytes, %v", n, err)
+			}
+		}
+		u := threadCPU()
+		for _, c := range clients {
+			if n, err := syscall.Read(int(c.Fd()), buf); err != nil || n != len(frame) {
+				return floor{}, fmt.Errorf("floor: read: %d bytes, %v", n, err)
+			}
+		}
+		v := threadCPU()
+		write, read = min(write, u-t), min(read, v-u)
+	}
+	n := time.Duration(pairs)
+	return floor{write: write / n, read: read / n}, nil
+}
+
+// socketPairs connects pairs loopback TCP sockets and returns both ends of
+// each as blocking files of their own (net's descriptors closed).
+func socketPairs(pairs int) (servers, clients []*os.File, err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ln.Close()
+	detach := func(c net.Conn) (*os.File, error) {
+		defer c.Close()
+		f, err := c.(*net.TCPConn).File() // a duplicate, out of the netpoller
+		if err != nil {
+			return nil, err
+		}
+		if err := errors.Join(c.(*net.TCPConn).SetNoDelay(true), syscall.SetNonblock(int(f.Fd()), false)); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return f, nil
+	}
+	for range pairs {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return servers, clients, err
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			c.Close()
+			return servers, clients, err
+		}
+		sf, serr := detach(s)
+		cf, cerr := detach(c)
+		if err := errors.Join(serr, cerr); err != nil {
+			for _, f := range []*os.File{sf, cf} {
+				if f != nil {
+					f.Close()
+				}
+			}
+			return servers, clients, err
+		}
+		servers, clients = append(servers, sf), append(clients, cf)
+	}
+	return servers, clients, nil
+}
+
+// threadCPU is the calling thread's CPU time so far, to the nanosecond
+// (getrusage's for a thread counts in scheduler ticks).
+func threadCPU() time.Duration {
+	var ts syscall.Timespec
+	if _, _, errno := syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockThreadCPUTime, uintptr(unsafe.Pointer(&ts)), 0); errno != 0 {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
