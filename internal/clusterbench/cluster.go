@@ -125,7 +125,7 @@ func startCluster(ctx context.Context, bin, configPath string, s setup) (*cluste
 	var wg sync.WaitGroup
 	for i := range s.nodes {
 		wg.Go(func() {
-			debug, err := freeAddr()
+			debug, err := freeAddr(profilerIP)
 			if err != nil {
 				errs[i] = err
 				return
@@ -200,7 +200,11 @@ func waitForProfiler(base string) error {
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			return nil
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			// Something else answers there: the node could not listen.
+			err = fmt.Errorf("%s answers %s, not the profiler", base, resp.Status)
 		}
 		if time.Now().After(until) {
 			return err
@@ -208,9 +212,14 @@ func waitForProfiler(base string) error {
 	}
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// profilerIP is where the nodes' profilers listen: not 127.0.0.1, where
+// each node's own listener takes a port of the system's choosing, which
+// could be one that freeAddr had just found free for a profiler.
+const profilerIP = "127.0.3.1"
+
+// freeAddr returns an address of ip that was free a moment ago.
+func freeAddr(ip string) (string, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		return "", err
 	}
