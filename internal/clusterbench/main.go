@@ -25,6 +25,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/duplexws/duplex/internal/floor"
 	"github.com/duplexws/duplex/internal/testgateway"
 )
 
@@ -93,7 +94,7 @@ func main() {
 
 	r := report{opts: o, started: time.Now()}
 	// Before any setup, on a machine this run has not loaded yet.
-	if r.floor, err = measureFloor(1000, 20); err != nil {
+	if r.floor, err = floor.Measure(1000, 20, floorFrame); err != nil {
 		log.Printf("clusterbench: the floor of a delivery: %v", err)
 	}
 	for _, s := range throughput {

@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/duplexws/duplex/internal/floor"
 )
 
 // report is every result of a run, printed as markdown.
@@ -15,8 +17,8 @@ type report struct {
 	started time.Time
 	setups  []setupResult
 	storms  []storm
-	errors  int   // setups that could not finish
-	floor   floor // of a delivery on this machine; zero if not measured
+	errors  int         // setups that could not finish
+	floor   floor.Floor // of a delivery on this machine; zero if not measured
 }
 
 func (r report) failed() bool {
@@ -45,9 +47,9 @@ func (r report) print(w io.Writer) {
 		strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " "),
 		r.opts.duration, r.opts.inflight)
 
-	if d := r.floor.delivery(); d > 0 {
+	if d := r.floor.Delivery(); d > 0 {
 		fmt.Fprintf(w, "\nThe floor of a delivery here: %.1f µs of CPU for the write(2) of a %d-byte frame on one loopback socket and its read(2) on another (%.1f + %.1f µs), with no other work (the cheapest of 20 rounds over 1,000 socket pairs).\n",
-			us(d), floorFrame, us(r.floor.write), us(r.floor.read))
+			us(d), floorFrame, us(r.floor.Write), us(r.floor.Read))
 	}
 
 	fmt.Fprintf(w, "\n| setup | connections | connected in | RSS per connection |\n|---|---|---|---|\n")
@@ -125,10 +127,10 @@ func (r report) printTargets(w io.Writer) {
 			fmt.Fprintf(w, "- %v, %s, %s: p99 %v at %d connections (target < 200 ms): %s",
 				s.setup, p.name, map[bool]string{true: "paced", false: "as fast as delivered"}[p.paced],
 				ms(p.p99), s.connected.Clients, verdict(p.p99 < p99Target))
-			if least := r.floor.fanout(s.connected.Clients, 0.99, runtime.NumCPU(), true); p.name == oneChannel && least > 0 {
+			if least := r.floor.Fanout(s.connected.Clients, 0.99, runtime.NumCPU(), true); p.name == oneChannel && least > 0 {
 				// Each publication is a delivery to every client.
 				fmt.Fprintf(w, "; the floor puts the 99th percentile client of one publication at %v or later on these %d cores (%v with only the writes)%s",
-					ms(least), runtime.NumCPU(), ms(r.floor.fanout(s.connected.Clients, 0.99, runtime.NumCPU(), false)),
+					ms(least), runtime.NumCPU(), ms(r.floor.Fanout(s.connected.Clients, 0.99, runtime.NumCPU(), false)),
 					map[bool]string{true: ": not reachable on this machine", false: ""}[least >= p99Target])
 			}
 			fmt.Fprintln(w)
@@ -136,6 +138,11 @@ func (r report) printTargets(w io.Writer) {
 	}
 	fmt.Fprintf(w, "- lost or repeated publications, disconnected clients: %s\n", verdict(!r.failed()))
 }
+
+// floorFrame is the size of the frames whose floor a run measures: about
+// a push of this benchmark's publications (a stamp and 32 bytes of
+// payload, in JSON).
+const floorFrame = 128
 
 // p99Target is issue 11's bound on publish-to-receive p99.
 const p99Target = 200 * time.Millisecond

@@ -1,4 +1,4 @@
-package main
+package floor
 
 import (
 	"errors"
@@ -16,14 +16,17 @@ import (
 // does not name.
 const clockThreadCPUTime = 3
 
-// measureFloor opens pairs connected loopback sockets and, rounds times,
-// writes a frame to each server end and then reads it from each client
+// Measure opens pairs connected loopback sockets and, rounds times, writes
+// a frame of size bytes to each server end and then reads it from each client
 // end, on one locked thread, timing the writes and the reads by the
 // thread's CPU time (not the wall clock, which other processes on a shared
 // machine would lengthen). The sockets are blocking and left out of the
 // runtime's netpoller, so each write and read is one system call. It
 // returns the cheapest round's costs: a floor errs low.
-func measureFloor(pairs, rounds int) (floor, error) {
+func Measure(pairs, rounds, size int) (Floor, error) {
+	if pairs < 1 || rounds < 1 || size < 1 || size > MaxSize {
+		return Floor{}, fmt.Errorf("floor: %d pairs, %d rounds, %d bytes: want at least 1 of each, and at most %d bytes", pairs, rounds, size, MaxSize)
+	}
 	servers, clients, err := socketPairs(pairs)
 	defer func() {
 		for _, f := range append(servers, clients...) {
@@ -31,31 +34,35 @@ func measureFloor(pairs, rounds int) (floor, error) {
 		}
 	}()
 	if err != nil {
-		return floor{}, err
+		return Floor{}, err
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	frame := make([]byte, floorFrame)
-	buf := make([]byte, 4*floorFrame)
+	frame, buf := make([]byte, size), make([]byte, size)
 	write, read := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
 	for range rounds {
 		t := threadCPU()
 		for _, s := range servers {
 			if n, err := syscall.Write(int(s.Fd()), frame); err != nil || n != len(frame) {
-				return floor{}, fmt.Errorf("floor: write: %d bytes, %v", n, err)
+				return Floor{}, fmt.Errorf("floor: write: %d bytes, %v", n, err)
 			}
 		}
 		u := threadCPU()
 		for _, c := range clients {
-			if n, err := syscall.Read(int(c.Fd()), buf); err != nil || n != len(frame) {
-				return floor{}, fmt.Errorf("floor: read: %d bytes, %v", n, err)
+			// A large frame may take more than one read.
+			for got := 0; got < size; {
+				n, err := syscall.Read(int(c.Fd()), buf[got:])
+				if err != nil || n <= 0 {
+					return Floor{}, fmt.Errorf("floor: read: %d bytes, %v", n, err)
+				}
+				got += n
 			}
 		}
 		v := threadCPU()
 		write, read = min(write, u-t), min(read, v-u)
 	}
 	n := time.Duration(pairs)
-	return floor{write: write / n, read: read / n}, nil
+	return Floor{Write: write / n, Read: read / n}, nil
 }
 
 // socketPairs connects pairs loopback TCP sockets and returns both ends of
