@@ -114,6 +114,10 @@ func (l *load) publish(name string, shared bool, d time.Duration, rate float64) 
 	}()
 	start := time.Now()
 	deadline := start.Add(d)
+	// Paced publishers wait for a tick or for the end of the phase, not
+	// for one more tick each after it.
+	paceCtx, paceCancel := context.WithDeadline(ctx, deadline)
+	defer paceCancel()
 	for i := range l.opts.inflight * len(l.c.nodes) {
 		node := l.c.nodes[i%len(l.c.nodes)]
 		wg.Go(func() {
@@ -121,7 +125,7 @@ func (l *load) publish(name string, shared bool, d time.Duration, rate float64) 
 				if tick != nil {
 					select {
 					case <-tick:
-					case <-ctx.Done():
+					case <-paceCtx.Done():
 						return
 					}
 				}
