@@ -195,6 +195,11 @@ func run(cfg *config) error {
 	started := time.Now()
 	machine := describeMachine()
 	points := plan(cfg, lim.Cur)
+	// Before any server runs, on a machine this run has not loaded yet.
+	floors, err := measureFloors(points)
+	if err != nil {
+		log.Printf("the floor: %v", err)
+	}
 	for rep := range cfg.reps {
 		for _, p := range points {
 			for i := range cfg.servers {
@@ -228,6 +233,7 @@ func run(cfg *config) error {
 		command:  "cd peers && go run ./bench/cmd/loadgen " + strings.Join(os.Args[1:], " "),
 		machine:  machine,
 		libNames: cfg.servers,
+		floors:   floors,
 	}
 	if err := rep.write(cfg.out); err != nil {
 		return err

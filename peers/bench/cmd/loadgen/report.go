@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/duplexws/duplex/internal/floor"
 	"github.com/duplexws/duplex/peers/bench/internal/svgchart"
 )
 
@@ -28,6 +29,7 @@ type report struct {
 	command  string
 	machine  machine
 	libNames []string
+	floors   map[floorKey]floor.Floor // floor.go
 }
 
 // machine describes where the run happened.
@@ -210,6 +212,7 @@ func (rep *report) markdown(b *bytes.Buffer) {
 	fmt.Fprintf(b, "Server CPU time per operation comes from the server's /proc stat (10 ms ticks) over the measured window; it depends far less than rates do on what else the shared machine runs.\n\n")
 
 	rep.targets(b)
+	rep.floorSection(b)
 
 	if ps := rep.pointsOf(caseEcho); len(ps) > 0 {
 		fmt.Fprintf(b, "## Echo\n\nEach connection writes a binary message and waits for its echo, in a loop.\n\n")
