@@ -96,7 +96,7 @@ func (rep *report) floorSection(b *bytes.Buffer) {
 		target, verdict := "–", ""
 		if lead := issueTarget(p); lead > 0 && !math.IsNaN(peer) {
 			t := peer / lead
-			target = fmt.Sprintf("%s (%.2g×)", formatCPU(t), lead)
+			target = fmt.Sprintf("%s (%g×)", formatCPU(t), lead)
 			verdict = fmt.Sprintf("%.0f%% above the floor", 100*(t/fl-1))
 			if t < fl {
 				verdict = fmt.Sprintf("**below the floor** by %.0f%%", 100*(1-t/fl))

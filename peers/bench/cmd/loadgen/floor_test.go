@@ -46,7 +46,7 @@ func TestFloorSection(t *testing.T) {
 		t.Fatalf("no row for %s in\n%s", label, b.String())
 		return ""
 	}
-	if r := row("echo 1,000 conns × 16 B"); !strings.Contains(r, "| 12.00 |") || !strings.Contains(r, "11.20 (1.2×)") || !strings.Contains(r, "**below the floor** by 7%") {
+	if r := row("echo 1,000 conns × 16 B"); !strings.Contains(r, "| 12.00 |") || !strings.Contains(r, "11.20 (1.25×)") || !strings.Contains(r, "**below the floor** by 7%") {
 		t.Errorf("echo at 1,000: %s", r)
 	}
 	if r := row("echo 64 conns × 16 B"); !strings.Contains(r, "| 11.00 |") || !strings.Contains(r, "| – |") || strings.Contains(r, "floor**") {
