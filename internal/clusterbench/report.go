@@ -48,7 +48,7 @@ func (r report) print(w io.Writer) {
 		r.opts.duration, r.opts.inflight)
 
 	if d := r.floor.Delivery(); d > 0 {
-		fmt.Fprintf(w, "\nThe floor of a delivery here: %.1f µs of CPU for the write(2) of a %d-byte frame on one loopback socket and its read(2) on another (%.1f + %.1f µs), with no other work (the cheapest of 20 rounds over 1,000 socket pairs).\n",
+		fmt.Fprintf(w, "\nThe floor of a delivery here: %.1f µs of CPU for the write(2) of a %d-byte frame on one loopback socket and its read(2) on another (%.1f + %.1f µs), with no other work (the cheapest of 20 rounds over 1,000 socket pairs, on each of three sets of them).\n",
 			us(d), floorFrame, us(r.floor.Write), us(r.floor.Read))
 	}
 

@@ -81,7 +81,7 @@ func (rep *report) floorSection(b *bytes.Buffer) {
 		return
 	}
 	fmt.Fprintf(b, "## The floor\n\n")
-	fmt.Fprintf(b, "Before any server ran, `internal/floor` timed (thread CPU time, the cheapest of at least 30 rounds, over as many loopback socket pairs as the case has connections, up to 1,000) what the kernel alone charges to move one frame of each size: a blocking write(2) on one socket and a read(2) on its peer, with nothing else around them. ")
+	fmt.Fprintf(b, "Before any server ran, `internal/floor` timed (thread CPU time, the cheapest of at least 30 rounds on each of three sets of as many loopback socket pairs as the case has connections, up to 1,000) what the kernel alone charges to move one frame of each size: a blocking write(2) on one socket and a read(2) on its peer, with nothing else around them. ")
 	fmt.Fprintf(b, "An echoed message costs a server at least a read and a write, a broadcast delivery at least a write; no library can go below that here. ")
 	fmt.Fprintf(b, "Where issue 14 asks Duplex for a lead over the best peer, the target column is the best peer's CPU per operation divided by that lead; below the floor, it cannot be met on this machine by any server that makes those system calls.\n\n")
 	fmt.Fprintf(b, "| Case | floor (µs per operation) | duplex | best peer | best peer ÷ floor | issue 14's target | |\n|---|---:|---:|---:|---:|---:|---|\n")
