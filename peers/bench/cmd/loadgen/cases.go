@@ -30,6 +30,7 @@ const (
 	metricRSSPerConn       = "rss_per_conn_bytes"
 	metricHeapPerConn      = "heap_per_conn_bytes"
 	metricStackPerConn     = "stack_per_conn_bytes"
+	metricOtherPerConn     = "runtime_other_per_conn_bytes"
 	metricGoroutinesPer    = "goroutines_per_conn"
 	metricMessages         = "messages"             // echoed, or published, in the window
 	metricDeliveries       = "deliveries"           // broadcast deliveries in the window
@@ -191,6 +192,7 @@ func runMemory(ctx context.Context, s *server, conns int, path string, compress 
 		metricRSSPerConn:    float64(st.RSS-base.RSS) / n,
 		metricHeapPerConn:   (float64(st.HeapInuse) - float64(base.HeapInuse)) / n,
 		metricStackPerConn:  (float64(st.StackInuse) - float64(base.StackInuse)) / n,
+		metricOtherPerConn:  (float64(st.OtherSys) - float64(base.OtherSys)) / n,
 		metricGoroutinesPer: float64(st.Goroutines-base.Goroutines) / n,
 	}, note, nil
 }

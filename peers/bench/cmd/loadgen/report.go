@@ -128,6 +128,7 @@ var (
 	viewRSS      = metricView{metricRSSPerConn, "RSS per connection", "KiB", false, 1.0 / 1024, formatKiB}
 	viewHeap     = metricView{metricHeapPerConn, "heap in use per connection", "KiB", false, 1.0 / 1024, formatKiB}
 	viewStack    = metricView{metricStackPerConn, "goroutine stacks per connection", "KiB", false, 1.0 / 1024, formatKiB}
+	viewOtherSys = metricView{metricOtherPerConn, "the runtime's memory outside the heap per connection", "KiB", false, 1.0 / 1024, formatKiB}
 	viewRoutines = metricView{metricGoroutinesPer, "goroutines per connection", "", false, 1, formatRatio}
 	viewDeliver  = metricView{metricDeliveriesPerSec, "deliveries/s", "deliveries/s", true, 1, formatCount}
 	viewBcastP50 = metricView{metricP50, "p50 publish to receipt", "µs", false, 1, formatMicros}
@@ -162,7 +163,12 @@ func formatCPU(v float64) string {
 	return strconv.FormatFloat(v, 'f', 2, 64)
 }
 
-func formatKiB(v float64) string   { return strconv.FormatFloat(v, 'f', 1, 64) }
+func formatKiB(v float64) string {
+	if math.Abs(v) < 0.05 {
+		v = 0 // not "-0.0" for a figure that fell by a few bytes
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64)
+}
 func formatRatio(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
 
 // value is a library's median at a point, scaled for display.
@@ -344,8 +350,8 @@ func (rep *report) best(p *point, v metricView, except string) float64 {
 
 // memoryDetail breaks a memory case's median down per library.
 func (rep *report) memoryDetail(b *bytes.Buffer, ps []*point) {
-	views := []metricView{viewRSS, viewHeap, viewStack, viewRoutines}
-	fmt.Fprintf(b, "| Case | Library | RSS KiB/conn | heap KiB/conn | stacks KiB/conn | goroutines/conn |\n|---|---|---:|---:|---:|---:|\n")
+	views := []metricView{viewRSS, viewHeap, viewStack, viewOtherSys, viewRoutines}
+	fmt.Fprintf(b, "| Case | Library | RSS KiB/conn | heap KiB/conn | stacks KiB/conn | runtime off heap (OtherSys) KiB/conn | goroutines/conn |\n|---|---|---:|---:|---:|---:|---:|\n")
 	for _, p := range ps {
 		for _, name := range rep.libNames {
 			if p.result(name).Skip != "" || len(p.result(name).Reps) == 0 {

@@ -136,9 +136,14 @@ func RaiseFileLimit() error {
 
 // Stats is what /stats answers, as JSON.
 type Stats struct {
-	RSS         int64  `json:"rss"`         // VmRSS of /proc/self/status, bytes
-	HeapInuse   uint64 `json:"heapInuse"`   // runtime.MemStats.HeapInuse
-	StackInuse  uint64 `json:"stackInuse"`  // runtime.MemStats.StackInuse
+	RSS        int64  `json:"rss"`        // VmRSS of /proc/self/status, bytes
+	HeapInuse  uint64 `json:"heapInuse"`  // runtime.MemStats.HeapInuse
+	StackInuse uint64 `json:"stackInuse"` // runtime.MemStats.StackInuse
+	// OtherSys is runtime.MemStats.OtherSys: the runtime's memory outside
+	// the heap that is not its own bookkeeping of heap, stacks and GC,
+	// chiefly the netpoller's descriptor state and finalizer records for
+	// every socket opened through package net.
+	OtherSys    uint64 `json:"otherSys"`
 	Goroutines  int    `json:"goroutines"`  // runtime.NumGoroutine
 	Subscribers int64  `json:"subscribers"` // broadcast subscribers registered
 	Upgraded    int64  `json:"upgraded"`    // connections net/http handed to the library, ever
@@ -167,6 +172,7 @@ func serveStats(w http.ResponseWriter, r *http.Request, memProfile string) {
 		RSS:         readRSS(),
 		HeapInuse:   ms.HeapInuse,
 		StackInuse:  ms.StackInuse,
+		OtherSys:    ms.OtherSys,
 		Goroutines:  runtime.NumGoroutine(),
 		Subscribers: subscribers.Load(),
 		Upgraded:    upgraded.Load(),
