@@ -3,10 +3,11 @@
 // NATS JetStream (nats-server) or, as the reference, the memory broker on
 // one node — with many real client connections on loopback. For each
 // setup it measures deliveries per second to one channel that every
-// client subscribes to and to a channel per client, publish-to-receive
-// latency as fast as the clients receive and at half that rate, the CPU of
-// the gateways, the broker and the load generators, and memory per
-// connection; then a connect storm onto one presence channel. Every client
+// client subscribes to, to a channel per client and to a channel per group
+// of 10 clients (the shape of Centrifugo's published benchmark),
+// publish-to-receive latency as fast as the clients receive and at half
+// that rate, the CPU of the gateways, the broker and the load generators,
+// and memory per connection; then a connect storm onto one presence channel. Every client
 // checks the offsets of what it receives: a publication lost, repeated or
 // a client disconnected fails the run (exit status 1).
 //
@@ -135,10 +136,13 @@ type setupResult struct {
 }
 
 // runThroughput starts setup s with opts.clients clients per node, each
-// subscribed to the shared channel and its own, and runs the four phases:
-// each channel kind as fast as the nodes publish, then paced.
+// subscribed to the shared channel, its own and its group's, and runs six
+// phases: each channel kind as fast as the nodes publish, then paced.
 func runThroughput(ctx context.Context, bin, configPath string, s setup, opts options) (setupResult, error) {
 	res := setupResult{setup: s, clients: s.nodes * opts.clients}
+	if res.clients%groupSize != 0 {
+		return res, fmt.Errorf("%d clients: want a multiple of %d, the size of a group", res.clients, groupSize)
+	}
 	c, err := startCluster(ctx, bin, configPath, s)
 	if err != nil {
 		return res, err
@@ -150,7 +154,7 @@ func runThroughput(ctx context.Context, bin, configPath string, s setup, opts op
 		return res, err
 	}
 	workers, conn, err := startWorkers(res.clients, job{
-		URLs: c.urls(), Channels: []string{sharedChannel, ownChannel},
+		URLs: c.urls(), Channels: []string{sharedChannel, ownChannel, groupChannel},
 		Concurrency: 64, LocalAddrs: opts.localAddrs,
 	})
 	if err != nil {
@@ -171,10 +175,10 @@ func runThroughput(ctx context.Context, bin, configPath string, s setup, opts op
 
 	l := &load{c: c, workers: workers, clients: res.clients, opts: opts}
 	for _, kind := range []struct {
-		name   string
-		shared bool
-	}{{oneChannel, true}, {channelPerClient, false}} {
-		fast, err := l.publish(kind.name, kind.shared, opts.duration, 0)
+		name string
+		kind channelKind
+	}{{oneChannel, kindShared}, {channelPerClient, kindOwn}, {groupsOfTen, kindGroup}} {
+		fast, err := l.publish(kind.name, kind.kind, opts.duration, 0)
 		log.Printf("clusterbench: %v: %s published", s, kind.name)
 		res.phases = append(res.phases, fast)
 		if err != nil {
@@ -182,11 +186,8 @@ func runThroughput(ctx context.Context, bin, configPath string, s setup, opts op
 		}
 		// Paced by what was delivered, not by how fast the API answered:
 		// the API answers before the deliveries are made.
-		perPublication := float64(res.clients)
-		if !kind.shared {
-			perPublication = broadcastBatch
-		}
-		paced, err := l.publish(kind.name, kind.shared, opts.duration, fast.rate/perPublication*opts.pacedShare)
+		per := float64(perPublication(kind.kind, res.clients))
+		paced, err := l.publish(kind.name, kind.kind, opts.duration, fast.rate/per*opts.pacedShare)
 		res.phases = append(res.phases, paced)
 		if err != nil {
 			return res, err

@@ -14,11 +14,15 @@ import (
 	"github.com/duplexws/duplex/internal/testgateway"
 )
 
-// The two channels every client of a throughput setup subscribes to:
-// one they all share, and one of its own.
+// The three channels every client of a throughput setup subscribes to:
+// one they all share, one of its own, and its group's: the shape of
+// Centrifugo's published benchmark (a personal channel and a group of 10),
+// with the broadcast to everyone besides.
 const (
 	sharedChannel    = "bench:all"
 	ownChannel       = "bench:c{i}"
+	groupChannel     = "bench:g{g}"     // {g}: the client's index ÷ groupSize
+	groupSize        = 10               // clients a group channel has
 	broadcastBatch   = 100              // channels per broadcast request
 	drainTimeout     = 15 * time.Second // without a delivery: the rest are late
 	lateTimeout      = time.Minute      // after drainTimeout: the rest are lost
@@ -26,11 +30,33 @@ const (
 	maxRetries       = 100 // of a call answered 503, 100 ms apart
 )
 
-// The names of the two kinds of phase.
+// channelKind is what a phase publishes to.
+type channelKind int
+
+const (
+	kindShared channelKind = iota // sharedChannel
+	kindOwn                       // every client's ownChannel, broadcastBatch a request
+	kindGroup                     // every groupChannel, broadcastBatch a request
+)
+
+// The names of the kinds of phase.
 const (
 	oneChannel       = "one channel"
 	channelPerClient = "channel per client"
+	groupsOfTen      = "groups of 10"
 )
+
+// perPublication is how many deliveries one publishing call of kind makes
+// to clients clients (a multiple of groupSize).
+func perPublication(kind channelKind, clients int) int64 {
+	switch kind {
+	case kindOwn:
+		return broadcastBatch
+	case kindGroup:
+		return broadcastBatch * groupSize
+	}
+	return int64(clients)
+}
 
 // load is the clients of a throughput setup and what was published to
 // them so far, which the workers check every client against.
@@ -42,11 +68,12 @@ type load struct {
 
 	shared    atomic.Uint64 // publications to sharedChannel
 	broadcast atomic.Uint64 // broadcast requests, each to broadcastBatch own channels
+	groups    atomic.Uint64 // broadcast requests, each to broadcastBatch group channels
 }
 
 // phase is what one publishing phase measured.
 type phase struct {
-	name        string // oneChannel or channelPerClient
+	name        string // oneChannel, channelPerClient or groupsOfTen
 	paced       bool
 	published   int64   // publications
 	pubRate     float64 // publications per second while publishing
@@ -68,11 +95,11 @@ func (p phase) failed() bool {
 }
 
 // publish publishes for d, to the shared channel or broadcasting to
-// broadcastBatch own channels a request, through every node in turn with
-// opts.inflight requests in flight per node: at rate requests per second
-// when rate > 0, else as fast as the clients receive. It then waits for
-// the deliveries and has the workers check every client.
-func (l *load) publish(name string, shared bool, d time.Duration, rate float64) (phase, error) {
+// broadcastBatch own or group channels a request, through every node in
+// turn with opts.inflight requests in flight per node: at rate requests
+// per second when rate > 0, else as fast as the clients receive. It then
+// waits for the deliveries and has the workers check every client.
+func (l *load) publish(name string, kind channelKind, d time.Duration, rate float64) (phase, error) {
 	ph := phase{name: name, paced: rate > 0}
 	cpu := startCPU(l.c, l.workers)
 	var tick <-chan time.Time
@@ -94,10 +121,7 @@ func (l *load) publish(name string, shared bool, d time.Duration, rate float64) 
 	// once a publication is stored, before it is delivered, and left to
 	// itself it would pile up minutes of backlog. At most window
 	// publications' deliveries are outstanding.
-	perPublication := int64(l.clients)
-	if !shared {
-		perPublication = broadcastBatch
-	}
+	perPublication := perPublication(kind, l.clients)
 	window := int64(l.opts.inflight*len(l.c.nodes)) * perPublication
 	var issued, delivered atomic.Int64
 	pollDone := make(chan struct{})
@@ -138,28 +162,26 @@ func (l *load) publish(name string, shared bool, d time.Duration, rate float64) 
 				issued.Add(perPublication)
 				// Counted before the call: the workers expect every
 				// publication it stands for, and a failed call ends the run.
-				var (
-					err error
-					k   uint64
-				)
-				if shared {
+				var call func() error
+				switch kind {
+				case kindShared:
 					l.shared.Add(1)
-					err = publishShared(ctx, node)
-				} else {
-					k = l.broadcast.Add(1) - 1
-					err = publishOwn(ctx, node, k, l.clients)
+					call = func() error { return publishShared(ctx, node) }
+				case kindOwn:
+					k := l.broadcast.Add(1) - 1
+					call = func() error { return publishBatch(ctx, node, "bench:c", k, l.clients) }
+				case kindGroup:
+					k := l.groups.Add(1) - 1
+					call = func() error { return publishBatch(ctx, node, "bench:g", k, l.clients/groupSize) }
 				}
+				err := call()
 				for tries := 0; isUnavailable(err) && tries < maxRetries; tries++ {
 					// 503: the node lost its broker for a moment (under
 					// this load, a health check that timed out); a client
 					// retries, and so do we, counting it.
 					retries.Add(1)
 					time.Sleep(100 * time.Millisecond)
-					if shared {
-						err = publishShared(ctx, node)
-					} else {
-						err = publishOwn(ctx, node, k, l.clients)
-					}
+					err = call()
 				}
 				if err != nil {
 					errMu.Lock()
@@ -214,6 +236,7 @@ func (l *load) publish(name string, shared bool, d time.Duration, rate float64) 
 	a, lat, err := ask(l.workers, command{Cmd: "collect", Expect: []expectation{
 		{Channel: sharedChannel, Count: l.shared.Load()},
 		{Channel: ownChannel, Positions: l.broadcast.Load() * broadcastBatch, Total: uint64(l.clients)},
+		{Channel: groupChannel, Positions: l.groups.Load() * broadcastBatch, Total: uint64(l.clients / groupSize), Group: groupSize},
 	}})
 	if err != nil {
 		return ph, err
@@ -248,14 +271,14 @@ func publishShared(ctx context.Context, node *testgateway.Node) error {
 	return err
 }
 
-// publishOwn broadcasts one publication to the own channels of positions
-// k*broadcastBatch … (k+1)*broadcastBatch-1, modulo the clients.
-func publishOwn(ctx context.Context, node *testgateway.Node, k uint64, clients int) error {
+// publishBatch broadcasts one publication to the channels prefix+n for
+// the positions k*broadcastBatch … (k+1)*broadcastBatch-1, modulo total.
+func publishBatch(ctx context.Context, node *testgateway.Node, prefix string, k uint64, total int) error {
 	ctx, cancel := context.WithTimeout(ctx, publishCallLimit)
 	defer cancel()
 	channels := make([]string, broadcastBatch)
 	for j := range channels {
-		channels[j] = "bench:c" + strconv.FormatUint((k*broadcastBatch+uint64(j))%uint64(clients), 10)
+		channels[j] = prefix + strconv.FormatUint((k*broadcastBatch+uint64(j))%uint64(total), 10)
 	}
 	var res struct {
 		Results []struct {

@@ -35,7 +35,7 @@ type job struct {
 	First int `json:"first"`
 	Count int `json:"count"`
 	// Channels are what every client subscribes to; "{i}" stands for the
-	// client's global index.
+	// client's global index, "{g}" for that index ÷ groupSize.
 	Channels []string `json:"channels"`
 	// Concurrency is how many clients dial and subscribe at once.
 	Concurrency int `json:"concurrency"`
@@ -72,6 +72,9 @@ type expectation struct {
 	// perClientCount).
 	Positions uint64 `json:"positions"`
 	Total     uint64 `json:"total"`
+	// Group, for a channel per group of this many clients: the channel of
+	// client i is i ÷ Group of Total, published to as above.
+	Group uint64 `json:"group,omitempty"`
 }
 
 // perClientCount is the number of publications channel i of total got
@@ -218,7 +221,7 @@ func (w *worker) dial(j job, g int) (*benchClient, error) {
 	defer cancel()
 	c := &benchClient{channels: make([]string, len(j.Channels)), last: make([]atomic.Uint64, len(j.Channels))}
 	for i, t := range j.Channels {
-		c.channels[i] = strings.ReplaceAll(t, "{i}", strconv.Itoa(g))
+		c.channels[i] = strings.NewReplacer("{i}", strconv.Itoa(g), "{g}", strconv.Itoa(g/groupSize)).Replace(t)
 	}
 	opts := &testgateway.DialOptions{OnPush: func(line []byte) { w.push(c, line) }}
 	if j.LocalAddrs > 0 {
@@ -351,19 +354,9 @@ func (w *worker) collect(j job, expect []expectation) answer {
 		all = append(all, c.latencies...)
 		c.latencies = c.latencies[:0]
 		c.mu.Unlock()
-		for _, e := range expect {
-			ch := slices.Index(j.Channels, e.Channel)
-			if ch < 0 {
-				continue
-			}
-			want := e.Count
-			if e.Total > 0 {
-				want = perClientCount(uint64(j.First+k), e.Positions, e.Total)
-			}
-			missing, extra := c.settle(ch, want)
-			a.Missing += missing
-			a.Extra += extra
-		}
+		missing, extra := c.check(j, k, expect)
+		a.Missing += missing
+		a.Extra += extra
 	}
 	slices.Sort(all)
 	a.Measured = int64(len(all))
@@ -372,6 +365,27 @@ func (w *worker) collect(j job, expect []expectation) answer {
 		a.Latencies = append(a.Latencies, int64(all[i]))
 	}
 	return a
+}
+
+// check settles every channel of the worker's client k against expect.
+func (c *benchClient) check(j job, k int, expect []expectation) (missing, extra int64) {
+	for _, e := range expect {
+		ch := slices.Index(j.Channels, e.Channel)
+		if ch < 0 {
+			continue
+		}
+		want := e.Count
+		if e.Total > 0 {
+			i := uint64(j.First + k)
+			if e.Group > 0 {
+				i /= e.Group
+			}
+			want = perClientCount(i, e.Positions, e.Total)
+		}
+		m, x := c.settle(ch, want)
+		missing, extra = missing+m, extra+x
+	}
+	return missing, extra
 }
 
 // settle compares the last offset received on channel ch with want, the

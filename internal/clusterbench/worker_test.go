@@ -149,3 +149,29 @@ func TestPercentileWeighsWorkers(t *testing.T) {
 		t.Errorf("p99 of nothing %v, want 0", got)
 	}
 }
+
+// TestGroupExpectation: a group channel's count is its group's, for every
+// member, whichever worker holds it; one publication short shows.
+func TestGroupExpectation(t *testing.T) {
+	const clients, positions = 60, 13 // 6 groups: group 0 gets 3 publications, the others 2
+	e := expectation{Channel: groupChannel, Positions: positions, Total: clients / groupSize, Group: groupSize}
+	for _, first := range []int{0, 25} {
+		j := job{First: first, Count: clients - first, Channels: []string{ownChannel, groupChannel}}
+		for k := range j.Count {
+			c := &benchClient{last: make([]atomic.Uint64, 2)}
+			got := uint64(2)
+			if (first+k)/groupSize == 0 {
+				got = 3
+			}
+			c.last[1].Store(got)
+			if missing, extra := c.check(j, k, []expectation{e}); missing != 0 || extra != 0 {
+				t.Errorf("client %d: %d missing, %d extra", first+k, missing, extra)
+			}
+		}
+	}
+	short := &benchClient{last: make([]atomic.Uint64, 2)}
+	short.last[1].Store(1)
+	if missing, _ := short.check(job{First: 0, Count: 1, Channels: []string{ownChannel, groupChannel}}, 0, []expectation{e}); missing != 2 {
+		t.Errorf("a client of group 0 with 1 of 3: %d missing, want 2", missing)
+	}
+}
