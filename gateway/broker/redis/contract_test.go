@@ -48,6 +48,14 @@ func TestContract(t *testing.T) {
 			NewIsolated: newBrokerFunc(isolated(o)),
 		})
 	})
+	t.Run("FourShards", func(t *testing.T) {
+		// Shards that hold no channel must come back after a fault too:
+		// before they woke themselves, a node with an empty shard never
+		// reported its link back.
+		o := o
+		o.Shards = 4
+		brokertest.Run(t, newBrokerFunc(o), brokertest.Options{Server: srv})
+	})
 	t.Run("DB", func(t *testing.T) {
 		o := o
 		o.DB = 3

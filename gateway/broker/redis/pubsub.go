@@ -298,6 +298,21 @@ func (s *shard) connect(ctx context.Context) error {
 		s.disconnect()
 		return err
 	}
+	// A shard that wants no channel (on a standalone server every shard
+	// but the control channel's, until channels hash to it) hears no
+	// subscription that would wake its loop to mark it synced, and so a
+	// node never reported its link back after a loss. Such a shard is
+	// synced once the server answers: ask, then wake the loop.
+	s.mu.RLock()
+	idle := len(s.want) == 0
+	s.mu.RUnlock()
+	if idle {
+		if err := s.ping(); err != nil {
+			s.disconnect()
+			return err
+		}
+		s.poke()
+	}
 	return nil
 }
 
