@@ -38,17 +38,19 @@
 //
 // # Delivery
 //
-// Each node holds Options.Shards pub/sub connections (one by default on a
-// standalone server), not one per channel; a channel belongs to one by a
-// hash of its name. On a Cluster the shard is also a hash tag in the
-// channel's keys and shard channel, so a script touches one slot, and
-// sharded pub/sub (SPUBLISH, SSUBSCRIBE) carries a message to that slot's
-// master only. The control channel, which every node subscribes to at
-// Start, is on shard 0. The client library's reading goroutine of each
-// connection calls the Handler, so the calls for one channel are one at a
-// time and in stream order; a Handler that blocks holds back its shard's
-// channels (and a server that buffers too much for a slow node closes the
-// connection, which the node then recovers from like any other loss).
+// Each node holds Options.Shards pub/sub connections (by default one per
+// core, from 2 to 8, on a standalone server), not one per channel; a
+// channel belongs to one by a hash of its name. On a Cluster the shard is
+// also a hash tag in the channel's keys and shard channel, so a script
+// touches one slot, and sharded pub/sub (SPUBLISH, SSUBSCRIBE) carries a
+// message to that slot's master only. The control channel, which every
+// node subscribes to at Start, is on shard 0. The reading goroutine of
+// each connection hands its messages, in order, to the shard's delivery
+// goroutine, which calls the Handler: the calls for one channel are one
+// at a time and in stream order, the shards deliver in parallel, and a
+// Handler that blocks holds back its shard's channels only. A node that
+// falls Options.MaxPendingBytes behind drops the connection, and recovers
+// from that like any other loss.
 //
 // # Losing the server
 //
