@@ -7,9 +7,11 @@
 // of 10 clients (the shape of Centrifugo's published benchmark),
 // publish-to-receive latency as fast as the clients receive and at half
 // that rate, the CPU of the gateways, the broker and the load generators,
-// and memory per connection; then a connect storm onto one presence channel. Every client
-// checks the offsets of what it receives: a publication lost, repeated or
-// a client disconnected fails the run (exit status 1).
+// and memory per connection; then a connect storm onto one presence
+// channel. Before any setup it times the floor of a delivery on the
+// machine (internal/floor). Every client checks the offsets of what it
+// receives: a publication lost, repeated or a client disconnected fails
+// the run (exit status 1).
 //
 // The clients come from worker processes, this program re-executed with
 // -worker, each holding at most 15,000 connections, because a process may
@@ -95,7 +97,7 @@ func main() {
 
 	r := report{opts: o, started: time.Now()}
 	// Before any setup, on a machine this run has not loaded yet.
-	if r.floor, err = floor.Measure(1000, 20, floorFrame); err != nil {
+	if r.floor, err = floor.Measure(floorPairs, floorRounds, floorFrame); err != nil {
 		log.Printf("clusterbench: the floor of a delivery: %v", err)
 	}
 	for _, s := range throughput {

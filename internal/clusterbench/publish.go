@@ -121,8 +121,8 @@ func (l *load) publish(name string, kind channelKind, d time.Duration, rate floa
 	// once a publication is stored, before it is delivered, and left to
 	// itself it would pile up minutes of backlog. At most window
 	// publications' deliveries are outstanding.
-	perPublication := perPublication(kind, l.clients)
-	window := int64(l.opts.inflight*len(l.c.nodes)) * perPublication
+	per := perPublication(kind, l.clients)
+	window := int64(l.opts.inflight*len(l.c.nodes)) * per
 	var issued, delivered atomic.Int64
 	pollDone := make(chan struct{})
 	go func() {
@@ -159,7 +159,7 @@ func (l *load) publish(name string, kind channelKind, d time.Duration, rate floa
 				if time.Now().After(deadline) {
 					return
 				}
-				issued.Add(perPublication)
+				issued.Add(per)
 				// Counted before the call: the workers expect every
 				// publication it stands for, and a failed call ends the run.
 				var call func() error
@@ -202,7 +202,7 @@ func (l *load) publish(name string, kind channelKind, d time.Duration, rate floa
 	}
 	ph.published, ph.retries = published.Load(), retries.Load()
 	ph.pubRate = float64(ph.published) / time.Since(start).Seconds()
-	want := ph.published * perPublication
+	want := ph.published * per
 
 	// Wait for every delivery (or its gap push), for as long as they keep
 	// arriving; then, if some are still missing, tell late from lost.

@@ -48,8 +48,8 @@ func (r report) print(w io.Writer) {
 		r.opts.duration, r.opts.inflight)
 
 	if d := r.floor.Delivery(); d > 0 {
-		fmt.Fprintf(w, "\nThe floor of a delivery here: %.1f µs of CPU for the write(2) of a %d-byte frame on one loopback socket and its read(2) on another (%.1f + %.1f µs), with no other work (the cheapest of 20 rounds over 1,000 socket pairs, on each of three sets of them).\n",
-			us(d), floorFrame, us(r.floor.Write), us(r.floor.Read))
+		fmt.Fprintf(w, "\nThe floor of a delivery here: %.1f µs of CPU for the write(2) of a %d-byte frame on one loopback socket and its read(2) on another (%.1f + %.1f µs), with no other work (the cheapest of %d rounds over %d socket pairs, on each of three sets of them).\n",
+			us(d), floorFrame, us(r.floor.Write), us(r.floor.Read), floorRounds, floorPairs)
 	}
 
 	fmt.Fprintf(w, "\n| setup | connections | connected in | RSS per connection |\n|---|---|---|---|\n")
@@ -139,10 +139,14 @@ func (r report) printTargets(w io.Writer) {
 	fmt.Fprintf(w, "- lost or repeated publications, disconnected clients: %s\n", verdict(!r.failed()))
 }
 
-// floorFrame is the size of the frames whose floor a run measures: about
-// a push of this benchmark's publications (a stamp and 32 bytes of
-// payload, in JSON).
-const floorFrame = 128
+// The floor a run measures: frames of floorFrame bytes, about a push of
+// this benchmark's publications (a stamp and 32 bytes of payload, in
+// JSON), over floorPairs socket pairs, the cheapest of floorRounds rounds.
+const (
+	floorFrame  = 128
+	floorPairs  = 1000
+	floorRounds = 20
+)
 
 // p99Target is issue 11's bound on publish-to-receive p99.
 const p99Target = 200 * time.Millisecond
