@@ -54,22 +54,27 @@ func measureSet(pairs, rounds, size int) (Floor, error) {
 	if err != nil {
 		return Floor{}, err
 	}
+	// The descriptors, taken once: File.Fd is not what is being timed.
+	sfds, cfds := make([]int, pairs), make([]int, pairs)
+	for i := range pairs {
+		sfds[i], cfds[i] = int(servers[i].Fd()), int(clients[i].Fd())
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	frame, buf := make([]byte, size), make([]byte, size)
 	write, read := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
 	for range rounds {
 		t := threadCPU()
-		for _, s := range servers {
-			if n, err := syscall.Write(int(s.Fd()), frame); err != nil || n != len(frame) {
+		for _, fd := range sfds {
+			if n, err := syscall.Write(fd, frame); err != nil || n != len(frame) {
 				return Floor{}, fmt.Errorf("floor: write: %d bytes, %v", n, err)
 			}
 		}
 		u := threadCPU()
-		for _, c := range clients {
+		for _, fd := range cfds {
 			// A large frame may take more than one read.
 			for got := 0; got < size; {
-				n, err := syscall.Read(int(c.Fd()), buf[got:])
+				n, err := syscall.Read(fd, buf[got:])
 				if err != nil || n <= 0 {
 					return Floor{}, fmt.Errorf("floor: read: %d bytes, %v", n, err)
 				}

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/duplexws/duplex/internal/floor"
+	"github.com/duplexws/duplex/internal/frame"
 )
 
 // The floor of an operation (internal/floor): what the kernel alone
@@ -39,14 +40,8 @@ func measureFloors(points []*point) (map[floorKey]floor.Floor, error) {
 		if _, done := floors[k]; done || (p.kind != caseEcho && p.kind != caseBroadcast) || k.pairs < 1 {
 			continue
 		}
-		header := 2
-		switch {
-		case k.size > 65535:
-			header = 10
-		case k.size > 125:
-			header = 4
-		}
-		f, err := floor.Measure(k.pairs, max(30, 30000/k.pairs), min(k.size+header, floor.MaxSize))
+		h := frame.Header{Length: int64(k.size)} // the server's: unmasked
+		f, err := floor.Measure(k.pairs, max(30, 30000/k.pairs), min(h.Size()+k.size, floor.MaxSize))
 		if err != nil {
 			return nil, err
 		}
@@ -102,7 +97,11 @@ func (rep *report) floorSection(b *bytes.Buffer) {
 				verdict = fmt.Sprintf("**below the floor** by %.0f%%", 100*(1-t/fl))
 			}
 		}
-		fmt.Fprintf(b, "| %s %s | %s | %s | %s | %.2f | %s | %s |\n", p.kind, p.label, formatCPU(fl), formatCPU(d), formatCPU(peer), peer/fl, target, verdict)
+		peerCol, ratio := "–", "–" // no peer in the run
+		if !math.IsNaN(peer) {
+			peerCol, ratio = formatCPU(peer), fmt.Sprintf("%.2f", peer/fl)
+		}
+		fmt.Fprintf(b, "| %s %s | %s | %s | %s | %s | %s | %s |\n", p.kind, p.label, formatCPU(fl), formatCPU(d), peerCol, ratio, target, verdict)
 	}
 	b.WriteString("\n")
 }
