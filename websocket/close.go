@@ -178,9 +178,8 @@ func (c *Conn) handleClose(payload []byte) error {
 	}
 	if c.client {
 		c.unwatch(reading)
-		c.netConn.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
 		c.br.Discard(c.br.Buffered())
-		io.Copy(io.Discard, c.netConn)
+		lingerDrain(c.netConn, c.cfg.closeTimeout, c.drainRate())
 	} else if c.linger() {
 		// Closing with bytes of the client unread (a ping after its close
 		// frame, say) would reset the connection and could destroy the
@@ -224,9 +223,58 @@ func (c *Conn) linger() (later bool) {
 		return true
 	}
 	c.unwatch(reading)
-	c.netConn.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
-	io.Copy(io.Discard, c.netConn)
+	lingerDrain(c.netConn, c.cfg.closeTimeout, c.drainRate())
 	return false
+}
+
+// drainRate returns the byte bucket that the drain after a close honours:
+// the connection's own, as its reader left it, or nil when it has no byte
+// rate. The caller reads c.
+func (c *Conn) drainRate() *bucket {
+	if c.rate == nil || c.rate.bytes.rate == 0 {
+		return nil
+	}
+	c.rate.settle()
+	b := c.rate.bytes
+	return &b
+}
+
+// drainChunk is the most lingerDrain reads at once when it keeps to a rate.
+const drainChunk = 32 << 10
+
+// lingerDrain drops what arrives on conn until the peer closes or timeout
+// passes. With a byte bucket (ReadRate.Bytes) it reads no faster than the
+// rate allows the peer to send while the connection was open, so that a
+// peer cannot go past its rate limit by sending after the close frame: a
+// peer that keeps sending is left to TCP's flow control, and once it is
+// over the bucket for longer than timeout allows, it returns early.
+func lingerDrain(conn net.Conn, timeout time.Duration, b *bucket) {
+	deadline := time.Now().Add(timeout)
+	conn.SetReadDeadline(deadline)
+	if b == nil {
+		io.Copy(io.Discard, conn)
+		return
+	}
+	chunk := min(drainChunk, b.burst)
+	last := time.Now()
+	for {
+		now := time.Now()
+		b.take(now.Sub(last).Seconds(), 0)
+		last = now
+		if b.tokens < chunk {
+			wait := time.Duration((chunk - b.tokens) / b.rate * float64(time.Second))
+			if now.Add(wait).After(deadline) {
+				return
+			}
+			time.Sleep(wait)
+			continue
+		}
+		n, err := io.CopyN(io.Discard, conn, int64(min(b.tokens, 1<<20)))
+		b.tokens -= float64(n)
+		if err != nil {
+			return // the peer closed, the deadline passed, or the connection broke
+		}
+	}
 }
 
 // halfClose shuts the writing side of conn: for TLS, close_notify and then

@@ -37,7 +37,10 @@ const (
 // of ByteBurst). A peer over any fails the connection with
 // StatusPolicyViolation (ErrRateLimited). It is checked every few frames,
 // not at each, so that it costs nearly nothing: a peer may overrun a burst
-// by a sixteenth of it before it is caught.
+// by a sixteenth of it before it is caught. Bytes also holds once the
+// connection is closing: what the peer sends after this side's close frame
+// is read, to be dropped, no faster than Bytes allows, and a peer that
+// keeps going past it finds the connection closed before the close timeout.
 //
 // Controls is what tells a ping flood from a fast client: each ping costs
 // this endpoint a pong write, and a peer has no need for more than a few a

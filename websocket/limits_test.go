@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -392,4 +393,82 @@ func TestReadLimitOption(t *testing.T) {
 	if got := CloseStatus(err); got != StatusMessageTooBig {
 		t.Fatalf("a message over the server's ReadLimit: %v (status %v), want %v", err, got, StatusMessageTooBig)
 	}
+}
+
+// A peer that keeps sending after this side failed the connection is
+// drained, for the close timeout, no faster than ReadRate.Bytes: before,
+// the drain read at line rate, so that a peer could go past its byte rate
+// for the whole close timeout by sending after the close frame. Through
+// Read in both roles, and through Serve.
+func TestDrainKeepsToByteRate(t *testing.T) {
+	const rate = 64 << 10
+	opts := &sideOptions{ReadRate: RateLimit{Bytes: rate, ByteBurst: rate}, CloseTimeout: 2 * time.Second}
+	// flood sends a frame of a reserved opcode, which fails the
+	// connection with 1002, then garbage for as long as the connection
+	// takes it; it returns how many bytes the peer wrote.
+	flood := func(peer *rawPeer, stop <-chan struct{}) <-chan int64 {
+		wrote := make(chan int64, 1)
+		go func() {
+			bad := frameBytes(peer.client, true, frame.Opcode(3), nil)
+			n, err := peer.conn.Write(bad)
+			junk := make([]byte, 64<<10)
+			for total := int64(n); ; {
+				select {
+				case <-stop:
+					wrote <- total
+					return
+				default:
+				}
+				if err != nil {
+					wrote <- total
+					return
+				}
+				peer.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				n, err = peer.conn.Write(junk)
+				total += int64(n)
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					err = nil // the server is not reading: try again
+				}
+			}
+		}()
+		return wrote
+	}
+	// At most the burst and the close timeout's worth of the rate are
+	// read; the socket buffers of both ends take some megabytes more.
+	const bound = 24 << 20
+	check := func(t *testing.T, wrote int64) {
+		t.Helper()
+		t.Logf("the peer wrote %d bytes after its bad frame", wrote)
+		if wrote > bound {
+			t.Fatalf("the peer wrote %d bytes during the drain, over %d: the drain did not keep to %d bytes/s", wrote, bound, rate)
+		}
+	}
+	forRoles(t, func(t *testing.T, client bool) {
+		c, peer := newRawPeer(t, client, opts)
+		stop := make(chan struct{})
+		wrote := flood(peer, stop)
+		_, _, err := c.Read(context.Background())
+		var pe *ProtocolError
+		if !errors.As(err, &pe) || pe.Code != StatusProtocolError {
+			t.Fatalf("Read = %v, want the 1002 of a reserved opcode", err)
+		}
+		close(stop)
+		peer.conn.Close()
+		check(t, <-wrote)
+	})
+	t.Run("serve", func(t *testing.T) {
+		c, peer := newRawPeer(t, false, opts)
+		ended := make(chan error, 1)
+		if err := c.Serve(func(MessageType, []byte) {}, func(err error) { ended <- err }); err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		wrote := flood(peer, stop)
+		if code, _, err := awaitEnd(t, ended, 10*time.Second); code != StatusProtocolError {
+			t.Fatalf("serving ended with %v, want the 1002 of a reserved opcode", err)
+		}
+		close(stop)
+		peer.conn.Close()
+		check(t, <-wrote)
+	})
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"math/bits"
-	"time"
 
 	"github.com/duplexws/duplex/internal/frame"
 )
@@ -462,12 +461,15 @@ func (c *Conn) serveEnd() {
 	c.br.release()
 	c.takeReadState()
 	linger := s.linger
+	var rate *bucket
+	if linger {
+		rate = c.drainRate()
+	}
 	c.readMu.unlock()
 	go func() {
 		if linger {
 			// As linger does: until the peer closes or the close timeout.
-			c.netConn.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
-			io.Copy(io.Discard, c.netConn)
+			lingerDrain(c.netConn, c.cfg.closeTimeout, rate)
 		}
 		c.CloseNow()
 		s.onEnd(err)
