@@ -232,3 +232,42 @@ func writeConfig(dir string) (string, error) {
 	path := filepath.Join(dir, "duplex.yaml")
 	return path, os.WriteFile(path, []byte(config), 0o600)
 }
+
+// profile starts a CPU profile of the first node for d, to be written to
+// dir as <broker>-<nodes>-<phase>.pprof, and returns a function that waits
+// for it. With dir "" it does nothing. A profile that cannot be taken is
+// reported on stderr; the benchmark goes on without it.
+func (c *cluster) profile(dir, phase string, d time.Duration) (wait func()) {
+	if dir == "" {
+		return func() {}
+	}
+	name := filepath.Join(dir, fmt.Sprintf("%s-%d-%s.pprof", c.setup.broker, c.setup.nodes, strings.ReplaceAll(phase, " ", "-")))
+	secs := max(1, int(d/time.Second)-1) // within the phase: it ends with d
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := func() error {
+			resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", c.debug[0], secs))
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("profiler answered %s", resp.Status)
+			}
+			f, err := os.Create(name)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, resp.Body); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		}()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "clusterbench: profile %s: %v\n", name, err)
+		}
+	}()
+	return func() { <-done }
+}

@@ -41,6 +41,7 @@ type options struct {
 	pacedShare       float64
 	localAddrs       int
 	stormConcurrency int
+	profileDir       string // "": no profiles
 }
 
 func main() {
@@ -58,6 +59,7 @@ func main() {
 	stormClients := flag.Int("storm", 10000, "clients of the connect storm (0: none)")
 	storms := flag.String("storm-setups", "memory:1,redis:3,nats:3", "broker:nodes list of connect-storm setups")
 	flag.IntVar(&o.stormConcurrency, "storm-concurrency", 1000, "handshakes in flight per worker in the storm")
+	flag.StringVar(&o.profileDir, "profile", "", "write a CPU profile of the first node during each unpaced phase to this directory")
 	flag.Parse()
 	if *worker {
 		if err := runWorker(); err != nil {
@@ -180,7 +182,9 @@ func runThroughput(ctx context.Context, bin, configPath string, s setup, opts op
 		name string
 		kind channelKind
 	}{{oneChannel, kindShared}, {channelPerClient, kindOwn}, {groupsOfTen, kindGroup}} {
+		stopProfile := c.profile(opts.profileDir, kind.name, opts.duration)
 		fast, err := l.publish(kind.name, kind.kind, opts.duration, 0)
+		stopProfile()
 		log.Printf("clusterbench: %v: %s published", s, kind.name)
 		res.phases = append(res.phases, fast)
 		if err != nil {
