@@ -2,13 +2,18 @@ package redis_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/duplexws/duplex/gateway/broker"
 	"github.com/duplexws/duplex/gateway/broker/redis"
+	"github.com/duplexws/duplex/internal/testgateway"
 	"github.com/duplexws/duplex/internal/testredis"
 )
 
@@ -92,4 +97,77 @@ func BenchmarkDelivery(b *testing.B) {
 		b.Fatalf("delivered %d of %d", c.n.Load(), b.N)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+// BenchmarkFlushDelay: what a node and Redis spend per publication with
+// history that comes back to the node (every channel subscribed), with
+// and without FlushDelay, at a few calls in flight. The figures are CPU
+// time per publication of this process (the node, the benchmark's own
+// goroutines included) and of redis-server, from /proc: compare them
+// within one run.
+func BenchmarkFlushDelay(b *testing.B) {
+	for _, delay := range []time.Duration{-1, 20 * time.Microsecond, 100 * time.Microsecond} {
+		for _, inFlight := range []int{16, 64, 512} {
+			b.Run(fmt.Sprintf("delay=%v/inflight=%d", max(delay, 0), inFlight), func(b *testing.B) {
+				benchFlushDelay(b, delay, inFlight)
+			})
+		}
+	}
+}
+
+func benchFlushDelay(b *testing.B, delay time.Duration, inFlight int) {
+	c := &counter{done: make(chan struct{}), want: int64(b.N)}
+	srv := testredis.Start(b, testredis.Options{})
+	br, err := redis.New(redis.Options{Addrs: []string{srv.Addr()}, FlushDelay: delay})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := br.Start(ctx, c); err != nil {
+		b.Fatal(err)
+	}
+	defer br.Close(ctx)
+	const channels = 1024
+	for i := range channels {
+		if err := br.Subscribe(ctx, "bench-"+strconv.Itoa(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	data := []byte(`{"text":"hello, world","n":42}`)
+	info := &broker.ClientInfo{Client: "c42", User: "u42"}
+	opts := broker.PublishOptions{HistorySize: 100, HistoryTTL: time.Minute}
+	cpu := func() (self, redis time.Duration) {
+		s, err1 := testgateway.ReadProcStat(os.Getpid())
+		r, err2 := testgateway.ReadProcStat(srv.PID())
+		if err := errors.Join(err1, err2); err != nil {
+			b.Fatal(err)
+		}
+		return s.CPU, r.CPU
+	}
+	var next atomic.Int64
+	b.ResetTimer()
+	self0, redis0 := cpu()
+	var wg sync.WaitGroup
+	for range inFlight {
+		wg.Go(func() {
+			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+				if _, err := br.Publish(ctx, "bench-"+strconv.Itoa(int(i%channels)), data, info, opts); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case <-c.done:
+	case <-time.After(30 * time.Second):
+		b.Fatalf("delivered %d of %d", c.n.Load(), b.N)
+	}
+	self1, redis1 := cpu()
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(n/b.Elapsed().Seconds(), "pubs/s")
+	b.ReportMetric(float64((self1-self0).Microseconds())/n, "node-µs/op")
+	b.ReportMetric(float64((redis1-redis0).Microseconds())/n, "redis-µs/op")
 }

@@ -156,6 +156,7 @@ func (b *Broker) connect(ctx context.Context, h broker.Handler) error {
 		// notices a connection that the server closed at once, rather
 		// than at the next command.
 		AlwaysPipelining: true,
+		MaxFlushDelay:    max(b.opts.FlushDelay, 0),
 	})
 	if err != nil {
 		return err

@@ -67,5 +67,9 @@
 // ring of 1024 per connection).
 //
 // The client is rueidis (github.com/redis/rueidis), chosen by a benchmark
-// of the publish script under concurrency (peers/redisbench).
+// of the publish script under concurrency (peers/redisbench). Its one
+// connection for commands pipelines the calls of all goroutines, and
+// waits up to Options.FlushDelay after each write so that the calls made
+// meanwhile go out in the next one (BenchmarkFlushDelay measures what
+// that saves).
 package redis

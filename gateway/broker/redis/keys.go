@@ -29,10 +29,17 @@ type keyspace struct {
 	// the connection to the slot's master ("" when not needed).
 	control string
 	anchors []string
+	tags    []string // tags[i] is tag(i), made once: Publish names three keys
 }
 
 func newKeyspace(prefix string, cluster bool, shards int) keyspace {
-	k := keyspace{prefix: prefix, cluster: cluster, shards: shards, anchors: make([]string, shards)}
+	k := keyspace{prefix: prefix, cluster: cluster, shards: shards, anchors: make([]string, shards), tags: make([]string, shards)}
+	for i := range k.tags {
+		k.tags[i] = prefix + ":"
+		if cluster {
+			k.tags[i] = prefix + ":{" + strconv.Itoa(i) + "}:"
+		}
+	}
 	if cluster {
 		for i := range k.anchors {
 			k.anchors[i] = k.tag(i) + "control"
@@ -59,12 +66,7 @@ func (k keyspace) shard(channel string) int {
 }
 
 // tag returns "<prefix>:" or, on a Cluster, "<prefix>:{<shard>}:".
-func (k keyspace) tag(shard int) string {
-	if !k.cluster {
-		return k.prefix + ":"
-	}
-	return k.prefix + ":{" + strconv.Itoa(shard) + "}:"
-}
+func (k keyspace) tag(shard int) string { return k.tags[shard] }
 
 // name returns the key or channel of kind (m, h, p, z, u, c) of channel in
 // shard.

@@ -71,6 +71,16 @@ type Options struct {
 	// connections open). Defaults: 1 second and 2 seconds.
 	HealthInterval time.Duration
 	HealthTimeout  time.Duration
+	// FlushDelay is how long the connection for commands waits after each
+	// write before the next, while other calls are in flight, gathering
+	// the commands made meanwhile into one write: fewer system calls for
+	// the node under load, at the price of that much latency per call (a
+	// sleep this short may take up to a millisecond when the process is
+	// otherwise idle). BenchmarkFlushDelay measured a third less of the
+	// node's CPU per publication at 64 and 512 calls in flight and a
+	// tenth less at 16, at the same throughput. Negative: write at once.
+	// Default: 100 microseconds.
+	FlushDelay time.Duration
 
 	// MaxPendingBytes bounds the messages of one pub/sub connection read
 	// from Redis and not yet delivered (the connection's reader never
@@ -96,6 +106,7 @@ const (
 	defaultConnTimeout     = 10 * time.Second
 	defaultHealthInterval  = time.Second
 	defaultHealthTimeout   = 2 * time.Second
+	defaultFlushDelay      = 100 * time.Microsecond
 	maxShards              = 1024
 )
 
@@ -140,6 +151,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxPendingBytes <= 0 {
 		o.MaxPendingBytes = defaultMaxPendingBytes
 	}
+	if o.FlushDelay == 0 {
+		o.FlushDelay = defaultFlushDelay
+	}
 	return o, nil
 }
 
@@ -174,19 +188,26 @@ func (o Options) String() string {
 	if o.Prefix != "" && o.Prefix != defaultPrefix {
 		q.Set("prefix", o.Prefix)
 	}
+	switch {
+	case o.FlushDelay < 0:
+		q.Set("flush_delay", "0")
+	case o.FlushDelay > 0 && o.FlushDelay != defaultFlushDelay:
+		q.Set("flush_delay", o.FlushDelay.String())
+	}
 	u.RawQuery = q.Encode()
 	return u.String()
 }
 
 // ParseURL parses a server URL into Options:
 //
-//	redis://[[user]:password@]host[:port][,host[:port]...][/db][?cluster=true&prefix=p]
+//	redis://[[user]:password@]host[:port][,host[:port]...][/db][?cluster=true&prefix=p&flush_delay=d]
 //	rediss://...  the same over TLS (Options.TLS is then a *tls.Config
 //	              that the caller may add a RootCAs to)
 //
 // The port defaults to 6379. Several comma-separated hosts are seed nodes of
 // a Redis Cluster; cluster=true says the same of one. /db selects a
-// database of a standalone server. User and password are percent-decoded
+// database of a standalone server. flush_delay sets FlushDelay (a Go
+// duration; 0 writes at once). User and password are percent-decoded
 // when they can be, and may hold '@', ':' and '/' unescaped too. Errors
 // never quote the password.
 func ParseURL(s string) (Options, error) {
@@ -263,6 +284,15 @@ func ParseURL(s string) (Options, error) {
 			o.Cluster = b
 		case "prefix":
 			o.Prefix = v
+		case "flush_delay":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return o, fmt.Errorf("redis broker: URL parameter flush_delay=%q is not a duration such as 100us or 0", v)
+			}
+			o.FlushDelay = d
+			if d == 0 {
+				o.FlushDelay = -1 // none, where the option's 0 is the default
+			}
 		default:
 			return o, fmt.Errorf("redis broker: unknown URL parameter %q", k)
 		}

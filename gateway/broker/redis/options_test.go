@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/duplexws/duplex/gateway/broker/redis"
 )
@@ -29,6 +30,8 @@ func TestParseURL(t *testing.T) {
 		{"redis://a:1?cluster=true", redis.Options{Addrs: []string{"a:1"}, Cluster: true}, false},
 		{"redis://a:1/0?cluster=1&prefix=app", redis.Options{Addrs: []string{"a:1"}, Cluster: true, Prefix: "app"}, false},
 		{"redis://a:1?cluster=false", redis.Options{Addrs: []string{"a:1"}}, false},
+		{"redis://a:1?flush_delay=250us", redis.Options{Addrs: []string{"a:1"}, FlushDelay: 250 * time.Microsecond}, false},
+		{"redis://a:1?flush_delay=0", redis.Options{Addrs: []string{"a:1"}, FlushDelay: -1}, false},
 	} {
 		got, err := redis.ParseURL(c.url)
 		if err != nil {
@@ -59,6 +62,8 @@ func TestParseURLErrors(t *testing.T) {
 		"redis://:" + secret + "@h:1/0#frag",
 		"redis://:" + secret + "@h%zz:1",
 		"redis://:" + secret + "@a:1,,b:2",
+		"redis://:" + secret + "@h:1?flush_delay=soon",
+		"redis://:" + secret + "@h:1?flush_delay=-1ms",
 	} {
 		_, err := redis.ParseURL(u)
 		if err == nil {
@@ -92,6 +97,21 @@ func TestRedacted(t *testing.T) {
 	o = redis.Options{Addrs: []string{"a:1", "b:2"}, Password: secret}
 	if s := o.String(); s != "redis://:xxxxx@a:1,b:2" {
 		t.Errorf("String() = %q", s)
+	}
+}
+
+// TestFlushDelayURL: String writes FlushDelay so that ParseURL reads it
+// back, and leaves the default out.
+func TestFlushDelayURL(t *testing.T) {
+	for _, d := range []time.Duration{-1, 250 * time.Microsecond} {
+		o := redis.Options{Addrs: []string{"h:1"}, FlushDelay: d}
+		got, err := redis.ParseURL(o.String())
+		if err != nil || got.FlushDelay != d {
+			t.Errorf("FlushDelay %v: String() = %q, read back as %v, %v", d, o.String(), got.FlushDelay, err)
+		}
+	}
+	if s := (redis.Options{Addrs: []string{"h:1"}}).String(); s != "redis://h:1" {
+		t.Errorf("String() with the default FlushDelay = %q", s)
 	}
 }
 
