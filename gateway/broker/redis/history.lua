@@ -5,12 +5,16 @@
 -- ARGV[1] limit (-1 all, 0 none)  ARGV[2] "1" for newest first
 -- ARGV[3] since offset, "" for none  ARGV[4] since epoch
 -- Returns {offset, epoch, id1, publication1, id2, publication2, ...}.
-local m = redis.call('hmget', KEYS[1], 'e', 'o')
+local m = redis.call('hmget', KEYS[1], 'e', 'o', 's')
 local epoch = m[1]
 if not epoch then
   return {0, ''}
 end
 local top = tonumber(m[2]) or 0
+-- The stream is trimmed by whole nodes: what it holds beyond the last
+-- size publications is not history. (No size: trimmed exactly, by an
+-- older version.)
+local size = tonumber(m[3])
 local limit = tonumber(ARGV[1])
 local since = ARGV[3]
 if limit == 0 or (since ~= '' and ARGV[4] ~= epoch) then
@@ -43,6 +47,9 @@ if not first then
   return {top, epoch}
 end
 local lo = tonumber(string.match(first, '^%d+'))
+if size then
+  lo = math.max(lo, top - size + 1)
+end
 if since ~= '' then
   lo = math.max(lo, tonumber(since) + 1)
 end
