@@ -239,7 +239,9 @@ func (c *Conn) drainRate() *bucket {
 	return &b
 }
 
-// drainChunk is the most lingerDrain reads at once when it keeps to a rate.
+// drainChunk is how many bytes' worth of the bucket lingerDrain waits for
+// before it reads again, so that a peer over its rate costs a wake-up per
+// 32 KiB rather than per byte.
 const drainChunk = 32 << 10
 
 // lingerDrain drops what arrives on conn until the peer closes or timeout

@@ -35,9 +35,10 @@ type keyspace struct {
 func newKeyspace(prefix string, cluster bool, shards int) keyspace {
 	k := keyspace{prefix: prefix, cluster: cluster, shards: shards, anchors: make([]string, shards), tags: make([]string, shards)}
 	for i := range k.tags {
-		k.tags[i] = prefix + ":"
 		if cluster {
 			k.tags[i] = prefix + ":{" + strconv.Itoa(i) + "}:"
+		} else {
+			k.tags[i] = prefix + ":"
 		}
 	}
 	if cluster {
