@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -211,5 +212,67 @@ func TestPartialMessage(t *testing.T) {
 				}
 				return fmt.Sprintf("%d conns held a 64 KiB frame begun", len(open))
 			}})
+	})
+}
+
+// TestSendAfterClose: a client that is closed (a frame of a reserved
+// opcode: 1002) and keeps sending as fast as it can, ignoring the close
+// frame. The server drains what arrives after its close frame for the
+// close timeout (5 s) so that the client can read it; that drain read at
+// line rate, past the byte rate, 1.2 GB in 2 s in the websocket package's
+// test. Now it keeps to the byte rate (1 MiB/s here): each connection may
+// send at most the burst and 5 s of the rate, with the socket buffers of
+// both ends besides.
+func TestSendAfterClose(t *testing.T) {
+	needSuite(t)
+	const rate = 1 << 20
+	cfg := baseConfig()
+	cfg.limits()["byte_rate"] = rate
+	cfg.limits()["byte_burst"] = 2 * rate
+	conns := size(2, 8)
+	bad := appendFrame(nil, true, false, 0x3, 0, nil)
+	junk := bytes.Repeat([]byte{0xee}, 64<<10)
+	// 2 MiB of burst, 5 s at the rate, and up to about 10 MiB of socket
+	// buffers: 64 MiB leaves room; at line rate it is gigabytes.
+	const bound = 64 << 20
+	targets(t, cfg, []string{"--byte-rate", "1048576", "--byte-burst", "2097152"}, func(t *testing.T, g *target) {
+		g.run(t, "send after close/"+g.kind, attack{run: func(ctx context.Context, t *testing.T) string {
+			var seen codes
+			var most atomic.Int64
+			var wg sync.WaitGroup
+			for range conns {
+				wg.Go(func() {
+					c, status, err := dialWS(ctx, g, attackerIP, "", 0)
+					if err != nil || status != 101 {
+						seen.add(fmt.Sprintf("handshake %d %v", status, err))
+						return
+					}
+					defer c.Close()
+					ended := make(chan string, 1)
+					go func() { ended <- c.awaitClose(10 * time.Second) }()
+					c.Write(bad)
+					var sent int64
+					for end := time.Now().Add(10 * time.Second); time.Now().Before(end) && ctx.Err() == nil; {
+						c.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+						n, err := c.Write(junk)
+						sent += int64(n)
+						if err != nil && !isTimeout(err) {
+							break // the server closed the connection
+						}
+					}
+					seen.add(<-ended)
+					for m := most.Load(); sent > m && !most.CompareAndSwap(m, sent); m = most.Load() {
+					}
+				})
+			}
+			wg.Wait()
+			if got := seen.get("1002"); got != conns {
+				t.Errorf("connections ended %s, want all %d closed with 1002", &seen, conns)
+			}
+			if m := most.Load(); m > bound {
+				t.Errorf("a client sent %d MiB after its close, over %d MiB: the drain does not keep to the byte rate", m>>20, bound>>20)
+			}
+			return fmt.Sprintf("%d conns, at most %d MiB sent after the close: %s", conns, most.Load()>>20, &seen)
+		}})
 	})
 }
