@@ -5,8 +5,8 @@ import (
 	"compress/flate"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -22,14 +22,28 @@ func targets(t *testing.T, cfg config, echoArgs []string, f func(t *testing.T, g
 // after prefix until the server ends the connection or d passes, and
 // counts how each ended: want is the close code the server must send.
 func flood(ctx context.Context, t *testing.T, g *target, conns int, d time.Duration, prefix, chunk []byte, want string) string {
-	var seen codes
-	var wg sync.WaitGroup
-	var mu sync.Mutex
+	seen, sent := floodConns(ctx, g, conns, d, prefix, chunk, false)
+	if got := seen.get(want); got != conns {
+		t.Errorf("flood: connections ended %s, want all %d closed with %s", seen, conns, want)
+	}
 	var written int64
-	for range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for _, n := range sent {
+		written += n
+	}
+	return fmt.Sprintf("%d conns, %d MiB sent: %s", conns, written>>20, seen)
+}
+
+// floodConns opens conns connections and, on each, writes prefix, then
+// chunk again and again for up to d: until the server closes the
+// connection, and, unless pastClose, until its close frame arrives. It
+// returns how each connection ended (a close code, "open", "none" or a
+// failed handshake) and the bytes written on each.
+func floodConns(ctx context.Context, g *target, conns int, d time.Duration, prefix, chunk []byte, pastClose bool) (*codes, []int64) {
+	seen := new(codes)
+	sent := make([]int64, conns)
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Go(func() {
 			c, status, err := dialWS(ctx, g, attackerIP, "", 0)
 			if err != nil || status != 101 {
 				seen.add(fmt.Sprintf("handshake %d %v", status, err))
@@ -39,34 +53,27 @@ func flood(ctx context.Context, t *testing.T, g *target, conns int, d time.Durat
 			ended := make(chan string, 1)
 			go func() { ended <- c.awaitClose(d + 5*time.Second) }()
 			c.Write(prefix)
-			deadline := time.Now().Add(d)
-			n := int64(0)
-			for time.Now().Before(deadline) && ctx.Err() == nil {
+			for deadline := time.Now().Add(d); time.Now().Before(deadline) && ctx.Err() == nil; {
 				c.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
-				m, err := c.Write(chunk)
-				n += int64(m)
+				n, err := c.Write(chunk)
+				sent[i] += int64(n)
 				if err != nil && !isTimeout(err) {
-					break
+					break // the server closed the connection
 				}
-				select {
-				case how := <-ended:
-					ended <- how
-					deadline = time.Time{}
-				default:
+				if !pastClose {
+					select {
+					case how := <-ended:
+						ended <- how
+						deadline = time.Time{}
+					default:
+					}
 				}
 			}
-			mu.Lock()
-			written += n
-			mu.Unlock()
-			how := <-ended
-			seen.add(how)
-		}()
+			seen.add(<-ended)
+		})
 	}
 	wg.Wait()
-	if got := seen.get(want); got != conns {
-		t.Errorf("flood: connections ended %s, want all %d closed with %s", &seen, conns, want)
-	}
-	return fmt.Sprintf("%d conns, %d MiB sent: %s", conns, written>>20, &seen)
+	return seen, sent
 }
 
 func isTimeout(err error) bool {
@@ -237,42 +244,15 @@ func TestSendAfterClose(t *testing.T) {
 	const bound = 64 << 20
 	targets(t, cfg, []string{"--byte-rate", "1048576", "--byte-burst", "2097152"}, func(t *testing.T, g *target) {
 		g.run(t, "send after close/"+g.kind, attack{run: func(ctx context.Context, t *testing.T) string {
-			var seen codes
-			var most atomic.Int64
-			var wg sync.WaitGroup
-			for range conns {
-				wg.Go(func() {
-					c, status, err := dialWS(ctx, g, attackerIP, "", 0)
-					if err != nil || status != 101 {
-						seen.add(fmt.Sprintf("handshake %d %v", status, err))
-						return
-					}
-					defer c.Close()
-					ended := make(chan string, 1)
-					go func() { ended <- c.awaitClose(10 * time.Second) }()
-					c.Write(bad)
-					var sent int64
-					for end := time.Now().Add(10 * time.Second); time.Now().Before(end) && ctx.Err() == nil; {
-						c.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
-						n, err := c.Write(junk)
-						sent += int64(n)
-						if err != nil && !isTimeout(err) {
-							break // the server closed the connection
-						}
-					}
-					seen.add(<-ended)
-					for m := most.Load(); sent > m && !most.CompareAndSwap(m, sent); m = most.Load() {
-					}
-				})
-			}
-			wg.Wait()
+			seen, sent := floodConns(ctx, g, conns, 10*time.Second, bad, junk, true)
 			if got := seen.get("1002"); got != conns {
-				t.Errorf("connections ended %s, want all %d closed with 1002", &seen, conns)
+				t.Errorf("connections ended %s, want all %d closed with 1002", seen, conns)
 			}
-			if m := most.Load(); m > bound {
-				t.Errorf("a client sent %d MiB after its close, over %d MiB: the drain does not keep to the byte rate", m>>20, bound>>20)
+			most := slices.Max(sent)
+			if most > bound {
+				t.Errorf("a client sent %d MiB after its close, over %d MiB: the drain does not keep to the byte rate", most>>20, bound>>20)
 			}
-			return fmt.Sprintf("%d conns, at most %d MiB sent after the close: %s", conns, most.Load()>>20, &seen)
+			return fmt.Sprintf("%d conns, at most %d MiB sent after the close: %s", conns, most>>20, seen)
 		}})
 	})
 }
