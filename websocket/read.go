@@ -533,12 +533,59 @@ func (c *Conn) handleControl(op frame.Opcode, payload []byte) error {
 		if c.closeSent.Load() {
 			return nil
 		}
+		if !c.client && c.pingFollows() {
+			return c.answerPings(payload)
+		}
 		return c.writeControlFromReader(frame.OpPong, payload)
 	case frame.OpPong:
 		c.gotPong(payload)
 		return nil
 	}
 	return c.handleClose(payload)
+}
+
+// pingFollows reports whether the next frame, whole in the buffer, is a
+// well-formed ping from a client: final, no reserved bits, masked, at most
+// MaxControlPayload bytes. It reads nothing from the network.
+func (c *Conn) pingFollows() bool {
+	n := c.br.Buffered()
+	if n < 2 {
+		return false
+	}
+	b, _ := c.br.Peek(2) // buffered: no read
+	if b[0] != 0x80|byte(frame.OpPing) || b[1]&0x80 == 0 || int(b[1]&0x7f) > frame.MaxControlPayload {
+		return false
+	}
+	return n >= frame.HeaderLen(b[1])+int(b[1]&0x7f)
+}
+
+// answerPings answers the ping whose payload is p, and the whole pings
+// buffered right behind it, with their pongs in order in one write: a
+// peer that sends pings back to back (a flood, which the frame rate
+// limits, or a client that pings in bursts) costs a system call per
+// buffer of pongs, not one per ping. Every ping still gets its pong
+// (section 5.5.3 would allow answering only the last). When the frame
+// rate fails the connection at one of the pings that follow, the pongs
+// gathered are not sent: the connection ends with 1008 instead. Server
+// side only: a client's pongs are masked, with a key drawn under frameMu.
+func (c *Conn) answerPings(p []byte) error {
+	buf := c.cfg.writePool.get()
+	defer c.cfg.writePool.put(buf)
+	pong := frame.Header{Fin: true, Opcode: frame.OpPong}
+	pong.Length = int64(len(p))
+	b := append(frame.AppendHeader((*buf)[:0], pong), p...)
+	for cap(b)-len(b) >= 2+frame.MaxControlPayload && c.pingFollows() {
+		h, _, err := c.readFrameHeader()
+		if err != nil {
+			return err
+		}
+		pong.Length = h.Length
+		b = append(frame.AppendHeader(b, pong), c.ctrl[:h.Length]...)
+	}
+	return c.writeFromReader(false, func() error {
+		_, err := c.netConn.Write(b)
+		return err
+	})
 }
 
 // readError turns an error met while reading into what the caller sees. A

@@ -343,6 +343,15 @@ func (c *Conn) writeFrameLocked(op frame.Opcode, fin bool, rsv byte, p []byte) e
 // reader, bounded by the close timeout so that a peer that does not read
 // cannot hold the reader forever.
 func (c *Conn) writeControlFromReader(op frame.Opcode, payload []byte) error {
+	return c.writeFromReader(op == frame.OpClose, func() error {
+		return c.writeFrameLocked(op, true, 0, payload)
+	})
+}
+
+// writeFromReader makes write, which writes control frames, on behalf of
+// the reader as writeControlFromReader says; closing marks the close frame
+// sent.
+func (c *Conn) writeFromReader(closing bool, write func() error) error {
 	if !c.frameMu.tryLock() {
 		// A frame is being written: wait for it, but not forever. The
 		// timer is only paid for under contention.
@@ -358,7 +367,7 @@ func (c *Conn) writeControlFromReader(op frame.Opcode, payload []byte) error {
 	if c.closeSent.Load() {
 		return nil
 	}
-	if op == frame.OpClose {
+	if closing {
 		c.closeSent.Store(true)
 	}
 	// Hold off the AfterFunc of the watched write context, which would cut
@@ -373,7 +382,7 @@ func (c *Conn) writeControlFromReader(op frame.Opcode, payload []byte) error {
 		watchMu.Lock()
 	}
 	c.netConn.SetWriteDeadline(time.Now().Add(c.cfg.closeTimeout))
-	err := c.writeFrameLocked(op, true, 0, payload)
+	err := write()
 	c.netConn.SetWriteDeadline(time.Time{})
 	if watchMu != nil {
 		watchMu.Unlock()
