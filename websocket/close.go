@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"strconv"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -179,7 +181,8 @@ func (c *Conn) handleClose(payload []byte) error {
 	if c.client {
 		c.unwatch(reading)
 		c.br.Discard(c.br.Buffered())
-		lingerDrain(c.netConn, c.cfg.closeTimeout, c.drainRate())
+		rate, most := c.drainLimits()
+		lingerDrain(c.netConn, c.cfg.closeTimeout, rate, most)
 	} else if c.linger() {
 		// Closing with bytes of the client unread (a ping after its close
 		// frame, say) would reset the connection and could destroy the
@@ -223,59 +226,118 @@ func (c *Conn) linger() (later bool) {
 		return true
 	}
 	c.unwatch(reading)
-	lingerDrain(c.netConn, c.cfg.closeTimeout, c.drainRate())
+	rate, most := c.drainLimits()
+	lingerDrain(c.netConn, c.cfg.closeTimeout, rate, most)
 	return false
 }
 
-// drainRate returns the byte bucket that the drain after a close honours:
-// the connection's own, as its reader left it, or nil when it has no byte
-// rate. The caller reads c.
-func (c *Conn) drainRate() *bucket {
+// drainLimits returns what the drain after a close keeps to: the
+// connection's byte bucket, as its reader left it (nil without a byte
+// rate), and the most bytes it reads (negative: no bound but the bucket's).
+// A peer failed for going over its read rate (ErrRateLimited) gets
+// drainAfterRate bytes read, not its rate's worth for the whole close
+// timeout: it has just shown that it does not keep to its rate, and a
+// flood of pings or empty frames cut at its frame rate would otherwise go
+// on at its byte rate, which a frame rate alone leaves unbounded. Past
+// them the connection closes with the peer's bytes unread, so its kernel
+// may get a reset; Linux keeps the close frame readable before it. The
+// caller reads c.
+func (c *Conn) drainLimits() (*bucket, int64) {
+	c.closeMu.Lock()
+	why := c.closeErr
+	c.closeMu.Unlock()
+	most := int64(-1)
+	if errors.Is(why, ErrRateLimited) {
+		most = drainAfterRate
+	}
 	if c.rate == nil || c.rate.bytes.rate == 0 {
-		return nil
+		return nil, most
 	}
 	c.rate.settle()
 	b := c.rate.bytes
-	return &b
+	return &b, most
 }
+
+// drainAfterRate is how many bytes the drain reads after the close frame
+// sent to a peer over its read rate: enough for what a peer that stops at
+// the close frame still has on its way over a fast link.
+const drainAfterRate = 256 << 10
 
 // drainChunk is how many bytes' worth of the bucket lingerDrain waits for
 // before it reads again, so that a peer over its rate costs a wake-up per
 // 32 KiB rather than per byte.
 const drainChunk = 32 << 10
 
-// lingerDrain drops what arrives on conn until the peer closes or timeout
-// passes. With a byte bucket (ReadRate.Bytes) it reads no faster than the
-// rate allows the peer to send while the connection was open, so that a
-// peer cannot go past its rate limit by sending after the close frame: a
-// peer that keeps sending is left to TCP's flow control, and once it is
-// over the bucket for longer than timeout allows, it returns early.
-func lingerDrain(conn net.Conn, timeout time.Duration, b *bucket) {
+// lingerDrain drops what arrives on conn until the peer closes, timeout
+// passes or, with most not negative, most bytes have been read. With a byte
+// bucket (ReadRate.Bytes) it reads no faster than the rate allows the peer
+// to send while the connection was open, so that a peer cannot go past
+// its rate limit by sending after the close frame: a peer that keeps
+// sending is left to TCP's flow control. When it stops reading before the
+// peer closes (most read, or the bucket would not refill in time), it
+// waits for what was sent to reach the peer (awaitSent), as closing with
+// the peer's bytes unread resets the connection.
+func lingerDrain(conn net.Conn, timeout time.Duration, b *bucket, most int64) {
 	deadline := time.Now().Add(timeout)
 	conn.SetReadDeadline(deadline)
+	if most < 0 {
+		most = math.MaxInt64
+	}
 	if b == nil {
-		io.Copy(io.Discard, conn)
+		if n, err := io.CopyN(io.Discard, conn, most); err == nil && n == most {
+			awaitSent(conn, deadline)
+		}
 		return
 	}
 	chunk := min(drainChunk, b.burst)
 	last := time.Now()
-	for {
+	for most > 0 {
 		now := time.Now()
 		b.take(now.Sub(last).Seconds(), 0)
 		last = now
 		if b.tokens < chunk {
 			wait := time.Duration((chunk - b.tokens) / b.rate * float64(time.Second))
 			if now.Add(wait).After(deadline) {
-				return
+				break
 			}
 			time.Sleep(wait)
 			continue
 		}
-		n, err := io.CopyN(io.Discard, conn, int64(min(b.tokens, 1<<20)))
+		n, err := io.CopyN(io.Discard, conn, min(int64(min(b.tokens, 1<<20)), most))
 		b.tokens -= float64(n)
+		most -= n
 		if err != nil {
 			return // the peer closed, the deadline passed, or the connection broke
 		}
+	}
+	awaitSent(conn, deadline)
+}
+
+// awaitSent waits, until deadline, for the peer to have acknowledged all
+// that was written on conn, without reading. Closing a socket with bytes
+// of the peer unread makes the kernel send a reset and drop what it still
+// holds to send: a close frame behind pongs that the peer's window had not
+// taken yet would be lost. Only Linux tells (TIOCOUTQ); elsewhere, and for
+// connections that are not sockets, it returns at once.
+func awaitSent(conn net.Conn, deadline time.Time) {
+	if tc, ok := conn.(*tls.Conn); ok {
+		conn = tc.NetConn()
+	}
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	unsent := -1
+	count := func(fd uintptr) { unsent = kernelUnsent(fd) }
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		if raw.Control(count) != nil || unsent <= 0 || time.Now().Add(wait).After(deadline) {
+			return
+		}
+		time.Sleep(wait)
 	}
 }
 

@@ -472,3 +472,103 @@ func TestDrainKeepsToByteRate(t *testing.T) {
 		check(t, <-wrote)
 	})
 }
+
+// A peer failed for going over its frame rate gets its close frame, but
+// not its rate's worth of reading for the close timeout: the drain reads
+// at most drainAfterRate bytes more, then waits, without reading, for the
+// close frame to reach the peer, whose receive window the pongs to its
+// flood of pings have filled, and closes. Before, a frame rate without a
+// byte rate left the drain unbounded (the peer streamed into this side at
+// line rate for the whole close timeout); and closing right after the
+// short drain, with the peer's bytes unread, reset the connection and lost
+// the close frame queued behind the pongs. Read in both roles, and Serve.
+func TestDrainAfterRateIsShort(t *testing.T) {
+	opts := &sideOptions{ReadRate: RateLimit{Frames: 1000, FrameBurst: 1000}, CloseTimeout: 3 * time.Second}
+	// attack floods c's peer's pings until c is done, reading nothing for
+	// the first half second; it returns the close code the peer read
+	// (-1 for none) and how many bytes it wrote.
+	attack := func(t *testing.T, peer *rawPeer, done func()) (StatusCode, int64) {
+		t.Helper()
+		var chunk []byte
+		for len(chunk) < 64<<10 {
+			chunk = append(chunk, frameBytes(peer.client, true, frame.OpPing, bytes.Repeat([]byte{'p'}, frame.MaxControlPayload))...)
+		}
+		stop := make(chan struct{})
+		wrote := make(chan int64, 1)
+		go func() {
+			var total int64
+			defer func() { wrote <- total }()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				peer.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				n, err := peer.conn.Write(chunk)
+				total += int64(n)
+				if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+					return
+				}
+			}
+		}()
+		code := make(chan StatusCode, 1)
+		go func() {
+			time.Sleep(500 * time.Millisecond)
+			for {
+				h, p, err := peer.readFrame()
+				if err != nil {
+					code <- -1
+					return
+				}
+				if h.Opcode == frame.OpClose {
+					c, _, _ := frame.ParseClosePayload(p)
+					code <- StatusCode(c)
+					return
+				}
+			}
+		}()
+		done()
+		close(stop)
+		n := <-wrote
+		got := <-code
+		peer.conn.Close()
+		t.Logf("the peer read close code %d and wrote %d bytes", got, n)
+		return got, n
+	}
+	// The burst of pings and what the drain reads, then the socket
+	// buffers of both ends: some megabytes.
+	const bound = 32 << 20
+	check := func(t *testing.T, code StatusCode, wrote int64) {
+		t.Helper()
+		if code != StatusPolicyViolation {
+			t.Errorf("the peer read close code %d, want %d: the close frame was lost", code, StatusPolicyViolation)
+		}
+		if wrote > bound {
+			t.Errorf("the peer wrote %d bytes, over %d: the drain after the frame rate read on", wrote, bound)
+		}
+	}
+	forRoles(t, func(t *testing.T, client bool) {
+		c, peer := newRawPeer(t, client, opts)
+		code, wrote := attack(t, peer, func() {
+			_, _, err := c.Read(context.Background())
+			if !errors.Is(err, ErrRateLimited) {
+				t.Errorf("Read = %v, want the frame rate's 1008", err)
+			}
+		})
+		check(t, code, wrote)
+	})
+	t.Run("serve", func(t *testing.T) {
+		c, peer := newRawPeer(t, false, opts)
+		ended := make(chan error, 1)
+		if err := c.Serve(func(MessageType, []byte) {}, func(err error) { ended <- err }); err != nil {
+			t.Fatal(err)
+		}
+		code, wrote := attack(t, peer, func() {
+			if _, _, err := awaitEnd(t, ended, 10*time.Second); !errors.Is(err, ErrRateLimited) {
+				t.Errorf("serving ended with %v, want the frame rate's 1008", err)
+			}
+		})
+		check(t, code, wrote)
+	})
+}

@@ -14,3 +14,13 @@ func kernelQueued(fd uintptr) int {
 	}
 	return int(n)
 }
+
+// kernelUnsent returns the bytes written to a TCP socket that its peer has
+// not yet acknowledged, -1 when it cannot tell.
+func kernelUnsent(fd uintptr) int {
+	var n int32
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&n))); errno != 0 {
+		return -1
+	}
+	return int(n)
+}

@@ -462,14 +462,15 @@ func (c *Conn) serveEnd() {
 	c.takeReadState()
 	linger := s.linger
 	var rate *bucket
+	most := int64(-1)
 	if linger {
-		rate = c.drainRate()
+		rate, most = c.drainLimits()
 	}
 	c.readMu.unlock()
 	go func() {
 		if linger {
 			// As linger does: until the peer closes or the close timeout.
-			lingerDrain(c.netConn, c.cfg.closeTimeout, rate)
+			lingerDrain(c.netConn, c.cfg.closeTimeout, rate, most)
 		}
 		c.CloseNow()
 		s.onEnd(err)
