@@ -41,10 +41,14 @@ const (
 // connection is closing: what the peer sends after this side's close frame
 // is read, to be dropped, no faster than Bytes allows, and a peer that
 // keeps going past it finds the connection closed before the close timeout.
+// A peer failed for going over its rate gets 256 KiB of what it sends after
+// the close frame read, no more: the connection closes once the peer has
+// acknowledged the close frame, or at the close timeout.
 //
 // Controls is what tells a ping flood from a fast client: each ping costs
-// this endpoint a pong write, and a peer has no need for more than a few a
-// second, while a busy client may send tens of thousands of data frames.
+// this endpoint a pong (a server writes the pongs to pings that arrived
+// together at once), and a peer has no need for more than a few a second,
+// while a busy client may send tens of thousands of data frames.
 //
 // The zero value sets no limit.
 type RateLimit struct {

@@ -479,6 +479,17 @@ func (c *codes) get(code string) int {
 	return c.n[code]
 }
 
+// merge adds the counts of o.
+func (c *codes) merge(o *codes) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for k, n := range o.n {
+		for range n {
+			c.add(k)
+		}
+	}
+}
+
 func (c *codes) total() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
