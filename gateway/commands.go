@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -57,6 +58,15 @@ func (duplexProtocol) encodeNotice(n *notice) []byte {
 	return nil
 }
 
+// commandsPerTurn is how many commands of one message handleMessage runs
+// before it lets other goroutines run: a message of many commands (200 of
+// a command flood fit the default burst) would otherwise keep its
+// processor for all of them while other clients' single commands wait. In
+// the abuse suite's command flood (100 attackers reconnecting for 10 s),
+// the healthy client's p99 went from 27-37 ms to 21-22 ms, three runs of
+// each; a message of one command, the usual, never yields.
+const commandsPerTurn = 16
+
 // commandPool holds the command values handleMessage decodes into.
 var commandPool = sync.Pool{New: func() any { return new(command) }}
 
@@ -74,6 +84,7 @@ func (duplexProtocol) handleMessage(sess *session, text bool, msg []byte) {
 		*cmd = command{}
 		commandPool.Put(cmd)
 	}()
+	turn := 0 // commands run since the last yield
 	for len(msg) > 0 {
 		var line []byte
 		line, msg, _ = bytes.Cut(msg, []byte{'\n'})
@@ -82,6 +93,10 @@ func (duplexProtocol) handleMessage(sess *session, text bool, msg []byte) {
 		}
 		if !sess.allowCommand() {
 			return
+		}
+		if turn++; turn > commandsPerTurn {
+			runtime.Gosched()
+			turn = 1
 		}
 		// A line that is not a command ends the session, after the
 		// replies to the commands before it, as the command rate does.

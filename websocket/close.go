@@ -239,9 +239,10 @@ func (c *Conn) linger() (later bool) {
 // timeout: it has just shown that it does not keep to its rate, and a
 // flood of pings or empty frames cut at its frame rate would otherwise go
 // on at its byte rate, which a frame rate alone leaves unbounded. Past
-// them the connection closes with the peer's bytes unread, so its kernel
-// may get a reset; Linux keeps the close frame readable before it. The
-// caller reads c.
+// them the drain waits for the close frame to be acknowledged (awaitSent)
+// and the connection closes with the peer's bytes unread: the peer gets a
+// reset after the close frame (Linux still lets it read what arrived
+// before the reset). The caller reads c.
 func (c *Conn) drainLimits() (*bucket, int64) {
 	c.closeMu.Lock()
 	why := c.closeErr
