@@ -260,8 +260,9 @@ func (c *Conn) drainLimits() (*bucket, int64) {
 }
 
 // drainAfterRate is how many bytes the drain reads after the close frame
-// sent to a peer over its read rate: enough for what a peer that stops at
-// the close frame still has on its way over a fast link.
+// sent to a peer over its read rate: what a peer that stops at the close
+// frame may still have in flight, about a 100 Mbit/s link's worth over a
+// 20 ms round trip.
 const drainAfterRate = 256 << 10
 
 // drainChunk is how many bytes' worth of the bucket lingerDrain waits for

@@ -479,14 +479,17 @@ func (c *codes) get(code string) int {
 	return c.n[code]
 }
 
-// merge adds the counts of o.
+// merge adds the counts of o, another codes.
 func (c *codes) merge(o *codes) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = make(map[string]int)
+	}
 	for k, n := range o.n {
-		for range n {
-			c.add(k)
-		}
+		c.n[k] += n
 	}
 }
 
