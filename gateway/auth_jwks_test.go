@@ -17,10 +17,16 @@ import (
 
 // The leeway at connect holds for the live expiry too: a token 3 s past
 // its exp inside a 5 s leeway is accepted, and the connection stays until
-// exp plus the leeway (it was closed by the next janitor visit).
+// exp plus the leeway (it was closed by the next janitor visit, which
+// comes within a second).
 func TestExpiryLeeway(t *testing.T) {
 	ts := newServer(t, func(cfg *Config) { cfg.Auth.Leeway = 5 * time.Second })
-	exp := time.Now().Add(-3 * time.Second).Unix() // 3 to 4 s ago
+	// exp is in whole seconds: begin just after a second does, so that exp
+	// plus the leeway is nearly 2 s away. Begun late in a second, it was
+	// barely 1 s away, less than the wait below, and the test failed.
+	now := time.Now()
+	time.Sleep(now.Truncate(time.Second).Add(time.Second + 20*time.Millisecond).Sub(now))
+	exp := time.Now().Add(-3 * time.Second).Unix() // 3.02 s ago
 	c, _ := connected(t, ts.url, token(t, map[string]any{"sub": "alice", "exp": exp}))
 	time.Sleep(1200 * time.Millisecond)
 	c.okOpen("ping", nil)
