@@ -407,31 +407,7 @@ func TestDrainKeepsToByteRate(t *testing.T) {
 	// connection with 1002, then garbage for as long as the connection
 	// takes it; it returns how many bytes the peer wrote.
 	flood := func(peer *rawPeer, stop <-chan struct{}) <-chan int64 {
-		wrote := make(chan int64, 1)
-		go func() {
-			bad := frameBytes(peer.client, true, frame.Opcode(3), nil)
-			n, err := peer.conn.Write(bad)
-			junk := make([]byte, 64<<10)
-			for total := int64(n); ; {
-				select {
-				case <-stop:
-					wrote <- total
-					return
-				default:
-				}
-				if err != nil {
-					wrote <- total
-					return
-				}
-				peer.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-				n, err = peer.conn.Write(junk)
-				total += int64(n)
-				if errors.Is(err, os.ErrDeadlineExceeded) {
-					err = nil // the server is not reading: try again
-				}
-			}
-		}()
-		return wrote
+		return keepWriting(peer.conn, frameBytes(peer.client, true, frame.Opcode(3), nil), make([]byte, 64<<10), stop)
 	}
 	// At most the burst and the close timeout's worth of the rate are
 	// read; the socket buffers of both ends take some megabytes more.
@@ -473,6 +449,34 @@ func TestDrainKeepsToByteRate(t *testing.T) {
 	})
 }
 
+// keepWriting writes first to conn, then chunk again and again, for as
+// long as the connection takes them (a write the peer's full window holds
+// up is tried again) and until stop is closed; it sends how many bytes it
+// wrote. A write cut short leaves part of a frame: what follows is
+// garbage, which suits a peer only drained by now.
+func keepWriting(conn net.Conn, first, chunk []byte, stop <-chan struct{}) <-chan int64 {
+	wrote := make(chan int64, 1)
+	go func() {
+		n, err := conn.Write(first)
+		total := int64(n)
+		defer func() { wrote <- total }()
+		for err == nil {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			n, err = conn.Write(chunk)
+			total += int64(n)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = nil // the peer is not reading: try again
+			}
+		}
+	}()
+	return wrote
+}
+
 // A peer failed for going over its frame rate gets its close frame, but
 // not its rate's worth of reading for the close timeout: the drain reads
 // at most drainAfterRate bytes more, then waits, without reading, for the
@@ -494,24 +498,7 @@ func TestDrainAfterRateIsShort(t *testing.T) {
 			chunk = append(chunk, frameBytes(peer.client, true, frame.OpPing, bytes.Repeat([]byte{'p'}, frame.MaxControlPayload))...)
 		}
 		stop := make(chan struct{})
-		wrote := make(chan int64, 1)
-		go func() {
-			var total int64
-			defer func() { wrote <- total }()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				peer.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-				n, err := peer.conn.Write(chunk)
-				total += int64(n)
-				if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-					return
-				}
-			}
-		}()
+		wrote := keepWriting(peer.conn, nil, chunk, stop)
 		code := make(chan StatusCode, 1)
 		go func() {
 			time.Sleep(500 * time.Millisecond)
