@@ -22,14 +22,16 @@ func targets(t *testing.T, cfg config, echoArgs []string, f func(t *testing.T, g
 // and again after prefix until the server ends it, and a new one takes its
 // place, as an attacker who is closed reconnects, so that the healthy
 // client's p99 covers the whole attack rather than the milliseconds one
-// connection lasts. It counts how each ended: want is the close code the
-// server must send.
+// connection lasts. Every round may flood for d, however little of d is
+// left when it starts: one given only what was left stopped writing before
+// the server's limit caught it, and was never closed. It counts how each
+// ended: want is the close code the server must send.
 func flood(ctx context.Context, t *testing.T, g *target, conns int, d time.Duration, prefix, chunk []byte, want string) string {
 	seen := new(codes)
 	var written int64
 	rounds := 0
 	for end := time.Now().Add(d); rounds == 0 || time.Now().Before(end) && ctx.Err() == nil; rounds++ {
-		s, sent := floodConns(ctx, g, conns, time.Until(end), prefix, chunk, false)
+		s, sent := floodConns(ctx, g, conns, d, prefix, chunk, false)
 		seen.merge(s)
 		for _, n := range sent {
 			written += n
